@@ -1,0 +1,25 @@
+"""trio_mona: MonaServer-style Lua server applications on a Trio socket runtime."""
+
+from ._addresses import IPAddress as IPAddress
+from ._addresses import SocketAddress as SocketAddress
+from ._config import ConfigError as ConfigError
+from ._runtime import VERSION as __version__
+from ._runtime import BoundAddress as BoundAddress
+from ._runtime import Runtime as Runtime
+from ._runtime import RuntimeStatistics as RuntimeStatistics
+from ._runtime import StartupError as StartupError
+from ._runtime import open_runtime as open_runtime
+from ._runtime import serve as serve
+
+__all__ = [
+    "BoundAddress",
+    "ConfigError",
+    "IPAddress",
+    "Runtime",
+    "RuntimeStatistics",
+    "SocketAddress",
+    "StartupError",
+    "__version__",
+    "open_runtime",
+    "serve",
+]

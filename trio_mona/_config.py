@@ -1,0 +1,169 @@
+"""Configuration: MonaServer-style INI files, ``--set`` overrides, typed values.
+
+Sans-I/O apart from :func:`load_config` reading the file. Keys are kept as
+dotted strings (``"echo.port"``); :func:`nest` builds the nested view Lua also gets.
+The runtime's own settings live in the ``[trio_mona]`` section (:class:`Settings`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Final, TypeAlias
+
+import attrs
+
+ConfigValue: TypeAlias = bool | int | float | str
+NestedConfig: TypeAlias = dict[str, "ConfigValue | NestedConfig"]
+
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
+_COMMENT: Final = re.compile(r"[;#]")
+
+
+class ConfigError(ValueError):
+    """A configuration file or setting that cannot be used; the message says why."""
+
+
+def typed(raw: str) -> ConfigValue:
+    """``true``/``false`` → bool, decimal integers → int, decimals → float, else str."""
+    lowered = raw.lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    if _INTEGER.fullmatch(raw):
+        return int(raw)
+    if _DECIMAL.fullmatch(raw):
+        return float(raw)
+    return raw
+
+
+def parse_ini(text: str, *, source: str = "<config>") -> dict[str, str]:
+    """Parse INI text into dotted keys and raw string values.
+
+    Keys before any section are top-level; key case is kept; ``;`` and ``#`` start a
+    comment anywhere on a line. A line with a key and no ``=`` gives an empty value.
+    """
+    entries: dict[str, str] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = _COMMENT.split(line, maxsplit=1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise ConfigError(f"{source}:{number}: unclosed section header '{line}'")
+            section = line[1:-1].strip()
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"{source}:{number}: missing key before '='")
+        entries[f"{section}.{key}" if section else key] = value.strip()
+    return entries
+
+
+def parse_setting(setting: str) -> tuple[str, str]:
+    """Split a ``SECTION.KEY=VALUE`` override; the key is everything before ``=``."""
+    key, sep, value = setting.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"invalid setting '{setting}': expected SECTION.KEY=VALUE")
+    return key, value.strip()
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, str] = ()
+) -> dict[str, ConfigValue]:
+    """Read an INI file (if any), apply overrides, and type every value.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or an override is malformed.
+    """
+    raw: dict[str, str] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+        raw.update(parse_ini(text, source=str(path)))
+    if isinstance(overrides, Mapping):
+        raw.update({str(k): str(v) for k, v in overrides.items()})
+    else:
+        raw.update(parse_setting(s) for s in overrides)
+    return {key: typed(value) for key, value in raw.items()}
+
+
+def nest(flat: Mapping[str, ConfigValue]) -> NestedConfig:
+    """The nested view of dotted keys: ``{"a.b": 1}`` → ``{"a": {"b": 1}}``.
+
+    Where a key is both a value and a section (``a=1`` and ``a.b=2``), the section
+    wins in the nested view; the value stays reachable by its dotted key.
+    """
+    tree: NestedConfig = {}
+    for key in sorted(flat, key=lambda k: k.count(".")):
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if not isinstance(node.get(leaf), dict):
+            node[leaf] = flat[key]
+    return tree
+
+
+@attrs.frozen
+class Settings:
+    """The runtime's own settings, from the ``[trio_mona]`` section."""
+
+    #: Unsent bytes above which a connection stops reading (flow control).
+    soft_limit: int = 1 << 20
+    #: Unsent bytes past which ``send`` fails.
+    hard_limit: int = 16 << 20
+    #: Seconds a closing connection may take to flush its queue.
+    linger: float = 5.0
+    #: Lua engine: ``lua54`` (default) or ``luajit21``.
+    engine: str = "lua54"
+    #: Lua memory cap in bytes (Lua 5.4 only); 0 for none.
+    max_memory: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, ConfigValue]) -> Settings:
+        """Read and check the ``trio_mona.*`` keys.
+
+        Raises:
+            ConfigError: a setting has the wrong type or an impossible value.
+        """
+        values: dict[str, object] = {}
+        for field in attrs.fields(cls):
+            key = f"trio_mona.{field.name}"
+            if key not in config:
+                continue
+            value = config[key]
+            expected = field.type
+            if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value).__name__ != expected:
+                raise ConfigError(f"{key} must be {expected}, got {value!r}")
+            values[field.name] = value
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.soft_limit <= 0 or self.hard_limit < self.soft_limit:
+            raise ConfigError("trio_mona.soft_limit must be > 0 and <= trio_mona.hard_limit")
+        if self.linger < 0:
+            raise ConfigError("trio_mona.linger must be >= 0")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
+        if self.max_memory < 0:
+            raise ConfigError("trio_mona.max_memory must be >= 0")
+
+
+#: Supported Lua engines (lupa module names).
+ENGINES: Final = ("lua54", "luajit21")

@@ -1,0 +1,201 @@
+"""The executor: the one task that calls Lua.
+
+It receives events on the runtime's memory channel and, for each, runs the Lua
+handler in a pooled coroutine (``_prelude.lua``). It drains every event already
+queued before it waits again: batching is where the speed comes from.
+
+A handler may *suspend* (a call that has to wait, such as a DNS look-up, yields in
+Lua); the executor then starts a task for the awaited work, goes on with other
+events, and resumes the coroutine when that work posts :class:`Resumed`. Events for a
+socket whose handler is suspended wait in that socket's backlog, so every socket
+sees its events in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import trio
+
+from ._events import Accepted, Call, Closed, DataReceived, Event, Resumed
+
+if TYPE_CHECKING:
+    from ._lua import LuaBridge
+
+log = logging.getLogger("trio_mona")
+
+
+@attrs.frozen
+class Suspension:
+    """What a suspending call hands the executor: a token and the work to await.
+
+    *work* returns the values the Lua coroutine resumes with.
+    """
+
+    token: int
+    work: Callable[[], Awaitable[tuple[object, ...]]]
+
+
+class Subject(Protocol):
+    """Anything whose events must stay in order while one of its handlers waits."""
+
+    waiting: deque[Event] | None
+
+
+Continuation = Callable[[Any], None]
+
+
+class Executor:
+    """Turns events into Lua calls, one at a time (DESIGN §1)."""
+
+    def __init__(
+        self,
+        bridge: LuaBridge,
+        receive: trio.MemoryReceiveChannel[Event],
+        post: Callable[[Event], None],
+    ) -> None:
+        self._bridge = bridge
+        self._receive = receive
+        self._post = post
+        self._nursery: trio.Nursery | None = None
+        self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
+        self._on_data = bridge.on_data
+        self._on_event = bridge.on_event
+        #: False once shutdown has run onStop: no Lua runs after that (DESIGN §4).
+        self.lua_enabled = True
+        self.events_dispatched = 0
+        self._dispatch: dict[type[Any], Callable[[Any], None]] = {
+            DataReceived: self._data,
+            Accepted: self._accepted,
+            Closed: self._closed,
+            Resumed: self._resumed,
+            Call: self._call,
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Dispatch events until every sender has closed the channel."""
+        receive = self._receive
+        dispatch = self._dispatch
+        async with receive, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            count = 0
+            while True:
+                try:
+                    event = receive.receive_nowait()
+                except trio.WouldBlock:
+                    self.events_dispatched += count
+                    count = 0
+                    try:
+                        event = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
+                count += 1
+                try:
+                    dispatch[event.__class__](event)
+                except Exception:
+                    log.exception("internal error while dispatching %r", event)
+            nursery.cancel_scope.cancel()
+
+    def stop_lua(self) -> None:
+        """Run no more Lua: drop queued events and suspended coroutines."""
+        self.lua_enabled = False
+        for token in self._pending:
+            self._bridge.api.drop(token)
+        self._pending.clear()
+
+    # -- suspension ---------------------------------------------------------------
+    def settle(self, result: Any, subjects: tuple[Subject, ...], then: Continuation) -> None:
+        """Finish a Lua call: continue with its result, or park it if it suspended."""
+        if result.__class__ is Suspension:
+            for subject in subjects:
+                if subject.waiting is None:
+                    subject.waiting = deque()
+            self._pending[result.token] = (subjects, then)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._await, result)
+            return
+        then(result)
+        for subject in subjects:
+            self._release(subject)
+
+    async def _await(self, suspension: Suspension) -> None:
+        values = await suspension.work()
+        self._post(Resumed(suspension.token, values))
+
+    def _resumed(self, event: Resumed) -> None:
+        entry = self._pending.pop(event.token, None)
+        if entry is None or not self.lua_enabled:
+            return
+        subjects, then = entry
+        self.settle(self._bridge.resume(event.token, *event.values), subjects, then)
+
+    def _release(self, subject: Subject) -> None:
+        backlog = subject.waiting
+        subject.waiting = None
+        if not backlog:
+            return
+        while backlog and subject.waiting is None:
+            self._dispatch[backlog[0].__class__](backlog.popleft())
+        if backlog:
+            assert subject.waiting is not None
+            backlog.extend(subject.waiting)
+            subject.waiting = backlog
+
+    # -- events -------------------------------------------------------------------
+    def _data(self, event: DataReceived) -> None:
+        conn = event.conn
+        if conn.waiting is not None:
+            conn.waiting.append(event)
+            return
+        conn.consumed(len(event.data))
+        table = conn.table
+        if table is None or not conn.connected or not self.lua_enabled:
+            return
+        data = conn.kept + event.data if conn.kept else event.data
+        rest = self._on_data(table, data)
+        if rest.__class__ is Suspension:
+            self.settle(rest, (conn,), lambda r: conn.keep(data, r))
+        elif rest:
+            conn.kept = data[-int(rest) :]
+        elif conn.kept:
+            conn.kept = b""
+
+    def _accepted(self, event: Accepted) -> None:
+        conn = event.conn
+        if conn.waiting is not None:
+            conn.waiting.append(event)
+            return
+        if not self.lua_enabled:
+            conn.close_now()
+            return
+        client = self._bridge.new_object(b"TCPClient", conn, event.owner)
+        conn.attach(client)
+        result = self._on_event(event.server_table, b"onConnection", client)
+        if result == 1:
+            conn.disconnect()  # no handler: the connection is closed (DESIGN §3)
+            return
+        self.settle(result, (conn,), _ignore)
+
+    def _closed(self, event: Closed) -> None:
+        conn = event.conn
+        if conn.waiting is not None:
+            conn.waiting.append(event)
+            return
+        table = conn.detach()
+        if table is None or not self.lua_enabled:
+            conn.forget()
+            return
+        result = self._on_event(table, b"onDisconnection", None)
+        self.settle(result, (conn,), lambda _: conn.forget())
+
+    def _call(self, event: Call) -> None:
+        event.function()
+
+
+def _ignore(_: object) -> None:
+    pass

@@ -1,0 +1,116 @@
+"""The one typed doorway to lupa.
+
+lupa's stubs are incomplete and its objects are untyped, so everything that touches
+``LuaRuntime`` lives here, behind :class:`LuaBridge`. Lua strings are ``bytes``
+end to end (``encoding=None``); Python hands Lua ``bytes`` only, never ``str``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from ._config import ENGINES
+
+__all__ = ["LuaBridge", "LuaError", "LuaTable"]
+
+#: A Lua table or function as lupa hands it to Python (opaque here).
+LuaTable = Any
+
+
+class LuaError(Exception):
+    """A Lua chunk failed to load or run; the message carries Lua's file and line."""
+
+
+def _deny_attributes(obj: object, name: object, is_setting: bool) -> object:
+    # Lua never receives Python objects it could inspect; refuse every attribute
+    # access so that `obj.__class__`, `f.__globals__` etc. lead nowhere.
+    raise AttributeError("access to Python attributes is denied")
+
+
+_PRELUDE: Final = importlib.resources.files(__package__).joinpath("_prelude.lua").read_bytes()
+
+
+class LuaBridge:
+    """One Lua state with trio_mona's prelude loaded.
+
+    Only the executor task calls into it once the runtime runs; *host* is the table of
+    Python functions the prelude calls (see ``_prelude.lua``).
+    """
+
+    def __init__(
+        self,
+        engine: str,
+        host: Mapping[str, object],
+        *,
+        max_memory: int = 0,
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown Lua engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        module = importlib.import_module(f"lupa.{engine}")
+        options: dict[str, object] = {}
+        if max_memory and engine == "lua54":
+            options["max_memory"] = max_memory
+        self._lua = module.LuaRuntime(
+            encoding=None,
+            unpack_returned_tuples=True,
+            register_eval=False,
+            register_builtins=False,
+            attribute_filter=_deny_attributes,
+            **options,
+        )
+        self.engine = engine
+        self.version: str = self._lua.lua_implementation.decode()
+        host_table = self.table(host)
+        loader = self._lua.eval("function(src) return load(src, '=trio_mona/_prelude.lua', 't') end")
+        chunk = loader(_PRELUDE)
+        api = chunk(host_table)
+        self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
+        self.on_event: Callable[..., Any] = api.on_event
+        self.call: Callable[..., Any] = api.call
+        self.resume: Callable[..., Any] = api.resume
+        self.new_object: Callable[[bytes, object, bytes], LuaTable] = api.new_object
+        self.wrap_socket_address: Callable[[object], LuaTable] = api.wrap_socket_address
+        self.wrap_ip: Callable[[object], LuaTable] = api.wrap_ip
+        self.new_app_env: Callable[..., LuaTable] = api.new_app_env
+        self.set_log_threshold: Callable[[int], None] = api.set_log_threshold
+        self.rest_count: Callable[[object, int], int] = api.rest_count
+        self._load_chunk = api.load_chunk
+        self.api = api
+
+    def table(self, data: Mapping[str, object] | None = None) -> LuaTable:
+        """A new Lua table from a mapping (str keys become Lua strings; nested dicts too)."""
+        table = self._lua.table()
+        for key, value in (data or {}).items():
+            table[key.encode()] = self.to_lua(value)
+        return table
+
+    def to_lua(self, value: object) -> object:
+        """Convert plain Python data for Lua: str → bytes, dicts → tables."""
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        if isinstance(value, Mapping):
+            return self.table(value)
+        return value
+
+    def load(self, source: bytes, chunkname: str, env: LuaTable) -> LuaTable:
+        """Compile *source* as a text chunk with globals *env*.
+
+        Raises:
+            LuaError: the chunk has a syntax error (the message has file and line).
+        """
+        result = self._load_chunk(source, b"@" + chunkname.encode("utf-8", "surrogateescape"), env)
+        if isinstance(result, tuple):
+            message = result[1]
+            raise LuaError(message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message))
+        return result
+
+    def eval(self, source: str) -> Any:
+        """Evaluate a Lua expression (tests and diagnostics only)."""
+        return self._lua.eval(source)
+
+    def memory_used(self) -> int:
+        """Bytes of memory the Lua state holds."""
+        return int(self._lua.eval("collectgarbage('count')") * 1024)

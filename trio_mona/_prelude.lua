@@ -1,0 +1,541 @@
+-- trio_mona's Lua prelude: the Lua half of the bridge.
+--
+-- Run once per runtime with `host`, a table of Python functions (the only Python
+-- objects Lua ever holds, kept here as upvalues that applications cannot reach).
+-- Returns `api`, the Lua functions the Python executor calls.
+--
+-- Every Lua-visible object (TCP client, TCP server, addresses) is a plain table with
+-- a per-class metatable: documented methods and properties go to the Python handle
+-- found in the weak `handle_of` table; handlers and user fields live in the table.
+-- Every handler runs inside a pooled coroutine so that a call may suspend it.
+local host = ...
+
+local type, tostring, tonumber, select, error, rawget, rawset, pairs, next =
+  type, tostring, tonumber, select, error, rawget, rawset, pairs, next
+local setmetatable, xpcall, format, concat, floor =
+  setmetatable, xpcall, string.format, table.concat, math.floor
+local create, resume, yield, status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local real_debug = debug
+local traceback, getinfo, raw_getmetatable = debug.traceback, debug.getinfo, debug.getmetatable
+
+local api = {}
+
+---------------------------------------------------------------------------
+-- Lua 5.1 / 5.4 compatibility: MonaServer scripts were written for LuaJIT.
+---------------------------------------------------------------------------
+table.unpack = table.unpack or unpack
+unpack = unpack or table.unpack
+loadstring = loadstring or load
+math.pow = math.pow or function(x, y) return x ^ y end
+table.getn = table.getn or function(t) return #t end
+local unpack = table.unpack
+
+---------------------------------------------------------------------------
+-- Safety (DESIGN §10): no way back into Python from application code.
+---------------------------------------------------------------------------
+python = nil
+package.loaded.python = nil
+local safe_debug = {
+  traceback = traceback,
+  getinfo = function(f, ...)
+    if type(f) == "thread" then return getinfo(f, ...) end
+    if type(f) == "number" and f >= 0 then f = f + 1 end
+    return getinfo(f, ...)
+  end,
+  getmetatable = function(v)
+    if type(v) == "userdata" then return nil end
+    return getmetatable(v)
+  end,
+}
+debug = safe_debug
+package.loaded.debug = safe_debug
+
+---------------------------------------------------------------------------
+-- Objects: classes, handles, argument checks.
+---------------------------------------------------------------------------
+local handle_of = setmetatable({}, { __mode = "k" }) -- object table -> Python handle
+local owner_of = setmetatable({}, { __mode = "k" })  -- object table -> application path
+local class_of = setmetatable({}, { __mode = "k" })  -- metatable -> class name
+
+local function typename(v)
+  local t = type(v)
+  if t == "table" then
+    local mt = raw_getmetatable(v)
+    if mt and class_of[mt] then return class_of[mt] end
+  end
+  return t
+end
+api.typename = typename
+
+local function argerror(method, i, expected, v)
+  error(format("bad argument #%d to '%s' (%s expected, got %s)", i, method, expected, typename(v)), 3)
+end
+
+local classes = {}
+
+-- Build a class: `methods` are Lua functions taking the object table first;
+-- `props` names the read-only properties read through `getter(handle, name)`.
+local function class(name, methods, props, getter, extra)
+  local mt = { __metatable = name }
+  local prop_set = {}
+  for _, p in ipairs(props) do prop_set[p] = true end
+  mt.__index = function(t, k)
+    local m = methods[k]
+    if m ~= nil then return m end
+    if prop_set[k] then return getter(handle_of[t], k) end
+    return nil
+  end
+  mt.__newindex = function(t, k, v)
+    if methods[k] ~= nil or prop_set[k] then
+      error(format("'%s' is read-only on %s", tostring(k), name), 2)
+    end
+    rawset(t, k, v)
+  end
+  for k, v in pairs(extra or {}) do mt[k] = v end
+  class_of[mt] = name
+  classes[name] = mt
+  return mt
+end
+
+local function new_object(class_name, handle, owner)
+  local t = setmetatable({}, classes[class_name])
+  handle_of[t] = handle
+  owner_of[t] = owner
+  return t
+end
+api.new_object = new_object
+
+local function handle(self, method, class_name)
+  local h = handle_of[self]
+  if h == nil or typename(self) ~= class_name then
+    error(format("bad self to '%s' (%s expected, got %s; call it as obj:%s(...))",
+      method, class_name, typename(self), method), 3)
+  end
+  return h
+end
+
+-- An address argument: number or string pass through, address objects become
+-- their Python values; anything else is a type error naming the method.
+local function address_arg(method, i, v, optional)
+  local t = type(v)
+  if t == "string" or t == "number" then return v end
+  if t == "nil" and optional then return nil end
+  if t == "table" then
+    local name = typename(v)
+    if name == "SocketAddress" or name == "IPAddress" then return handle_of[v] end
+  end
+  argerror(method, i, optional and "port" or "address", v)
+end
+
+---------------------------------------------------------------------------
+-- Logging: FATAL ... TRACE and print, through Python's logging.
+---------------------------------------------------------------------------
+local threshold = 20
+
+function api.set_log_threshold(level) threshold = level end
+
+local render
+
+local function render_table(t, depth, seen)
+  if seen[t] then return "{...}" end
+  if depth > 3 then return "{...}" end
+  seen[t] = true
+  local parts, n = {}, 0
+  local count = #t
+  for i = 1, count do
+    n = n + 1
+    if n > 50 then parts[n] = "..."; break end
+    parts[n] = render(t[i], depth + 1, seen)
+  end
+  if n <= 50 then
+    for k, v in next, t do
+      if not (type(k) == "number" and k >= 1 and k <= count and k % 1 == 0) then
+        n = n + 1
+        if n > 50 then parts[n] = "..."; break end
+        local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k
+          or "[" .. render(k, depth + 1, seen) .. "]"
+        parts[n] = key .. "=" .. render(v, depth + 1, seen)
+      end
+    end
+  end
+  seen[t] = nil
+  return "{" .. concat(parts, ", ") .. "}"
+end
+
+render = function(v, depth, seen)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "table" then
+    local mt = raw_getmetatable(v)
+    if mt and mt.__tostring then return tostring(v) end
+    return render_table(v, depth or 1, seen or {})
+  end
+  return tostring(v)
+end
+
+local function render_args(sep, ...)
+  local n = select("#", ...)
+  if n == 1 then return render((...)) end
+  local parts = {}
+  for i = 1, n do parts[i] = render((select(i, ...))) end
+  return concat(parts, sep)
+end
+
+-- Log `message` for application `owner`, attributed to the Lua caller `level`
+-- frames up (file and line of the Lua code that called the logging function).
+local function log_at(owner, lvl, frames, message)
+  if lvl < threshold then return end
+  local info = getinfo(frames + 1, "Sl")
+  local source, line = "?", 0
+  if info then source, line = info.source, info.currentline end
+  host.log(lvl, owner, source, line, message)
+end
+
+local LEVELS = {
+  FATAL = 50, CRITIC = 50, ERROR = 40, WARN = 30, NOTE = 25, INFO = 20, DEBUG = 10, TRACE = 5,
+}
+
+-- Log an error raised by a handler, with the file and line from its message.
+local function report(owner, what, err)
+  local text = tostring(err)
+  local source, line = text:match("^(.-):(%d+): ")
+  if source then source = "@" .. source else source = "?" end
+  if 40 >= threshold then
+    host.log(40, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
+  end
+end
+api.report = report
+
+---------------------------------------------------------------------------
+-- Coroutine dispatch: every handler runs in a pooled coroutine.
+---------------------------------------------------------------------------
+local DONE, SUSPEND = {}, {}
+local pool, pooled = {}, 0
+local suspended = {} -- token -> coroutine
+
+local function worker(job, a, b, c)
+  while true do
+    job, a, b, c = yield(DONE, job(a, b, c))
+  end
+end
+
+local function settle(co, ok, tag, value, request)
+  if not ok then
+    -- Only reachable when a job itself is broken: jobs catch handler errors.
+    report("", "handler coroutine", traceback(co, tostring(tag)))
+    return 0
+  end
+  if tag == DONE then
+    pooled = pooled + 1
+    pool[pooled] = co
+    return value
+  end
+  if tag == SUSPEND then
+    suspended[value] = co
+    return request
+  end
+  report("", "handler", "coroutine.yield() outside a suspending call; the handler was dropped")
+  return 0
+end
+
+local function run(job, a, b, c)
+  local co
+  if pooled > 0 then
+    co = pool[pooled]
+    pool[pooled] = nil
+    pooled = pooled - 1
+  else
+    co = create(worker)
+  end
+  return settle(co, resume(co, job, a, b, c))
+end
+
+-- Suspend the calling handler until Python resumes `token` (DESIGN §1).
+function api.suspend(token, request)
+  return yield(SUSPEND, token, request)
+end
+
+function api.resume(token, ...)
+  local co = suspended[token]
+  suspended[token] = nil
+  if co == nil then return 0 end
+  return settle(co, resume(co, ...))
+end
+
+function api.drop(token) suspended[token] = nil end
+
+---------------------------------------------------------------------------
+-- Jobs: what a coroutine runs for each kind of event.
+---------------------------------------------------------------------------
+
+-- The onData "rest" rule (DESIGN §3): how many bytes at the end stay unconsumed.
+local function rest_count(r, size)
+  r = tonumber(r)
+  if r == nil or r ~= r or r <= 0 then return 0 end
+  if r >= size then return size end
+  return floor(r)
+end
+api.rest_count = rest_count
+
+-- Call onData (or its alias onReception) until the rest rule says stop; return
+-- how many bytes at the end of the last buffer to keep for the next call.
+local function data_job(t, data)
+  local handler = rawget(t, "onData") or rawget(t, "onReception")
+  if handler == nil then return 0 end
+  while true do
+    local ok, r = xpcall(handler, traceback, t, data)
+    if not ok then
+      report(owner_of[t], "onData", r)
+      return 0
+    end
+    local size = #data
+    local rest = rest_count(r, size)
+    if rest == 0 or rest == size then return rest end
+    data = data:sub(-rest)
+  end
+end
+
+function api.on_data(t, data) return run(data_job, t, data) end
+
+local function event_job(t, name, arg)
+  local handler = rawget(t, name)
+  if handler == nil then
+    local alias = name == "onConnection" and "clientHandler" or nil
+    handler = alias and rawget(t, alias)
+    if handler == nil then return 0 end
+  end
+  local ok, err = xpcall(handler, traceback, t, arg)
+  if not ok then report(owner_of[t], name, err) end
+  return 0
+end
+
+-- Fire event `name` on object `t` with one optional argument. Returns 0, or 1 when
+-- the object has no handler for it (so the caller can apply the default).
+function api.on_event(t, name, arg)
+  if rawget(t, name) == nil and not (name == "onConnection" and rawget(t, "clientHandler")) then
+    return 1
+  end
+  return run(event_job, t, name, arg)
+end
+
+-- Run a function (a main chunk or an application event) with error reporting;
+-- returns nil on success or the error message.
+local function call_job(fn, what, owner_and_arg)
+  local ok, err = xpcall(fn, traceback, owner_and_arg[2])
+  if ok then return nil end
+  report(owner_and_arg[1], what, err)
+  return tostring(err)
+end
+
+function api.call(fn, what, owner, arg) return run(call_job, fn, what, { owner, arg }) end
+
+---------------------------------------------------------------------------
+-- Address objects.
+---------------------------------------------------------------------------
+local function address_value(v)
+  return handle_of[v]
+end
+
+local function compare(a, b)
+  local va, vb = address_value(a), address_value(b)
+  if va == nil or vb == nil then
+    error(format("attempt to compare %s with %s", typename(a), typename(b)), 3)
+  end
+  return host.addr_compare(va, vb)
+end
+
+local address_meta = {
+  __tostring = function(t) return host.addr_get(handle_of[t], "value") end,
+  __concat = function(a, b)
+    local sa = type(a) == "table" and host.addr_get(handle_of[a], "value") or a
+    local sb = type(b) == "table" and host.addr_get(handle_of[b], "value") or b
+    if type(sa) == "table" or type(sb) == "table" then
+      error("attempt to concatenate a table value", 2)
+    end
+    return sa .. sb
+  end,
+  __eq = function(a, b)
+    local va, vb = address_value(a), address_value(b)
+    if va == nil or vb == nil then return false end
+    return host.addr_compare(va, vb) == 0
+  end,
+  __lt = function(a, b) return compare(a, b) < 0 end,
+  __le = function(a, b) return compare(a, b) <= 0 end,
+}
+
+local ip_props = {
+  "value", "isIPv6", "isWildcard", "isBroadcast", "isAnyBroadcast", "isLoopback",
+  "isMulticast", "isUnicast", "isLinkLocal", "isSiteLocal", "isIPv4Compatible",
+  "isIPv4Mapped", "isWellKnownMC", "isNodeLocalMC", "isLinkLocalMC", "isSiteLocalMC",
+  "isOrgLocalMC", "isGlobalMC", "isLocal",
+}
+class("IPAddress", {}, ip_props, host.addr_get, address_meta)
+
+local host_cache = setmetatable({}, { __mode = "k" })
+local socket_meta = {}
+for k, v in pairs(address_meta) do socket_meta[k] = v end
+class("SocketAddress", {}, { "host", "port", "isIPv6", "value" }, function(h, k)
+  return host.addr_get(h, k)
+end, socket_meta)
+-- SocketAddress.host is an IPAddress object, the same one each time.
+local socket_index = classes.SocketAddress.__index
+classes.SocketAddress.__index = function(t, k)
+  if k == "host" then
+    local ip = host_cache[t]
+    if ip == nil then
+      ip = new_object("IPAddress", host.addr_get(handle_of[t], "host"), owner_of[t])
+      host_cache[t] = ip
+    end
+    return ip
+  end
+  return socket_index(t, k)
+end
+
+function api.wrap_ip(v) return new_object("IPAddress", v, "") end
+function api.wrap_socket_address(v) return new_object("SocketAddress", v, "") end
+
+---------------------------------------------------------------------------
+-- TCP client and server (serversocket reference; DESIGN §3).
+---------------------------------------------------------------------------
+local function owner_log(self, message)
+  log_at(owner_of[self] or "", 40, 3, message)
+end
+
+class("TCPClient", {
+  connect = function(self, a, b)
+    local h = handle(self, "connect", "TCPClient")
+    return host.tcp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
+  end,
+  send = function(self, data)
+    local h = handle(self, "send", "TCPClient")
+    local t = type(data)
+    if t ~= "string" then
+      if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
+    end
+    return host.tcp_send(h, data)
+  end,
+  disconnect = function(self)
+    return host.tcp_disconnect(handle(self, "disconnect", "TCPClient"))
+  end,
+}, { "connected", "address", "peerAddress", "error", "idleTime" }, host.tcp_get, {
+  __tostring = function(t)
+    local peer = host.tcp_get(handle_of[t], "peerAddress")
+    return "TCPClient(" .. (peer and tostring(peer) or "not connected") .. ")"
+  end,
+})
+
+class("TCPServer", {
+  start = function(self, a, b)
+    local h = handle(self, "start", "TCPServer")
+    local ok, err = host.tcp_server_start(h, self, address_arg("start", 1, a), address_arg("start", 2, b, true))
+    if not ok then owner_log(self, err) end
+    return ok
+  end,
+  stop = function(self)
+    return host.tcp_server_stop(handle(self, "stop", "TCPServer"))
+  end,
+}, { "address", "port", "running" }, host.tcp_server_get, {
+  __tostring = function(t)
+    local address = host.tcp_server_get(handle_of[t], "address")
+    return "TCPServer(" .. (address and tostring(address) or "stopped") .. ")"
+  end,
+})
+
+---------------------------------------------------------------------------
+-- Applications: environment, `mona` object, logging functions.
+---------------------------------------------------------------------------
+local function load_chunk(source, chunkname, env)
+  return load(source, chunkname, "t", env)
+end
+api.load_chunk = load_chunk
+
+local function read_only_table(name, data)
+  return setmetatable({}, {
+    __index = data,
+    __newindex = function() error(name .. " is read-only", 2) end,
+    __pairs = function() return next, data, nil end,
+    __len = function() return #data end,
+    __metatable = name,
+  })
+end
+
+local function mona_factory(app, path)
+  local mona = {}
+  local function method(impl)
+    return function(first, ...)
+      if first == mona then return impl(...) end
+      return impl(first, ...)
+    end
+  end
+  local function create_address(kind, ...)
+    local onerror = nil
+    local args = { ... }
+    if type(args[1]) == "function" then onerror = table.remove(args, 1) end
+    local a, b = args[1], args[2]
+    local va, vb
+    if kind == "ip" then
+      if type(a) == "table" and typename(a) == "IPAddress" then return a end
+      if type(a) ~= "string" then argerror("createIPAddress", onerror and 2 or 1, "string", a) end
+      va = a
+    else
+      va = address_arg("createSocketAddress", onerror and 2 or 1, a)
+      vb = address_arg("createSocketAddress", onerror and 3 or 2, b, true)
+    end
+    local value, err = host.parse_address(kind, va, vb)
+    if value ~= nil then
+      return new_object(kind == "ip" and "IPAddress" or "SocketAddress", value, path)
+    end
+    if onerror then
+      onerror(err)
+    else
+      log_at(path, 30, 3, err)
+    end
+    return nil
+  end
+  local members = {
+    createTCPClient = method(function()
+      return new_object("TCPClient", host.tcp_client_new(app), path)
+    end),
+    createTCPServer = method(function()
+      return new_object("TCPServer", host.tcp_server_new(app), path)
+    end),
+    createIPAddress = method(function(...) return create_address("ip", ...) end),
+    createSocketAddress = method(function(...) return create_address("socket", ...) end),
+  }
+  local props = {
+    configs = host.configs,
+    environment = host.environment,
+  }
+  return setmetatable(mona, {
+    __index = function(_, k)
+      local m = members[k]
+      if m ~= nil then return m end
+      return props[k]
+    end,
+    __newindex = function(_, k)
+      error(format("'%s' is read-only on mona", tostring(k)), 2)
+    end,
+    __metatable = "mona",
+  })
+end
+
+-- Build the global environment of the application at `path` (DESIGN §4):
+-- its globals fall back to `parent_env` (the shared globals for the root).
+function api.new_app_env(app, path, name, parent_env)
+  local env = {}
+  local base = parent_env or _G
+  env._G = env
+  env.mona = mona_factory(app, path)
+  for level_name, lvl in pairs(LEVELS) do
+    env[level_name] = function(...) if lvl >= threshold then log_at(path, lvl, 2, render_args("", ...)) end end
+  end
+  env.print = function(...) if 20 >= threshold then log_at(path, 20, 2, render_args("\t", ...)) end end
+  env.name = name
+  env.path = path
+  env.this = env
+  env.super = parent_env
+  return setmetatable(env, { __index = base })
+end
+
+api.read_only_table = read_only_table
+return api

@@ -1,0 +1,412 @@
+"""The runtime: one Lua state, one executor task, the socket tasks, the applications.
+
+:func:`open_runtime` owns a nursery holding the executor task and every socket task;
+leaving it stops listeners, runs ``onStop``, flushes and closes every connection
+within the linger time, then cancels what is left (DESIGN §4, §6).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import attrs
+import trio
+
+from ._addresses import (
+    IP_PROPERTIES,
+    AddressError,
+    IPAddress,
+    SocketAddress,
+    parse_target,
+)
+from ._config import ConfigError, ConfigValue, Settings, load_config, nest
+from ._events import Call, Event
+from ._executor import Executor
+from ._lua import LuaBridge, LuaError, LuaTable
+from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
+
+__all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]
+
+log = logging.getLogger("trio_mona")
+
+VERSION: Final = "0.1.0"
+NOTE: Final = 25
+TRACE: Final = 5
+logging.addLevelName(NOTE, "NOTE")
+logging.addLevelName(TRACE, "TRACE")
+
+
+class StartupError(Exception):
+    """The applications could not start. The message is one line naming file and line."""
+
+
+@attrs.frozen
+class BoundAddress:
+    """An address one of the runtime's servers or sockets is bound to."""
+
+    kind: str  #: ``"tcp"`` (a listening TCP server) or ``"udp"``
+    host: str
+    port: int
+    app: str  #: path of the owning application (``""`` for the root)
+
+
+@attrs.frozen
+class RuntimeStatistics:
+    """A snapshot of what the runtime is doing (:meth:`Runtime.statistics`)."""
+
+    engine: str
+    tcp_connections: int
+    tcp_servers: int
+    events_dispatched: int
+    bytes_received: int
+    bytes_sent: int
+    bytes_queued: int
+    lua_memory: int
+
+
+def _wildcard() -> IPAddress:
+    """``::`` when this host can listen dual-stack, else ``0.0.0.0``."""
+    if socket.has_ipv6:
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                probe.bind(("::", 0))
+            return IPAddress.wildcard(ipv6=True)
+        except OSError:
+            pass
+    return IPAddress.wildcard(ipv6=False)
+
+
+def _logger_name(owner: bytes) -> str:
+    path = owner.decode("utf-8", "replace").strip("/").replace("/", ".")
+    return f"trio_mona.app.{path}" if path else "trio_mona.app"
+
+
+class _LuaLog:
+    """Turns a Lua logging call into a record with the Lua caller's file and line."""
+
+    def __init__(self) -> None:
+        self._loggers: dict[bytes, logging.Logger] = {}
+
+    def __call__(self, level: int, owner: bytes, source: bytes, line: int, message: bytes) -> None:
+        logger = self._loggers.get(owner)
+        if logger is None:
+            logger = self._loggers[owner] = logging.getLogger(_logger_name(owner))
+        if not logger.isEnabledFor(level):
+            return
+        filename = source[1:] if source[:1] in (b"@", b"=") else source
+        record = logger.makeRecord(
+            logger.name,
+            level,
+            filename.decode("utf-8", "replace"),
+            int(line),
+            message.decode("utf-8", "replace"),
+            None,
+            None,
+        )
+        logger.handle(record)
+
+
+def _addr_get(value: IPAddress | SocketAddress, name: bytes) -> object:
+    if isinstance(value, SocketAddress):
+        if name == b"host":
+            return value.host
+        if name == b"port":
+            return value.port
+        if name == b"isIPv6":
+            return value.is_ipv6
+        return value.value.encode()
+    result = getattr(value, IP_PROPERTIES[name.decode()])
+    return result.encode() if isinstance(result, str) else result
+
+
+def _addr_compare(a: object, b: object) -> int:
+    key_a = a.sort_key() if isinstance(a, IPAddress | SocketAddress) else ()
+    key_b = b.sort_key() if isinstance(b, IPAddress | SocketAddress) else ()
+    return (key_a > key_b) - (key_a < key_b)
+
+
+def _parse_address(
+    kind: bytes, first: object, second: object
+) -> tuple[IPAddress | SocketAddress | None, bytes | None]:
+    try:
+        if kind == b"ip":
+            assert isinstance(first, bytes)
+            return IPAddress.parse(first.decode("utf-8", "replace").strip()), None
+        target = parse_target(first, second, default_host=IPAddress.wildcard(ipv6=False))
+    except AddressError as exc:
+        return None, str(exc).encode()
+    assert isinstance(target, SocketAddress)
+    return target, None
+
+
+class Runtime:
+    """A running set of Lua applications. Get one from :func:`open_runtime` or :func:`serve`."""
+
+    def __init__(
+        self,
+        apps_dir: Path,
+        config: Mapping[str, ConfigValue],
+        settings: Settings,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.apps_dir = apps_dir
+        self.settings = settings
+        self.nursery = nursery
+        self.wildcard = _wildcard()
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.bytes_queued = 0
+        self._connections: set[TCPConnection] = set()
+        self._connections_gone = trio.Event()
+        self._bound: dict[object, BoundAddress] = {}
+        self._send, receive = trio.open_memory_channel[Event](math.inf)
+        self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
+        self._executor = Executor(self.bridge, receive, self.post)
+        self._root_env: LuaTable | None = None
+
+    def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
+        """The Python functions and data the Lua prelude may call."""
+
+        def new_tcp_client(owner: bytes) -> TCPConnection:
+            return TCPConnection(self, owner)
+
+        def new_tcp_server(owner: bytes) -> TCPServer:
+            return TCPServer(self, owner)
+
+        return {
+            "log": _LuaLog(),
+            "configs": _configs_table(config),
+            "environment": dict(os.environ),
+            "tcp_client_new": new_tcp_client,
+            "tcp_connect": TCPConnection.connect,
+            "tcp_send": TCPConnection.send,
+            "tcp_disconnect": TCPConnection.disconnect,
+            "tcp_get": lambda handle, name: TCP_PROPERTIES[name](handle),
+            "tcp_server_new": new_tcp_server,
+            "tcp_server_start": TCPServer.start,
+            "tcp_server_stop": TCPServer.stop,
+            "tcp_server_get": lambda handle, name: TCP_SERVER_PROPERTIES[name](handle),
+            "addr_get": _addr_get,
+            "addr_compare": _addr_compare,
+            "parse_address": _parse_address,
+        }
+
+    # -- public API -------------------------------------------------------------
+    @property
+    def engine(self) -> str:
+        """The Lua engine running the applications, e.g. ``"Lua 5.4"``."""
+        return self.bridge.version
+
+    @property
+    def bound_addresses(self) -> tuple[BoundAddress, ...]:
+        """Where the applications' servers and sockets are bound, oldest first."""
+        return tuple(self._bound.values())
+
+    def statistics(self) -> RuntimeStatistics:
+        """Counters and gauges, for monitoring and tests."""
+        return RuntimeStatistics(
+            engine=self.engine,
+            tcp_connections=len(self._connections),
+            tcp_servers=sum(1 for a in self._bound.values() if a.kind == "tcp"),
+            events_dispatched=self._executor.events_dispatched,
+            bytes_received=self.bytes_received,
+            bytes_sent=self.bytes_sent,
+            bytes_queued=self.bytes_queued,
+            lua_memory=self.bridge.memory_used(),
+        )
+
+    # -- for the handles --------------------------------------------------------
+    def post(self, event: Event) -> None:
+        """Hand an event to the executor (never blocks: the channel is unbounded and
+        each connection bounds what it has in flight)."""
+        try:
+            self._send.send_nowait(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # shutting down: no Lua runs any more
+
+    def spawn_socket(
+        self, conn: TCPConnection, run: Callable[[Any], Awaitable[None]], target: object
+    ) -> None:
+        self._connections.add(conn)
+        self.nursery.start_soon(run, target)
+
+    def connection_ended(self, conn: TCPConnection) -> None:
+        self._connections.discard(conn)
+        if not self._connections:
+            self._connections_gone.set()
+
+    def bound(self, handle: object, kind: str, address: SocketAddress) -> None:
+        owner = getattr(handle, "owner", b"").decode("utf-8", "replace")
+        self._bound[handle] = BoundAddress(kind, address.host.value, address.port, owner)
+
+    def unbound(self, handle: object) -> None:
+        self._bound.pop(handle, None)
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def _in_executor(self, call: Callable[[], Any]) -> Any:
+        """Run *call* (which calls Lua) in the executor and wait for its result."""
+        done = trio.Event()
+        box: list[Any] = []
+
+        def finish(result: Any) -> None:
+            box.append(result)
+            done.set()
+
+        self.post(Call(lambda: self._executor.settle(call(), (), finish)))
+        await done.wait()
+        return box[0]
+
+    async def _start(self) -> None:
+        log.info("trio_mona %s: Lua engine %s", VERSION, self.bridge.version)
+        self.bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
+        main = self.apps_dir / "main.lua"
+        try:
+            source = main.read_bytes()
+        except OSError as exc:
+            raise StartupError(f"{main}: cannot read the root application: {exc.strerror}") from None
+        env = self.bridge.new_app_env(b"", b"", b"", None)
+        try:
+            chunk = self.bridge.load(source, str(main), env)
+        except LuaError as exc:
+            raise StartupError(str(exc)) from None
+        error = await self._in_executor(lambda: self.bridge.call(chunk, b"main chunk", b"", None))
+        if error is not None:
+            raise StartupError(_first_line(error))
+        self._root_env = env
+        await self._app_event(env, b"onStart")
+
+    async def _app_event(self, env: LuaTable, name: bytes) -> None:
+        handler = env[name]
+        if handler is None:
+            return
+        await self._in_executor(lambda: self.bridge.call(handler, name, b"", b""))
+
+    async def _shutdown(self) -> None:
+        for handle in list(self._bound):
+            if isinstance(handle, TCPServer):
+                handle.stop()
+        with trio.move_on_after(self.settings.linger + 1):
+            if self._root_env is not None:
+                await self._app_event(self._root_env, b"onStop")
+        self._executor.stop_lua()
+        self._connections_gone = trio.Event()
+        for conn in list(self._connections):
+            conn.disconnect()
+        if self._connections:
+            with trio.move_on_after(self.settings.linger + 0.5):
+                await self._connections_gone.wait()
+        self._send.close()
+
+
+def _first_line(error: bytes | str) -> str:
+    text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+
+
+def _configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
+    """``mona.configs``: every entry as a dotted key and nested (DESIGN §5)."""
+    table: dict[str, object] = dict(config)
+    table.update(nest(config))
+    return table
+
+
+def _full_config(
+    config_file: str | os.PathLike[str] | None,
+    settings: Mapping[str, str] | Iterable[str],
+    arguments: Sequence[str],
+) -> dict[str, ConfigValue]:
+    config = load_config(config_file, settings)
+    program = Path(sys.argv[0] or "trio-mona").resolve()
+    config.setdefault("application.path", str(program))
+    config.setdefault("application.dir", str(program.parent))
+    config.setdefault("application.name", "trio_mona")
+    config.setdefault("application.version", VERSION)
+    for index, argument in enumerate(arguments, start=1):
+        config[f"arguments.{index}"] = argument
+    return config
+
+
+@asynccontextmanager
+async def open_runtime(
+    apps_dir: str | os.PathLike[str],
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    settings: Mapping[str, str] | Iterable[str] = (),
+    engine: str | None = None,
+    arguments: Sequence[str] = (),
+) -> AsyncIterator[Runtime]:
+    """Load the Lua applications in *apps_dir* and serve them while the block runs.
+
+    Args:
+      apps_dir: the applications folder; its ``main.lua`` is the root application.
+      config_file: an INI file (MonaServer's format), read into ``mona.configs``.
+      settings: overrides, as ``{"section.key": "value"}`` or ``["section.key=value"]``.
+      engine: ``"lua54"`` (default) or ``"luajit21"``; overrides ``trio_mona.engine``.
+      arguments: extra values for Lua as ``mona.configs["arguments.1"]``, ...
+
+    Raises:
+      StartupError: the folder, the configuration or the root ``main.lua`` is unusable
+        (a syntax error, or an error while its main chunk runs).
+
+    Leaving the block stops listeners, runs ``onStop``, flushes and closes every
+    connection within ``trio_mona.linger`` seconds, and cancels what remains.
+    """
+    folder = Path(apps_dir)
+    try:
+        config = _full_config(config_file, settings, arguments)
+        runtime_settings = Settings.from_config(config)
+        if engine is not None:
+            runtime_settings = attrs.evolve(runtime_settings, engine=engine)
+            runtime_settings.check()
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    if not folder.is_dir():
+        raise StartupError(f"{folder}: applications folder not found")
+    failure: StartupError | None = None
+    async with trio.open_nursery() as nursery:
+        runtime = Runtime(folder.resolve(), config, runtime_settings, nursery)
+        await nursery.start(runtime._executor.run)
+        try:
+            try:
+                await runtime._start()
+            except StartupError as exc:
+                failure = exc
+            else:
+                yield runtime
+        finally:
+            with trio.CancelScope(shield=True):
+                await runtime._shutdown()
+            nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
+async def serve(
+    apps_dir: str | os.PathLike[str],
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    settings: Mapping[str, str] | Iterable[str] = (),
+    engine: str | None = None,
+    arguments: Sequence[str] = (),
+    task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve the applications in *apps_dir* until cancelled.
+
+    Use it as ``runtime = await nursery.start(serve, apps_dir)``: the runtime is handed
+    back once every ``onStart`` has run. Arguments are as for :func:`open_runtime`.
+    """
+    async with open_runtime(
+        apps_dir, config_file=config_file, settings=settings, engine=engine, arguments=arguments
+    ) as runtime:
+        task_status.started(runtime)
+        await trio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover

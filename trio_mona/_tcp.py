@@ -1,0 +1,519 @@
+"""TCP client/connection and TCP server handles.
+
+Each handle is the private Python side of one Lua object (DESIGN §1). Its I/O runs in
+its own Trio task on a raw non-blocking socket, driven by ``wait_readable`` /
+``wait_writable``. Methods called from Lua (``send``, ``connect``, ``disconnect``,
+``start``, ``stop``) are synchronous and never wait: ``send`` writes at once when the
+kernel has room and queues the rest for a flusher task.
+
+Links to the Lua object are held only while the socket is active and are broken
+when it closes, so no cycle between the two garbage collectors outlives a connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+from trio.lowlevel import notify_closing, wait_readable, wait_writable
+
+from ._addresses import AddressError, HostName, IPAddress, SocketAddress, parse_target
+from ._events import Accepted, Closed, DataReceived, Event
+
+if TYPE_CHECKING:
+    from ._lua import LuaTable
+    from ._runtime import Runtime
+
+log = logging.getLogger("trio_mona")
+
+#: Bytes asked of the kernel per ``recv``.
+RECV_SIZE: Final = 65536
+#: Unconsumed bytes (read but not yet given to Lua) above which reading pauses.
+READ_AHEAD: Final = 256 * 1024
+#: Connections accepted per wake-up before other tasks get a turn.
+ACCEPT_BATCH: Final = 64
+LISTEN_BACKLOG: Final = 1024
+LOCALHOST: Final = IPAddress.parse("127.0.0.1")
+
+
+def _message(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # never connected, or disconnected and reported
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSING = "closing"  # disconnect() called or peer closed: flushing
+    CLOSED = "closed"  # socket closed, onDisconnection not yet fired
+
+
+@attrs.define(eq=False, repr=False)
+class TCPConnection:
+    """A TCP client (``mona:createTCPClient()``) or an accepted connection."""
+
+    runtime: Runtime
+    owner: bytes
+    #: The Lua object, held only while the socket is active.
+    table: LuaTable | None = None
+    #: Bytes kept by the ``onData`` rest rule, prepended to the next delivery.
+    kept: bytes = b""
+    #: Events held back while one of this socket's handlers is suspended.
+    waiting: deque[Event] | None = None
+    _state: State = State.IDLE
+    _sock: socket.socket | None = None
+    _error: str | None = None
+    _local: SocketAddress | None = None
+    _peer: SocketAddress | None = None
+    _lua_local: LuaTable | None = None
+    _lua_peer: LuaTable | None = None
+    _last_send: float = 0.0
+    _out: deque[bytes | memoryview] = attrs.field(factory=deque)
+    _out_size: int = 0
+    _unconsumed: int = 0
+    _read_scope: trio.CancelScope | None = None
+    _flush_scope: trio.CancelScope | None = None
+    _flushing: bool = False
+    _resume_reading: trio.Event | None = None
+    _flushed: trio.Event | None = None
+
+    def __repr__(self) -> str:
+        peer = self._peer.value if self._peer else "-"
+        return f"<TCPConnection {self._state.value} peer={peer}>"
+
+    # -- Lua methods (synchronous, never wait) -------------------------------------
+    def connect(self, table: LuaTable, first: object, second: object) -> bytes | None:
+        """Start connecting; return None, or an error message when it cannot start."""
+        if self._state is not State.IDLE:
+            return b"already connected" if self._state is State.CONNECTED else b"connection in progress"
+        try:
+            target = parse_target(first, second, default_host=LOCALHOST, allow_names=True)
+        except AddressError as exc:
+            return str(exc).encode()
+        if target.port == 0:
+            return b"cannot connect to port 0"
+        self._reset(table)
+        self._state = State.CONNECTING
+        self.runtime.spawn_socket(self, self._run, target)
+        return None
+
+    def send(self, data: bytes) -> bytes | None:
+        """Write or queue *data*; return None, or an error message."""
+        state = self._state
+        if state is State.CONNECTED and not self._out:
+            try:
+                sent = self._sock.send(data)  # type: ignore[union-attr]
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                return f"send failed: {_message(exc)}".encode()
+            self._last_send = time.monotonic()
+            self.runtime.bytes_sent += sent
+            if sent == len(data):
+                return None
+            return self._queue(data[sent:] if sent else data)
+        if state is State.CONNECTED or state is State.CONNECTING:
+            return self._queue(data)
+        return b"socket not connected"
+
+    def disconnect(self) -> None:
+        """Stop reading, flush what is queued (within the linger time), then close."""
+        if self._state is State.CONNECTING or self._state is State.CONNECTED:
+            self._state = State.CLOSING
+            if self._read_scope is not None:
+                self._read_scope.cancel()
+
+    # -- Lua properties ----------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._state is State.CONNECTED
+
+    def lua_address(self) -> LuaTable | None:
+        if self._lua_local is None and self._local is not None:
+            self._lua_local = self.runtime.bridge.wrap_socket_address(self._local)
+        return self._lua_local
+
+    def lua_peer_address(self) -> LuaTable | None:
+        if self._lua_peer is None and self._peer is not None:
+            self._lua_peer = self.runtime.bridge.wrap_socket_address(self._peer)
+        return self._lua_peer
+
+    def lua_error(self) -> bytes | None:
+        return None if self._error is None else self._error.encode()
+
+    def idle_time(self) -> int:
+        """Milliseconds since the last send (or since the connection began)."""
+        if not self._last_send:
+            return 0
+        return int((time.monotonic() - self._last_send) * 1000)
+
+    # -- executor side ----------------------------------------------------------
+    def attach(self, table: LuaTable) -> None:
+        self.table = table
+
+    def detach(self) -> LuaTable | None:
+        """Closed is being reported: the object may connect again from now on."""
+        table, self.table = self.table, None
+        self._state = State.IDLE
+        return table
+
+    def forget(self) -> None:
+        """After onDisconnection: drop what described the finished connection."""
+        if self._state is State.IDLE:
+            self._local = self._peer = None
+            self._lua_local = self._lua_peer = None
+
+    def keep(self, data: bytes, rest: Any) -> None:
+        self.kept = data[-int(rest) :] if rest else b""
+
+    def consumed(self, size: int) -> None:
+        """The executor took *size* bytes: reading may go on."""
+        self._unconsumed -= size
+        self._maybe_resume_reading()
+
+    def close_now(self) -> None:
+        """Close without flushing (shutdown, or an accept nobody will see)."""
+        self._state = State.CLOSING
+        self._out.clear()
+        self._out_size = 0
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    # -- internals --------------------------------------------------------------
+    def _reset(self, table: LuaTable | None) -> None:
+        self.table = table
+        self.kept = b""
+        self._error = None
+        self._local = self._peer = None
+        self._lua_local = self._lua_peer = None
+        self._unconsumed = 0
+        self._out.clear()
+        self._out_size = 0
+
+    def _queue(self, data: bytes) -> bytes | None:
+        settings = self.runtime.settings
+        if self._out_size + len(data) > settings.hard_limit:
+            return (
+                f"send queue full: {self._out_size} bytes unsent, limit {settings.hard_limit}"
+            ).encode()
+        self._out.append(data)
+        self._out_size += len(data)
+        self.runtime.bytes_queued += len(data)
+        if self._state is State.CONNECTED and not self._flushing:
+            self._flushing = True
+            self.runtime.nursery.start_soon(self._flush)
+        return None
+
+    def _fail(self, exc: OSError | str) -> None:
+        """A socket error: record it and close without flushing."""
+        if self._error is None:
+            self._error = exc if isinstance(exc, str) else _message(exc)
+        self._out.clear()
+        self._out_size = 0
+        if self._state is State.CONNECTED or self._state is State.CONNECTING:
+            self._state = State.CLOSING
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    def _reading_paused(self) -> bool:
+        return self._out_size > self.runtime.settings.soft_limit or self._unconsumed >= READ_AHEAD
+
+    def _maybe_resume_reading(self) -> None:
+        """Wake the reader if it is parked; it re-checks why it parked."""
+        event = self._resume_reading
+        if event is not None:
+            self._resume_reading = None
+            event.set()
+
+    async def _park(self) -> None:
+        self._resume_reading = event = trio.Event()
+        await event.wait()
+
+    def _write_some(self) -> None:
+        """Send from the queue until it is empty or the kernel buffer is full."""
+        sock = self._sock
+        assert sock is not None
+        out = self._out
+        while out:
+            chunk = out[0]
+            try:
+                sent = sock.send(chunk)
+            except BlockingIOError:
+                return
+            self._out_size -= sent
+            self.runtime.bytes_sent += sent
+            self._last_send = time.monotonic()
+            if sent < len(chunk):
+                out[0] = memoryview(chunk)[sent:]
+                self._maybe_resume_reading()
+                return
+            out.popleft()
+        self._maybe_resume_reading()
+
+    async def _flush(self) -> None:
+        """The handle's writer: drains the queue while the kernel takes it."""
+        sock = self._sock
+        try:
+            with trio.CancelScope() as self._flush_scope:
+                while self._out and sock is not None and sock.fileno() >= 0:
+                    await wait_writable(sock)
+                    self._write_some()
+        except (OSError, trio.ClosedResourceError) as exc:
+            self._fail(exc if isinstance(exc, OSError) else "socket closed")
+        finally:
+            self._flushing = False
+            self._flush_scope = None
+            if self._flushed is not None:
+                self._flushed.set()
+
+    async def _run(self, target: SocketAddress | HostName | None) -> None:
+        """The handle's task: connect (unless accepted), read, then close and report."""
+        try:
+            with trio.CancelScope() as self._read_scope:
+                if target is not None:
+                    await self._connect(target)
+                if self._state is State.CONNECTED:
+                    if self._out and not self._flushing:
+                        self._flushing = True
+                        self.runtime.nursery.start_soon(self._flush)
+                    await self._read()
+        except OSError as exc:
+            self._fail(exc)
+        finally:
+            self._read_scope = None
+            try:
+                await self._finish()
+            finally:
+                self.runtime.connection_ended(self)
+
+    async def _connect(self, target: SocketAddress | HostName) -> None:
+        if isinstance(target, HostName):
+            try:
+                infos = await trio.socket.getaddrinfo(
+                    target.host, target.port, type=socket.SOCK_STREAM
+                )
+            except OSError as exc:
+                self._fail(f"cannot resolve '{target.host}': {_message(exc)}")
+                return
+            candidates = [SocketAddress.from_sockaddr(info[4]) for info in infos]
+        else:
+            candidates = [target]
+        failure = "no address to connect to"
+        for candidate in candidates:
+            sock = socket.socket(candidate.family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                code = sock.connect_ex(candidate.sockaddr())
+                if code == errno.EINPROGRESS:
+                    await wait_writable(sock)
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    failure = f"connect to {candidate.value} failed: {os.strerror(code)}"
+                    sock.close()
+                    continue
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._established(sock, candidate)
+                return
+            except BaseException:
+                sock.close()
+                raise
+        self._fail(failure)
+
+    def _established(self, sock: socket.socket, peer: SocketAddress | None = None) -> None:
+        self._sock = sock
+        self._local = SocketAddress.from_sockaddr(sock.getsockname())
+        self._peer = peer or SocketAddress.from_sockaddr(sock.getpeername())
+        self._last_send = time.monotonic()
+        if self._state is State.CONNECTING or self._state is State.IDLE:
+            self._state = State.CONNECTED
+
+    async def _read(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        recv = sock.recv
+        post = self.runtime.post
+        runtime = self.runtime
+        while True:
+            while self._reading_paused():
+                await self._park()
+            await wait_readable(sock)
+            while True:
+                try:
+                    data = recv(RECV_SIZE)
+                except BlockingIOError:
+                    break
+                if not data:
+                    await self._end_of_stream()
+                    return
+                size = len(data)
+                self._unconsumed += size
+                runtime.bytes_received += size
+                post(DataReceived(self, data))
+                # A short read means the kernel buffer is now empty: park at once.
+                if size < RECV_SIZE or self._reading_paused():
+                    break
+
+    async def _end_of_stream(self) -> None:
+        """Peer closed: let Lua see the data already read (and answer it), then close."""
+        while self._unconsumed > 0 and self._state is State.CONNECTED:
+            await self._park()
+        if self._state is State.CONNECTED:
+            self._state = State.CLOSING
+
+    async def _finish(self) -> None:
+        """Flush within the linger time, close the socket, report ``Closed`` once."""
+        sock = self._sock
+        try:
+            if sock is not None and self._out:
+                with trio.move_on_after(self.runtime.settings.linger):
+                    if not self._flushing:
+                        self._flushing = True
+                        self.runtime.nursery.start_soon(self._flush)
+                    self._flushed = trio.Event()
+                    if self._flushing:
+                        await self._flushed.wait()
+                if self._out:
+                    self._fail(f"closed with {self._out_size} bytes unsent after the linger time")
+        finally:
+            if self._flush_scope is not None:
+                self._flush_scope.cancel()
+            if sock is not None:
+                notify_closing(sock)
+                sock.close()
+            self._sock = None
+            self._flushed = None
+            self._resume_reading = None
+            self._out.clear()
+            self._out_size = 0
+            self._state = State.CLOSED
+            self.runtime.post(Closed(self))
+
+
+TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
+    b"connected": lambda c: c.connected,
+    b"address": TCPConnection.lua_address,
+    b"peerAddress": TCPConnection.lua_peer_address,
+    b"error": TCPConnection.lua_error,
+    b"idleTime": TCPConnection.idle_time,
+}
+
+
+@attrs.define(eq=False, repr=False)
+class TCPServer:
+    """A TCP server (``mona:createTCPServer()``)."""
+
+    runtime: Runtime
+    owner: bytes
+    table: LuaTable | None = None
+    _sock: socket.socket | None = None
+    _address: SocketAddress | None = None
+    _lua_address: LuaTable | None = None
+    _scope: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<TCPServer {self._address.value if self._address else 'stopped'}>"
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None
+
+    @property
+    def address(self) -> SocketAddress | None:
+        return self._address
+
+    def start(self, table: LuaTable, first: object, second: object) -> tuple[bool, bytes | None]:
+        """Bind and listen; return ``(True, None)`` or ``(False, message)``."""
+        if self._sock is not None:
+            return False, f"TCPServer already running on {self._address.value}".encode()  # type: ignore[union-attr]
+        try:
+            target = parse_target(first, second, default_host=self.runtime.wildcard)
+        except AddressError as exc:
+            return False, f"cannot start TCPServer: {exc}".encode()
+        assert isinstance(target, SocketAddress)
+        sock = socket.socket(target.family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if target.is_ipv6 and target.host.is_wildcard:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(target.sockaddr())
+            sock.listen(LISTEN_BACKLOG)
+        except OSError as exc:
+            sock.close()
+            return False, f"cannot start TCPServer on {target.value}: {_message(exc)}".encode()
+        self._sock = sock
+        self._address = SocketAddress.from_sockaddr(sock.getsockname())
+        self._lua_address = None
+        self.table = table
+        self.runtime.bound(self, "tcp", self._address)
+        self.runtime.nursery.start_soon(self._accept_loop, sock)
+        return True, None
+
+    def stop(self) -> None:
+        """Stop listening; connections already accepted go on."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self.runtime.unbound(self)
+        if self._scope is not None:
+            self._scope.cancel()
+        notify_closing(sock)
+        sock.close()
+        self.table = None
+
+    def lua_address(self) -> LuaTable | None:
+        if self._lua_address is None and self._address is not None:
+            self._lua_address = self.runtime.bridge.wrap_socket_address(self._address)
+        return self._lua_address if self._sock is not None else None
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        with trio.CancelScope() as self._scope:
+            try:
+                while True:
+                    await wait_readable(sock)
+                    for _ in range(ACCEPT_BATCH):
+                        try:
+                            client, _ = sock.accept()
+                        except BlockingIOError:
+                            break
+                        except OSError as exc:
+                            if self._sock is not sock:
+                                return  # stop() closed it
+                            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                                log.error("TCPServer %s: accept failed: %s", self, _message(exc))
+                                await trio.sleep(0.1)
+                                break
+                            continue  # the peer went away before we took it (ECONNABORTED...)
+                        self._accepted(client)
+            except (trio.ClosedResourceError, OSError):
+                pass  # stop() closed the socket
+        self._scope = None
+
+    def _accepted(self, client: socket.socket) -> None:
+        client.setblocking(False)
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = TCPConnection(self.runtime, self.owner)
+            conn._established(client)
+        except OSError:
+            client.close()
+            return
+        self.runtime.post(Accepted(self.table, self.owner, conn))
+        self.runtime.spawn_socket(conn, conn._run, None)
+
+
+TCP_SERVER_PROPERTIES: Final[dict[bytes, Callable[[TCPServer], object]]] = {
+    b"address": TCPServer.lua_address,
+    b"port": lambda s: s.address.port if s.address is not None and s.running else None,
+    b"running": lambda s: s.running,
+}
