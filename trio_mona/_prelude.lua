@@ -197,7 +197,8 @@ local LEVELS = {
 
 -- Log an error raised by a handler, with the file and line from its message.
 local function report(owner, what, err)
-  local text = tostring(err)
+  -- Drop the frames of the prelude's own dispatch below the handler.
+  local text = tostring(err):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
   local source, line = text:match("^(.-):(%d+): ")
   if source then source = "@" .. source else source = "?" end
   if 40 >= threshold then
@@ -215,7 +216,10 @@ local suspended = {} -- token -> coroutine
 
 local function worker(job, a, b, c)
   while true do
-    job, a, b, c = yield(DONE, job(a, b, c))
+    local result = job(a, b, c)
+    -- A parked coroutine must not keep the last event's objects alive.
+    job, a, b, c = nil, nil, nil, nil
+    job, a, b, c = yield(DONE, result)
   end
 end
 

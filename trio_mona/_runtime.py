@@ -27,7 +27,7 @@ from ._addresses import (
     SocketAddress,
     parse_target,
 )
-from ._config import ConfigError, ConfigValue, Settings, load_config, nest
+from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._events import Call, Event
 from ._executor import Executor
 from ._lua import LuaBridge, LuaError, LuaTable
@@ -331,7 +331,7 @@ def _full_config(
     config.setdefault("application.name", "trio_mona")
     config.setdefault("application.version", VERSION)
     for index, argument in enumerate(arguments, start=1):
-        config[f"arguments.{index}"] = argument
+        config[f"arguments.{index}"] = typed(argument)
     return config
 
 

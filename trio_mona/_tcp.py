@@ -479,7 +479,7 @@ class TCPServer:
     async def _accept_loop(self, sock: socket.socket) -> None:
         with trio.CancelScope() as self._scope:
             try:
-                while True:
+                while self._sock is sock:
                     await wait_readable(sock)
                     for _ in range(ACCEPT_BATCH):
                         try:

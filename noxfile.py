@@ -1,0 +1,39 @@
+"""Developer sessions: ``nox -s tests lint typing docs bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typing", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "pytest-timeout>=2.3"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite over real loopback sockets."""
+    session.install("-e", ".", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict over the package, the tests and this file."""
+    session.install("-e", ".", "mypy", "types-lupa", "nox", *TEST_DEPS)
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs; warnings are errors."""
+    session.install("-e", ".", "sphinx", "furo", "sphinxcontrib-trio")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")

@@ -1,0 +1,154 @@
+"""Configuration parsing (sans-I/O) and how Lua sees it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import trio_mona
+from trio_mona._config import (
+    ConfigError,
+    Settings,
+    load_config,
+    nest,
+    parse_ini,
+    parse_setting,
+    typed,
+)
+
+from .helpers import lua, running, write_app
+
+INI = """\
+port=19350 ; existing config
+Top = yes # comment
+[myGroup]
+myConfig=test
+CamelKey = 1.5
+flag = TRUE
+empty =
+bare
+[echo]
+port = 1234
+"""
+
+
+def test_parse_ini() -> None:
+    assert parse_ini(INI) == {
+        "port": "19350",
+        "Top": "yes",
+        "myGroup.myConfig": "test",
+        "myGroup.CamelKey": "1.5",
+        "myGroup.flag": "TRUE",
+        "myGroup.empty": "",
+        "myGroup.bare": "",
+        "echo.port": "1234",
+    }
+
+
+def test_parse_ini_errors_name_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"f.ini:2: unclosed section"):
+        parse_ini("a=1\n[broken\n", source="f.ini")
+    with pytest.raises(ConfigError, match=r":1: missing key"):
+        parse_ini("=5")
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("true", True),
+        ("False", False),
+        ("42", 42),
+        ("-7", -7),
+        ("1.5", 1.5),
+        (".5", 0.5),
+        ("1e3", 1000.0),
+        ("0x10", "0x10"),
+        ("abc", "abc"),
+        ("", ""),
+    ],
+)
+def test_typed(raw: str, value: object) -> None:
+    result = typed(raw)
+    assert result == value
+    assert type(result) is type(value)
+
+
+def test_parse_setting() -> None:
+    assert parse_setting("echo.port=5") == ("echo.port", "5")
+    assert parse_setting("a.b.c = x=y") == ("a.b.c", "x=y")
+    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        parse_setting("novalue")
+
+
+def test_load_config_overrides_file(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text(INI)
+    config = load_config(ini, ["echo.port=99", "new.key=on"])
+    assert config["echo.port"] == 99
+    assert config["new.key"] == "on"
+    assert config["port"] == 19350
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.ini")
+
+
+def test_nest_section_wins_over_value() -> None:
+    assert nest({"a": 1, "a.b": 2, "c.d.e": 3, "f": "x"}) == {
+        "a": {"b": 2},
+        "c": {"d": {"e": 3}},
+        "f": "x",
+    }
+
+
+def test_settings() -> None:
+    settings = Settings.from_config({"trio_mona.linger": 1, "trio_mona.soft_limit": 10})
+    assert settings.linger == 1.0
+    assert settings.soft_limit == 10
+    with pytest.raises(ConfigError, match="must be int"):
+        Settings.from_config({"trio_mona.soft_limit": "big"})
+    with pytest.raises(ConfigError, match="hard_limit"):
+        Settings.from_config({"trio_mona.soft_limit": 100, "trio_mona.hard_limit": 10})
+    with pytest.raises(ConfigError, match="engine"):
+        Settings.from_config({"trio_mona.engine": "lua99"})
+
+
+async def test_configs_in_lua(tmp_path: Path) -> None:
+    ini = tmp_path / "mona.ini"
+    ini.write_text(INI)
+    folder = write_app(tmp_path / "apps", "")
+    async with trio_mona.open_runtime(
+        folder, config_file=ini, settings=["echo.port=77"], arguments=["first", "2"]
+    ) as runtime:
+        assert await lua(runtime, "return mona.configs.port") == 19350
+        assert await lua(runtime, "return mona.configs.myGroup.myConfig") == b"test"
+        assert await lua(runtime, "return mona.configs['myGroup.myConfig']") == b"test"
+        assert await lua(runtime, "return mona.configs.myGroup.CamelKey") == 1.5
+        assert await lua(runtime, "return mona.configs.myGroup.flag") is True
+        assert await lua(runtime, "return mona.configs.echo.port") == 77
+        assert await lua(runtime, "return math.type(mona.configs.echo.port)") == b"integer"
+        assert await lua(runtime, "return mona.configs['application.name']") == b"trio_mona"
+        version = await lua(runtime, "return mona.configs.application.version")
+        assert version == trio_mona.__version__.encode()
+        assert await lua(runtime, "return mona.configs['arguments.1']") == b"first"
+        assert await lua(runtime, "return mona.configs.arguments[2]") is None  # nested by name
+        assert await lua(runtime, "return mona.configs.arguments['2']") == 2
+
+
+async def test_environment_in_lua(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIO_MONA_TEST_VALUE", "hello")
+    async with running(tmp_path, "") as runtime:
+        assert await lua(runtime, "return mona.environment.TRIO_MONA_TEST_VALUE") == b"hello"
+        message = await lua(
+            runtime, "local ok, e = pcall(function() mona.configs = {} end) return e"
+        )
+        assert b"read-only" in message
+
+
+async def test_bad_settings_fail_startup(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "")
+    with pytest.raises(trio_mona.StartupError, match="soft_limit"):
+        async with trio_mona.open_runtime(folder, settings={"trio_mona.soft_limit": "-1"}):
+            pass
+    with pytest.raises(trio_mona.StartupError, match="cannot read configuration"):
+        async with trio_mona.open_runtime(folder, config_file=tmp_path / "nope.ini"):
+            pass

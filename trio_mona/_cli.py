@@ -1,0 +1,102 @@
+"""The ``trio-mona`` command line (DESIGN §6).
+
+Exit codes: 0 after a signal, 1 when the applications cannot start, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._config import ENGINES
+from ._runtime import NOTE, TRACE, StartupError, open_runtime
+
+log = logging.getLogger("trio_mona")
+
+LEVELS = {
+    "FATAL": logging.CRITICAL,
+    "CRITIC": logging.CRITICAL,
+    "CRITICAL": logging.CRITICAL,
+    "ERROR": logging.ERROR,
+    "WARN": logging.WARNING,
+    "WARNING": logging.WARNING,
+    "NOTE": NOTE,
+    "INFO": logging.INFO,
+    "DEBUG": logging.DEBUG,
+    "TRACE": TRACE,
+}
+
+
+def _level(text: str) -> int:
+    try:
+        return LEVELS[text.upper()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"unknown level {text!r} (choose from {', '.join(LEVELS)})"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-mona", description="Serve MonaServer-style Lua applications on Trio."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve the applications in a folder until a signal")
+    run.add_argument("apps_dir", metavar="APPS_DIR", help="folder whose main.lua is the root app")
+    run.add_argument("--config", metavar="FILE.ini", help="configuration file (INI)")
+    run.add_argument(
+        "--set",
+        dest="settings",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one configuration entry (repeatable)",
+    )
+    run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
+    run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
+    run.add_argument(
+        "arguments", nargs="*", metavar="ARG", help="after --: mona.configs['arguments.N']"
+    )
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    # The signal receiver comes first: a KeyboardInterrupt raised while Lua runs
+    # would be swallowed by Lua's pcall.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_runtime(
+            args.apps_dir,
+            config_file=args.config,
+            settings=args.settings,
+            engine=args.lua,
+            arguments=args.arguments,
+        ):
+            async for signum in signals:
+                log.info("%s received: shutting down", signal.Signals(signum).name)
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``trio-mona`` and ``python -m trio_mona``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-6s %(name)s %(filename)s:%(lineno)d %(message)s",
+    )
+    try:
+        trio.run(_serve, args)
+    except StartupError as exc:
+        print(f"trio-mona: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def console_main() -> None:
+    """The ``trio-mona`` console script."""
+    sys.exit(main())
