@@ -35,6 +35,7 @@ _HOSTNAME: Final = re.compile(
     r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?"
 )
 _ALL_DIGITS: Final = re.compile(r"[0-9]+")
+_IPV4_LIKE: Final = re.compile(r"[0-9]+(?:\.[0-9]+){3}")
 
 
 @attrs.frozen(order=False, repr=False)
@@ -335,8 +336,8 @@ def _host_value(host: str, *, default: IPAddress, allow_names: bool) -> IPAddres
     try:
         return IPAddress.parse(host)
     except AddressError:
-        if not allow_names:
-            raise
+        if not allow_names or _IPV4_LIKE.match(host):
+            raise  # "1.2.3.4x" is a mistyped address, not a host name
     if not _HOSTNAME.fullmatch(host) or _ALL_DIGITS.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
         raise AddressError(f"invalid host '{host}'")
     return host
