@@ -67,8 +67,11 @@ local function typename(v)
 end
 api.typename = typename
 
-local function argerror(method, i, expected, v)
-  error(format("bad argument #%d to '%s' (%s expected, got %s)", i, method, expected, typename(v)), 3)
+-- Raise "bad argument" at the Lua code that called the method (`level` frames up
+-- from the function calling argerror; 3 = the caller of a method).
+local function argerror(method, i, expected, v, level)
+  error(format("bad argument #%d to '%s' (%s expected, got %s)", i, method, expected, typename(v)),
+    level or 3)
 end
 
 local classes = {}
@@ -124,7 +127,7 @@ local function address_arg(method, i, v, optional)
     local name = typename(v)
     if name == "SocketAddress" or name == "IPAddress" then return handle_of[v] end
   end
-  argerror(method, i, optional and "port" or "address", v)
+  argerror(method, i, optional and "port" or "address", v, 4)
 end
 
 ---------------------------------------------------------------------------
