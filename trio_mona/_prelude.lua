@@ -298,6 +298,8 @@ local function data_job(t, data)
     local size = #data
     local rest = rest_count(r, size)
     if rest == 0 or rest == size then return rest end
+    -- No more onData once the handler disconnected (DESIGN §3).
+    if not host.tcp_get(handle_of[t], "connected") then return 0 end
     data = data:sub(-rest)
   end
 end

@@ -1,0 +1,177 @@
+"""Every example application under lua_apps/, run and checked over real sockets."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_mona
+
+from .helpers import connect, receive_exactly, receive_until_closed, tcp_port, wait_until
+
+APPS = Path(__file__).resolve().parent.parent / "lua_apps"
+
+
+def raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
+        pytest.skip(f"needs {wanted} file descriptors")
+
+
+async def test_echo_20_mb_byte_for_byte() -> None:
+    payload = os.urandom(20 * 1000 * 1000)
+    async with trio_mona.open_runtime(APPS / "echo", settings={"echo.port": "0"}) as runtime:
+        stream = await connect(tcp_port(runtime))
+        received = bytearray()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.send_all, payload)
+            with trio.fail_after(60):
+                while len(received) < len(payload):
+                    received += await stream.receive_some(1 << 20)
+        assert received == payload
+
+
+async def test_echo_1000_concurrent_connections() -> None:
+    raise_fd_limit(2 * 1000 + 200)
+    async with trio_mona.open_runtime(APPS / "echo", settings={"echo.port": "0"}) as runtime:
+        port = tcp_port(runtime)
+        streams = []
+        for _ in range(1000):
+            streams.append(await connect(port))
+        await wait_until(lambda: runtime.statistics().tcp_connections == 1000, timeout=20)
+        results: dict[int, bytes] = {}
+
+        async def talk(index: int, stream: trio.SocketStream) -> None:
+            message = f"connection {index} says {os.urandom(8).hex()}".encode()
+            for _ in range(3):
+                await stream.send_all(message)
+                assert await receive_exactly(stream, len(message)) == message
+            results[index] = message
+            await stream.aclose()
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for index, stream in enumerate(streams):
+                    nursery.start_soon(talk, index, stream)
+        assert len(results) == 1000
+        await wait_until(lambda: runtime.statistics().tcp_connections == 0, timeout=20)
+
+
+async def _line(stream: trio.SocketStream, buffer: bytearray) -> bytes:
+    with trio.fail_after(5):
+        while b"\n" not in buffer:
+            chunk = await stream.receive_some(4096)
+            assert chunk, f"closed while waiting for a line; got {bytes(buffer)!r}"
+            buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
+async def test_chat() -> None:
+    async with trio_mona.open_runtime(APPS / "chat", settings={"chat.port": "0"}) as runtime:
+        port = tcp_port(runtime)
+        alice, bob = await connect(port), await connect(port)
+        a_buf, b_buf = bytearray(), bytearray()
+        assert await _line(alice, a_buf) == b"* welcome to the chat; your nickname?"
+        assert await _line(bob, b_buf) == b"* welcome to the chat; your nickname?"
+        await alice.send_all(b"alice\r\n")
+        assert await _line(alice, a_buf) == b"* welcome alice; here: alice"
+        # bob's nickname split across packets, an invalid one first, then taken
+        await bob.send_all(b"no spaces\nali")
+        assert await _line(bob, b_buf) == b"* nicknames are 1-32 letters, digits, '_' or '-'; try again"
+        await bob.send_all(b"ce\n")
+        assert await _line(bob, b_buf) == b"* alice is taken; try another"
+        await bob.send_all(b"b")
+        await trio.sleep(0.05)
+        await bob.send_all(b"ob\n")
+        assert await _line(bob, b_buf) == b"* welcome bob; here: alice, bob"
+        assert await _line(alice, a_buf) == b"* bob joined"
+        # several lines in one packet
+        await alice.send_all(b"hi bob\nhow are you?\n/who\n")
+        assert await _line(bob, b_buf) == b"<alice> hi bob"
+        assert await _line(bob, b_buf) == b"<alice> how are you?"
+        assert await _line(alice, a_buf) == b"* here: alice, bob"
+        await bob.send_all(b"fine\n/quit\nnot delivered\n")
+        assert await _line(alice, a_buf) == b"<bob> fine"
+        assert await _line(bob, b_buf) == b"* bye"
+        assert await receive_until_closed(bob) == b""
+        assert await _line(alice, a_buf) == b"* bob left"
+        await alice.aclose()
+        await trio.sleep(0.05)
+        assert b"not delivered" not in a_buf
+
+
+async def test_chat_line_too_long() -> None:
+    async with trio_mona.open_runtime(APPS / "chat", settings={"chat.port": "0"}) as runtime:
+        stream = await connect(tcp_port(runtime))
+        buffer = bytearray()
+        await _line(stream, buffer)
+        await stream.send_all(b"x" * 5000)
+        assert await _line(stream, buffer) == b"* line too long"
+        assert await receive_until_closed(stream) == b""
+
+
+async def _upstream_echo(listener: trio.SocketListener, seen: list[bytes]) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some(65536):
+                seen.append(data)
+                if data.startswith(b"close"):
+                    return
+                await stream.send_all(data.upper())
+
+    await trio.serve_listeners(handle, [listener])
+
+
+async def test_proxy_relays_and_closes_both_sides() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    upstream_port = listeners[0].socket.getsockname()[1]
+    seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_upstream_echo, listeners[0], seen)
+        settings = {"proxy.port": "0", "proxy.upstream": f"127.0.0.1:{upstream_port}"}
+        async with trio_mona.open_runtime(APPS / "proxy", settings=settings) as runtime:
+            port = tcp_port(runtime)
+            client = await connect(port)
+            await client.send_all(b"hello")
+            assert await receive_exactly(client, 5) == b"HELLO"
+            big = os.urandom(2_000_000).hex().lower().encode()
+            async with trio.open_nursery() as inner:
+                inner.start_soon(client.send_all, big)
+                assert await receive_exactly(client, len(big)) == big.upper()
+            # The upstream closes: the proxy closes the client side too.
+            await client.send_all(b"close")
+            with trio.fail_after(5):
+                assert await receive_until_closed(client) == b""
+            # The client closes: the proxy closes its upstream connection.
+            other = await connect(port)
+            await other.send_all(b"x")
+            assert await receive_exactly(other, 1) == b"X"
+            await other.aclose()
+            await wait_until(lambda: runtime.statistics().tcp_connections == 0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_proxy_upstream_refused_closes_client() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    dead_port = listeners[0].socket.getsockname()[1]
+    await listeners[0].aclose()
+    settings = {"proxy.port": "0", "proxy.upstream": f"127.0.0.1:{dead_port}"}
+    async with trio_mona.open_runtime(APPS / "proxy", settings=settings) as runtime:
+        client = await connect(tcp_port(runtime))
+        await client.send_all(b"anyone?")
+        with trio.fail_after(5):
+            assert await receive_until_closed(client) == b""
+
+
+async def test_proxy_needs_upstream() -> None:
+    with pytest.raises(trio_mona.StartupError, match=r"main.lua:7: proxy: set proxy.upstream"):
+        async with trio_mona.open_runtime(APPS / "proxy", settings={"proxy.port": "0"}):
+            pass
