@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ._config import ENGINES
+from ._config import ENGINES, ConfigError, parse_setting
 from ._runtime import NOTE, TRACE, StartupError, open_runtime
 
 log = logging.getLogger("trio_mona")
@@ -41,6 +41,14 @@ def _level(text: str) -> int:
         ) from None
 
 
+def _setting(text: str) -> str:
+    try:
+        parse_setting(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trio-mona", description="Serve MonaServer-style Lua applications on Trio."
@@ -52,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--set",
         dest="settings",
+        type=_setting,
         metavar="SECTION.KEY=VALUE",
         action="append",
         default=[],
@@ -59,9 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
-    run.add_argument(
-        "arguments", nargs="*", metavar="ARG", help="after --: mona.configs['arguments.N']"
-    )
+    run.epilog = "Arguments after -- reach Lua as mona.configs['arguments.1'], ..."
     return parser
 
 
@@ -83,7 +90,13 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``trio-mona`` and ``python -m trio_mona``; returns the exit code."""
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in words:
+        split = words.index("--")
+        words, extra = words[:split], words[split + 1 :]
+    args = _parser().parse_args(words)
+    args.arguments = extra
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,

@@ -1,0 +1,178 @@
+"""The Python API: open_runtime, serve, lifecycle events, shutdown, statistics."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_mona
+
+from .helpers import (
+    connect,
+    lua,
+    messages,
+    receive_exactly,
+    receive_until_closed,
+    running,
+    tcp_port,
+    write_app,
+)
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_leaves_no_task_or_file_descriptor(tmp_path: Path) -> None:
+    app = """
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data) self:send(data) end
+    end
+    server:start("127.0.0.1", 0)
+    outgoing = mona:createTCPClient()
+    """
+    fds_before = open_fds()
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
+    async with running(tmp_path, app) as runtime:
+        port = tcp_port(runtime)
+        streams = [await connect(port) for _ in range(5)]
+        for stream in streams:
+            await stream.send_all(b"x")
+            assert await receive_exactly(stream, 1) == b"x"
+        await lua(runtime, f"outgoing:connect({port})")
+        assert trio.lowlevel.current_statistics().tasks_living > tasks_before
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+    for stream in streams:
+        assert await receive_until_closed(stream) == b""
+        await stream.aclose()
+    assert open_fds() == fds_before
+
+
+async def test_serve_hands_back_runtime_after_on_start(tmp_path: Path) -> None:
+    folder = write_app(
+        tmp_path / "apps",
+        """
+        started = nil
+        function onStart(path) started = "started '" .. path .. "'" end
+        server = mona:createTCPServer()
+        server:start("127.0.0.1", 0)
+        """,
+    )
+    async with trio.open_nursery() as nursery:
+        runtime = await nursery.start(trio_mona.serve, folder)
+        assert isinstance(runtime, trio_mona.Runtime)
+        assert await lua(runtime, "return started") == b"started ''"
+        assert runtime.bound_addresses[0].kind == "tcp"
+        assert runtime.bound_addresses[0].host == "127.0.0.1"
+        assert runtime.bound_addresses[0].app == ""
+        nursery.cancel_scope.cancel()
+
+
+async def test_on_stop_runs_with_sockets_open_then_connections_flush(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = """
+    clients = {}
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      clients[client] = true
+      function client:onDisconnection() NOTE("must not run after onStop") end
+    end
+    server:start("127.0.0.1", 0)
+    function onStop(path)
+      NOTE("stopping '", path, "'")
+      for client in pairs(clients) do client:send(string.rep("z", 100000)) end
+    end
+    """
+    async with running(tmp_path, app) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await trio.sleep(0.05)
+    # the goodbye queued in onStop was flushed before the socket closed
+    assert await receive_until_closed(stream) == b"z" * 100000
+    assert "stopping ''" in messages(caplog)
+    assert "must not run after onStop" not in messages(caplog)
+
+
+async def test_linger_bounds_shutdown(tmp_path: Path) -> None:
+    # A peer that never reads cannot hold shutdown past the linger time.
+    app = """
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      client:send(string.rep("q", 8 * 1024 * 1024))
+    end
+    server:start("127.0.0.1", 0)
+    """
+    start = trio.current_time()
+    async with running(tmp_path, app, trio_mona__linger="0.3") as runtime:
+        stream = await connect(tcp_port(runtime))
+        await trio.sleep(0.1)
+    assert trio.current_time() - start < 2
+    await stream.aclose()
+
+
+async def test_statistics(tmp_path: Path) -> None:
+    app = """
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data) self:send(data .. data) end
+    end
+    server:start("127.0.0.1", 0)
+    """
+    async with running(tmp_path, app) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"12345")
+        assert await receive_exactly(stream, 10) == b"1234512345"
+        stats = runtime.statistics()
+        assert stats.engine == "Lua 5.4"
+        assert stats.tcp_connections == 1
+        assert stats.tcp_servers == 1
+        assert stats.bytes_received == 5
+        assert stats.bytes_sent == 10
+        assert stats.events_dispatched >= 2
+        assert stats.lua_memory > 0
+
+
+async def test_startup_errors(tmp_path: Path) -> None:
+    with pytest.raises(trio_mona.StartupError, match="applications folder not found"):
+        async with trio_mona.open_runtime(tmp_path / "missing"):
+            pass
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(trio_mona.StartupError, match="cannot read the root application"):
+        async with trio_mona.open_runtime(tmp_path / "empty"):
+            pass
+    folder = write_app(tmp_path / "syntax", "local = 1")
+    with pytest.raises(trio_mona.StartupError, match=r"main.lua:1: .*near '='"):
+        async with trio_mona.open_runtime(folder):
+            pass
+    folder = write_app(tmp_path / "engine", "")
+    with pytest.raises(trio_mona.StartupError, match="engine"):
+        async with trio_mona.open_runtime(folder, engine="lua99"):
+            pass
+
+
+async def test_failed_start_closes_what_the_main_chunk_opened(tmp_path: Path) -> None:
+    fds_before = open_fds()
+    folder = write_app(
+        tmp_path / "apps",
+        """
+        server = mona:createTCPServer()
+        server:start("127.0.0.1", 0)
+        error("late failure")
+        """,
+    )
+    with pytest.raises(trio_mona.StartupError, match="late failure"):
+        async with trio_mona.open_runtime(folder):
+            pass
+    assert open_fds() == fds_before
+
+
+async def test_error_in_on_start_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(tmp_path, "function onStart() error('bad start') end") as runtime:
+        assert runtime.statistics().tcp_servers == 0
+    assert any("onStart failed" in m and "bad start" in m for m in messages(caplog))
