@@ -70,9 +70,9 @@ async def receive_until_closed(stream: trio.SocketStream) -> bytes:
     return bytes(data)
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll *predicate* until true (fails the test after *timeout* seconds)."""
-    with trio.fail_after(timeout):
+async def wait_until(predicate: Callable[[], object], limit: float = 5.0) -> None:
+    """Poll *predicate* until true (fails the test after *limit* seconds)."""
+    with trio.fail_after(limit):
         while not predicate():
             await trio.sleep(0.005)
 
@@ -81,5 +81,5 @@ def messages(caplog: pytest.LogCaptureFixture, level: int = 0) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= level]
 
 
-async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 5.0) -> None:
-    await wait_until(lambda: any(text in m for m in messages(caplog)), timeout)
+async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, limit: float = 5.0) -> None:
+    await wait_until(lambda: any(text in m for m in messages(caplog)), limit)

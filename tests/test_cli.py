@@ -30,7 +30,16 @@ def trio_mona(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[st
 def start_echo(*extra: str) -> tuple[subprocess.Popen[str], int]:
     """Start the echo example on a free port; return the process and its port."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "trio_mona", "run", str(APPS / "echo"), "--set", "echo.port=0", *extra],
+        [
+            sys.executable,
+            "-m",
+            "trio_mona",
+            "run",
+            str(APPS / "echo"),
+            "--set",
+            "echo.port=0",
+            *extra,
+        ],
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
@@ -152,7 +161,14 @@ def test_config_and_arguments_reach_lua(tmp_path: Path) -> None:
     )
     (tmp_path / "c.ini").write_text("[app]\nport=5\nname=from-file\n")
     result = trio_mona(
-        "run", str(folder), "--config", str(tmp_path / "c.ini"), "--set", "app.name=cli", "--", "extra"
+        "run",
+        str(folder),
+        "--config",
+        str(tmp_path / "c.ini"),
+        "--set",
+        "app.name=cli",
+        "--",
+        "extra",
     )
     assert "port=5 name=cli arg=extra" in result.stderr
 

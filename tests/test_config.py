@@ -77,7 +77,7 @@ def test_typed(raw: str, value: object) -> None:
 def test_parse_setting() -> None:
     assert parse_setting("echo.port=5") == ("echo.port", "5")
     assert parse_setting("a.b.c = x=y") == ("a.b.c", "x=y")
-    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+    with pytest.raises(ConfigError, match=r"SECTION\.KEY=VALUE"):
         parse_setting("novalue")
 
 

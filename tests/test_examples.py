@@ -44,7 +44,7 @@ async def test_echo_1000_concurrent_connections() -> None:
         streams = []
         for _ in range(1000):
             streams.append(await connect(port))
-        await wait_until(lambda: runtime.statistics().tcp_connections == 1000, timeout=20)
+        await wait_until(lambda: runtime.statistics().tcp_connections == 1000, limit=20)
         results: dict[int, bytes] = {}
 
         async def talk(index: int, stream: trio.SocketStream) -> None:
@@ -60,7 +60,7 @@ async def test_echo_1000_concurrent_connections() -> None:
                 for index, stream in enumerate(streams):
                     nursery.start_soon(talk, index, stream)
         assert len(results) == 1000
-        await wait_until(lambda: runtime.statistics().tcp_connections == 0, timeout=20)
+        await wait_until(lambda: runtime.statistics().tcp_connections == 0, limit=20)
 
 
 async def _line(stream: trio.SocketStream, buffer: bytearray) -> bytes:
@@ -85,7 +85,10 @@ async def test_chat() -> None:
         assert await _line(alice, a_buf) == b"* welcome alice; here: alice"
         # bob's nickname split across packets, an invalid one first, then taken
         await bob.send_all(b"no spaces\nali")
-        assert await _line(bob, b_buf) == b"* nicknames are 1-32 letters, digits, '_' or '-'; try again"
+        assert (
+            await _line(bob, b_buf)
+            == b"* nicknames are 1-32 letters, digits, '_' or '-'; try again"
+        )
         await bob.send_all(b"ce\n")
         assert await _line(bob, b_buf) == b"* alice is taken; try another"
         await bob.send_all(b"b")

@@ -176,6 +176,7 @@ async def test_mona_functions_with_colon_or_dot(tmp_path: Path) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_address_objects(tmp_path: Path, engine: str) -> None:
     async with running(tmp_path, "", engine=engine) as runtime:
+
         async def ev(code: str) -> object:
             return await lua(runtime, "return " + code)
 
@@ -199,8 +200,12 @@ async def test_address_objects(tmp_path: Path, engine: str) -> None:
         assert not await ev("mona:createIPAddress('1.2.3.4') == '1.2.3.4'")
         assert await ev("mona:createIPAddress('1.2.3.4') < mona:createIPAddress('1.2.3.5')")
         assert await ev("mona:createIPAddress('9.9.9.9') < mona:createIPAddress('::1')")
-        assert await ev("mona:createSocketAddress('1.1.1.1:1') <= mona:createSocketAddress('1.1.1.1:1')")
-        assert await ev("mona:createSocketAddress('1.1.1.1:2') > mona:createSocketAddress('1.1.1.1:1')")
+        assert await ev(
+            "mona:createSocketAddress('1.1.1.1:1') <= mona:createSocketAddress('1.1.1.1:1')"
+        )
+        assert await ev(
+            "mona:createSocketAddress('1.1.1.1:2') > mona:createSocketAddress('1.1.1.1:1')"
+        )
         sorted_values = await lua(
             runtime,
             """
@@ -214,7 +219,8 @@ async def test_address_objects(tmp_path: Path, engine: str) -> None:
         )
         assert sorted_values == b"1.0.0.0:1 1.0.0.0:2 2.0.0.0:1 [::1]:1"
         message = await lua(
-            runtime, "local ok, e = pcall(function() local a = mona:createIPAddress('1.2.3.4'); a.value = 1 end) return e"
+            runtime,
+            "local ok, e = pcall(function() local a = mona:createIPAddress('1.2.3.4'); a.value = 1 end) return e",
         )
         assert b"read-only" in message
 
@@ -243,10 +249,12 @@ async def test_address_factory_failures(tmp_path: Path, caplog: pytest.LogCaptur
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_lua_cannot_reach_python(tmp_path: Path, engine: str) -> None:
     async with running(tmp_path, "", engine=engine) as runtime:
+
         async def probe(code: str) -> object:
             """What *code* returns, or b"error" when it raises."""
             return await lua(
-                runtime, f"local ok, r = pcall(function() {code} end) if ok then return r end return 'error'"
+                runtime,
+                f"local ok, r = pcall(function() {code} end) if ok then return r end return 'error'",
             )
 
         assert await lua(runtime, "return python") is None
@@ -262,9 +270,20 @@ async def test_lua_cannot_reach_python(tmp_path: Path, engine: str) -> None:
         assert await probe("return mona:createTCPClient().__class__") is None
         assert await probe("return mona:createTCPClient().send.__globals__") in (None, b"error")
         assert await probe("return mona.createTCPClient.__globals__") in (None, b"error")
-        assert await lua(runtime, "local n = 0 for k in pairs(mona:createTCPClient()) do n = n + 1 end return n") == 0
-        assert await lua(runtime, "return getmetatable(mona:createIPAddress('1.1.1.1'))") == b"IPAddress"
-        assert await lua(runtime, "return debug.getmetatable(mona:createIPAddress('1.1.1.1')) ~= nil")
+        assert (
+            await lua(
+                runtime,
+                "local n = 0 for k in pairs(mona:createTCPClient()) do n = n + 1 end return n",
+            )
+            == 0
+        )
+        assert (
+            await lua(runtime, "return getmetatable(mona:createIPAddress('1.1.1.1'))")
+            == b"IPAddress"
+        )
+        assert await lua(
+            runtime, "return debug.getmetatable(mona:createIPAddress('1.1.1.1')) ~= nil"
+        )
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,7 +28,9 @@ end
 
 
 @asynccontextmanager
-async def listener(family: socket.AddressFamily = socket.AF_INET) -> AsyncIterator[trio.socket.SocketType]:
+async def listener(
+    family: socket.AddressFamily = socket.AF_INET,
+) -> AsyncIterator[trio.socket.SocketType]:
     sock = trio.socket.socket(family)
     await sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
     sock.listen()
@@ -55,7 +58,9 @@ async def test_connect_forms_and_exchange(tmp_path: Path, engine: str, form: str
         port = server.getsockname()[1]
         args = form.format(port=port)
         # Data sent while connecting goes out once connected.
-        result = await lua(runtime, f"local e = client:connect({args}) client:send('early') return e")
+        result = await lua(
+            runtime, f"local e = client:connect({args}) client:send('early') return e"
+        )
         assert result is None
         peer, peer_address = await server.accept()
         assert await peer.recv(100) == b"early"
@@ -113,18 +118,24 @@ async def test_refused_sets_error_and_fires_once(
 class _Resolver(trio.abc.HostnameResolver):
     """Answers ``good.test`` with 127.0.0.1 and fails every other name."""
 
-    async def getaddrinfo(self, host: bytes | str | None, port: bytes | str | int | None,
-                          family: int = 0, type: int = 0, proto: int = 0, flags: int = 0,
-                          ) -> list[tuple[socket.AddressFamily, socket.SocketKind, int, str,
-                                          tuple[str, int] | tuple[str, int, int, int]]]:
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
         name = host.decode() if isinstance(host, bytes) else host
         if name == "good.test":
             assert isinstance(port, int)
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    async def getnameinfo(self, sockaddr: tuple[str, int] | tuple[str, int, int, int],
-                          flags: int) -> tuple[str, str]:
+    async def getnameinfo(
+        self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int
+    ) -> tuple[str, str]:
         raise NotImplementedError
 
 
@@ -172,9 +183,7 @@ async def test_host_names_resolve_without_blocking(
         ('"bad name!", 80', b"invalid host"),
     ],
 )
-async def test_connect_bad_values_return_message(
-    tmp_path: Path, args: str, message: bytes
-) -> None:
+async def test_connect_bad_values_return_message(tmp_path: Path, args: str, message: bytes) -> None:
     async with running(tmp_path, CLIENT) as runtime:
         result = await lua(runtime, f"return client:connect({args})")
         assert message in result
@@ -216,7 +225,7 @@ async def test_disconnect_while_connecting(
     gate = trio.Event()
 
     class SlowResolver(_Resolver):
-        async def getaddrinfo(self, *args: object, **kwargs: object) -> list:  # type: ignore[override]
+        async def getaddrinfo(self, *args: object, **kwargs: object) -> list[Any]:
             await gate.wait()
             raise AssertionError("cancelled before")
 

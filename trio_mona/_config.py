@@ -7,6 +7,7 @@ The runtime's own settings live in the ``[trio_mona]`` section (:class:`Settings
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,7 +19,9 @@ ConfigValue: TypeAlias = bool | int | float | str
 NestedConfig: TypeAlias = dict[str, "ConfigValue | NestedConfig"]
 
 _INTEGER: Final = re.compile(r"[+-]?[0-9]+")
-_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
+_DECIMAL: Final = re.compile(
+    r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+"
+)
 _COMMENT: Final = re.compile(r"[;#]")
 
 
@@ -75,7 +78,7 @@ def parse_setting(setting: str) -> tuple[str, str]:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, str] = ()
+    path: str | os.PathLike[str] | None = None, overrides: Iterable[str] | Mapping[str, str] = ()
 ) -> dict[str, ConfigValue]:
     """Read an INI file (if any), apply overrides, and type every value.
 

@@ -64,7 +64,9 @@ class LuaBridge:
         self.engine = engine
         self.version: str = self._lua.lua_implementation.decode()
         host_table = self.table(host)
-        loader = self._lua.eval("function(src) return load(src, '=trio_mona/_prelude.lua', 't') end")
+        loader = self._lua.eval(
+            "function(src) return load(src, '=trio_mona/_prelude.lua', 't') end"
+        )
         chunk = loader(_PRELUDE)
         api = chunk(host_table)
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
@@ -104,7 +106,9 @@ class LuaBridge:
         result = self._load_chunk(source, b"@" + chunkname.encode("utf-8", "surrogateescape"), env)
         if isinstance(result, tuple):
             message = result[1]
-            raise LuaError(message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message))
+            raise LuaError(
+                message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+            )
         return result
 
     def eval(self, source: str) -> Any:

@@ -109,7 +109,7 @@ class _LuaLog:
             filename.decode("utf-8", "replace"),
             int(line),
             message.decode("utf-8", "replace"),
-            None,
+            (),
             None,
         )
         logger.handle(record)
@@ -272,7 +272,9 @@ class Runtime:
         try:
             source = main.read_bytes()
         except OSError as exc:
-            raise StartupError(f"{main}: cannot read the root application: {exc.strerror}") from None
+            raise StartupError(
+                f"{main}: cannot read the root application: {exc.strerror}"
+            ) from None
         env = self.bridge.new_app_env(b"", b"", b"", None)
         try:
             chunk = self.bridge.load(source, str(main), env)
@@ -305,6 +307,12 @@ class Runtime:
             with trio.move_on_after(self.settings.linger + 0.5):
                 await self._connections_gone.wait()
         self._send.close()
+
+
+def _applications_folder(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise StartupError(f"{folder}: applications folder not found")
+    return folder.resolve()
 
 
 def _first_line(error: bytes | str) -> str:
@@ -369,11 +377,10 @@ async def open_runtime(
             runtime_settings.check()
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
-    if not folder.is_dir():
-        raise StartupError(f"{folder}: applications folder not found")
+    folder = _applications_folder(folder)
     failure: StartupError | None = None
     async with trio.open_nursery() as nursery:
-        runtime = Runtime(folder.resolve(), config, runtime_settings, nursery)
+        runtime = Runtime(folder, config, runtime_settings, nursery)
         await nursery.start(runtime._executor.run)
         try:
             try:

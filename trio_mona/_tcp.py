@@ -94,7 +94,11 @@ class TCPConnection:
     def connect(self, table: LuaTable, first: object, second: object) -> bytes | None:
         """Start connecting; return None, or an error message when it cannot start."""
         if self._state is not State.IDLE:
-            return b"already connected" if self._state is State.CONNECTED else b"connection in progress"
+            return (
+                b"already connected"
+                if self._state is State.CONNECTED
+                else b"connection in progress"
+            )
         try:
             target = parse_target(first, second, default_host=LOCALHOST, allow_names=True)
         except AddressError as exc:
@@ -305,7 +309,11 @@ class TCPConnection:
             except OSError as exc:
                 self._fail(f"cannot resolve '{target.host}': {_message(exc)}")
                 return
-            candidates = [SocketAddress.from_sockaddr(info[4]) for info in infos]
+            candidates = [
+                SocketAddress.from_sockaddr(info[4])  # type: ignore[arg-type]  # no AF_INET6 bytes
+                for info in infos
+                if info[0] in (socket.AF_INET, socket.AF_INET6)
+            ]
         else:
             candidates = [target]
         failure = "no address to connect to"
@@ -489,8 +497,13 @@ class TCPServer:
                         except OSError as exc:
                             if self._sock is not sock:
                                 return  # stop() closed it
-                            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                                log.error("TCPServer %s: accept failed: %s", self, _message(exc))
+                            if exc.errno in (
+                                errno.EMFILE,
+                                errno.ENFILE,
+                                errno.ENOBUFS,
+                                errno.ENOMEM,
+                            ):
+                                log.error("TCPServer %s: accept failed: %s", self, _message(exc))  # noqa: TRY400
                                 await trio.sleep(0.1)
                                 break
                             continue  # the peer went away before we took it (ECONNABORTED...)
