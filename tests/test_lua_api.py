@@ -297,3 +297,17 @@ async def test_lua51_names_work_on_both_engines(tmp_path: Path, engine: str) -> 
     async with running(tmp_path, app, engine=engine) as runtime:
         assert await lua(runtime, "return result") == 21
         assert runtime.engine.startswith("LuaJIT" if engine == "luajit21" else "Lua 5.4")
+
+
+@pytest.mark.parametrize(
+    "text", ["0.0.0.0", "192.168.1.255", "239.192.0.1", "ff02::1", "::ffff:1.2.3.4"]
+)
+async def test_every_predicate_reaches_lua(tmp_path: Path, text: str) -> None:
+    from trio_mona._addresses import IP_PROPERTIES, IPAddress
+
+    address = IPAddress.parse(text)
+    async with running(tmp_path, "") as runtime:
+        for lua_name, attribute in IP_PROPERTIES.items():
+            got = await lua(runtime, f"return mona:createIPAddress('{text}').{lua_name}")
+            expected = getattr(address, attribute)
+            assert got == (expected.encode() if isinstance(expected, str) else expected), lua_name

@@ -216,6 +216,8 @@ api.report = report
 local DONE, SUSPEND = {}, {}
 local pool, pooled = {}, 0
 local suspended = {} -- token -> coroutine
+local workers = setmetatable({}, { __mode = "k" }) -- the executor's coroutines
+local running = coroutine.running
 
 local function worker(job, a, b, c)
   while true do
@@ -253,13 +255,23 @@ local function run(job, a, b, c)
     pooled = pooled - 1
   else
     co = create(worker)
+    workers[co] = true
   end
   return settle(co, resume(co, job, a, b, c))
 end
 
 -- Suspend the calling handler until Python resumes `token` (DESIGN §1).
-function api.suspend(token, request)
-  return yield(SUSPEND, token, request)
+-- Wrap `start` (a Python function returning a token and a Suspension) as a Lua
+-- function that suspends the calling handler until Python resumes it (DESIGN §1).
+function api.suspending(name, start)
+  return function(...)
+    if not workers[running()] then
+      error(format("'%s' has to wait, so it can only be called from a handler or a main "
+        .. "chunk, not from a coroutine of your own", name), 2)
+    end
+    local token, request = start(...)
+    return yield(SUSPEND, token, request)
+  end
 end
 
 function api.resume(token, ...)

@@ -7,6 +7,8 @@ within the linger time, then cancels what is left (DESIGN §4, §6).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import math
 import os
@@ -29,7 +31,7 @@ from ._addresses import (
 )
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._events import Call, Event
-from ._executor import Executor
+from ._executor import Executor, Suspension
 from ._lua import LuaBridge, LuaError, LuaTable
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
 
@@ -172,6 +174,7 @@ class Runtime:
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
         self._executor = Executor(self.bridge, receive, self.post)
         self._root_env: LuaTable | None = None
+        self._tokens = itertools.count(1)
 
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
@@ -250,6 +253,16 @@ class Runtime:
 
     def unbound(self, handle: object) -> None:
         self._bound.pop(handle, None)
+
+    def suspending(self, name: str, work: Callable[..., Awaitable[tuple[object, ...]]]) -> LuaTable:
+        """A Lua function that suspends its calling handler while ``work(*args)`` runs
+        in a Trio task; the handler resumes with the values *work* returns."""
+
+        def start(*args: object) -> tuple[int, Suspension]:
+            token = next(self._tokens)
+            return token, Suspension(token, functools.partial(work, *args))
+
+        return self.bridge.api.suspending(name.encode(), start)
 
     # -- lifecycle ----------------------------------------------------------------
     async def _in_executor(self, call: Callable[[], Any]) -> Any:

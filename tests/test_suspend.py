@@ -1,0 +1,124 @@
+"""The executor's suspend/resume path: a handler waits, everything else goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_mona._runtime import Runtime
+
+from .helpers import connect, lua, messages, receive_exactly, running, tcp_port, wait_for_log
+
+APP = """
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(data)
+    if data:sub(1, 4) == "wait" then
+      local value = pause(data:sub(5))        -- suspends this handler only
+      self:send("resumed:" .. value .. ";")
+      return 0
+    end
+    self:send("[" .. data .. "]")
+  end
+  function client:onDisconnection() NOTE("closed ", tostring(self.error)) end
+end
+server:start("127.0.0.1", 0)
+"""
+
+
+def install_pause(runtime: Runtime, gate: dict[bytes, trio.Event]) -> None:
+    """``pause(key)`` suspends the Lua caller until the test sets ``gate[key]``."""
+
+    async def pause(key: bytes) -> tuple[object, ...]:
+        event = gate.setdefault(key, trio.Event())
+        await event.wait()
+        return (key.upper(),)
+
+    env = runtime._root_env
+    assert env is not None
+    env[b"pause"] = runtime.suspending("pause", pause)
+
+
+async def test_suspended_handler_lets_others_run_and_keeps_order(tmp_path: Path) -> None:
+    gate: dict[bytes, trio.Event] = {}
+    async with running(tmp_path, APP) as runtime:
+        install_pause(runtime, gate)
+        port = tcp_port(runtime)
+        waiting, other = await connect(port), await connect(port)
+        await waiting.send_all(b"waitA")
+        await trio.sleep(0.05)
+        # More data for the suspended socket queues behind it, in order.
+        await waiting.send_all(b"one")
+        await trio.sleep(0.02)
+        await waiting.send_all(b"two")
+        # Other sockets are served meanwhile, with no added delay.
+        with trio.fail_after(1):
+            for i in range(20):
+                await other.send_all(b"x%d" % i)
+                assert await receive_exactly(other, 3 + len(str(i))) == b"[x%d]" % i
+        gate[b"A"].set()
+        assert await receive_exactly(waiting, 10) == b"resumed:A;"
+        # "one" and "two" may have been read together; either way they follow, in order.
+        rest = b""
+        with trio.fail_after(5):
+            while rest.replace(b"[", b"").replace(b"]", b"") != b"onetwo":
+                rest += await waiting.receive_some(100)
+        assert rest in (b"[one][two]", b"[onetwo]")
+
+
+async def test_socket_closing_while_suspended(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate: dict[bytes, trio.Event] = {}
+    async with running(tmp_path, APP) as runtime:
+        install_pause(runtime, gate)
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"waitB")
+        await trio.sleep(0.05)
+        await stream.aclose()
+        await trio.sleep(0.05)
+        # onDisconnection waits behind the suspended handler
+        assert not any(m.startswith("closed") for m in messages(caplog))
+        gate[b"B"].set()
+        await wait_for_log(caplog, "closed")
+        # the resumed handler's send found the socket closed: no crash, one event
+        assert sum(m.startswith("closed") for m in messages(caplog)) == 1
+
+
+async def test_shutdown_while_suspended(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    gate: dict[bytes, trio.Event] = {}
+    with trio.fail_after(5):
+        async with running(tmp_path, APP) as runtime:
+            install_pause(runtime, gate)
+            stream = await connect(tcp_port(runtime))
+            await stream.send_all(b"waitC")
+            await trio.sleep(0.05)
+    # the suspended coroutine was dropped: it never resumed
+    assert not any(m.startswith("closed") for m in messages(caplog))
+    await stream.aclose()
+
+
+async def test_main_chunk_can_suspend(tmp_path: Path) -> None:
+    gate: dict[bytes, trio.Event] = {b"M": trio.Event()}
+    gate[b"M"].set()
+    async with running(tmp_path, "") as runtime:
+        install_pause(runtime, gate)
+        env = runtime._root_env
+        chunk = runtime.bridge.load(b"result = pause('M')", "chunk", env)
+        error = await runtime._in_executor(lambda: runtime.bridge.call(chunk, b"chunk", b"", None))
+        assert error is None
+        assert await lua(runtime, "return result") == b"M"
+
+
+async def test_suspending_outside_a_handler_coroutine_is_an_error(tmp_path: Path) -> None:
+    gate: dict[bytes, trio.Event] = {}
+    async with running(tmp_path, "") as runtime:
+        install_pause(runtime, gate)
+        message = await lua(
+            runtime,
+            "local co = coroutine.wrap(function() return pcall(pause, 'x') end) "
+            "local ok, err = co() return err",
+        )
+        assert b"'pause' has to wait" in message
