@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing", "docs"]
+nox.options.sessions = ["tests", "lint", "typing", "docs"]  # bench: on demand
 nox.options.reuse_existing_virtualenvs = True
 
 TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "pytest-timeout>=2.3"]
@@ -37,3 +37,10 @@ def docs(session: nox.Session) -> None:
     """Build the Sphinx docs; warnings are errors."""
     session.install("-e", ".", "sphinx", "furo", "sphinxcontrib-trio")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Echo ping-pong against plain Trio (needs gcc and taskset); writes bench/results/."""
+    session.install("-e", ".")
+    session.run("python", "bench/echo.py", *session.posargs)

@@ -12,7 +12,7 @@ function server:onConnection(client)
     return 0
   end
   function client:onDisconnection()
-    if self.error then WARN("echo: ", self.peerAddress, " closed with error: ", self.error) end
+    if self.error then INFO("echo: ", self.peerAddress, " closed: ", self.error) end
   end
 end
 
