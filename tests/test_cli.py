@@ -48,7 +48,7 @@ def start_echo(*extra: str) -> tuple[subprocess.Popen[str], int]:
     deadline = time.monotonic() + 20
     for line in process.stderr:
         if "echo: listening on 127.0.0.1:" in line:
-            return process, int(line.rsplit(":", 1)[1])
+            return process, int(line.split("127.0.0.1:")[1].split()[0])
         assert time.monotonic() < deadline
     raise AssertionError(f"echo did not start (exit {process.wait()})")
 

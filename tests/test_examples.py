@@ -178,3 +178,32 @@ async def test_proxy_needs_upstream() -> None:
     with pytest.raises(trio_mona.StartupError, match=r"main.lua:7: proxy: set proxy.upstream"):
         async with trio_mona.open_runtime(APPS / "proxy", settings={"proxy.port": "0"}):
             pass
+
+
+async def _udp_round_trips(port: int, family: int = 2, host: str = "127.0.0.1") -> None:
+    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+    datagrams = [b"", b"one", os.urandom(60000), b"two"]
+    for datagram in datagrams:
+        await sock.sendto(datagram, (host, port))
+    with trio.fail_after(5):
+        for datagram in datagrams:
+            data, _ = await sock.recvfrom(65536)
+            assert data == datagram
+    sock.close()
+
+
+async def test_udp_echo() -> None:
+    settings = {"udp_echo.port": "0"}
+    async with trio_mona.open_runtime(APPS / "udp_echo", settings=settings) as runtime:
+        port = next(a.port for a in runtime.bound_addresses if a.kind == "udp")
+        await _udp_round_trips(port)
+
+
+async def test_echo_serves_udp_on_its_tcp_port() -> None:
+    async with trio_mona.open_runtime(APPS / "echo", settings={"echo.port": "0"}) as runtime:
+        kinds = {a.kind: a.port for a in runtime.bound_addresses}
+        assert kinds["udp"] == kinds["tcp"]
+        await _udp_round_trips(kinds["udp"])
+        stream = await connect(kinds["tcp"])
+        await stream.send_all(b"tcp too")
+        assert await receive_exactly(stream, 7) == b"tcp too"

@@ -227,10 +227,11 @@ async def test_address_objects(tmp_path: Path, engine: str) -> None:
 
 async def test_address_factory_failures(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with running(tmp_path, "") as runtime:
-        assert await lua(runtime, "return mona:createIPAddress('nope')") is None
+        assert await lua(runtime, "local a = mona:createIPAddress('nope') return a") is None
         await wait_for_log(caplog, "invalid IP address 'nope'")
         record = next(r for r in caplog.records if "invalid IP address 'nope'" in r.getMessage())
         assert record.levelno == logging.WARNING
+        assert (record.filename, record.lineno) == ("test", 1)  # the calling chunk
         got = await lua(
             runtime,
             "local got; local a = mona:createSocketAddress(function(e) got = e end, '1.2.3.4:') "

@@ -14,6 +14,7 @@ import attrs
 
 if TYPE_CHECKING:
     from ._tcp import TCPConnection
+    from ._udp import UDPSocket
 
 
 @attrs.frozen
@@ -22,6 +23,15 @@ class DataReceived:
 
     conn: TCPConnection
     data: bytes
+
+
+@attrs.frozen
+class DatagramReceived:
+    """One datagram and its sender's socket address, to go to ``onPacket``."""
+
+    socket: UDPSocket
+    data: bytes
+    sender: tuple[object, ...]
 
 
 @attrs.frozen
@@ -55,4 +65,4 @@ class Call:
     function: Callable[[], None]
 
 
-Event: TypeAlias = DataReceived | Accepted | Closed | Resumed | Call
+Event: TypeAlias = DataReceived | DatagramReceived | Accepted | Closed | Resumed | Call

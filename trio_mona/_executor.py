@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from ._events import Accepted, Call, Closed, DataReceived, Event, Resumed
+from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Resumed
 
 if TYPE_CHECKING:
     from ._lua import LuaBridge
@@ -65,11 +65,13 @@ class Executor:
         self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
         self._on_data = bridge.on_data
         self._on_event = bridge.on_event
+        self._on_packet = bridge.on_packet
         #: False once shutdown has run onStop: no Lua runs after that (DESIGN §4).
         self.lua_enabled = True
         self.events_dispatched = 0
         self._dispatch: dict[type[Any], Callable[[Any], None]] = {
             DataReceived: self._data,
+            DatagramReceived: self._datagram,
             Accepted: self._accepted,
             Closed: self._closed,
             Resumed: self._resumed,
@@ -164,6 +166,19 @@ class Executor:
             conn.kept = data[-int(rest) :]
         elif conn.kept:
             conn.kept = b""
+
+    def _datagram(self, event: DatagramReceived) -> None:
+        udp = event.socket
+        if udp.waiting is not None:
+            udp.waiting.append(event)
+            return
+        udp.consumed()
+        table = udp.table
+        if table is None or not self.lua_enabled:
+            return
+        result = self._on_packet(table, event.data, udp.sender(event.sender))
+        if result.__class__ is Suspension:
+            self.settle(result, (udp,), _ignore)
 
     def _accepted(self, event: Accepted) -> None:
         conn = event.conn

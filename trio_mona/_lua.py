@@ -71,6 +71,7 @@ class LuaBridge:
         api = chunk(host_table)
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
         self.on_event: Callable[..., Any] = api.on_event
+        self.on_packet: Callable[..., Any] = api.on_packet
         self.call: Callable[..., Any] = api.call
         self.resume: Callable[..., Any] = api.resume
         self.new_object: Callable[[bytes, object, bytes], LuaTable] = api.new_object

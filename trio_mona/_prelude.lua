@@ -184,8 +184,8 @@ local function render_args(sep, ...)
   return concat(parts, sep)
 end
 
--- Log `message` for application `owner`, attributed to the Lua caller `level`
--- frames up (file and line of the Lua code that called the logging function).
+-- Log `message` for application `owner`, attributed to the Lua code `frames` levels
+-- up the stack from log_at (1: the function calling log_at, 2: its caller, ...).
 local function log_at(owner, lvl, frames, message)
   if lvl < threshold then return end
   local info = getinfo(frames + 1, "Sl")
@@ -462,6 +462,53 @@ class("TCPServer", {
   end,
 })
 
+class("UDPSocket", {
+  bind = function(self, a, b)
+    local h = handle(self, "bind", "UDPSocket")
+    return host.udp_bind(h, self, address_arg("bind", 1, a), address_arg("bind", 2, b, true))
+  end,
+  connect = function(self, a, b)
+    local h = handle(self, "connect", "UDPSocket")
+    return host.udp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
+  end,
+  disconnect = function(self)
+    return host.udp_disconnect(handle(self, "disconnect", "UDPSocket"))
+  end,
+  send = function(self, data, a, b)
+    local h = handle(self, "send", "UDPSocket")
+    local t = type(data)
+    if t ~= "string" then
+      if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
+    end
+    local va = a ~= nil and address_arg("send", 2, a) or nil
+    return host.udp_send(h, self, data, va, address_arg("send", 3, b, true))
+  end,
+  close = function(self)
+    return host.udp_close(handle(self, "close", "UDPSocket"))
+  end,
+}, { "address", "peerAddress" }, host.udp_get, {
+  __tostring = function(t)
+    local address = host.udp_get(handle_of[t], "address")
+    return "UDPSocket(" .. (address and tostring(address) or "unbound") .. ")"
+  end,
+})
+
+local function packet_job(t, data, sender)
+  local handler = rawget(t, "onPacket") or rawget(t, "onReception")
+  if handler == nil then return 0 end
+  local ok, err = xpcall(handler, traceback, t, data, sender)
+  if not ok then report(owner_of[t], "onPacket", err) end
+  return 0
+end
+
+function api.on_packet(t, data, sender) return run(packet_job, t, data, sender) end
+
+-- The ...WithDNS factories suspend their caller while Trio resolves the name.
+local resolve = {
+  ip = api.suspending("createIPAddressWithDNS", host.resolve_start),
+  socket = api.suspending("createSocketAddressWithDNS", host.resolve_start),
+}
+
 ---------------------------------------------------------------------------
 -- Applications: environment, `mona` object, logging functions.
 ---------------------------------------------------------------------------
@@ -469,16 +516,6 @@ local function load_chunk(source, chunkname, env)
   return load(source, chunkname, "t", env)
 end
 api.load_chunk = load_chunk
-
-local function read_only_table(name, data)
-  return setmetatable({}, {
-    __index = data,
-    __newindex = function() error(name .. " is read-only", 2) end,
-    __pairs = function() return next, data, nil end,
-    __len = function() return #data end,
-    __metatable = name,
-  })
-end
 
 local function mona_factory(app, path)
   local mona = {}
@@ -488,30 +525,55 @@ local function mona_factory(app, path)
       return impl(first, ...)
     end
   end
-  local function create_address(kind, ...)
+  -- mona:createIPAddress / createSocketAddress and their ...WithDNS variants:
+  -- an optional error callback first, then the address arguments.
+  local function create_address(kind, dns, ...)
     local onerror = nil
     local args = { ... }
     if type(args[1]) == "function" then onerror = table.remove(args, 1) end
     local a, b = args[1], args[2]
+    local method = (kind == "ip" and "createIPAddress" or "createSocketAddress")
+      .. (dns and "WithDNS" or "")
     local va, vb
     if kind == "ip" then
       if type(a) == "table" and typename(a) == "IPAddress" then return a end
-      if type(a) ~= "string" then argerror("createIPAddress", onerror and 2 or 1, "string", a) end
+      if type(a) ~= "string" then argerror(method, onerror and 2 or 1, "string", a) end
       va = a
     else
-      va = address_arg("createSocketAddress", onerror and 2 or 1, a)
-      vb = address_arg("createSocketAddress", onerror and 3 or 2, b, true)
+      va = address_arg(method, onerror and 2 or 1, a)
+      vb = address_arg(method, onerror and 3 or 2, b, true)
     end
-    local value, err = host.parse_address(kind, va, vb)
+    local value, err
+    if dns then
+      value, err = resolve[kind](kind, va, vb)
+    else
+      value, err = host.parse_address(kind, va, vb)
+    end
     if value ~= nil then
       return new_object(kind == "ip" and "IPAddress" or "SocketAddress", value, path)
     end
     if onerror then
       onerror(err)
     else
-      log_at(path, 30, 3, err)
+      log_at(path, 30, 2, err)
     end
     return nil
+  end
+  -- mona:addToBlacklist / removeFromBlacklist: IP strings or IPAddress objects.
+  local function blacklist(name, add, ...)
+    local values = {}
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      if type(v) == "table" and typename(v) == "IPAddress" then
+        values[i] = handle_of[v]
+      elseif type(v) == "string" then
+        values[i] = v
+      else
+        argerror(name, i, "IP address", v)
+      end
+    end
+    local err = host.blacklist(add, unpack(values, 1, select("#", ...)))
+    if err then log_at(path, 30, 2, err) end
   end
   local members = {
     createTCPClient = method(function()
@@ -520,8 +582,23 @@ local function mona_factory(app, path)
     createTCPServer = method(function()
       return new_object("TCPServer", host.tcp_server_new(app), path)
     end),
-    createIPAddress = method(function(...) return create_address("ip", ...) end),
-    createSocketAddress = method(function(...) return create_address("socket", ...) end),
+    createUDPSocket = method(function(allow_broadcast)
+      local t = type(allow_broadcast)
+      if t ~= "nil" and t ~= "boolean" then
+        argerror("createUDPSocket", 1, "boolean", allow_broadcast)
+      end
+      return new_object("UDPSocket", host.udp_new(app, allow_broadcast == true), path)
+    end),
+    createIPAddress = method(function(...) return create_address("ip", false, ...) end),
+    createSocketAddress = method(function(...) return create_address("socket", false, ...) end),
+    createIPAddressWithDNS = method(function(...) return create_address("ip", true, ...) end),
+    createSocketAddressWithDNS = method(function(...)
+      return create_address("socket", true, ...)
+    end),
+    addToBlacklist = method(function(...) return blacklist("addToBlacklist", true, ...) end),
+    removeFromBlacklist = method(function(...)
+      return blacklist("removeFromBlacklist", false, ...)
+    end),
   }
   local props = {
     configs = host.configs,
@@ -558,5 +635,4 @@ function api.new_app_env(app, path, name, parent_env)
   return setmetatable(env, { __index = base })
 end
 
-api.read_only_table = read_only_table
 return api

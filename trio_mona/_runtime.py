@@ -25,6 +25,7 @@ import trio
 from ._addresses import (
     IP_PROPERTIES,
     AddressError,
+    HostName,
     IPAddress,
     SocketAddress,
     parse_target,
@@ -34,6 +35,7 @@ from ._events import Call, Event
 from ._executor import Executor, Suspension
 from ._lua import LuaBridge, LuaError, LuaTable
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
+from ._udp import UDP_PROPERTIES, UDPSocket
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]
 
@@ -67,6 +69,7 @@ class RuntimeStatistics:
     engine: str
     tcp_connections: int
     tcp_servers: int
+    udp_sockets: int
     events_dispatched: int
     bytes_received: int
     bytes_sent: int
@@ -136,6 +139,38 @@ def _addr_compare(a: object, b: object) -> int:
     return (key_a > key_b) - (key_a < key_b)
 
 
+def _canonical(address: IPAddress) -> bytes:
+    """The blacklist key: IPv4-mapped IPv6 addresses count as their IPv4 address."""
+    packed = address.packed
+    return packed[12:] if address.is_ipv6 and address.is_ipv4_mapped else packed
+
+
+async def _resolve(kind: bytes, first: object, second: object) -> tuple[object, bytes | None]:
+    """The work behind the ...WithDNS factories: resolve through Trio, never blocking."""
+    try:
+        wildcard = IPAddress.wildcard(ipv6=False)
+        if kind == b"ip":
+            assert isinstance(first, bytes)
+            text = first.decode("utf-8", "replace").strip() or "<empty>"
+            target = parse_target(text, 0, default_host=wildcard, allow_names=True)
+        else:
+            target = parse_target(first, second, default_host=wildcard, allow_names=True)
+        if isinstance(target, SocketAddress):
+            return (target.host if kind == b"ip" else target), None
+        name: HostName = target
+    except AddressError as exc:
+        return None, str(exc).encode()
+    try:
+        infos = await trio.socket.getaddrinfo(name.host, name.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return None, f"cannot resolve '{name.host}': {exc.strerror or exc}".encode()
+    for family, *_, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            address = SocketAddress.from_sockaddr(sockaddr)  # type: ignore[arg-type]
+            return (address.host if kind == b"ip" else address), None
+    return None, f"cannot resolve '{name.host}': no IP address".encode()
+
+
 def _parse_address(
     kind: bytes, first: object, second: object
 ) -> tuple[IPAddress | SocketAddress | None, bytes | None]:
@@ -170,6 +205,8 @@ class Runtime:
         self._connections: set[TCPConnection] = set()
         self._connections_gone = trio.Event()
         self._bound: dict[object, BoundAddress] = {}
+        self._udp_sockets: set[UDPSocket] = set()
+        self._blacklist: set[bytes] = set()
         self._send, receive = trio.open_memory_channel[Event](math.inf)
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
         self._executor = Executor(self.bridge, receive, self.post)
@@ -185,6 +222,12 @@ class Runtime:
         def new_tcp_server(owner: bytes) -> TCPServer:
             return TCPServer(self, owner)
 
+        def new_udp_socket(owner: bytes, allow_broadcast: bool) -> UDPSocket:
+            return UDPSocket(self, owner, allow_broadcast)
+
+        def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
+            return self._start_suspension(_resolve, kind, first, second)
+
         return {
             "log": _LuaLog(),
             "configs": _configs_table(config),
@@ -198,6 +241,15 @@ class Runtime:
             "tcp_server_start": TCPServer.start,
             "tcp_server_stop": TCPServer.stop,
             "tcp_server_get": lambda handle, name: TCP_SERVER_PROPERTIES[name](handle),
+            "udp_new": new_udp_socket,
+            "udp_bind": UDPSocket.bind,
+            "udp_connect": UDPSocket.connect,
+            "udp_disconnect": UDPSocket.disconnect,
+            "udp_send": UDPSocket.send,
+            "udp_close": UDPSocket.close,
+            "udp_get": lambda handle, name: UDP_PROPERTIES[name](handle),
+            "blacklist": self._change_blacklist,
+            "resolve_start": resolve_start,
             "addr_get": _addr_get,
             "addr_compare": _addr_compare,
             "parse_address": _parse_address,
@@ -220,6 +272,7 @@ class Runtime:
             engine=self.engine,
             tcp_connections=len(self._connections),
             tcp_servers=sum(1 for a in self._bound.values() if a.kind == "tcp"),
+            udp_sockets=len(self._udp_sockets),
             events_dispatched=self._executor.events_dispatched,
             bytes_received=self.bytes_received,
             bytes_sent=self.bytes_sent,
@@ -259,10 +312,50 @@ class Runtime:
         in a Trio task; the handler resumes with the values *work* returns."""
 
         def start(*args: object) -> tuple[int, Suspension]:
-            token = next(self._tokens)
-            return token, Suspension(token, functools.partial(work, *args))
+            return self._start_suspension(work, *args)
 
         return self.bridge.api.suspending(name.encode(), start)
+
+    def _start_suspension(
+        self, work: Callable[..., Awaitable[tuple[object, ...]]], *args: object
+    ) -> tuple[int, Suspension]:
+        token = next(self._tokens)
+        return token, Suspension(token, functools.partial(work, *args))
+
+    # -- blacklist (DESIGN §7) ----------------------------------------------------
+    def blacklisted(self, host: str) -> bool:
+        """Whether a peer's IP (as ``accept``/``recvfrom`` give it) is blacklisted."""
+        if not self._blacklist:
+            return False
+        try:
+            packed = _canonical(IPAddress.parse(host))
+        except AddressError:
+            return False
+        return packed in self._blacklist
+
+    def _change_blacklist(self, add: bool, *values: bytes | IPAddress) -> bytes | None:
+        errors = []
+        for value in values:
+            if isinstance(value, bytes):
+                try:
+                    value = IPAddress.parse(value.decode("utf-8", "replace").strip())
+                except AddressError as exc:
+                    errors.append(str(exc))
+                    continue
+            if add:
+                self._blacklist.add(_canonical(value))
+            else:
+                self._blacklist.discard(_canonical(value))
+        if errors:
+            verb = "addToBlacklist" if add else "removeFromBlacklist"
+            return f"{verb}: {'; '.join(errors)}".encode()
+        return None
+
+    def register_udp(self, udp: UDPSocket) -> None:
+        self._udp_sockets.add(udp)
+
+    def unregister_udp(self, udp: UDPSocket) -> None:
+        self._udp_sockets.discard(udp)
 
     # -- lifecycle ----------------------------------------------------------------
     async def _in_executor(self, call: Callable[[], Any]) -> Any:
@@ -313,6 +406,8 @@ class Runtime:
             if self._root_env is not None:
                 await self._app_event(self._root_env, b"onStop")
         self._executor.stop_lua()
+        for udp in list(self._udp_sockets):
+            udp.close()
         self._connections_gone = trio.Event()
         for conn in list(self._connections):
             conn.disconnect()

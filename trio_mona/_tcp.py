@@ -491,7 +491,7 @@ class TCPServer:
                     await wait_readable(sock)
                     for _ in range(ACCEPT_BATCH):
                         try:
-                            client, _ = sock.accept()
+                            client, peer = sock.accept()
                         except BlockingIOError:
                             break
                         except OSError as exc:
@@ -507,6 +507,10 @@ class TCPServer:
                                 await trio.sleep(0.1)
                                 break
                             continue  # the peer went away before we took it (ECONNABORTED...)
+                        if self.runtime.blacklisted(peer[0]):
+                            log.debug("TCPServer %s: refused blacklisted %s", self, peer[0])
+                            client.close()
+                            continue
                         self._accepted(client)
             except (trio.ClosedResourceError, OSError):
                 pass  # stop() closed the socket

@@ -1,0 +1,369 @@
+"""UDP socket handles (``mona:createUDPSocket([allowBroadcast])``).
+
+Like the TCP handles: a raw non-blocking socket whose reading runs in the handle's own
+Trio task, methods that never wait, and the Lua object held only while the socket is
+open. Datagrams keep their boundaries (zero-length ones included); the sender reaches
+Lua as a SocketAddress object, shared between datagrams from the same sender.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+from trio.lowlevel import notify_closing, wait_readable, wait_writable
+
+from ._addresses import AddressError, IPAddress, SocketAddress, parse_target
+from ._events import DatagramReceived, Event
+
+if TYPE_CHECKING:
+    from ._lua import LuaTable
+    from ._runtime import Runtime
+
+#: The largest UDP payload for each family (an IPv4 or IPv6 header plus 8 bytes of UDP).
+MAX_DATAGRAM: Final = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
+#: Datagrams read but not yet given to Lua, above which reading pauses (the kernel
+#: buffer then holds, and past it drops, what arrives: UDP's own back-pressure).
+READ_AHEAD: Final = 256
+#: Bytes of datagrams waiting for kernel buffer room, past which ``send`` fails.
+QUEUE_LIMIT: Final = 4 << 20
+#: Sender address objects kept for reuse.
+SENDER_CACHE: Final = 1024
+LOCALHOST: Final = IPAddress.parse("127.0.0.1")
+
+log = logging.getLogger("trio_mona")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _dissolve(sock: socket.socket) -> None:
+    """Undo ``connect`` on a UDP socket: connect to an AF_UNSPEC address (POSIX)."""
+    unspec = (ctypes.c_ubyte * 16)()  # sa_family = AF_UNSPEC (0), rest zero
+    if _libc.connect(sock.fileno(), ctypes.byref(unspec), ctypes.sizeof(unspec)) != 0:
+        code = ctypes.get_errno()
+        if code != errno.EAFNOSUPPORT:  # Linux reports this yet dissolves the association
+            raise OSError(code, errno.errorcode.get(code, "connect failed"))
+
+
+@attrs.define(eq=False, repr=False)
+class UDPSocket:
+    """The Python side of a Lua UDP socket object."""
+
+    runtime: Runtime
+    owner: bytes
+    allow_broadcast: bool = False
+    table: LuaTable | None = None
+    waiting: deque[Event] | None = None
+    _sock: socket.socket | None = None
+    _local: SocketAddress | None = None
+    _peer: SocketAddress | None = None
+    _lua_local: LuaTable | None = None
+    _lua_peer: LuaTable | None = None
+    _senders: dict[tuple[object, ...], LuaTable] = attrs.field(factory=dict)
+    _out: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
+    _out_size: int = 0
+    _unconsumed: int = 0
+    _resume_reading: trio.Event | None = None
+    _scope: trio.CancelScope | None = None
+    _closed: bool = False
+
+    def __repr__(self) -> str:
+        return f"<UDPSocket {self._local.value if self._local else 'unbound'}>"
+
+    # -- Lua methods ------------------------------------------------------------
+    def bind(self, table: LuaTable, first: object, second: object) -> bytes | None:
+        """Bind to a local address; None, or an error message."""
+        if self._closed:
+            return _CLOSED
+        if self._peer is not None:
+            return b"cannot bind a connected UDP socket"
+        if self._local is not None:
+            return f"UDP socket already bound to {self._local.value}".encode()
+        try:
+            target = self._target(first, second, self.runtime.wildcard)
+        except AddressError as exc:
+            return f"cannot bind: {exc}".encode()
+        sock = self._open(target.family)
+        try:
+            if target.is_ipv6 and target.host.is_wildcard:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(target.sockaddr())
+        except OSError as exc:
+            self._close_socket()
+            return f"cannot bind to {target.value}: {exc.strerror}".encode()
+        self._started(table)
+        return None
+
+    def connect(self, table: LuaTable, first: object, second: object) -> bytes | None:
+        """Fix the peer so that ``send`` needs no address; None, or an error message."""
+        if self._closed:
+            return _CLOSED
+        try:
+            target = self._target(first, second, LOCALHOST)
+        except AddressError as exc:
+            return f"cannot connect: {exc}".encode()
+        if target.port == 0:
+            return b"cannot connect to port 0"
+        if self._sock is None:
+            self._open(target.family)
+        assert self._sock is not None
+        sockaddr = self._sockaddr_for(target)
+        if isinstance(sockaddr, bytes):
+            return sockaddr
+        try:
+            self._sock.connect(sockaddr)
+        except OSError as exc:
+            return f"cannot connect to {target.value}: {exc.strerror}".encode()
+        self._peer, self._lua_peer = target, None
+        self._started(table)
+        return None
+
+    def disconnect(self) -> bytes | None:
+        """Forget the peer fixed by ``connect``; the socket stays open."""
+        if self._peer is None or self._sock is None:
+            return None
+        try:
+            _dissolve(self._sock)
+        except OSError as exc:
+            return f"cannot disconnect: {exc.strerror}".encode()
+        self._peer = self._lua_peer = None
+        return None
+
+    def send(self, table: LuaTable, data: bytes, first: object, second: object) -> bytes | None:
+        """Send one datagram, to the connected peer or to the address given."""
+        if self._closed:
+            return _CLOSED
+        destination: tuple[object, ...] | None = None  # None: the connected peer
+        if first is None:
+            if self._peer is None:
+                return b"no destination: give an address or connect the socket first"
+        else:
+            try:
+                target = self._target(first, second, LOCALHOST)
+            except AddressError as exc:
+                return f"cannot send: {exc}".encode()
+            if target.port == 0:
+                return b"cannot send to port 0"
+            if target.host.is_broadcast and not self.allow_broadcast:
+                return f"cannot send to {target.host.value}: {_NO_BROADCAST}".encode()
+            if self._peer is not None:
+                if _unmapped(target) != _unmapped(self._peer):
+                    return (
+                        f"connected to {self._peer.value}: cannot send to {target.value}".encode()
+                    )
+            else:
+                if self._sock is None:
+                    self._open(target.family)
+                    self._started(table)
+                sockaddr = self._sockaddr_for(target)
+                if isinstance(sockaddr, bytes):
+                    return sockaddr
+                destination = sockaddr
+        sock = self._sock
+        assert sock is not None
+        limit = MAX_DATAGRAM.get(sock.family, MAX_DATAGRAM[socket.AF_INET])
+        if len(data) > limit:
+            return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
+        if self._out:
+            return self._queue(data, destination)
+        try:
+            if destination is None:
+                sock.send(data)
+            else:
+                sock.sendto(data, destination)
+        except BlockingIOError:
+            return self._queue(data, destination)
+        except OSError as exc:
+            return _send_error(exc)
+        self.runtime.bytes_sent += len(data)
+        if self._local is None:
+            self._refresh_local()  # the kernel bound it on the first send
+        return None
+
+    def close(self) -> None:
+        """Close the socket for good: later calls return an error."""
+        self._closed = True
+        self._close_socket()
+
+    # -- Lua properties -----------------------------------------------------------
+    def lua_address(self) -> LuaTable | None:
+        if self._local is None:
+            self._refresh_local()
+        if self._lua_local is None and self._local is not None:
+            self._lua_local = self.runtime.bridge.wrap_socket_address(self._local)
+        return self._lua_local
+
+    def lua_peer_address(self) -> LuaTable | None:
+        if self._lua_peer is None and self._peer is not None:
+            self._lua_peer = self.runtime.bridge.wrap_socket_address(self._peer)
+        return self._lua_peer
+
+    # -- executor side ------------------------------------------------------------
+    def sender(self, sockaddr: tuple[object, ...]) -> LuaTable:
+        """The Lua SocketAddress for a datagram's sender, shared between datagrams."""
+        table = self._senders.get(sockaddr)
+        if table is None:
+            if len(self._senders) >= SENDER_CACHE:
+                self._senders.clear()
+            address = SocketAddress.from_sockaddr(sockaddr)  # type: ignore[arg-type]
+            table = self._senders[sockaddr] = self.runtime.bridge.wrap_socket_address(address)
+        return table
+
+    def consumed(self) -> None:
+        self._unconsumed -= 1
+        event = self._resume_reading
+        if event is not None and self._unconsumed < READ_AHEAD:
+            self._resume_reading = None
+            event.set()
+
+    # -- internals ------------------------------------------------------------------
+    def _target(self, first: object, second: object, default: IPAddress) -> SocketAddress:
+        target = parse_target(first, second, default_host=default)
+        assert isinstance(target, SocketAddress)  # no names: allow_names is False
+        return target
+
+    def _sockaddr_for(self, target: SocketAddress) -> tuple[object, ...] | bytes:
+        """The destination in the socket's own family (IPv4 through IPv6 is mapped)."""
+        sock = self._sock
+        assert sock is not None
+        if sock.family == target.family:
+            return target.sockaddr()
+        if sock.family == socket.AF_INET6:
+            return (f"::ffff:{target.host.value}", target.port, 0, 0)
+        return f"cannot reach IPv6 address {target.value} from an IPv4 socket".encode()
+
+    def _open(self, family: socket.AddressFamily) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        if self.allow_broadcast:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self._sock = sock
+        return sock
+
+    def _refresh_local(self) -> None:
+        """Learn the local address once the socket is bound (explicitly or by the kernel)."""
+        if self._sock is None:
+            return
+        address = SocketAddress.from_sockaddr(self._sock.getsockname())
+        if address.port:
+            self._local, self._lua_local = address, None
+            self.runtime.bound(self, "udp", address)
+
+    def _started(self, table: LuaTable) -> None:
+        """The socket exists and may receive: keep the Lua object, start the reader."""
+        self._refresh_local()
+        if self.table is None:
+            self.table = table
+            self.runtime.register_udp(self)
+        if self._scope is None and self._sock is not None:
+            self.runtime.nursery.start_soon(self._receive, self._sock)
+
+    def _queue(self, data: bytes, destination: tuple[object, ...] | None) -> bytes | None:
+        if self._out_size + len(data) > QUEUE_LIMIT:
+            return f"send queue full: {self._out_size} bytes waiting".encode()
+        if not self._out:
+            self.runtime.nursery.start_soon(self._flush)
+        self._out.append((data, destination))
+        self._out_size += len(data)
+        return None
+
+    async def _flush(self) -> None:
+        sock = self._sock
+        try:
+            while self._out and sock is not None and sock is self._sock:
+                await wait_writable(sock)
+                while self._out:
+                    data, destination = self._out[0]
+                    try:
+                        if destination is None:
+                            sock.send(data)
+                        else:
+                            sock.sendto(data, destination)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        pass  # UDP: one undeliverable datagram does not stop the rest
+                    self._out.popleft()
+                    self._out_size -= len(data)
+                    self.runtime.bytes_sent += len(data)
+        except trio.ClosedResourceError:
+            pass
+
+    async def _receive(self, sock: socket.socket) -> None:
+        """The handle's task: read datagrams and post them until the socket closes."""
+        post = self.runtime.post
+        recvfrom = sock.recvfrom
+        blacklisted = self.runtime.blacklisted
+        with trio.CancelScope() as self._scope:
+            try:
+                while True:
+                    if self._unconsumed >= READ_AHEAD:
+                        self._resume_reading = event = trio.Event()
+                        await event.wait()
+                    await wait_readable(sock)
+                    while self._unconsumed < READ_AHEAD:
+                        try:
+                            data, sender = recvfrom(65536)
+                        except BlockingIOError:
+                            break
+                        except OSError:
+                            continue  # an ICMP error for an earlier send: not fatal for UDP
+                        if blacklisted(sender[0]):
+                            log.debug("%s: dropped a datagram from blacklisted %s", self, sender[0])
+                            continue
+                        self._unconsumed += 1
+                        self.runtime.bytes_received += len(data)
+                        post(DatagramReceived(self, data, sender))
+            except (trio.ClosedResourceError, OSError, ValueError):
+                pass  # closed by close() or shutdown
+        self._scope = None
+
+    def _close_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if self._scope is not None:
+            self._scope.cancel()
+        if sock is not None:
+            notify_closing(sock)
+            sock.close()
+        self.runtime.unbound(self)
+        self.runtime.unregister_udp(self)
+        self._local = self._peer = None
+        self._lua_local = self._lua_peer = None
+        self._senders.clear()
+        self._out.clear()
+        self._out_size = 0
+        self.table = None
+
+
+_CLOSED: Final = b"UDP socket closed"
+_NO_BROADCAST: Final = "broadcast is not allowed (use mona:createUDPSocket(true))"
+
+
+def _unmapped(address: SocketAddress) -> SocketAddress:
+    """IPv4-mapped IPv6 addresses as IPv4, for comparing destinations."""
+    host = address.host
+    if host.is_ipv6 and host.is_ipv4_mapped:
+        return SocketAddress(IPAddress(host.packed[12:]), address.port)
+    return address
+
+
+def _send_error(exc: OSError) -> bytes:
+    if exc.errno == errno.EACCES:
+        return f"cannot send: {_NO_BROADCAST}".encode()
+    if exc.errno == errno.EMSGSIZE:
+        return b"cannot send: datagram too large"
+    return f"cannot send: {exc.strerror}".encode()
+
+
+UDP_PROPERTIES: Final[dict[bytes, Callable[[UDPSocket], object]]] = {
+    b"address": UDPSocket.lua_address,
+    b"peerAddress": UDPSocket.lua_peer_address,
+}
