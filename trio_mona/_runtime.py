@@ -223,7 +223,7 @@ class Runtime:
             return TCPServer(self, owner)
 
         def new_udp_socket(owner: bytes, allow_broadcast: bool) -> UDPSocket:
-            return UDPSocket(self, owner, allow_broadcast)
+            return UDPSocket(self, owner, allow_broadcast=allow_broadcast)
 
         def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
             return self._start_suspension(_resolve, kind, first, second)

@@ -27,7 +27,8 @@ import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
 from ._addresses import AddressError, HostName, IPAddress, SocketAddress, parse_target
-from ._events import Accepted, Closed, DataReceived, Event
+from ._endpoint import Endpoint
+from ._events import Accepted, Closed, DataReceived
 
 if TYPE_CHECKING:
     from ._lua import LuaTable
@@ -58,24 +59,14 @@ class State(enum.Enum):
 
 
 @attrs.define(eq=False, repr=False)
-class TCPConnection:
+class TCPConnection(Endpoint):
     """A TCP client (``mona:createTCPClient()``) or an accepted connection."""
 
-    runtime: Runtime
-    owner: bytes
-    #: The Lua object, held only while the socket is active.
-    table: LuaTable | None = None
     #: Bytes kept by the ``onData`` rest rule, prepended to the next delivery.
     kept: bytes = b""
-    #: Events held back while one of this socket's handlers is suspended.
-    waiting: deque[Event] | None = None
     _state: State = State.IDLE
     _sock: socket.socket | None = None
     _error: str | None = None
-    _local: SocketAddress | None = None
-    _peer: SocketAddress | None = None
-    _lua_local: LuaTable | None = None
-    _lua_peer: LuaTable | None = None
     _last_send: float = 0.0
     _out: deque[bytes | memoryview] = attrs.field(factory=deque)
     _out_size: int = 0
@@ -142,16 +133,6 @@ class TCPConnection:
     def connected(self) -> bool:
         return self._state is State.CONNECTED
 
-    def lua_address(self) -> LuaTable | None:
-        if self._lua_local is None and self._local is not None:
-            self._lua_local = self.runtime.bridge.wrap_socket_address(self._local)
-        return self._lua_local
-
-    def lua_peer_address(self) -> LuaTable | None:
-        if self._lua_peer is None and self._peer is not None:
-            self._lua_peer = self.runtime.bridge.wrap_socket_address(self._peer)
-        return self._lua_peer
-
     def lua_error(self) -> bytes | None:
         return None if self._error is None else self._error.encode()
 
@@ -174,8 +155,8 @@ class TCPConnection:
     def forget(self) -> None:
         """After onDisconnection: drop what described the finished connection."""
         if self._state is State.IDLE:
-            self._local = self._peer = None
-            self._lua_local = self._lua_peer = None
+            self._set_local(None)
+            self._set_peer(None)
 
     def keep(self, data: bytes, rest: Any) -> None:
         self.kept = data[-int(rest) :] if rest else b""
@@ -198,8 +179,8 @@ class TCPConnection:
         self.table = table
         self.kept = b""
         self._error = None
-        self._local = self._peer = None
-        self._lua_local = self._lua_peer = None
+        self._set_local(None)
+        self._set_peer(None)
         self._unconsumed = 0
         self._out.clear()
         self._out_size = 0
@@ -339,8 +320,8 @@ class TCPConnection:
 
     def _established(self, sock: socket.socket, peer: SocketAddress | None = None) -> None:
         self._sock = sock
-        self._local = SocketAddress.from_sockaddr(sock.getsockname())
-        self._peer = peer or SocketAddress.from_sockaddr(sock.getpeername())
+        self._set_local(SocketAddress.from_sockaddr(sock.getsockname()))
+        self._set_peer(peer or SocketAddress.from_sockaddr(sock.getpeername()))
         self._last_send = time.monotonic()
         if self._state is State.CONNECTING or self._state is State.IDLE:
             self._state = State.CONNECTED

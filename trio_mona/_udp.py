@@ -22,11 +22,11 @@ import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
 from ._addresses import AddressError, IPAddress, SocketAddress, parse_target
-from ._events import DatagramReceived, Event
+from ._endpoint import Endpoint
+from ._events import DatagramReceived
 
 if TYPE_CHECKING:
     from ._lua import LuaTable
-    from ._runtime import Runtime
 
 #: The largest UDP payload for each family (an IPv4 or IPv6 header plus 8 bytes of UDP).
 MAX_DATAGRAM: Final = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
@@ -54,19 +54,11 @@ def _dissolve(sock: socket.socket) -> None:
 
 
 @attrs.define(eq=False, repr=False)
-class UDPSocket:
+class UDPSocket(Endpoint):
     """The Python side of a Lua UDP socket object."""
 
-    runtime: Runtime
-    owner: bytes
     allow_broadcast: bool = False
-    table: LuaTable | None = None
-    waiting: deque[Event] | None = None
     _sock: socket.socket | None = None
-    _local: SocketAddress | None = None
-    _peer: SocketAddress | None = None
-    _lua_local: LuaTable | None = None
-    _lua_peer: LuaTable | None = None
     _senders: dict[tuple[object, ...], LuaTable] = attrs.field(factory=dict)
     _out: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
     _out_size: int = 0
@@ -88,7 +80,7 @@ class UDPSocket:
         if self._local is not None:
             return f"UDP socket already bound to {self._local.value}".encode()
         try:
-            target = self._target(first, second, self.runtime.wildcard)
+            target = _address(first, second, self.runtime.wildcard)
         except AddressError as exc:
             return f"cannot bind: {exc}".encode()
         sock = self._open(target.family)
@@ -106,12 +98,9 @@ class UDPSocket:
         """Fix the peer so that ``send`` needs no address; None, or an error message."""
         if self._closed:
             return _CLOSED
-        try:
-            target = self._target(first, second, LOCALHOST)
-        except AddressError as exc:
-            return f"cannot connect: {exc}".encode()
-        if target.port == 0:
-            return b"cannot connect to port 0"
+        target = _remote(first, second, "connect")
+        if isinstance(target, bytes):
+            return target
         if self._sock is None:
             self._open(target.family)
         assert self._sock is not None
@@ -122,7 +111,7 @@ class UDPSocket:
             self._sock.connect(sockaddr)
         except OSError as exc:
             return f"cannot connect to {target.value}: {exc.strerror}".encode()
-        self._peer, self._lua_peer = target, None
+        self._set_peer(target)
         self._started(table)
         return None
 
@@ -134,7 +123,7 @@ class UDPSocket:
             _dissolve(self._sock)
         except OSError as exc:
             return f"cannot disconnect: {exc.strerror}".encode()
-        self._peer = self._lua_peer = None
+        self._set_peer(None)
         return None
 
     def send(self, table: LuaTable, data: bytes, first: object, second: object) -> bytes | None:
@@ -146,12 +135,9 @@ class UDPSocket:
             if self._peer is None:
                 return b"no destination: give an address or connect the socket first"
         else:
-            try:
-                target = self._target(first, second, LOCALHOST)
-            except AddressError as exc:
-                return f"cannot send: {exc}".encode()
-            if target.port == 0:
-                return b"cannot send to port 0"
+            target = _remote(first, second, "send")
+            if isinstance(target, bytes):
+                return target
             if target.host.is_broadcast and not self.allow_broadcast:
                 return f"cannot send to {target.host.value}: {_NO_BROADCAST}".encode()
             if self._peer is not None:
@@ -197,14 +183,7 @@ class UDPSocket:
     def lua_address(self) -> LuaTable | None:
         if self._local is None:
             self._refresh_local()
-        if self._lua_local is None and self._local is not None:
-            self._lua_local = self.runtime.bridge.wrap_socket_address(self._local)
-        return self._lua_local
-
-    def lua_peer_address(self) -> LuaTable | None:
-        if self._lua_peer is None and self._peer is not None:
-            self._lua_peer = self.runtime.bridge.wrap_socket_address(self._peer)
-        return self._lua_peer
+        return super().lua_address()
 
     # -- executor side ------------------------------------------------------------
     def sender(self, sockaddr: tuple[object, ...]) -> LuaTable:
@@ -225,11 +204,6 @@ class UDPSocket:
             event.set()
 
     # -- internals ------------------------------------------------------------------
-    def _target(self, first: object, second: object, default: IPAddress) -> SocketAddress:
-        target = parse_target(first, second, default_host=default)
-        assert isinstance(target, SocketAddress)  # no names: allow_names is False
-        return target
-
     def _sockaddr_for(self, target: SocketAddress) -> tuple[object, ...] | bytes:
         """The destination in the socket's own family (IPv4 through IPv6 is mapped)."""
         sock = self._sock
@@ -254,7 +228,7 @@ class UDPSocket:
             return
         address = SocketAddress.from_sockaddr(self._sock.getsockname())
         if address.port:
-            self._local, self._lua_local = address, None
+            self._set_local(address)
             self.runtime.bound(self, "udp", address)
 
     def _started(self, table: LuaTable) -> None:
@@ -335,8 +309,8 @@ class UDPSocket:
             sock.close()
         self.runtime.unbound(self)
         self.runtime.unregister_udp(self)
-        self._local = self._peer = None
-        self._lua_local = self._lua_peer = None
+        self._set_local(None)
+        self._set_peer(None)
         self._senders.clear()
         self._out.clear()
         self._out_size = 0
@@ -345,6 +319,23 @@ class UDPSocket:
 
 _CLOSED: Final = b"UDP socket closed"
 _NO_BROADCAST: Final = "broadcast is not allowed (use mona:createUDPSocket(true))"
+
+
+def _address(first: object, second: object, default: IPAddress) -> SocketAddress:
+    target = parse_target(first, second, default_host=default)
+    assert isinstance(target, SocketAddress)  # no names: allow_names is False
+    return target
+
+
+def _remote(first: object, second: object, verb: str) -> SocketAddress | bytes:
+    """A destination for connect or send, or the error message for Lua."""
+    try:
+        target = _address(first, second, LOCALHOST)
+    except AddressError as exc:
+        return f"cannot {verb}: {exc}".encode()
+    if target.port == 0:
+        return f"cannot {verb} to port 0".encode()
+    return target
 
 
 def _unmapped(address: SocketAddress) -> SocketAddress:
