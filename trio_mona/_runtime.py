@@ -33,6 +33,7 @@ from ._addresses import (
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._events import Call, Event
 from ._executor import Executor, Suspension
+from ._hub import Hub
 from ._lua import LuaBridge, LuaError, LuaTable
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
 from ._udp import UDP_PROPERTIES, UDPSocket
@@ -208,6 +209,7 @@ class Runtime:
         self._udp_sockets: set[UDPSocket] = set()
         self._blacklist: set[bytes] = set()
         self._send, receive = trio.open_memory_channel[Event](math.inf)
+        self.hub = Hub()
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
         self._executor = Executor(self.bridge, receive, self.post)
         self._root_env: LuaTable | None = None
@@ -489,6 +491,7 @@ async def open_runtime(
     failure: StartupError | None = None
     async with trio.open_nursery() as nursery:
         runtime = Runtime(folder, config, runtime_settings, nursery)
+        nursery.start_soon(runtime.hub.run)
         await nursery.start(runtime._executor.run)
         try:
             try:

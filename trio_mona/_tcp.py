@@ -1,10 +1,11 @@
 """TCP client/connection and TCP server handles.
 
-Each handle is the private Python side of one Lua object (DESIGN §1). Its I/O runs in
-its own Trio task on a raw non-blocking socket, driven by ``wait_readable`` /
-``wait_writable``. Methods called from Lua (``send``, ``connect``, ``disconnect``,
-``start``, ``stop``) are synchronous and never wait: ``send`` writes at once when the
-kernel has room and queues the rest for a flusher task.
+Each handle is the private Python side of one Lua object (DESIGN §1). A connection's
+own Trio task connects it, waits while it is open, then flushes and closes it; while it
+is open the runtime's read hub (``_hub.py``) reads its raw non-blocking socket for it.
+Methods called from Lua (``send``, ``connect``, ``disconnect``, ``start``, ``stop``) are
+synchronous and never wait: ``send`` writes at once when the kernel has room and queues
+the rest for a flusher task driven by ``wait_writable``.
 
 Links to the Lua object are held only while the socket is active and are broken
 when it closes, so no cycle between the two garbage collectors outlives a connection.
@@ -29,6 +30,7 @@ from trio.lowlevel import notify_closing, wait_readable, wait_writable
 from ._addresses import AddressError, HostName, IPAddress, SocketAddress, parse_target
 from ._endpoint import Endpoint
 from ._events import Accepted, Closed, DataReceived
+from ._hub import HANGUP
 
 if TYPE_CHECKING:
     from ._lua import LuaTable
@@ -74,8 +76,14 @@ class TCPConnection(Endpoint):
     _read_scope: trio.CancelScope | None = None
     _flush_scope: trio.CancelScope | None = None
     _flushing: bool = False
-    _resume_reading: trio.Event | None = None
     _flushed: trio.Event | None = None
+    #: Set when the task has something to do: end of stream, or all data consumed.
+    _wake: trio.Event | None = None
+    #: The hub reported data (or EOF) that has not been read yet (edge-triggered).
+    _ready: bool = False
+    #: The peer hung up: read to the end instead of stopping at a short read.
+    _hangup: bool = False
+    _eof: bool = False
 
     def __repr__(self) -> str:
         peer = self._peer.value if self._peer else "-"
@@ -164,7 +172,17 @@ class TCPConnection(Endpoint):
     def consumed(self, size: int) -> None:
         """The executor took *size* bytes: reading may go on."""
         self._unconsumed -= size
-        self._maybe_resume_reading()
+        if self._ready:
+            self._pump()
+        if self._eof and not self._unconsumed:
+            self._wake_task()
+
+    def on_readable(self, mask: int) -> None:
+        """The hub saw data or a hang-up: read it (called in the hub's task)."""
+        self._ready = True
+        if mask & HANGUP:
+            self._hangup = True
+        self._pump()
 
     def close_now(self) -> None:
         """Close without flushing (shutdown, or an accept nobody will see)."""
@@ -182,6 +200,7 @@ class TCPConnection(Endpoint):
         self._set_local(None)
         self._set_peer(None)
         self._unconsumed = 0
+        self._ready = self._hangup = self._eof = False
         self._out.clear()
         self._out_size = 0
 
@@ -214,14 +233,55 @@ class TCPConnection(Endpoint):
         return self._out_size > self.runtime.settings.soft_limit or self._unconsumed >= READ_AHEAD
 
     def _maybe_resume_reading(self) -> None:
-        """Wake the reader if it is parked; it re-checks why it parked."""
-        event = self._resume_reading
+        """The send queue shrank: read what was left in the kernel while paused."""
+        if self._ready:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Read until the kernel buffer is empty or back-pressure says stop.
+
+        Runs in whichever task noticed that reading may go on: the hub (new data), the
+        executor (data consumed) or the flusher (queue drained). It never waits.
+        """
+        if self._state is not State.CONNECTED:
+            return
+        sock = self._sock
+        assert sock is not None
+        recv = sock.recv
+        post = self.runtime.post
+        while not self._reading_paused():
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:
+                self._ready = False
+                return
+            except OSError as exc:
+                self._ready = False
+                self._fail(exc)
+                return
+            size = len(data)
+            if not size:
+                self._ready = False
+                self._eof = True
+                self._wake_task()
+                return
+            self._unconsumed += size
+            self.runtime.bytes_received += size
+            post(DataReceived(self, data))
+            # A short read emptied the kernel buffer: new data brings a new edge.
+            if size < RECV_SIZE and not self._hangup:
+                self._ready = False
+                return
+
+    def _wake_task(self) -> None:
+        event = self._wake
         if event is not None:
-            self._resume_reading = None
+            self._wake = None
             event.set()
 
-    async def _park(self) -> None:
-        self._resume_reading = event = trio.Event()
+    async def _sleep(self) -> None:
+        """Park the handle's task until :meth:`_wake_task`."""
+        self._wake = event = trio.Event()
         await event.wait()
 
     def _write_some(self) -> None:
@@ -271,7 +331,7 @@ class TCPConnection(Endpoint):
                     if self._out and not self._flushing:
                         self._flushing = True
                         self.runtime.nursery.start_soon(self._flush)
-                    await self._read()
+                    await self._serve()
         except OSError as exc:
             self._fail(exc)
         finally:
@@ -326,38 +386,22 @@ class TCPConnection(Endpoint):
         if self._state is State.CONNECTING or self._state is State.IDLE:
             self._state = State.CONNECTED
 
-    async def _read(self) -> None:
+    async def _serve(self) -> None:
+        """While connected: the hub reads; this task waits for the end of the stream."""
         sock = self._sock
         assert sock is not None
-        recv = sock.recv
-        post = self.runtime.post
-        runtime = self.runtime
-        while True:
-            while self._reading_paused():
-                await self._park()
-            await wait_readable(sock)
-            while True:
-                try:
-                    data = recv(RECV_SIZE)
-                except BlockingIOError:
-                    break
-                if not data:
-                    await self._end_of_stream()
-                    return
-                size = len(data)
-                self._unconsumed += size
-                runtime.bytes_received += size
-                post(DataReceived(self, data))
-                # A short read means the kernel buffer is now empty: park at once.
-                if size < RECV_SIZE or self._reading_paused():
-                    break
-
-    async def _end_of_stream(self) -> None:
-        """Peer closed: let Lua see the data already read (and answer it), then close."""
-        while self._unconsumed > 0 and self._state is State.CONNECTED:
-            await self._park()
-        if self._state is State.CONNECTED:
-            self._state = State.CLOSING
+        hub = self.runtime.hub
+        hub.register(sock.fileno(), self)
+        try:
+            while not self._eof:
+                await self._sleep()
+            # Peer closed: let Lua see the data already read (and answer it), then close.
+            while self._unconsumed > 0 and self._state is State.CONNECTED:
+                await self._sleep()
+            if self._state is State.CONNECTED:
+                self._state = State.CLOSING
+        finally:
+            hub.unregister(sock.fileno())
 
     async def _finish(self) -> None:
         """Flush within the linger time, close the socket, report ``Closed`` once."""
@@ -381,7 +425,7 @@ class TCPConnection(Endpoint):
                 sock.close()
             self._sock = None
             self._flushed = None
-            self._resume_reading = None
+            self._wake = None
             self._out.clear()
             self._out_size = 0
             self._state = State.CLOSED
