@@ -41,6 +41,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Echo ping-pong against plain Trio (needs gcc and taskset); writes bench/results/."""
+    """The benchmark suite against plain Trio, asyncio, uvloop and copas (needs gcc)."""
     session.install("-e", ".")
-    session.run("python", "bench/echo.py", *session.posargs)
+    session.install("uvloop")
+    session.run("python", "bench/suite.py", *session.posargs)

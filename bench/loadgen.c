@@ -1,7 +1,13 @@
-/* Echo ping-pong load generator: N connections, each sends a SIZE-byte message and
- * waits for it to come back, for SECONDS. Prints one JSON line: round trips/s,
- * p50/p99 latency (microseconds) and the generator's own CPU use.
- * Non-blocking sockets and one epoll: it must never be the bottleneck. */
+/* Load generator for the echo benchmarks: non-blocking sockets and one epoll, so that
+ * it is never the bottleneck. Every mode prints one JSON line, including the
+ * generator's own CPU use (fraction of one core) over the measured interval.
+ *
+ *   loadgen pingpong PORT CONNS SIZE SECONDS   TCP: send SIZE bytes, wait for the echo
+ *   loadgen udp      PORT CLIENTS SIZE SECONDS  UDP: the same with datagrams
+ *   loadgen bulk     PORT SECONDS               TCP: stream 64 KiB writes, count echo
+ *   loadgen churn    PORT CONCURRENCY SECONDS   TCP: connect, 64-byte echo, close
+ *   loadgen idle     PORT CONNS                 open CONNS, print, wait for stdin, exit
+ */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct { int fd; size_t got; double sent_at; } conn_t;
+static struct sockaddr_in server;
 
 static double now(void) {
   struct timespec ts;
@@ -25,60 +31,203 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+static void die(const char *what) {
+  perror(what);
+  exit(1);
+}
+
 static int cmp(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return (x > y) - (x < y);
 }
 
-int main(int argc, char **argv) {
-  if (argc < 5) { fprintf(stderr, "usage: loadgen PORT CONNS SIZE SECONDS\n"); return 2; }
-  int port = atoi(argv[1]), n = atoi(argv[2]), size = atoi(argv[3]);
-  double seconds = atof(argv[4]);
-  char *msg = malloc(size), *buf = malloc(size);
+static int tcp_connect(int nonblocking) {
+  int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0), one = 1;
+  if (fd < 0) die("socket");
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (struct sockaddr *)&server, sizeof server) < 0 && errno != EINPROGRESS)
+    die("connect");
+  return fd;
+}
+
+/* Ping-pong over TCP or UDP: each connection has one message in flight. */
+static int pingpong(int udp, int n, int size, double seconds) {
+  char *msg = malloc(size), *buf = malloc(size + 1);
   memset(msg, 'x', size);
-  conn_t *conns = calloc(n, sizeof(conn_t));
+  int *fds = calloc(n, sizeof(int));
+  size_t *got = calloc(n, sizeof(size_t));
+  double *sent_at = calloc(n, sizeof(double));
   size_t cap = 1 << 24, count = 0;
   float *lat = malloc(cap * sizeof(float));
   int ep = epoll_create1(0);
-  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   for (int i = 0; i < n; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) { perror("connect"); return 1; }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    conns[i].fd = fd;
+    if (udp) {
+      fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+      if (connect(fds[i], (struct sockaddr *)&server, sizeof server) < 0) die("connect");
+    } else {
+      fds[i] = tcp_connect(0);
+      fcntl(fds[i], F_SETFL, O_NONBLOCK);
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
   }
-  double start = now(), end = start + seconds, warm = start + seconds * 0.1;
-  for (int i = 0; i < n; i++) { conns[i].sent_at = now(); if (write(conns[i].fd, msg, size) != size) return 1; }
+  double start = now(), end = start + seconds, warm = start + seconds * 0.1, from = 0, cpu0 = 0;
+  long trips = 0, lost = 0;
+  for (int i = 0; i < n; i++) {
+    sent_at[i] = now();
+    if (write(fds[i], msg, size) != size) die("write");
+  }
   struct epoll_event events[1024];
-  long trips = 0;
-  double measured_from = 0;
   while (now() < end) {
-    int k = epoll_wait(ep, events, 1024, 100);
+    int k = epoll_wait(ep, events, 1024, 50);
     double t = now();
-    if (measured_from == 0 && t >= warm) { measured_from = t; trips = 0; count = 0; }
+    if (!from && t >= warm) { from = t; trips = 0; count = 0; cpu0 = cpu_seconds(); }
+    if (k == 0 && udp) { /* a datagram was lost: resend on every idle socket */
+      for (int i = 0; i < n; i++)
+        if (t - sent_at[i] > 0.05) { lost++; sent_at[i] = t; if (write(fds[i], msg, size) < 0) die("write"); }
+      continue;
+    }
     for (int j = 0; j < k; j++) {
-      conn_t *c = &conns[events[j].data.u32];
-      ssize_t r = read(c->fd, buf, size - c->got);
-      if (r <= 0) { if (r < 0 && errno == EAGAIN) continue; fprintf(stderr, "connection closed\n"); return 1; }
-      c->got += r;
-      if (c->got < (size_t)size) continue;
-      c->got = 0;
-      if (measured_from) { trips++; if (count < cap) lat[count++] = (float)((t - c->sent_at) * 1e6); }
-      c->sent_at = t;
-      if (write(c->fd, msg, size) != size) { perror("write"); return 1; }
+      int i = events[j].data.u32;
+      ssize_t r = read(fds[i], buf, udp ? size + 1 : size - got[i]);
+      if (r < 0 && errno == EAGAIN) continue;
+      if (r <= 0 && !(udp && r == 0)) { fprintf(stderr, "connection closed\n"); return 1; }
+      got[i] += r;
+      if (got[i] < (size_t)size) continue;
+      got[i] = 0;
+      if (from) { trips++; if (count < cap) lat[count++] = (float)((t - sent_at[i]) * 1e6); }
+      sent_at[i] = t;
+      if (write(fds[i], msg, size) != size) die("write");
     }
   }
-  double elapsed = now() - measured_from;
+  double elapsed = now() - from;
   qsort(lat, count, sizeof(float), cmp);
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-  printf("{\"round_trips_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"generator_cpu\": %.2f}\n",
+  printf("{\"round_trips_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
+         "\"lost\": %ld, \"generator_cpu\": %.2f}\n",
          trips / elapsed, count ? lat[count / 2] : 0.0, count ? lat[(size_t)(count * 0.99)] : 0.0,
-         cpu / (now() - start));
+         lost, (cpu_seconds() - cpu0) / elapsed);
   return 0;
+}
+
+/* One TCP connection: write 64 KiB chunks as fast as the server takes them while
+ * reading the echo; report echoed megabytes per second. */
+static int bulk(double seconds) {
+  int fd = tcp_connect(0);
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  static char out[65536], in[262144];
+  memset(out, 'b', sizeof out);
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.fd = fd};
+  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  long long written = 0, echoed = 0, counted = 0;
+  double start = now(), end = start + seconds, warm = start + seconds * 0.1, from = 0, cpu0 = 0;
+  while (now() < end) {
+    struct epoll_event got[4];
+    int k = epoll_wait(ep, got, 4, 50);
+    double t = now();
+    if (!from && t >= warm) { from = t; counted = 0; cpu0 = cpu_seconds(); }
+    for (int j = 0; j < k; j++) {
+      if (got[j].events & EPOLLIN) {
+        ssize_t r;
+        while ((r = read(fd, in, sizeof in)) > 0) { echoed += r; if (from) counted += r; }
+        if (r == 0) { fprintf(stderr, "connection closed\n"); return 1; }
+      }
+      /* keep at most 4 MiB in flight so the server's flow control is not the story */
+      if ((got[j].events & EPOLLOUT) && written - echoed < (4 << 20)) {
+        ssize_t w = write(fd, out, sizeof out);
+        if (w > 0) written += w;
+      }
+    }
+  }
+  double elapsed = now() - from;
+  printf("{\"mb_per_s\": %.1f, \"generator_cpu\": %.2f}\n", counted / elapsed / 1e6,
+         (cpu_seconds() - cpu0) / elapsed);
+  return 0;
+}
+
+/* CONCURRENCY slots, each: connect, send 64 bytes, read the echo, close, again. */
+static int churn(int slots, double seconds) {
+  int ep = epoll_create1(0), *fds = calloc(slots, sizeof(int)), *state = calloc(slots, sizeof(int));
+  char msg[64], buf[64];
+  memset(msg, 'c', sizeof msg);
+  long done = 0;
+  double start = now(), end = start + seconds, warm = start + seconds * 0.1, from = 0, cpu0 = 0;
+  for (int i = 0; i < slots; i++) {
+    fds[i] = tcp_connect(1);
+    struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = i};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+  }
+  struct epoll_event events[256];
+  while (now() < end) {
+    int k = epoll_wait(ep, events, 256, 50);
+    double t = now();
+    if (!from && t >= warm) { from = t; done = 0; cpu0 = cpu_seconds(); }
+    for (int j = 0; j < k; j++) {
+      int i = events[j].data.u32, fd = fds[i];
+      if (state[i] == 0) { /* connected: send */
+        int err = 0; socklen_t len = sizeof err;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) { fprintf(stderr, "connect: %s\n", strerror(err)); return 1; }
+        if (write(fd, msg, sizeof msg) != sizeof msg) die("write");
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+        state[i] = 1;
+      } else { /* echo back: close and start again */
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EAGAIN) continue;
+        if (r <= 0) { fprintf(stderr, "connection closed early\n"); return 1; }
+        close(fd);
+        done++;
+        fds[i] = tcp_connect(1);
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+        state[i] = 0;
+      }
+    }
+  }
+  double elapsed = now() - from;
+  printf("{\"connections_per_s\": %.0f, \"generator_cpu\": %.2f}\n", done / elapsed,
+         (cpu_seconds() - cpu0) / elapsed);
+  return 0;
+}
+
+/* Open CONNS connections, make sure each is served (one echo), then hold them. */
+static int idle(int n) {
+  int *fds = calloc(n, sizeof(int));
+  char buf[1];
+  for (int i = 0; i < n; i++) {
+    fds[i] = tcp_connect(0);
+    if (write(fds[i], "i", 1) != 1 || read(fds[i], buf, 1) != 1) die("echo");
+  }
+  printf("{\"open\": %d}\n", n);
+  fflush(stdout);
+  char line[16];
+  if (!fgets(line, sizeof line, stdin)) { /* stdin closed: exit */ }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) { fprintf(stderr, "usage: see loadgen.c\n"); return 2; }
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  server.sin_family = AF_INET;
+  server.sin_port = htons(atoi(argv[2]));
+  inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
+  const char *mode = argv[1];
+  if (!strcmp(mode, "pingpong") && argc == 6) return pingpong(0, atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
+  if (!strcmp(mode, "udp") && argc == 6) return pingpong(1, atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
+  if (!strcmp(mode, "bulk") && argc == 4) return bulk(atof(argv[3]));
+  if (!strcmp(mode, "churn") && argc == 5) return churn(atoi(argv[3]), atof(argv[4]));
+  if (!strcmp(mode, "idle") && argc == 4) return idle(atoi(argv[3]));
+  fprintf(stderr, "usage: see loadgen.c\n");
+  return 2;
 }

@@ -75,9 +75,10 @@ class IPAddress:
         """IPv4 dotted; IPv6 RFC 5952 (lowercase, compressed), IPv4-mapped as ::ffff:a.b.c.d."""
         if not self.is_ipv6:
             return socket.inet_ntop(socket.AF_INET, self.packed)
-        if self.packed[:12] == _MAPPED_PREFIX:
-            return "::ffff:" + socket.inet_ntop(socket.AF_INET, self.packed[12:])
-        return str(ipaddress.IPv6Address(self.packed))
+        if self.packed[:12] == bytes(12) and self.packed[12:14] != bytes(2):
+            # IPv4-compatible: inet_ntop would print the deprecated "::1.2.3.4"
+            return str(ipaddress.IPv6Address(self.packed))
+        return socket.inet_ntop(socket.AF_INET6, self.packed)
 
     def sort_key(self) -> tuple[int, bytes]:
         """Order: family first (IPv4 before IPv6), then the address bytes."""
@@ -227,7 +228,9 @@ class SocketAddress:
     @classmethod
     def from_sockaddr(cls, sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> SocketAddress:
         """Build from what ``getsockname``/``getpeername``/``accept`` return."""
-        return cls(IPAddress.parse(sockaddr[0]), sockaddr[1])
+        host = sockaddr[0]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return cls(IPAddress(socket.inet_pton(family, host.partition("%")[0])), sockaddr[1])
 
     def __repr__(self) -> str:
         return f"SocketAddress({self.value!r})"

@@ -100,21 +100,30 @@ local function class(name, methods, props, getter, extra)
   return mt
 end
 
+local handles_of_class = {} -- class name -> weak table: object table -> Python handle
+
 local function new_object(class_name, handle, owner)
   local t = setmetatable({}, classes[class_name])
   handle_of[t] = handle
+  handles_of_class[class_name][t] = handle
   owner_of[t] = owner
   return t
 end
 api.new_object = new_object
 
-local function handle(self, method, class_name)
-  local h = handle_of[self]
-  if h == nil or typename(self) ~= class_name then
-    error(format("bad self to '%s' (%s expected, got %s; call it as obj:%s(...))",
-      method, class_name, typename(self), method), 3)
+-- A function returning the handle of `self` if it is an object of `class_name`,
+-- raising "bad self" (at the method's caller) otherwise: one table look-up.
+local function self_checker(class_name)
+  local handles = setmetatable({}, { __mode = "k" })
+  handles_of_class[class_name] = handles
+  return function(self, method)
+    local h = handles[self]
+    if h == nil then
+      error(format("bad self to '%s' (%s expected, got %s; call it as obj:%s(...))",
+        method, class_name, typename(self), method), 3)
+    end
+    return h
   end
-  return h
 end
 
 -- An address argument: number or string pass through, address objects become
@@ -390,6 +399,8 @@ local ip_props = {
   "isIPv4Mapped", "isWellKnownMC", "isNodeLocalMC", "isLinkLocalMC", "isSiteLocalMC",
   "isOrgLocalMC", "isGlobalMC", "isLocal",
 }
+self_checker("IPAddress")
+self_checker("SocketAddress")
 class("IPAddress", {}, ip_props, host.addr_get, address_meta)
 
 local host_cache = setmetatable({}, { __mode = "k" })
@@ -422,13 +433,14 @@ local function owner_log(self, message)
   log_at(owner_of[self] or "", 40, 3, message)
 end
 
+local tcp_client = self_checker("TCPClient")
 class("TCPClient", {
   connect = function(self, a, b)
-    local h = handle(self, "connect", "TCPClient")
+    local h = tcp_client(self, "connect")
     return host.tcp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
   end,
   send = function(self, data)
-    local h = handle(self, "send", "TCPClient")
+    local h = tcp_client(self, "send")
     local t = type(data)
     if t ~= "string" then
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
@@ -436,7 +448,7 @@ class("TCPClient", {
     return host.tcp_send(h, data)
   end,
   disconnect = function(self)
-    return host.tcp_disconnect(handle(self, "disconnect", "TCPClient"))
+    return host.tcp_disconnect(tcp_client(self, "disconnect"))
   end,
 }, { "connected", "address", "peerAddress", "error", "idleTime" }, host.tcp_get, {
   __tostring = function(t)
@@ -445,15 +457,16 @@ class("TCPClient", {
   end,
 })
 
+local tcp_server = self_checker("TCPServer")
 class("TCPServer", {
   start = function(self, a, b)
-    local h = handle(self, "start", "TCPServer")
+    local h = tcp_server(self, "start")
     local ok, err = host.tcp_server_start(h, self, address_arg("start", 1, a), address_arg("start", 2, b, true))
     if not ok then owner_log(self, err) end
     return ok
   end,
   stop = function(self)
-    return host.tcp_server_stop(handle(self, "stop", "TCPServer"))
+    return host.tcp_server_stop(tcp_server(self, "stop"))
   end,
 }, { "address", "port", "running" }, host.tcp_server_get, {
   __tostring = function(t)
@@ -462,20 +475,21 @@ class("TCPServer", {
   end,
 })
 
+local udp_socket = self_checker("UDPSocket")
 class("UDPSocket", {
   bind = function(self, a, b)
-    local h = handle(self, "bind", "UDPSocket")
+    local h = udp_socket(self, "bind")
     return host.udp_bind(h, self, address_arg("bind", 1, a), address_arg("bind", 2, b, true))
   end,
   connect = function(self, a, b)
-    local h = handle(self, "connect", "UDPSocket")
+    local h = udp_socket(self, "connect")
     return host.udp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
   end,
   disconnect = function(self)
-    return host.udp_disconnect(handle(self, "disconnect", "UDPSocket"))
+    return host.udp_disconnect(udp_socket(self, "disconnect"))
   end,
   send = function(self, data, a, b)
-    local h = handle(self, "send", "UDPSocket")
+    local h = udp_socket(self, "send")
     local t = type(data)
     if t ~= "string" then
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
@@ -484,7 +498,7 @@ class("UDPSocket", {
     return host.udp_send(h, self, data, va, address_arg("send", 3, b, true))
   end,
   close = function(self)
-    return host.udp_close(handle(self, "close", "UDPSocket"))
+    return host.udp_close(udp_socket(self, "close"))
   end,
 }, { "address", "peerAddress" }, host.udp_get, {
   __tostring = function(t)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
-from trio.lowlevel import notify_closing, wait_readable, wait_writable
+from trio.lowlevel import notify_closing, wait_writable
 
 from ._addresses import AddressError, IPAddress, SocketAddress, parse_target
 from ._endpoint import Endpoint
@@ -63,7 +63,8 @@ class UDPSocket(Endpoint):
     _out: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
     _out_size: int = 0
     _unconsumed: int = 0
-    _resume_reading: trio.Event | None = None
+    #: The hub reported datagrams not read yet (reading paused for back-pressure).
+    _ready: bool = False
     _scope: trio.CancelScope | None = None
     _closed: bool = False
 
@@ -197,11 +198,38 @@ class UDPSocket(Endpoint):
         return table
 
     def consumed(self) -> None:
+        """The executor took a datagram: reading may go on."""
         self._unconsumed -= 1
-        event = self._resume_reading
-        if event is not None and self._unconsumed < READ_AHEAD:
-            self._resume_reading = None
-            event.set()
+        if self._ready:
+            self._pump()
+
+    def on_readable(self, mask: int) -> None:
+        """The hub saw datagrams: read them (called in the hub's task)."""
+        self._ready = True
+        self._pump()
+
+    def _pump(self) -> None:
+        """Read datagrams until none is left or READ_AHEAD wait for Lua; never waits."""
+        sock = self._sock
+        if sock is None:
+            return
+        recvfrom = sock.recvfrom
+        post = self.runtime.post
+        blacklisted = self.runtime.blacklisted
+        while self._unconsumed < READ_AHEAD:
+            try:
+                data, sender = recvfrom(65536)
+            except BlockingIOError:
+                self._ready = False
+                return
+            except OSError:
+                continue  # an ICMP error for an earlier send: not fatal for UDP
+            if blacklisted(sender[0]):
+                log.debug("%s: dropped a datagram from blacklisted %s", self, sender[0])
+                continue
+            self._unconsumed += 1
+            self.runtime.bytes_received += len(data)
+            post(DatagramReceived(self, data, sender))
 
     # -- internals ------------------------------------------------------------------
     def _sockaddr_for(self, target: SocketAddress) -> tuple[object, ...] | bytes:
@@ -238,7 +266,9 @@ class UDPSocket(Endpoint):
             self.table = table
             self.runtime.register_udp(self)
         if self._scope is None and self._sock is not None:
-            self.runtime.nursery.start_soon(self._receive, self._sock)
+            self.runtime.hub.register(self._sock.fileno(), self)
+            self._scope = trio.CancelScope()
+            self.runtime.nursery.start_soon(self._run, self._scope)
 
     def _queue(self, data: bytes, destination: tuple[object, ...] | None) -> bytes | None:
         if self._out_size + len(data) > QUEUE_LIMIT:
@@ -271,42 +301,22 @@ class UDPSocket(Endpoint):
         except trio.ClosedResourceError:
             pass
 
-    async def _receive(self, sock: socket.socket) -> None:
-        """The handle's task: read datagrams and post them until the socket closes."""
-        post = self.runtime.post
-        recvfrom = sock.recvfrom
-        blacklisted = self.runtime.blacklisted
-        with trio.CancelScope() as self._scope:
-            try:
-                while True:
-                    if self._unconsumed >= READ_AHEAD:
-                        self._resume_reading = event = trio.Event()
-                        await event.wait()
-                    await wait_readable(sock)
-                    while self._unconsumed < READ_AHEAD:
-                        try:
-                            data, sender = recvfrom(65536)
-                        except BlockingIOError:
-                            break
-                        except OSError:
-                            continue  # an ICMP error for an earlier send: not fatal for UDP
-                        if blacklisted(sender[0]):
-                            log.debug("%s: dropped a datagram from blacklisted %s", self, sender[0])
-                            continue
-                        self._unconsumed += 1
-                        self.runtime.bytes_received += len(data)
-                        post(DatagramReceived(self, data, sender))
-            except (trio.ClosedResourceError, OSError, ValueError):
-                pass  # closed by close() or shutdown
-        self._scope = None
+    async def _run(self, scope: trio.CancelScope) -> None:
+        """The handle's task: it lives while the socket is open (the hub reads for it)."""
+        with scope:
+            await trio.sleep_forever()
 
     def _close_socket(self) -> None:
         sock, self._sock = self._sock, None
         if self._scope is not None:
             self._scope.cancel()
+            self._scope = None
         if sock is not None:
+            self.runtime.hub.unregister(sock.fileno())
             notify_closing(sock)
             sock.close()
+        self._ready = False
+        self._unconsumed = 0
         self.runtime.unbound(self)
         self.runtime.unregister_udp(self)
         self._set_local(None)

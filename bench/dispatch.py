@@ -1,0 +1,114 @@
+"""Lua dispatch cost per event, and the onData "rest" framing loop, in process.
+
+Measures the executor's whole per-event path for a connection's data (back-pressure
+accounting, the Lua call into a pooled coroutine, the handler, the rest rule) with a
+handler that returns at once, one that sends its data back (a real ``send`` on a socket
+pair), and a framing handler that parses one message per call. No network: this is the
+part of a round trip that is trio_mona's own. Results go to ``bench/results/dispatch.json``.
+
+    python bench/dispatch.py [--events 200000] [--engine lua54]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+import trio_mona
+from trio_mona._events import DataReceived
+from trio_mona._runtime import Runtime
+from trio_mona._tcp import TCPConnection
+
+HERE = Path(__file__).resolve().parent
+
+HANDLERS = {
+    "returns at once": "function(self, data) end",
+    "echo (send)": "function(self, data) self:send(data) end",
+    "framing, per message": """function(self, data)
+        local size = data:byte(1)
+        if #data < size + 1 then return #data end
+        return #data - size - 1
+    end""",
+}
+
+
+def connection(runtime: Runtime, handler: str) -> tuple[TCPConnection, socket.socket]:
+    """A connected TCPConnection on loopback, with *handler* as onData."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        theirs = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    conn = TCPConnection(runtime, b"")
+    conn._established(ours)
+    table = runtime.bridge.new_object(b"TCPClient", conn, b"")
+    conn.attach(table)
+    setter = runtime.bridge.eval(f"function(t) t.onData = {handler} end")
+    setter(table)
+    return conn, theirs
+
+
+def measure(runtime: Runtime, handler: str, events: int, payload: bytes) -> float:
+    """Microseconds per executor event."""
+    conn, peer = connection(runtime, handler)
+    deliver = runtime._executor._data
+    batch = [DataReceived(conn, payload) for _ in range(1000)]
+    start = time.perf_counter()
+    for _ in range(events // len(batch)):
+        for event in batch:
+            conn._unconsumed += len(payload)
+            deliver(event)
+        try:
+            while peer.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+    elapsed = time.perf_counter() - start
+    peer.close()
+    return elapsed / events * 1e6
+
+
+async def run(events: int, engine: str, repeat: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "main.lua").write_text("")
+        async with trio_mona.open_runtime(folder, engine=engine) as runtime:
+            results = {}
+            for name, handler in HANDLERS.items():
+                if name.startswith("framing"):
+                    frame = bytes([9]) + b"x" * 9
+                    payload = frame * 100  # 100 messages per delivery
+                    per_event = statistics.median(
+                        measure(runtime, handler, events // 10, payload) for _ in range(repeat)
+                    )
+                    results[name] = per_event / 100
+                else:
+                    results[name] = statistics.median(
+                        measure(runtime, handler, events, b"x" * 64) for _ in range(repeat)
+                    )
+            return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine", default="lua54")
+    args = parser.parse_args()
+    results = trio.run(run, args.events, args.engine, args.repeat)
+    print(f"engine {args.engine}: microseconds per event (median of {args.repeat})")
+    for name, value in results.items():
+        print(f"  {name:<22} {value:6.2f}")
+    out = HERE / "results" / "dispatch.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"engine": args.engine, "us_per_event": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

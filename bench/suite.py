@@ -1,0 +1,308 @@
+"""trio_mona's benchmark suite, against its peers, in one run.
+
+Servers (each an echo over TCP and UDP on one port, started and stopped here, on
+127.0.0.1): trio_mona's ``lua_apps/echo`` on Lua 5.4 and on LuaJIT, plain Trio streams,
+asyncio (protocols), uvloop when it is installed, and native Lua with LuaSocket + copas
+when Debian's ``lua-socket``, ``lua-copas`` and ``luajit`` are installed.
+
+Workloads (the C generator ``loadgen.c``, compiled here with gcc): TCP echo ping-pong
+at 1, 10, 100 and 1,000 connections (64-byte messages; round trips/s, p50/p99), UDP
+ping-pong with 10 clients, bulk streaming through one connection (MB/s), connection
+churn (connect, echo 64 bytes, close; connections/s), and idle memory (KiB per
+connection, server RSS, 10,000 connections). In process: Lua dispatch cost per event and
+the ``onData`` framing loop (``dispatch.py``).
+
+Each server runs pinned to core 0 and the generator to core 1 (``taskset``); servers
+alternate within each repetition (A B C ... A B C ...), every figure is the median of
+the repetitions and is also given as a ratio to plain Trio from the same run. The
+generator's CPU use is reported: near 1.0 means it, not the server, was the limit.
+Results: a table on stdout and ``bench/results/suite.json``.
+
+    python bench/suite.py [--seconds 2] [--repeat 3] [--only NAME,...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+IDLE_CONNECTIONS = 10_000
+
+
+@attrs.frozen
+class Server:
+    name: str
+    command: Callable[[int], list[str]]
+    available: Callable[[], bool] = lambda: True
+
+
+def _python(*args: str) -> Callable[[int], list[str]]:
+    return lambda port: [sys.executable, *args, str(port)]
+
+
+def _trio_mona(engine: str) -> Callable[[int], list[str]]:
+    echo = str(ROOT / "lua_apps" / "echo")
+    return lambda port: [sys.executable, "-m", "trio_mona", "run", echo, "--set",
+                         f"echo.port={port}", "--log-level", "WARN", "--lua", engine]  # fmt: skip
+
+
+def _copas_available() -> bool:
+    if not shutil.which("luajit"):
+        return False
+    probe = subprocess.run(["luajit", "-e", "require('copas') require('socket')"],
+                           capture_output=True)  # fmt: skip
+    return probe.returncode == 0
+
+
+SERVERS = [
+    Server("trio_mona", _trio_mona("lua54")),
+    Server("trio_mona jit", _trio_mona("luajit21")),
+    Server("plain trio", _python(str(HERE / "servers" / "trio_echo.py"))),
+    Server("asyncio", _python(str(HERE / "servers" / "asyncio_echo.py"))),
+    Server(
+        "uvloop",
+        lambda port: [
+            sys.executable,
+            str(HERE / "servers" / "asyncio_echo.py"),
+            str(port),
+            "--uvloop",
+        ],
+        lambda: importlib.util.find_spec("uvloop") is not None,
+    ),
+    Server(
+        "copas (luajit)",
+        lambda port: ["luajit", str(HERE / "servers" / "copas_echo.lua"), str(port)],
+        _copas_available,
+    ),
+]
+
+# name -> (loadgen arguments after the port, metric, higher is better)
+WORKLOADS: dict[str, tuple[Callable[[float], list[str]], str, bool]] = {
+    "tcp echo, 1 conn": (lambda s: ["pingpong", "1", "64", str(s)], "round_trips_per_s", True),
+    "tcp echo, 10 conns": (lambda s: ["pingpong", "10", "64", str(s)], "round_trips_per_s", True),
+    "tcp echo, 100 conns": (lambda s: ["pingpong", "100", "64", str(s)], "round_trips_per_s", True),
+    "tcp echo, 1000 conns": (
+        lambda s: ["pingpong", "1000", "64", str(s)],
+        "round_trips_per_s",
+        True,
+    ),
+    "udp echo, 10 clients": (lambda s: ["udp", "10", "64", str(s)], "round_trips_per_s", True),
+    "bulk, 1 conn": (lambda s: ["bulk", str(s)], "mb_per_s", True),
+    "churn, 10 at once": (lambda s: ["churn", "10", str(s)], "connections_per_s", True),
+}
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(core), *command]
+    return command
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def loadgen(binary: Path, port: int, args: list[str], seconds: float) -> dict[str, float]:
+    result = subprocess.run(
+        pinned(1, [str(binary), args[0], str(port), *args[1:]]),
+        capture_output=True, text=True, timeout=seconds + 60,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"loadgen {args}: {result.stderr.strip()}")
+    return dict(json.loads(result.stdout))
+
+
+def idle_memory(binary: Path, port: int, pid: int) -> dict[str, float]:
+    before = rss_kib(pid)
+    holder = subprocess.Popen(
+        pinned(1, [str(binary), "idle", str(port), str(IDLE_CONNECTIONS)]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    line = holder.stdout.readline()
+    if not line:
+        holder.wait()
+        raise RuntimeError("idle: the generator could not open its connections")
+    time.sleep(1.0)  # let the server settle
+    after = rss_kib(pid)
+    holder.stdin.close()
+    holder.wait(timeout=60)
+    return {"kib_per_connection": (after - before) / IDLE_CONNECTIONS}
+
+
+def run_server(
+    server: Server, binary: Path, workloads: list[str], seconds: float
+) -> dict[str, dict[str, float]]:
+    """Start *server* once and run every workload against it."""
+    port = free_port()
+    process = subprocess.Popen(pinned(0, server.command(port)), stderr=subprocess.DEVNULL)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        wait_listening(port, process)
+        for name in workloads:
+            try:
+                if name == "idle memory, 10k conns":
+                    results[name] = idle_memory(binary, port, process.pid)
+                else:
+                    results[name] = loadgen(binary, port, WORKLOADS[name][0](seconds), seconds)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                print(f"  {server.name}, {name}: failed: {exc}", file=sys.stderr)
+            time.sleep(0.2)
+            if process.poll() is not None:
+                print(f"  {server.name}: exited after {name}", file=sys.stderr)
+                break
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return results
+
+
+def dispatch(engine: str) -> dict[str, float]:
+    subprocess.run([sys.executable, str(HERE / "dispatch.py"), "--engine", engine],
+                   check=True, capture_output=True)  # fmt: skip
+    data = json.loads((RESULTS / "dispatch.json").read_text())
+    return dict(data["us_per_event"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated server names")
+    parser.add_argument("--workloads", default="", help="comma-separated workload prefixes")
+    parser.add_argument("--quick", action="store_true", help="1 s runs, 1 repetition")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeat = 1.0, 1
+    RESULTS.mkdir(exist_ok=True)
+    binary = RESULTS / "loadgen"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "loadgen.c")], check=True)
+
+    servers = [s for s in SERVERS if s.available()]
+    if args.only:
+        servers = [s for s in servers if s.name in args.only.split(",")]
+    skipped = [s.name for s in SERVERS if not s.available()]
+    workloads = [*WORKLOADS, "idle memory, 10k conns"]
+    if args.workloads:
+        workloads = [
+            w for w in workloads if any(w.startswith(p) for p in args.workloads.split(","))
+        ]
+
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for repetition in range(args.repeat):
+        for server in servers:  # interleaved: A B C ... A B C ...
+            print(f"[{repetition + 1}/{args.repeat}] {server.name}", file=sys.stderr, flush=True)
+            for workload, result in run_server(server, binary, workloads, args.seconds).items():
+                runs.setdefault(workload, {}).setdefault(server.name, []).append(result)
+
+    table = []
+    for workload in workloads:
+        metric, higher = (
+            WORKLOADS[workload][1:] if workload in WORKLOADS else ("kib_per_connection", False)
+        )
+        medians = {
+            name: {key: statistics.median(r[key] for r in results) for key in results[0]}
+            for name, results in runs.get(workload, {}).items()
+        }
+        base = medians.get("plain trio", {}).get(metric)
+        for name, values in medians.items():
+            row = {"workload": workload, "server": name, "metric": metric, **values}
+            if base:
+                row["vs_trio"] = values[metric] / base if higher else values[metric] - base
+            table.append(row)
+
+    in_process = {engine: dispatch(engine) for engine in ("lua54", "luajit21")}
+    print_table(table, in_process)
+    if skipped:
+        print(f"skipped (not installed): {', '.join(skipped)}")
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+        },
+        "seconds": args.seconds,
+        "repeat": args.repeat,
+        "skipped": skipped,
+        "rows": table,
+        "dispatch_us_per_event": in_process,
+    }
+    (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
+    print(f"written {RESULTS / 'suite.json'}")
+
+
+def print_table(table: list[dict[str, object]], in_process: dict[str, dict[str, float]]) -> None:
+    current = None
+    for row in table:
+        if row["workload"] != current:
+            current = row["workload"]
+            print(f"\n{current}  ({row['metric']}; vs plain trio)")
+        value = float(row[str(row["metric"])])  # type: ignore[arg-type]
+        extra = ""
+        if "p50_us" in row:
+            extra = f"  p50 {float(row['p50_us']):8.0f} us  p99 {float(row['p99_us']):8.0f} us"  # type: ignore[arg-type]
+        if "generator_cpu" in row:
+            extra += f"  gen cpu {float(row['generator_cpu']):.2f}"  # type: ignore[arg-type]
+        ratio = row.get("vs_trio")
+        shown = (
+            ""
+            if ratio is None
+            else (
+                f"{float(ratio):6.2f}x"
+                if row["metric"] != "kib_per_connection"
+                else f"{float(ratio):+6.2f}"  # type: ignore[arg-type]
+            )
+        )
+        print(f"  {row['server']:<15} {value:12.1f}  {shown:>8}{extra}")
+    print("\nLua dispatch, microseconds per event (in process)")
+    for engine, values in in_process.items():
+        for name, value in values.items():
+            print(f"  {engine:<9} {name:<22} {value:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
