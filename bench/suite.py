@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -238,7 +239,7 @@ def main() -> None:
             for workload, result in run_server(server, binary, workloads, args.seconds).items():
                 runs.setdefault(workload, {}).setdefault(server.name, []).append(result)
 
-    table = []
+    table: list[dict[str, Any]] = []
     for workload in workloads:
         metric, higher = (
             WORKLOADS[workload][1:] if workload in WORKLOADS else ("kib_per_connection", False)
@@ -275,29 +276,25 @@ def main() -> None:
     print(f"written {RESULTS / 'suite.json'}")
 
 
-def print_table(table: list[dict[str, object]], in_process: dict[str, dict[str, float]]) -> None:
+def print_table(table: list[dict[str, Any]], in_process: dict[str, dict[str, float]]) -> None:
     current = None
     for row in table:
         if row["workload"] != current:
             current = row["workload"]
             print(f"\n{current}  ({row['metric']}; vs plain trio)")
-        value = float(row[str(row["metric"])])  # type: ignore[arg-type]
         extra = ""
         if "p50_us" in row:
-            extra = f"  p50 {float(row['p50_us']):8.0f} us  p99 {float(row['p99_us']):8.0f} us"  # type: ignore[arg-type]
+            extra = f"  p50 {row['p50_us']:8.0f} us  p99 {row['p99_us']:8.0f} us"
         if "generator_cpu" in row:
-            extra += f"  gen cpu {float(row['generator_cpu']):.2f}"  # type: ignore[arg-type]
+            extra += f"  gen cpu {row['generator_cpu']:.2f}"
         ratio = row.get("vs_trio")
-        shown = (
-            ""
-            if ratio is None
-            else (
-                f"{float(ratio):6.2f}x"
-                if row["metric"] != "kib_per_connection"
-                else f"{float(ratio):+6.2f}"  # type: ignore[arg-type]
-            )
-        )
-        print(f"  {row['server']:<15} {value:12.1f}  {shown:>8}{extra}")
+        if ratio is None:
+            shown = ""
+        elif row["metric"] == "kib_per_connection":
+            shown = f"{ratio:+6.2f}"
+        else:
+            shown = f"{ratio:6.2f}x"
+        print(f"  {row['server']:<15} {row[row['metric']]:12.1f}  {shown:>8}{extra}")
     print("\nLua dispatch, microseconds per event (in process)")
     for engine, values in in_process.items():
         for name, value in values.items():

@@ -475,18 +475,30 @@ class("TCPServer", {
   end,
 })
 
-local udp_socket = self_checker("UDPSocket")
+local udp_checker = self_checker("UDPSocket")
+local udp_attached = setmetatable({}, { __mode = "k" })
+-- The handle of a UDP socket object; on first use, the handle learns its Lua object
+-- (passed once, not on every send).
+local function udp_socket(self, method)
+  local h = udp_checker(self, method)
+  if not udp_attached[self] then
+    host.udp_attach(h, self)
+    udp_attached[self] = true
+  end
+  return h
+end
+
 class("UDPSocket", {
   bind = function(self, a, b)
     local h = udp_socket(self, "bind")
-    return host.udp_bind(h, self, address_arg("bind", 1, a), address_arg("bind", 2, b, true))
+    return host.udp_bind(h, address_arg("bind", 1, a), address_arg("bind", 2, b, true))
   end,
   connect = function(self, a, b)
     local h = udp_socket(self, "connect")
-    return host.udp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
+    return host.udp_connect(h, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
   end,
   disconnect = function(self)
-    return host.udp_disconnect(udp_socket(self, "disconnect"))
+    return host.udp_disconnect(udp_checker(self, "disconnect"))
   end,
   send = function(self, data, a, b)
     local h = udp_socket(self, "send")
@@ -495,10 +507,10 @@ class("UDPSocket", {
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
     end
     local va = a ~= nil and address_arg("send", 2, a) or nil
-    return host.udp_send(h, self, data, va, address_arg("send", 3, b, true))
+    return host.udp_send(h, data, va, address_arg("send", 3, b, true))
   end,
   close = function(self)
-    return host.udp_close(udp_socket(self, "close"))
+    return host.udp_close(udp_checker(self, "close"))
   end,
 }, { "address", "peerAddress" }, host.udp_get, {
   __tostring = function(t)

@@ -244,6 +244,7 @@ class Runtime:
             "tcp_server_stop": TCPServer.stop,
             "tcp_server_get": lambda handle, name: TCP_SERVER_PROPERTIES[name](handle),
             "udp_new": new_udp_socket,
+            "udp_attach": UDPSocket.attach,
             "udp_bind": UDPSocket.bind,
             "udp_connect": UDPSocket.connect,
             "udp_disconnect": UDPSocket.disconnect,

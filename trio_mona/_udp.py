@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._lua import LuaTable
 
 #: The largest UDP payload for each family (an IPv4 or IPv6 header plus 8 bytes of UDP).
-MAX_DATAGRAM: Final = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
+MAX_DATAGRAM: Final[dict[int, int]] = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 #: Datagrams read but not yet given to Lua, above which reading pauses (the kernel
 #: buffer then holds, and past it drops, what arrives: UDP's own back-pressure).
 READ_AHEAD: Final = 256
@@ -67,12 +67,13 @@ class UDPSocket(Endpoint):
     _ready: bool = False
     _scope: trio.CancelScope | None = None
     _closed: bool = False
+    _family: int = socket.AF_INET
 
     def __repr__(self) -> str:
         return f"<UDPSocket {self._local.value if self._local else 'unbound'}>"
 
     # -- Lua methods ------------------------------------------------------------
-    def bind(self, table: LuaTable, first: object, second: object) -> bytes | None:
+    def bind(self, first: object, second: object) -> bytes | None:
         """Bind to a local address; None, or an error message."""
         if self._closed:
             return _CLOSED
@@ -92,10 +93,10 @@ class UDPSocket(Endpoint):
         except OSError as exc:
             self._close_socket()
             return f"cannot bind to {target.value}: {exc.strerror}".encode()
-        self._started(table)
+        self._started()
         return None
 
-    def connect(self, table: LuaTable, first: object, second: object) -> bytes | None:
+    def connect(self, first: object, second: object) -> bytes | None:
         """Fix the peer so that ``send`` needs no address; None, or an error message."""
         if self._closed:
             return _CLOSED
@@ -113,7 +114,7 @@ class UDPSocket(Endpoint):
         except OSError as exc:
             return f"cannot connect to {target.value}: {exc.strerror}".encode()
         self._set_peer(target)
-        self._started(table)
+        self._started()
         return None
 
     def disconnect(self) -> bytes | None:
@@ -127,7 +128,7 @@ class UDPSocket(Endpoint):
         self._set_peer(None)
         return None
 
-    def send(self, table: LuaTable, data: bytes, first: object, second: object) -> bytes | None:
+    def send(self, data: bytes, first: object, second: object) -> bytes | None:
         """Send one datagram, to the connected peer or to the address given."""
         if self._closed:
             return _CLOSED
@@ -149,14 +150,14 @@ class UDPSocket(Endpoint):
             else:
                 if self._sock is None:
                     self._open(target.family)
-                    self._started(table)
+                    self._started()
                 sockaddr = self._sockaddr_for(target)
                 if isinstance(sockaddr, bytes):
                     return sockaddr
                 destination = sockaddr
         sock = self._sock
         assert sock is not None
-        limit = MAX_DATAGRAM.get(sock.family, MAX_DATAGRAM[socket.AF_INET])
+        limit = MAX_DATAGRAM.get(self._family, MAX_DATAGRAM[socket.AF_INET])
         if len(data) > limit:
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
         if self._out:
@@ -179,6 +180,12 @@ class UDPSocket(Endpoint):
         """Close the socket for good: later calls return an error."""
         self._closed = True
         self._close_socket()
+        self.table = None
+
+    def attach(self, table: LuaTable) -> None:
+        """Keep the Lua object once the socket is used (until ``close``), to deliver
+        ``onPacket``; Lua calls this before the first bind, connect or send."""
+        self.table = table
 
     # -- Lua properties -----------------------------------------------------------
     def lua_address(self) -> LuaTable | None:
@@ -234,17 +241,16 @@ class UDPSocket(Endpoint):
     # -- internals ------------------------------------------------------------------
     def _sockaddr_for(self, target: SocketAddress) -> tuple[object, ...] | bytes:
         """The destination in the socket's own family (IPv4 through IPv6 is mapped)."""
-        sock = self._sock
-        assert sock is not None
-        if sock.family == target.family:
+        if self._family == target.family:
             return target.sockaddr()
-        if sock.family == socket.AF_INET6:
+        if self._family == socket.AF_INET6:
             return (f"::ffff:{target.host.value}", target.port, 0, 0)
         return f"cannot reach IPv6 address {target.value} from an IPv4 socket".encode()
 
     def _open(self, family: socket.AddressFamily) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
+        self._family = int(family)
         if self.allow_broadcast:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self._sock = sock
@@ -259,12 +265,10 @@ class UDPSocket(Endpoint):
             self._set_local(address)
             self.runtime.bound(self, "udp", address)
 
-    def _started(self, table: LuaTable) -> None:
-        """The socket exists and may receive: keep the Lua object, start the reader."""
+    def _started(self) -> None:
+        """The socket exists and may receive: register it and start its task."""
         self._refresh_local()
-        if self.table is None:
-            self.table = table
-            self.runtime.register_udp(self)
+        self.runtime.register_udp(self)
         if self._scope is None and self._sock is not None:
             self.runtime.hub.register(self._sock.fileno(), self)
             self._scope = trio.CancelScope()
@@ -324,7 +328,6 @@ class UDPSocket(Endpoint):
         self._senders.clear()
         self._out.clear()
         self._out_size = 0
-        self.table = None
 
 
 _CLOSED: Final = b"UDP socket closed"
