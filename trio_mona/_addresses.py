@@ -224,13 +224,18 @@ class SocketAddress:
 
     host: IPAddress
     port: int
+    #: The socket-module form, when known (kept to send back without formatting).
+    _sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
 
     @classmethod
     def from_sockaddr(cls, sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> SocketAddress:
         """Build from what ``getsockname``/``getpeername``/``accept`` return."""
         host = sockaddr[0]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        return cls(IPAddress(socket.inet_pton(family, host.partition("%")[0])), sockaddr[1])
+        packed = socket.inet_pton(family, host.partition("%")[0])
+        return cls(IPAddress(packed), sockaddr[1], sockaddr)
 
     def __repr__(self) -> str:
         return f"SocketAddress({self.value!r})"
@@ -250,6 +255,8 @@ class SocketAddress:
         return f"{self.host.value}:{self.port}"
 
     def sockaddr(self) -> tuple[str, int] | tuple[str, int, int, int]:
+        if self._sockaddr is not None:
+            return self._sockaddr
         if self.is_ipv6:
             return (self.host.value, self.port, 0, 0)
         return (self.host.value, self.port)

@@ -128,14 +128,17 @@ end
 
 -- An address argument: number or string pass through, address objects become
 -- their Python values; anything else is a type error naming the method.
+self_checker("IPAddress")
+self_checker("SocketAddress")
+local socket_address_handles = handles_of_class.SocketAddress
+local ip_address_handles = handles_of_class.IPAddress
+
 local function address_arg(method, i, v, optional)
   local t = type(v)
   if t == "string" or t == "number" then return v end
   if t == "nil" and optional then return nil end
-  if t == "table" then
-    local name = typename(v)
-    if name == "SocketAddress" or name == "IPAddress" then return handle_of[v] end
-  end
+  local h = socket_address_handles[v] or ip_address_handles[v]
+  if h ~= nil then return h end
   argerror(method, i, optional and "port" or "address", v, 4)
 end
 
@@ -399,8 +402,6 @@ local ip_props = {
   "isIPv4Mapped", "isWellKnownMC", "isNodeLocalMC", "isLinkLocalMC", "isSiteLocalMC",
   "isOrgLocalMC", "isGlobalMC", "isLocal",
 }
-self_checker("IPAddress")
-self_checker("SocketAddress")
 class("IPAddress", {}, ip_props, host.addr_get, address_meta)
 
 local host_cache = setmetatable({}, { __mode = "k" })
