@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -134,6 +135,12 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
+def raise_fd_limit() -> None:
+    """In the server process: allow the 10,000-connection test (soft limit = hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -175,7 +182,9 @@ def run_server(
 ) -> dict[str, dict[str, float]]:
     """Start *server* once and run every workload against it."""
     port = free_port()
-    process = subprocess.Popen(pinned(0, server.command(port)), stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        pinned(0, server.command(port)), stderr=subprocess.DEVNULL, preexec_fn=raise_fd_limit
+    )
     results: dict[str, dict[str, float]] = {}
     try:
         wait_listening(port, process)
