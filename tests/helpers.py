@@ -42,7 +42,7 @@ async def lua(runtime: Runtime, code: str) -> Any:
     env = runtime._root_env
     assert env is not None
     chunk = runtime.bridge.load(code.encode(), "test", env)
-    return await runtime._in_executor(lambda: chunk())
+    return await runtime.in_executor(lambda: chunk())
 
 
 def tcp_port(runtime: Runtime, index: int = 0) -> int:

@@ -65,7 +65,7 @@ async def test_with_dns_factories(tmp_path: Path, engine: str) -> None:
         async def call(code: str) -> Any:
             # Suspending calls need a handler coroutine: run them as a main chunk.
             chunk = runtime.bridge.load(f"result = {{{code}}}".encode(), "dns", runtime._root_env)
-            error = await runtime._in_executor(lambda: runtime.bridge.call(chunk, b"t", b"", None))
+            error = await runtime.in_executor(lambda: runtime.bridge.call(chunk, b"t", b"", None))
             assert error is None, error
             return await lua(runtime, "return result[1] and result[1].value, result[2]")
 

@@ -107,7 +107,7 @@ async def test_main_chunk_can_suspend(tmp_path: Path) -> None:
         install_pause(runtime, gate)
         env = runtime._root_env
         chunk = runtime.bridge.load(b"result = pause('M')", "chunk", env)
-        error = await runtime._in_executor(lambda: runtime.bridge.call(chunk, b"chunk", b"", None))
+        error = await runtime.in_executor(lambda: runtime.bridge.call(chunk, b"chunk", b"", None))
         assert error is None
         assert await lua(runtime, "return result") == b"M"
 

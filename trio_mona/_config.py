@@ -133,6 +133,10 @@ class Settings:
     engine: str = "lua54"
     #: Lua memory cap in bytes (Lua 5.4 only); 0 for none.
     max_memory: int = 0
+    #: Seconds between two ``onManage()`` calls on the root application.
+    manage_interval: float = 2.0
+    #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.
+    reload_interval: float = 1.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, ConfigValue]) -> Settings:
@@ -166,6 +170,10 @@ class Settings:
             raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
         if self.max_memory < 0:
             raise ConfigError("trio_mona.max_memory must be >= 0")
+        if self.manage_interval <= 0:
+            raise ConfigError("trio_mona.manage_interval must be > 0")
+        if self.reload_interval < 0:
+            raise ConfigError("trio_mona.reload_interval must be >= 0 (0 disables reload)")
 
 
 #: Supported Lua engines (lupa module names).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from ._config import ENGINES
@@ -90,12 +90,21 @@ class LuaBridge:
             table[key.encode()] = self.to_lua(value)
         return table
 
+    def sequence(self, items: Sequence[object]) -> LuaTable:
+        """A Lua array (1-based) of converted items."""
+        table = self._lua.table()
+        for index, item in enumerate(items, start=1):
+            table[index] = self.to_lua(item)
+        return table
+
     def to_lua(self, value: object) -> object:
-        """Convert plain Python data for Lua: str → bytes, dicts → tables."""
+        """Convert plain Python data for Lua: str → bytes, dicts and lists → tables."""
         if isinstance(value, str):
             return value.encode("utf-8", "surrogateescape")
         if isinstance(value, Mapping):
             return self.table(value)
+        if isinstance(value, list | tuple):
+            return self.sequence(value)
         return value
 
     def load(self, source: bytes, chunkname: str, env: LuaTable) -> LuaTable:

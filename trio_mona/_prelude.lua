@@ -362,6 +362,18 @@ end
 
 function api.call(fn, what, owner, arg) return run(call_job, fn, what, { owner, arg }) end
 
+-- A mona:setTimer function: returns the next delay in milliseconds (0 stops it).
+local function timer_job(fn, owner)
+  local ok, r = xpcall(fn, traceback)
+  if not ok then
+    report(owner, "timer", r)
+    return 0
+  end
+  return tonumber(r) or 0
+end
+
+function api.call_timer(fn, owner) return run(timer_job, fn, owner) end
+
 ---------------------------------------------------------------------------
 -- Address objects.
 ---------------------------------------------------------------------------
@@ -544,6 +556,47 @@ local function load_chunk(source, chunkname, env)
 end
 api.load_chunk = load_chunk
 
+-- mona:split(expression, separator[, option]): tokens as multiple values; option 1
+-- drops empty tokens, 2 trims whitespace, 3 does both. The separator is plain text.
+local function split(expression, separator, option)
+  if type(expression) ~= "string" then argerror("split", 1, "string", expression) end
+  if type(separator) ~= "string" then argerror("split", 2, "string", separator) end
+  option = option or 0
+  if type(option) ~= "number" then argerror("split", 3, "number", option) end
+  local drop_empty, trim = option % 2 == 1, option >= 2 and option <= 3
+  local tokens, n, start = {}, 0, 1
+  local function add(token)
+    if trim then token = token:match("^%s*(.-)%s*$") end
+    if token ~= "" or not drop_empty then
+      n = n + 1
+      tokens[n] = token
+    end
+  end
+  if separator == "" then
+    add(expression)
+  else
+    while true do
+      local first, last = expression:find(separator, start, true)
+      if not first then break end
+      add(expression:sub(start, first - 1))
+      start = last + 1
+    end
+    add(expression:sub(start))
+  end
+  return unpack(tokens, 1, n)
+end
+
+-- File objects (mona:listPaths): read-only tables.
+local function new_file(entry)
+  return setmetatable({}, {
+    __index = entry,
+    __newindex = function(_, k) error(format("'%s' is read-only on File", tostring(k)), 2) end,
+    __pairs = function() return next, entry, nil end,
+    __tostring = function() return entry.value end,
+    __metatable = "File",
+  })
+end
+
 local function mona_factory(app, path)
   local mona = {}
   local function method(impl)
@@ -603,6 +656,37 @@ local function mona_factory(app, path)
     if err then log_at(path, 30, 2, err) end
   end
   local members = {
+    absolutePath = method(function(app_path)
+      if app_path ~= nil and type(app_path) ~= "string" then
+        argerror("absolutePath", 1, "string", app_path)
+      end
+      return host.absolute_path(app_path or path)
+    end),
+    split = method(split),
+    md5 = method(function(...) return host.digest("md5", ...) end),
+    sha256 = method(function(...) return host.digest("sha256", ...) end),
+    time = method(function() return host.time_ms() end),
+    dump = method(function(data, size)
+      if type(data) ~= "string" then argerror("dump", 1, "string", data) end
+      if size ~= nil and type(size) ~= "number" then argerror("dump", 2, "number", size) end
+      log_at(path, 20, 2, host.hexdump(data, size))
+    end),
+    listPaths = method(function(dir)
+      if type(dir) ~= "string" then argerror("listPaths", 1, "string", dir) end
+      local entries, err = host.list_paths(dir)
+      if entries == nil then
+        log_at(path, 30, 2, err)
+        return nil, err
+      end
+      local files = {}
+      for i, entry in ipairs(entries) do files[i] = new_file(entry) end
+      return files
+    end),
+    setTimer = method(function(fn, delay)
+      if type(fn) ~= "function" then argerror("setTimer", 1, "function", fn) end
+      if type(delay) ~= "number" then argerror("setTimer", 2, "number", delay) end
+      host.set_timer(path, fn, delay)
+    end),
     createTCPClient = method(function()
       return new_object("TCPClient", host.tcp_client_new(app), path)
     end),
@@ -646,20 +730,142 @@ end
 
 -- Build the global environment of the application at `path` (DESIGN §4):
 -- its globals fall back to `parent_env` (the shared globals for the root).
-function api.new_app_env(app, path, name, parent_env)
+---------------------------------------------------------------------------
+-- The application tree (DESIGN §4): environments, children, require/dofile/loadfile.
+---------------------------------------------------------------------------
+local children_of = setmetatable({}, { __mode = "k" }) -- env -> { name -> child env }
+local dirs_of = setmetatable({}, { __mode = "k" })     -- env -> folders to search, own first
+local loaded_of = setmetatable({}, { __mode = "k" })   -- env -> { file -> module value }
+local io_open, real_require = io.open, require
+
+local function read_file(file)
+  local f = io_open(file, "rb")
+  if not f then return nil end
+  local source = f:read("*a")
+  f:close()
+  return source
+end
+
+-- The first of `names` found in the application's folder, then its parents' folders.
+local function find_file(env, names)
+  for _, name in ipairs(names) do
+    if name:sub(1, 1) == "/" then
+      if read_file(name) then return name end
+    else
+      for _, dir in ipairs(dirs_of[env]) do
+        local file = dir .. "/" .. name
+        local f = io_open(file, "rb")
+        if f then f:close() return file end
+      end
+    end
+  end
+  return nil
+end
+
+local function load_file(env, file, chunk_env)
+  local source = read_file(file)
+  if source == nil then return nil, "cannot read " .. file end
+  return load(source, "@" .. file, "t", chunk_env or env)
+end
+
+local function file_functions(env)
+  local function require_(name)
+    if type(name) ~= "string" then argerror("require", 1, "string", name) end
+    local names = { name }
+    if name:sub(-4) ~= ".lua" then
+      names = { name:gsub("%.", "/") .. ".lua", name .. ".lua" }
+    end
+    local file = find_file(env, names)
+    if file == nil then return real_require(name) end
+    local cache = loaded_of[env]
+    if cache[file] ~= nil then return cache[file] end
+    local chunk, err = load_file(env, file)
+    if not chunk then error(err, 2) end
+    local value = chunk(name, file)
+    if value == nil then value = true end
+    cache[file] = value
+    return value
+  end
+  local function dofile_(name)
+    if type(name) ~= "string" then argerror("dofile", 1, "string", name) end
+    local file = find_file(env, { name })
+    if file == nil then error(format("cannot open %s (not in the application's folders)", name), 2) end
+    local chunk, err = load_file(env, file)
+    if not chunk then error(err, 2) end
+    return chunk()
+  end
+  local function loadfile_(name, _, chunk_env)
+    if type(name) ~= "string" then argerror("loadfile", 1, "string", name) end
+    local file = find_file(env, { name })
+    if file == nil then return nil, format("cannot open %s (not in the application's folders)", name) end
+    return load_file(env, file, chunk_env)
+  end
+  return require_, dofile_, loadfile_
+end
+
+local function children_table(env, children)
+  return setmetatable({}, {
+    __index = children,
+    __newindex = function() error("children is read-only", 2) end,
+    __pairs = function() return next, children, nil end,
+    -- children("a/b") walks down the tree from this application.
+    __call = function(_, relative)
+      if type(relative) ~= "string" then argerror("children", 1, "string", relative) end
+      local e = env
+      for part in relative:gmatch("[^/]+") do
+        local c = children_of[e]
+        e = c and c[part]
+        if e == nil then return nil end
+      end
+      return e
+    end,
+    __metatable = "children",
+  })
+end
+
+-- Build the global environment of the application at `path` (folder `dir`): its
+-- globals fall back to its children by name, then to `parent_env` (the shared
+-- globals for the root).
+function api.new_app_env(path, name, dir, parent_env)
   local env = {}
   local base = parent_env or _G
+  local children = {}
+  children_of[env] = children
+  loaded_of[env] = {}
+  local dirs = { dir }
+  for _, d in ipairs(parent_env and dirs_of[parent_env] or {}) do dirs[#dirs + 1] = d end
+  dirs_of[env] = dirs
   env._G = env
-  env.mona = mona_factory(app, path)
+  env.mona = mona_factory(path, path)
   for level_name, lvl in pairs(LEVELS) do
     env[level_name] = function(...) if lvl >= threshold then log_at(path, lvl, 2, render_args("", ...)) end end
   end
   env.print = function(...) if 20 >= threshold then log_at(path, 20, 2, render_args("\t", ...)) end end
-  env.name = name
-  env.path = path
-  env.this = env
-  env.super = parent_env
-  return setmetatable(env, { __index = base })
+  env.require, env.dofile, env.loadfile = file_functions(env)
+  local properties = {
+    name = name, path = path, this = env, super = parent_env,
+    children = children_table(env, children),
+  }
+  return setmetatable(env, {
+    __index = function(_, k)
+      local v = properties[k]
+      if v ~= nil then return v end
+      v = children[k]
+      if v ~= nil then return v end
+      return base[k]
+    end,
+    __newindex = function(t, k, v)
+      if properties[k] ~= nil or k == "super" then
+        error(format("'%s' is read-only", tostring(k)), 2)
+      end
+      rawset(t, k, v)
+    end,
+  })
+end
+
+-- Make `child_env` (or nothing, when nil) the child `name` of `parent_env`.
+function api.set_child(parent_env, name, child_env)
+  children_of[parent_env][name] = child_env
 end
 
 return api

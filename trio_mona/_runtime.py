@@ -8,12 +8,14 @@ within the linger time, then cancels what is left (DESIGN §4, §6).
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import logging
 import math
 import os
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,11 +32,12 @@ from ._addresses import (
     SocketAddress,
     parse_target,
 )
+from ._apps import Applications, discover
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._events import Call, Event
 from ._executor import Executor, Suspension
 from ._hub import Hub
-from ._lua import LuaBridge, LuaError, LuaTable
+from ._lua import LuaBridge, LuaTable
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
 from ._udp import UDP_PROPERTIES, UDPSocket
 
@@ -140,6 +143,26 @@ def _addr_compare(a: object, b: object) -> int:
     return (key_a > key_b) - (key_a < key_b)
 
 
+def _digest(kind: bytes, *values: bytes) -> tuple[bytes, ...]:
+    """``mona:md5(...)``/``mona:sha256(...)``: one raw binary digest per argument."""
+    name = kind.decode()
+    return tuple(hashlib.new(name, v if isinstance(v, bytes) else str(v).encode()).digest()
+                 for v in values)  # fmt: skip
+
+
+def _hexdump(data: bytes, size: float | None) -> bytes:
+    """``mona:dump``: 16 bytes a line, offset, hex and printable characters."""
+    shown = data if size is None else data[: max(0, int(size))]
+    lines = [
+        f"dump of {len(shown)} bytes" + ("" if len(shown) == len(data) else f" (of {len(data)})")
+    ]
+    for offset in range(0, len(shown), 16):
+        chunk = shown[offset : offset + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {chunk.hex(' '):<47}  {text}")
+    return "\n".join(lines).encode()
+
+
 def _canonical(address: IPAddress) -> bytes:
     """The blacklist key: IPv4-mapped IPv6 addresses count as their IPv4 address."""
     packed = address.packed
@@ -212,8 +235,8 @@ class Runtime:
         self.hub = Hub()
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
         self._executor = Executor(self.bridge, receive, self.post)
-        self._root_env: LuaTable | None = None
         self._tokens = itertools.count(1)
+        self.applications = Applications(self, apps_dir)
 
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
@@ -253,6 +276,14 @@ class Runtime:
             "udp_get": lambda handle, name: UDP_PROPERTIES[name](handle),
             "blacklist": self._change_blacklist,
             "resolve_start": resolve_start,
+            "absolute_path": self._absolute_path,
+            "digest": _digest,
+            "time_ms": lambda: int(time.time() * 1000),
+            "hexdump": _hexdump,
+            "list_paths": self._list_paths,
+            "set_timer": lambda owner, function, delay: self.applications.set_timer(
+                owner, function, delay
+            ),
             "addr_get": _addr_get,
             "addr_compare": _addr_compare,
             "parse_address": _parse_address,
@@ -361,7 +392,7 @@ class Runtime:
         self._udp_sockets.discard(udp)
 
     # -- lifecycle ----------------------------------------------------------------
-    async def _in_executor(self, call: Callable[[], Any]) -> Any:
+    async def in_executor(self, call: Callable[[], Any]) -> Any:
         """Run *call* (which calls Lua) in the executor and wait for its result."""
         done = trio.Event()
         box: list[Any] = []
@@ -377,37 +408,76 @@ class Runtime:
     async def _start(self) -> None:
         log.info("trio_mona %s: Lua engine %s", VERSION, self.bridge.version)
         self.bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
-        main = self.apps_dir / "main.lua"
-        try:
-            source = main.read_bytes()
-        except OSError as exc:
-            raise StartupError(
-                f"{main}: cannot read the root application: {exc.strerror}"
-            ) from None
-        env = self.bridge.new_app_env(b"", b"", b"", None)
-        try:
-            chunk = self.bridge.load(source, str(main), env)
-        except LuaError as exc:
-            raise StartupError(str(exc)) from None
-        error = await self._in_executor(lambda: self.bridge.call(chunk, b"main chunk", b"", None))
+        found = await trio.to_thread.run_sync(discover, self.apps_dir)
+        if "" not in found:
+            main = self.apps_dir / "main.lua"
+            raise StartupError(f"{main}: cannot read the root application: no such file")
+        error = await self.applications.start(found)
         if error is not None:
-            raise StartupError(_first_line(error))
-        self._root_env = env
-        await self._app_event(env, b"onStart")
+            raise StartupError(error)
+        settings = self.settings
+        self.nursery.start_soon(self.applications.manage, settings.manage_interval)
+        if settings.reload_interval:
+            self.nursery.start_soon(self.applications.watch, settings.reload_interval)
 
-    async def _app_event(self, env: LuaTable, name: bytes) -> None:
-        handler = env[name]
-        if handler is None:
-            return
-        await self._in_executor(lambda: self.bridge.call(handler, name, b"", b""))
+    @property
+    def _root_env(self) -> LuaTable | None:
+        return self.applications.root.env
+
+    def close_sockets(self, owner: bytes) -> None:
+        """Close what the application *owner* opened (it is being unloaded): listeners
+        and UDP sockets at once, connections after a flush, with no more Lua events."""
+        for handle in list(self._bound):
+            if isinstance(handle, TCPServer) and handle.owner == owner:
+                handle.stop()
+        for udp in [u for u in self._udp_sockets if u.owner == owner]:
+            udp.close()
+        for conn in [c for c in self._connections if c.owner == owner]:
+            conn.abandon()
+
+    def _absolute_path(self, path: bytes) -> bytes:
+        relative = path.decode("utf-8", "replace").strip("/")
+        folder = self.apps_dir / relative if relative else self.apps_dir
+        return os.fsencode(folder) + b"/"
+
+    def _list_paths(self, directory: bytes) -> tuple[LuaTable | None, bytes | None]:
+        """``mona:listPaths``: File descriptions of a folder, relative to the apps folder."""
+        name = directory.decode("utf-8", "replace")
+        folder = self.apps_dir / name.lstrip("/")
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            return None, f"listPaths: cannot list '{name}': {exc.strerror}".encode()
+        files = []
+        for entry in entries:
+            try:
+                info = entry.stat()
+            except OSError:
+                continue  # vanished meanwhile
+            is_folder = entry.is_dir()
+            base, dot, extension = entry.name.rpartition(".")
+            if not dot or not base:
+                base, extension = entry.name, ""
+            files.append(
+                {
+                    "name": entry.name,
+                    "baseName": base,
+                    "extension": extension,
+                    "parent": str(folder.resolve()) + "/",
+                    "size": 0 if is_folder else info.st_size,
+                    "lastModified": int(info.st_mtime),
+                    "isFolder": is_folder,
+                    "value": str(Path(entry.path).resolve()) + ("/" if is_folder else ""),
+                }
+            )
+        return self.bridge.sequence(files), None
 
     async def _shutdown(self) -> None:
         for handle in list(self._bound):
             if isinstance(handle, TCPServer):
                 handle.stop()
         with trio.move_on_after(self.settings.linger + 1):
-            if self._root_env is not None:
-                await self._app_event(self._root_env, b"onStop")
+            await self.applications.stop()
         self._executor.stop_lua()
         for udp in list(self._udp_sockets):
             udp.close()

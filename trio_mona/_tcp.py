@@ -184,6 +184,11 @@ class TCPConnection(Endpoint):
             self._hangup = True
         self._pump()
 
+    def abandon(self) -> None:
+        """Its application is unloading: flush and close, with no more Lua events."""
+        self.table = None
+        self.disconnect()
+
     def close_now(self) -> None:
         """Close without flushing (shutdown, or an accept nobody will see)."""
         self._state = State.CLOSING

@@ -1,0 +1,283 @@
+"""The application tree: loading, lifecycle events, hot reload, timers (DESIGN §4).
+
+Every ``main.lua`` below the applications folder is an application; ``main.lua`` at the
+top is the root (path ``""``), ``a/b/main.lua`` is ``/a/b``. A folder on the way with no
+``main.lua`` of its own is an empty application, so the tree always mirrors the folders.
+Applications load parents first and stop children first. The watcher polls the
+``main.lua`` files (the package list is fixed to trio, lupa and attrs, so no
+file-watching library) and reloads the subtree of whatever changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ._lua import LuaError, LuaTable
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+log = logging.getLogger("trio_mona")
+
+#: What identifies one version of a main.lua: modification time and size.
+Stamp = tuple[int, int]
+
+
+@attrs.define(eq=False, repr=False)
+class Application:
+    path: str
+    directory: Path
+    parent: Application | None
+    children: dict[str, Application] = attrs.field(factory=dict)
+    #: The Lua globals, or None while the application is down (failed or unloaded).
+    env: LuaTable | None = None
+    #: The main.lua version last loaded (or that failed); None: no main.lua of its own.
+    stamp: Stamp | None = None
+
+    def __repr__(self) -> str:
+        return f"<Application {self.path or '/'}>"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def owner(self) -> bytes:
+        return self.path.encode()
+
+    @property
+    def main(self) -> Path:
+        return self.directory / "main.lua"
+
+    def subtree(self) -> Iterator[Application]:
+        """This application and every descendant, parents first."""
+        yield self
+        for child in self.children.values():
+            yield from child.subtree()
+
+
+def discover(apps_dir: Path) -> dict[str, Stamp]:
+    """Every application path with a main.lua, and that file's stamp (blocking I/O)."""
+    found: dict[str, Stamp] = {}
+    for folder, dirs, files in os.walk(apps_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if "main.lua" in files:
+            try:
+                info = os.stat(os.path.join(folder, "main.lua"))
+            except OSError:
+                continue  # deleted while we looked
+            relative = os.path.relpath(folder, apps_dir)
+            path = "" if relative == "." else "/" + relative.replace(os.sep, "/")
+            found[path] = (info.st_mtime_ns, info.st_size)
+    return found
+
+
+@attrs.define(eq=False)
+class Timer:
+    """``mona:setTimer(fn, ms)``: calls *function* until it returns 0 (or nothing)."""
+
+    owner: bytes
+    function: LuaTable
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+
+class Applications:
+    """The tree of applications of one runtime, and the tasks that drive it."""
+
+    def __init__(self, runtime: Runtime, apps_dir: Path) -> None:
+        self._runtime = runtime
+        self._bridge = runtime.bridge
+        self.apps_dir = apps_dir
+        self.root = Application("", apps_dir, None)
+        self.timers: set[Timer] = set()
+
+    def find(self, path: str) -> Application | None:
+        app: Application | None = self.root
+        for part in path.strip("/").split("/") if path.strip("/") else []:
+            app = app.children.get(part) if app is not None else None
+        return app
+
+    def all(self) -> list[Application]:
+        """Every application, parents first."""
+        return list(self.root.subtree())
+
+    # -- start and stop -----------------------------------------------------------
+    async def start(self, found: dict[str, Stamp]) -> str | None:
+        """Load every application; return the root's error, if it failed."""
+        self._build(self.root, found)
+        for app in self.all():
+            error = await self._load(app, found)
+            if app is self.root and error is not None:
+                return error
+        return None
+
+    async def stop(self) -> None:
+        """``onStop`` for every application, children first (sockets still open)."""
+        for app in reversed(self.all()):
+            if app.env is not None:
+                await self._event(app, b"onStop", app.path.encode())
+
+    # -- timers and onManage ------------------------------------------------------
+    def set_timer(self, owner: bytes, function: LuaTable, delay_ms: float) -> None:
+        timer = Timer(owner, function)
+        self.timers.add(timer)
+        self._runtime.nursery.start_soon(self._run_timer, timer, delay_ms)
+
+    async def _run_timer(self, timer: Timer, delay_ms: float) -> None:
+        call_timer = self._bridge.api.call_timer
+        try:
+            with timer.scope:
+                while delay_ms > 0:
+                    await trio.sleep(delay_ms / 1000)
+                    result = await self._runtime.in_executor(
+                        lambda: call_timer(timer.function, timer.owner)
+                    )
+                    delay_ms = float(result or 0)
+        finally:
+            self.timers.discard(timer)
+
+    async def manage(self, interval: float) -> None:
+        """Call the root's ``onManage()`` every *interval* seconds."""
+        while True:
+            await trio.sleep(interval)
+            if self.root.env is not None:
+                await self._event(self.root, b"onManage", None)
+
+    # -- hot reload -----------------------------------------------------------------
+    async def watch(self, interval: float) -> None:
+        """Poll the main.lua files and reload what changed, appeared or disappeared."""
+        while True:
+            await trio.sleep(interval)
+            found = await trio.to_thread.run_sync(discover, self.apps_dir)
+            await self.apply(found)
+
+    async def apply(self, found: dict[str, Stamp]) -> None:
+        """Bring the tree in line with *found*: reload changed or deleted applications
+        with their subtrees, then load new ones."""
+        known = {app.path: app for app in self.all()}
+        changed = [path for path, app in known.items() if found.get(path) != app.stamp]
+        for path in _top_most(changed):
+            await self.reload(path, found)
+        known = {app.path: app for app in self.all()}
+        for path in _top_most([p for p in found if p not in known]):
+            ancestor = path
+            while ancestor not in known:
+                ancestor = ancestor.rsplit("/", 1)[0]
+            parent = known[ancestor]
+            self._build(parent, found)
+            for app in parent.subtree():
+                if app.path not in known:
+                    log.info("loading new application '%s'", app.path)
+                    await self._load(app, found)
+
+    async def reload(self, path: str, found: dict[str, Stamp]) -> None:
+        """Unload the application at *path* and its subtree, then load it again (or
+        drop it, when nothing is left in its folder)."""
+        app = self.find(path)
+        if app is None:
+            return
+        await self._unload(app)
+        if app.parent is not None and not any(p == path or p.startswith(path + "/") for p in found):
+            log.info("application '%s' removed", path)
+            del app.parent.children[app.name]
+            return
+        log.info("reloading application '%s'", path or "/")
+        self._build(app, found)
+        for member in list(app.subtree()):
+            await self._load(member, found)
+
+    # -- internals ----------------------------------------------------------------------
+    def _build(self, app: Application, found: dict[str, Stamp]) -> None:
+        """Make *app*'s children mirror the folders that hold applications."""
+        prefix = app.path + "/"
+        names = {p[len(prefix) :].split("/")[0] for p in found if p.startswith(prefix)}
+        for name in list(app.children):
+            if name not in names:  # an empty folder left behind: nothing runs there
+                if app.env is not None:
+                    self._bridge.api.set_child(app.env, name.encode(), None)
+                del app.children[name]
+        for name in sorted(names):
+            if name not in app.children:
+                app.children[name] = Application(prefix + name, app.directory / name, app)
+            self._build(app.children[name], found)
+
+    async def _load(self, app: Application, found: dict[str, Stamp]) -> str | None:
+        """Create the environment, run main.lua, call onStart. Returns an error or None."""
+        app.stamp = found.get(app.path)
+        parent_env = app.parent.env if app.parent is not None else None
+        if app.parent is not None and parent_env is None:
+            return "parent application is down"
+        bridge = self._bridge
+        env = bridge.new_app_env(
+            app.path.encode(), app.name.encode(), os.fsencode(app.directory), parent_env
+        )
+        if app.stamp is not None:
+            error = await self._run_main(app, env)
+            if error is not None:
+                if app is not self.root:
+                    log.error("application '%s' failed to load: %s", app.path, error)
+                return error
+        app.env = env
+        if app.parent is not None:
+            bridge.api.set_child(parent_env, app.name.encode(), env)
+        await self._event(app, b"onStart", app.path.encode())
+        return None
+
+    async def _run_main(self, app: Application, env: LuaTable) -> str | None:
+        try:
+            source = await trio.Path(app.main).read_bytes()
+        except OSError as exc:
+            return f"{app.main}: cannot read: {exc.strerror}"
+        try:
+            chunk = self._bridge.load(source, str(app.main), env)
+        except LuaError as exc:
+            return str(exc)
+        error = await self._runtime.in_executor(
+            lambda: self._bridge.call(chunk, b"main chunk", app.owner, None)
+        )
+        if error is not None:
+            return _first_line(error)
+        return None
+
+    async def _unload(self, app: Application) -> None:
+        """onStop children first, then close their sockets and timers."""
+        for member in reversed(list(app.subtree())):
+            if member.env is not None:
+                await self._event(member, b"onStop", member.path.encode())
+            self._runtime.close_sockets(member.owner)
+            for timer in [t for t in self.timers if t.owner == member.owner]:
+                timer.scope.cancel()
+            if member.parent is not None and member.parent.env is not None:
+                self._bridge.api.set_child(member.parent.env, member.name.encode(), None)
+            member.env = None
+
+    async def _event(self, app: Application, name: bytes, argument: Any) -> None:
+        """Call an application event; an inherited handler runs for the child too."""
+        env = app.env
+        handler = env[name] if env is not None else None
+        if handler is None:
+            return
+        await self._runtime.in_executor(
+            lambda: self._bridge.call(handler, name, app.owner, argument)
+        )
+
+
+def _top_most(paths: list[str]) -> list[str]:
+    """The paths that are not below another one of them (the root is above all)."""
+    result: list[str] = []
+    for path in sorted(set(paths), key=len):
+        if not any(top == "" or path == top or path.startswith(top + "/") for top in result):
+            result.append(path)
+    return result
+
+
+def _first_line(error: bytes | str) -> str:
+    text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"
