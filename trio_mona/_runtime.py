@@ -496,11 +496,6 @@ def _applications_folder(folder: Path) -> Path:
     return folder.resolve()
 
 
-def _first_line(error: bytes | str) -> str:
-    text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"
-
-
 def _configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
     """``mona.configs``: every entry as a dotted key and nested (DESIGN §5)."""
     table: dict[str, object] = dict(config)
