@@ -237,6 +237,7 @@ class Runtime:
         self._executor = Executor(self.bridge, receive, self.post)
         self._tokens = itertools.count(1)
         self.applications = Applications(self, apps_dir)
+        self._background_scope = trio.CancelScope()
 
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
@@ -415,10 +416,16 @@ class Runtime:
         error = await self.applications.start(found)
         if error is not None:
             raise StartupError(error)
+        self.nursery.start_soon(self._background)
+
+    async def _background(self) -> None:
+        """onManage and the reload watcher: both stop as soon as shutdown begins."""
         settings = self.settings
-        self.nursery.start_soon(self.applications.manage, settings.manage_interval)
-        if settings.reload_interval:
-            self.nursery.start_soon(self.applications.watch, settings.reload_interval)
+        with self._background_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.applications.manage, settings.manage_interval)
+                if settings.reload_interval:
+                    nursery.start_soon(self.applications.watch, settings.reload_interval)
 
     @property
     def _root_env(self) -> LuaTable | None:
@@ -473,6 +480,7 @@ class Runtime:
         return self.bridge.sequence(files), None
 
     async def _shutdown(self) -> None:
+        self._background_scope.cancel()
         for handle in list(self._bound):
             if isinstance(handle, TCPServer):
                 handle.stop()

@@ -163,10 +163,7 @@ class UDPSocket(Endpoint):
         if self._out:
             return self._queue(data, destination)
         try:
-            if destination is None:
-                sock.send(data)
-            else:
-                sock.sendto(data, destination)
+            _transmit(sock, data, destination)
         except BlockingIOError:
             return self._queue(data, destination)
         except OSError as exc:
@@ -291,10 +288,7 @@ class UDPSocket(Endpoint):
                 while self._out:
                     data, destination = self._out[0]
                     try:
-                        if destination is None:
-                            sock.send(data)
-                        else:
-                            sock.sendto(data, destination)
+                        _transmit(sock, data, destination)
                     except BlockingIOError:
                         break
                     except OSError:
@@ -357,6 +351,14 @@ def _unmapped(address: SocketAddress) -> SocketAddress:
     if host.is_ipv6 and host.is_ipv4_mapped:
         return SocketAddress(IPAddress(host.packed[12:]), address.port)
     return address
+
+
+def _transmit(sock: socket.socket, data: bytes, destination: tuple[object, ...] | None) -> None:
+    """One datagram to the connected peer (None) or to *destination*."""
+    if destination is None:
+        sock.send(data)
+    else:
+        sock.sendto(data, destination)
 
 
 def _send_error(exc: OSError) -> bytes:
