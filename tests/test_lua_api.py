@@ -312,3 +312,59 @@ async def test_every_predicate_reaches_lua(tmp_path: Path, text: str) -> None:
             got = await lua(runtime, f"return mona:createIPAddress('{text}').{lua_name}")
             expected = getattr(address, attribute)
             assert got == (expected.encode() if isinstance(expected, str) else expected), lua_name
+
+
+async def test_runaway_handler_is_stopped_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = """
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data)
+        if data == "spin" then while true do end end
+        self:send(data)
+      end
+    end
+    server:start("127.0.0.1", 0)
+    """
+    async with running(tmp_path, app, trio_mona__handler_timeout="0.2") as runtime:
+        port = tcp_port(runtime)
+        spinner, other = await connect(port), await connect(port)
+        await spinner.send_all(b"spin")
+        await wait_for_log(caplog, "handler ran for more than 0.2 s")
+        record = next(r for r in caplog.records if "ran for more than" in r.getMessage())
+        assert record.levelno == logging.ERROR
+        assert record.filename == "main.lua"
+        await other.send_all(b"fine")
+        assert await receive_exactly(other, 4) == b"fine"
+        await spinner.send_all(b"again")
+        assert await receive_exactly(spinner, 5) == b"again"
+
+
+async def test_memory_cap_is_a_logged_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = """
+    hoard = {}
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data)
+        if data == "hoard" then
+          for i = 1, 1e9 do hoard[i] = string.rep("x", 1024 * 1024) .. i end
+        end
+        hoard = {}
+        collectgarbage()
+        self:send(data)
+      end
+    end
+    server:start("127.0.0.1", 0)
+    """
+    limit = str(64 * 1024 * 1024)
+    async with running(tmp_path, app, trio_mona__max_memory=limit) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"hoard")
+        await wait_for_log(caplog, "not enough memory")
+        await lua(runtime, "hoard = {} collectgarbage()")
+        await stream.send_all(b"after")
+        assert await receive_exactly(stream, 5) == b"after"
+        assert runtime.statistics().lua_memory < 64 * 1024 * 1024

@@ -133,6 +133,9 @@ class Settings:
     engine: str = "lua54"
     #: Lua memory cap in bytes (Lua 5.4 only); 0 for none.
     max_memory: int = 0
+    #: Seconds of CPU a handler may run without returning before it is stopped with
+    #: an error (Lua 5.4; best effort on LuaJIT); 0 for no bound.
+    handler_timeout: float = 5.0
     #: Seconds between two ``onManage()`` calls on the root application.
     manage_interval: float = 2.0
     #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.
@@ -170,6 +173,8 @@ class Settings:
             raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
         if self.max_memory < 0:
             raise ConfigError("trio_mona.max_memory must be >= 0")
+        if self.handler_timeout < 0:
+            raise ConfigError("trio_mona.handler_timeout must be >= 0 (0: no bound)")
         if self.manage_interval <= 0:
             raise ConfigError("trio_mona.manage_interval must be > 0")
         if self.reload_interval < 0:

@@ -259,6 +259,21 @@ local function settle(co, ok, tag, value, request)
   return 0
 end
 
+-- The runaway bound (DESIGN §10): a count hook on every worker coroutine raises an
+-- error in a handler that has run longer than `budget` seconds of CPU without
+-- returning. (On LuaJIT the hook does not fire inside compiled loops: best effort.)
+local budget, started, clock = 0, 0, os.clock
+local HOOK_EVERY = 1000000 -- instructions
+
+local function runaway()
+  if budget > 0 and clock() - started > budget then
+    error(format("handler ran for more than %g s of CPU without returning "
+      .. "(trio_mona.handler_timeout)", budget), 2)
+  end
+end
+
+function api.set_handler_timeout(seconds) budget = seconds end
+
 local function run(job, a, b, c)
   local co
   if pooled > 0 then
@@ -268,7 +283,9 @@ local function run(job, a, b, c)
   else
     co = create(worker)
     workers[co] = true
+    real_debug.sethook(co, runaway, "", HOOK_EVERY)
   end
+  started = clock()
   return settle(co, resume(co, job, a, b, c))
 end
 
@@ -290,6 +307,7 @@ function api.resume(token, ...)
   local co = suspended[token]
   suspended[token] = nil
   if co == nil then return 0 end
+  started = clock()
   return settle(co, resume(co, ...))
 end
 
