@@ -145,8 +145,12 @@ class Applications:
 
     async def manage(self, interval: float) -> None:
         """Call the root's ``onManage()`` every *interval* seconds."""
+        app_logger = logging.getLogger("trio_mona.app")
         while True:
             await trio.sleep(interval)
+            # Follow changes to the log level made since the start (cheap, and Lua then
+            # skips building messages that would be dropped).
+            self._bridge.set_log_threshold(app_logger.getEffectiveLevel())
             if self.root.env is not None:
                 await self._event(self.root, b"onManage", None)
 
