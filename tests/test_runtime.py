@@ -176,3 +176,25 @@ async def test_error_in_on_start_is_logged(
     async with running(tmp_path, "function onStart() error('bad start') end") as runtime:
         assert runtime.statistics().tcp_servers == 0
     assert any("onStart failed" in m and "bad start" in m for m in messages(caplog))
+
+
+async def test_no_lua_runs_after_on_stop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A peer that never reads keeps shutdown busy flushing for the linger time, while
+    # a timer would fire many times: none of it may run Lua once onStop has run.
+    app = """
+    mona:setTimer(function() NOTE("tick") return 20 end, 20)
+    function onStop() NOTE("stopped") end
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      client:send(string.rep("q", 8 * 1024 * 1024))
+    end
+    server:start("127.0.0.1", 0)
+    """
+    async with running(tmp_path, app, trio_mona__linger="0.4") as runtime:
+        stream = await connect(tcp_port(runtime))
+        await trio.sleep(0.1)
+    logs = messages(caplog)
+    assert "stopped" in logs
+    assert "tick" in logs
+    assert "tick" not in logs[logs.index("stopped") :]
+    await stream.aclose()

@@ -209,7 +209,8 @@ class Executor:
         self.settle(result, (conn,), lambda _: conn.forget())
 
     def _call(self, event: Call) -> None:
-        event.function()
+        if self.lua_enabled:
+            event.function()
 
 
 def _ignore(_: object) -> None:

@@ -13,10 +13,13 @@ again when it resumes). The hub only turns readiness into reads.
 
 from __future__ import annotations
 
+import logging
 import select
 from typing import Final, Protocol
 
 import trio
+
+log = logging.getLogger("trio_mona")
 
 #: epoll events the hub asks for: input and peer hang-up, edge-triggered.
 EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
@@ -60,7 +63,10 @@ class Hub:
                 for fd, mask in epoll.poll(0):
                     handle = handles.get(fd)
                     if handle is not None:
-                        handle.on_readable(mask)
+                        try:
+                            handle.on_readable(mask)
+                        except Exception:
+                            log.exception("internal error while reading %r", handle)
                 handle = None  # hold no closed connection while parked
         finally:
             epoll.close()
