@@ -368,3 +368,35 @@ async def test_memory_cap_is_a_logged_error(
         await stream.send_all(b"after")
         assert await receive_exactly(stream, 5) == b"after"
         assert runtime.statistics().lua_memory < 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_sandbox_mode(tmp_path: Path, engine: str) -> None:
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "helper.lua").write_text("return { ok = true }")
+    async with running(tmp_path, "", engine=engine, trio_mona__sandbox="true") as runtime:
+
+        async def probe(code: str) -> object:
+            return await lua(
+                runtime,
+                f"local ok, r = pcall(function() {code} end) if ok then return r end return 'error: ' .. tostring(r)",
+            )
+
+        assert await probe("return io") is None
+        assert await probe("return os.execute") is None
+        assert await probe("return os.getenv") is None
+        assert await probe("return type(os.time())") == b"number"
+        assert await probe("return package.loadlib") is None
+        assert await probe("return require('helper').ok") is True
+        assert await probe("return type(require('string'))") == b"table"
+        refused = await probe("return require('socket')")
+        assert isinstance(refused, bytes)
+        assert b"sandbox" in refused
+        binary = await probe("return select(2, load(string.dump(function() return 1 end)))")
+        assert isinstance(binary, bytes)
+        assert b"binary" in binary or b"mode" in binary  # Lua 5.4 or LuaJIT wording
+        assert await probe("return load('return 7')()") == 7
+        # the application's own sockets still work
+        assert await probe("return getmetatable(mona:createTCPServer())") == b"TCPServer"
+    async with running(tmp_path, "") as runtime:
+        assert await lua(runtime, "return type(io.open)") == b"function"

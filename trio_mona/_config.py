@@ -136,6 +136,9 @@ class Settings:
     #: Seconds of CPU a handler may run without returning before it is stopped with
     #: an error (Lua 5.4; best effort on LuaJIT); 0 for no bound.
     handler_timeout: float = 5.0
+    #: Sandbox mode for untrusted scripts: no io, a time-only os, text chunks only,
+    #: no package.loadlib, require limited to the applications' files.
+    sandbox: bool = False
     #: Seconds between two ``onManage()`` calls on the root application.
     manage_interval: float = 2.0
     #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.

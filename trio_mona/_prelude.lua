@@ -786,6 +786,40 @@ local function load_file(env, file, chunk_env)
   return load(source, "@" .. file, "t", chunk_env or env)
 end
 
+-- Sandbox mode (DESIGN §10, trio_mona.sandbox): for untrusted scripts, the root's
+-- globals are a copy of the standard ones without `io`, with an `os` that only tells
+-- time, `load` limited to text chunks, no `package.loadlib`, and `require` limited to
+-- the applications' own files and the modules Lua has already loaded.
+local sandbox_globals = nil
+
+function api.set_sandbox(on)
+  if not on then
+    sandbox_globals = nil
+    return
+  end
+  local g = {}
+  for k, v in pairs(_G) do g[k] = v end
+  g.io = nil
+  g.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }
+  g.load = function(chunk, chunkname, _, env) return load(chunk, chunkname, "t", env) end
+  g.loadstring = function(chunk, chunkname) return load(chunk, chunkname, "t") end
+  local package_copy = {}
+  for k, v in pairs(package) do package_copy[k] = v end
+  package_copy.loadlib = nil
+  g.package = package_copy
+  g._G = g
+  sandbox_globals = g
+end
+
+local function sandboxed_require(name)
+  local module = package.loaded[name]
+  if module == nil then
+    error(format("module '%s' not found (sandbox: only the applications' own files and "
+      .. "Lua's standard modules)", tostring(name)), 3)
+  end
+  return module
+end
+
 local function file_functions(env)
   local function require_(name)
     if type(name) ~= "string" then argerror("require", 1, "string", name) end
@@ -794,7 +828,10 @@ local function file_functions(env)
       names = { name:gsub("%.", "/") .. ".lua", name .. ".lua" }
     end
     local file = find_file(env, names)
-    if file == nil then return real_require(name) end
+    if file == nil then
+      if sandbox_globals then return sandboxed_require(name) end
+      return real_require(name)
+    end
     local cache = loaded_of[env]
     if cache[file] ~= nil then return cache[file] end
     local chunk, err = load_file(env, file)
@@ -846,7 +883,7 @@ end
 -- globals for the root).
 function api.new_app_env(path, name, dir, parent_env)
   local env = {}
-  local base = parent_env or _G
+  local base = parent_env or sandbox_globals or _G
   local children = {}
   children_of[env] = children
   loaded_of[env] = {}

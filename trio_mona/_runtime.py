@@ -298,6 +298,7 @@ class Runtime:
         log.info("trio_mona %s: Lua engine %s", VERSION, self.bridge.version)
         self.bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
         self.bridge.api.set_handler_timeout(self.settings.handler_timeout)
+        self.bridge.api.set_sandbox(self.settings.sandbox)
         found = await trio.to_thread.run_sync(discover, self.apps_dir)
         if "" not in found:
             main = self.apps_dir / "main.lua"
