@@ -260,3 +260,16 @@ async def test_peer_reset_sets_error(tmp_path: Path, caplog: pytest.LogCaptureFi
         await wait_for_log(caplog, "disconnected")
         assert b"reset" in (await lua(runtime, "return client.error")).lower()
         assert any("disconnected error=Connection reset" in m for m in messages(caplog))
+
+
+async def test_disconnect_right_after_connect_never_connects(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with listener() as server, running(tmp_path, CLIENT) as runtime:
+        port = server.getsockname()[1]
+        await lua(runtime, f"client:connect({port}) client:disconnect()")
+        await wait_for_log(caplog, "disconnected error=nil")
+        with trio.move_on_after(0.2):
+            await server.accept()
+            raise AssertionError("connected although disconnect() came first")
+        assert await lua(runtime, "return disconnections") == 1

@@ -124,7 +124,7 @@ class TCPConnection(Endpoint):
             self.runtime.bytes_sent += sent
             if sent == len(data):
                 return None
-            return self._queue(data[sent:] if sent else data)
+            return self._queue(memoryview(data)[sent:] if sent else data)
         if state is State.CONNECTED or state is State.CONNECTING:
             return self._queue(data)
         return b"socket not connected"
@@ -209,7 +209,7 @@ class TCPConnection(Endpoint):
         self._out.clear()
         self._out_size = 0
 
-    def _queue(self, data: bytes) -> bytes | None:
+    def _queue(self, data: bytes | memoryview) -> bytes | None:
         settings = self.runtime.settings
         if self._out_size + len(data) > settings.hard_limit:
             return (
@@ -330,8 +330,8 @@ class TCPConnection(Endpoint):
         """The handle's task: connect (unless accepted), read, then close and report."""
         try:
             with trio.CancelScope() as self._read_scope:
-                if target is not None:
-                    await self._connect(target)
+                if target is not None and self._state is State.CONNECTING:
+                    await self._connect(target)  # (skipped if disconnect() came first)
                 if self._state is State.CONNECTED:
                     if self._out and not self._flushing:
                         self._flushing = True
