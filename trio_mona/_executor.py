@@ -57,10 +57,12 @@ class Executor:
         bridge: LuaBridge,
         receive: trio.MemoryReceiveChannel[Event],
         post: Callable[[Event], None],
+        poll_ready: Callable[[], int] = lambda: 0,
     ) -> None:
         self._bridge = bridge
         self._receive = receive
         self._post = post
+        self._poll_ready = poll_ready
         self._nursery: trio.Nursery | None = None
         self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
         self._on_data = bridge.on_data
@@ -86,10 +88,18 @@ class Executor:
             self._nursery = nursery
             task_status.started()
             count = 0
+            poll_ready = self._poll_ready
+            polled = False
             while True:
                 try:
                     event = receive.receive_nowait()
                 except trio.WouldBlock:
+                    # Before waiting, read once what became ready while Lua ran: under
+                    # load this saves a scheduler round trip through the hub task.
+                    if not polled and poll_ready():
+                        polled = True
+                        continue
+                    polled = False
                     self.events_dispatched += count
                     count = 0
                     try:

@@ -52,21 +52,26 @@ class Hub:
             except (OSError, ValueError):
                 pass  # already closed
 
+    def poll(self) -> int:
+        """Read every socket that is ready now, without waiting; return how many were."""
+        handles = self._handles
+        ready = self._epoll.poll(0)
+        for fd, mask in ready:
+            handle = handles.get(fd)
+            if handle is not None:
+                try:
+                    handle.on_readable(mask)
+                except Exception:
+                    log.exception("internal error while reading %r", handle)
+        return len(ready)
+
     async def run(self) -> None:
         """Dispatch readiness until cancelled."""
         epoll = self._epoll
-        handles = self._handles
         try:
             while True:
                 await trio.lowlevel.wait_readable(epoll.fileno())
                 self.batches += 1
-                for fd, mask in epoll.poll(0):
-                    handle = handles.get(fd)
-                    if handle is not None:
-                        try:
-                            handle.on_readable(mask)
-                        except Exception:
-                            log.exception("internal error while reading %r", handle)
-                handle = None  # hold no closed connection while parked
+                self.poll()
         finally:
             epoll.close()

@@ -122,7 +122,7 @@ class Runtime:
         self._send, receive = trio.open_memory_channel[Event](math.inf)
         self.hub = Hub()
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
-        self._executor = Executor(self.bridge, receive, self.post)
+        self._executor = Executor(self.bridge, receive, self.post, self.hub.poll)
         self._tokens = itertools.count(1)
         self.applications = Applications(self, apps_dir)
         self._background_scope = trio.CancelScope()
