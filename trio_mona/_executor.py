@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trio_mona")
 
+#: How many times the executor reads ready sockets itself before it lets Trio run
+#: the other tasks.
+INLINE_POLLS = 8
+
 
 @attrs.frozen
 class Suspension:
@@ -89,17 +93,18 @@ class Executor:
             task_status.started()
             count = 0
             poll_ready = self._poll_ready
-            polled = False
+            polls = 0
             while True:
                 try:
                     event = receive.receive_nowait()
                 except trio.WouldBlock:
-                    # Before waiting, read once what became ready while Lua ran: under
-                    # load this saves a scheduler round trip through the hub task.
-                    if not polled and poll_ready():
-                        polled = True
+                    # Before waiting, read what became ready while Lua ran: under load
+                    # this saves a scheduler round trip through the hub task. Bounded,
+                    # so that other tasks (accepts, flushes, timers) get their turn.
+                    if polls < INLINE_POLLS and poll_ready():
+                        polls += 1
                         continue
-                    polled = False
+                    polls = 0
                     self.events_dispatched += count
                     count = 0
                     try:
