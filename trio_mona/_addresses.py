@@ -194,6 +194,9 @@ class IPAddress:
 _MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
 _V6_LOOPBACK: Final = bytes(15) + b"\x01"
 
+#: Where a port alone connects or sends to (DESIGN §3).
+LOCALHOST: Final = IPAddress(b"\x7f\x00\x00\x01")
+
 #: Lua property name -> IPAddress attribute, for the Lua bridge.
 IP_PROPERTIES: Final[dict[str, str]] = {
     "value": "value",

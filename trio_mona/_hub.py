@@ -36,8 +36,6 @@ class Hub:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._handles: dict[int, Readable] = {}
-        #: Batches of readiness handled (one Trio wake-up each).
-        self.batches = 0
 
     def register(self, fd: int, handle: Readable) -> None:
         """Start reporting *fd*; if it is readable already, the next batch says so."""
@@ -71,7 +69,6 @@ class Hub:
         try:
             while True:
                 await trio.lowlevel.wait_readable(epoll.fileno())
-                self.batches += 1
                 self.poll()
         finally:
             epoll.close()

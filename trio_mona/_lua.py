@@ -76,7 +76,6 @@ class LuaBridge:
         self.resume: Callable[..., Any] = api.resume
         self.new_object: Callable[[bytes, object, bytes], LuaTable] = api.new_object
         self.wrap_socket_address: Callable[[object], LuaTable] = api.wrap_socket_address
-        self.wrap_ip: Callable[[object], LuaTable] = api.wrap_ip
         self.new_app_env: Callable[..., LuaTable] = api.new_app_env
         self.set_log_threshold: Callable[[int], None] = api.set_log_threshold
         self.rest_count: Callable[[object, int], int] = api.rest_count

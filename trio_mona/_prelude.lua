@@ -14,7 +14,7 @@ local type, tostring, tonumber, select, error, rawget, rawset, pairs, next =
   type, tostring, tonumber, select, error, rawget, rawset, pairs, next
 local setmetatable, xpcall, format, concat, floor =
   setmetatable, xpcall, string.format, table.concat, math.floor
-local create, resume, yield, status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local create, resume, yield = coroutine.create, coroutine.resume, coroutine.yield
 local real_debug = debug
 local traceback, getinfo, raw_getmetatable = debug.traceback, debug.getinfo, debug.getmetatable
 
@@ -65,7 +65,6 @@ local function typename(v)
   end
   return t
 end
-api.typename = typename
 
 -- Raise "bad argument" at the Lua code that called the method (`level` frames up
 -- from the function calling argerror; 3 = the caller of a method).
@@ -220,7 +219,6 @@ local function report(owner, what, err)
     host.log(40, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
   end
 end
-api.report = report
 
 ---------------------------------------------------------------------------
 -- Coroutine dispatch: every handler runs in a pooled coroutine.
@@ -454,7 +452,6 @@ classes.SocketAddress.__index = function(t, k)
   return socket_index(t, k)
 end
 
-function api.wrap_ip(v) return new_object("IPAddress", v, "") end
 function api.wrap_socket_address(v) return new_object("SocketAddress", v, "") end
 
 ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
-from ._addresses import AddressError, HostName, IPAddress, SocketAddress, parse_target
+from ._addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from ._endpoint import Endpoint
 from ._events import Accepted, Closed, DataReceived
 from ._hub import HANGUP
@@ -45,7 +45,6 @@ READ_AHEAD: Final = 256 * 1024
 #: Connections accepted per wake-up before other tasks get a turn.
 ACCEPT_BATCH: Final = 64
 LISTEN_BACKLOG: Final = 1024
-LOCALHOST: Final = IPAddress.parse("127.0.0.1")
 
 
 def _message(exc: OSError) -> str:

@@ -21,7 +21,7 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_writable
 
-from ._addresses import AddressError, IPAddress, SocketAddress, parse_target
+from ._addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
 from ._endpoint import Endpoint
 from ._events import DatagramReceived
 
@@ -37,7 +37,6 @@ READ_AHEAD: Final = 256
 QUEUE_LIMIT: Final = 4 << 20
 #: Sender address objects kept for reuse.
 SENDER_CACHE: Final = 1024
-LOCALHOST: Final = IPAddress.parse("127.0.0.1")
 
 log = logging.getLogger("trio_mona")
 
