@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Resumed
+from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Reads, Resumed
 
 if TYPE_CHECKING:
     from ._lua import LuaBridge
@@ -78,6 +78,7 @@ class Executor:
         self._dispatch: dict[type[Any], Callable[[Any], None]] = {
             DataReceived: self._data,
             DatagramReceived: self._datagram,
+            Reads: self._reads,
             Accepted: self._accepted,
             Closed: self._closed,
             Resumed: self._resumed,
@@ -164,6 +165,19 @@ class Executor:
             subject.waiting = backlog
 
     # -- events -------------------------------------------------------------------
+    def _reads(self, batch: Reads) -> None:
+        batch.open = False  # reads from now on start a new batch, after this one
+        data, datagram = self._data, self._datagram
+        for read in batch.items:
+            try:
+                if isinstance(read, DataReceived):
+                    data(read)
+                else:
+                    datagram(read)
+            except Exception:
+                log.exception("internal error while dispatching %r", read)
+        self.events_dispatched += len(batch.items) - 1
+
     def _data(self, event: DataReceived) -> None:
         conn = event.conn
         if conn.waiting is not None:

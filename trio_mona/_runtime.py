@@ -31,7 +31,7 @@ from ._addresses import (
 )
 from ._apps import Applications, discover
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
-from ._events import Call, Event
+from ._events import Call, DatagramReceived, DataReceived, Event, Reads
 from ._executor import Executor, Suspension
 from ._hub import Hub
 from ._lua import LuaBridge, LuaTable
@@ -120,6 +120,8 @@ class Runtime:
         self._udp_sockets: set[UDPSocket] = set()
         self._blacklist: set[bytes] = set()
         self._send, receive = trio.open_memory_channel[Event](math.inf)
+        #: The batch that reads join until another event is posted (see deliver).
+        self._reads: Reads | None = None
         self.hub = Hub()
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
         self._executor = Executor(self.bridge, receive, self.post, self.hub.poll)
@@ -207,10 +209,21 @@ class Runtime:
     def post(self, event: Event) -> None:
         """Hand an event to the executor (never blocks: the channel is unbounded and
         each connection bounds what it has in flight)."""
+        self._reads = None  # reads from now on go after this event
         try:
             self._send.send_nowait(event)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # shutting down: no Lua runs any more
+
+    def deliver(self, read: DataReceived | DatagramReceived) -> None:
+        """Hand a read to the executor: it joins the batch posted last, when the batch
+        is still the newest thing on the channel, so events keep the order they
+        happened in while a burst of reads costs one channel message."""
+        batch = self._reads
+        if batch is None or not batch.open:
+            self.post(batch := Reads())
+            self._reads = batch
+        batch.items.append(read)
 
     def spawn_socket(
         self, conn: TCPConnection, run: Callable[[Any], Awaitable[None]], target: object

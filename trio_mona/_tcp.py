@@ -252,7 +252,7 @@ class TCPConnection(Endpoint):
         sock = self._sock
         assert sock is not None
         recv = sock.recv
-        post = self.runtime.post
+        deliver = self.runtime.deliver
         while not self._reading_paused():
             try:
                 data = recv(RECV_SIZE)
@@ -271,7 +271,7 @@ class TCPConnection(Endpoint):
                 return
             self._unconsumed += size
             self.runtime.bytes_received += size
-            post(DataReceived(self, data))
+            deliver(DataReceived(self, data))
             # A short read emptied the kernel buffer: new data brings a new edge.
             if size < RECV_SIZE and not self._hangup:
                 self._ready = False

@@ -217,7 +217,7 @@ class UDPSocket(Endpoint):
         if sock is None:
             return
         recvfrom = sock.recvfrom
-        post = self.runtime.post
+        deliver = self.runtime.deliver
         blacklisted = self.runtime.blacklisted
         while self._unconsumed < READ_AHEAD:
             try:
@@ -232,7 +232,7 @@ class UDPSocket(Endpoint):
                 continue
             self._unconsumed += 1
             self.runtime.bytes_received += len(data)
-            post(DatagramReceived(self, data, sender))
+            deliver(DatagramReceived(self, data, sender))
 
     # -- internals ------------------------------------------------------------------
     def _sockaddr_for(self, target: SocketAddress) -> tuple[object, ...] | bytes:
