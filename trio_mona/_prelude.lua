@@ -259,12 +259,19 @@ end
 
 -- The runaway bound (DESIGN §10): a count hook on every worker coroutine raises an
 -- error in a handler that has run longer than `budget` seconds of CPU without
--- returning. (On LuaJIT the hook does not fire inside compiled loops: best effort.)
-local budget, started, clock = 0, 0, os.clock
+-- returning. The clock starts at the hook's first call in a handler, not when the
+-- handler starts: reading the CPU clock is a system call, too dear for every event,
+-- and the first HOOK_EVERY instructions take milliseconds. (On LuaJIT the hook does
+-- not fire inside compiled loops: best effort.)
+local budget, started, clock = 0, nil, os.clock
 local HOOK_EVERY = 1000000 -- instructions
 
 local function runaway()
-  if budget > 0 and clock() - started > budget then
+  if budget <= 0 then return end
+  local now = clock()
+  if started == nil then
+    started = now
+  elseif now - started > budget then
     error(format("handler ran for more than %g s of CPU without returning "
       .. "(trio_mona.handler_timeout)", budget), 2)
   end
@@ -283,7 +290,7 @@ local function run(job, a, b, c)
     workers[co] = true
     real_debug.sethook(co, runaway, "", HOOK_EVERY)
   end
-  started = clock()
+  started = nil
   return settle(co, resume(co, job, a, b, c))
 end
 
@@ -305,7 +312,7 @@ function api.resume(token, ...)
   local co = suspended[token]
   suspended[token] = nil
   if co == nil then return 0 end
-  started = clock()
+  started = nil
   return settle(co, resume(co, ...))
 end
 
