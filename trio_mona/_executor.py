@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Reads, Resumed
+from ._tcp import Writes
 
 if TYPE_CHECKING:
     from ._lua import LuaBridge
@@ -62,11 +63,13 @@ class Executor:
         receive: trio.MemoryReceiveChannel[Event],
         post: Callable[[Event], None],
         poll_ready: Callable[[], int] = lambda: 0,
+        writes: Writes | None = None,
     ) -> None:
         self._bridge = bridge
         self._receive = receive
         self._post = post
         self._poll_ready = poll_ready
+        self._writes = writes or Writes()
         self._nursery: trio.Nursery | None = None
         self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
         self._on_data = bridge.on_data
@@ -94,11 +97,14 @@ class Executor:
             task_status.started()
             count = 0
             poll_ready = self._poll_ready
+            writes = self._writes
             polls = 0
             while True:
                 try:
                     event = receive.receive_nowait()
                 except trio.WouldBlock:
+                    # What the handlers sent goes out now, in one burst (Writes).
+                    writes.flush()
                     # Before waiting, read what became ready while Lua ran: under load
                     # this saves a scheduler round trip through the hub task. Bounded,
                     # so that other tasks (accepts, flushes, timers) get their turn.
@@ -168,7 +174,13 @@ class Executor:
     def _reads(self, batch: Reads) -> None:
         batch.open = False  # reads from now on start a new batch, after this one
         data, datagram = self._data, self._datagram
-        for read in batch.items:
+        items = batch.items
+        last: DataReceived | DatagramReceived | None = items[-1]
+        if self._receive.statistics().current_buffer_used:
+            last = None  # more events are queued: this batch's replies can wait
+        writes = self._writes
+        for read in items:
+            writes.now = read is last
             try:
                 if isinstance(read, DataReceived):
                     data(read)
@@ -176,6 +188,7 @@ class Executor:
                     datagram(read)
             except Exception:
                 log.exception("internal error while dispatching %r", read)
+        writes.now = False
         self.events_dispatched += len(batch.items) - 1
 
     def _data(self, event: DataReceived) -> None:

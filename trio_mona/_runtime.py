@@ -35,7 +35,7 @@ from ._events import Call, DatagramReceived, DataReceived, Event, Reads
 from ._executor import Executor, Suspension
 from ._hub import Hub
 from ._lua import LuaBridge, LuaTable
-from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
+from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer, Writes
 from ._udp import UDP_PROPERTIES, UDPSocket
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]
@@ -74,6 +74,8 @@ class RuntimeStatistics:
     events_dispatched: int
     bytes_received: int
     bytes_sent: int
+    #: Bytes handed to a flusher task because the kernel could not take them when they
+    #: were written (or the socket was still connecting).
     bytes_queued: int
     lua_memory: int
 
@@ -122,9 +124,10 @@ class Runtime:
         self._send, receive = trio.open_memory_channel[Event](math.inf)
         #: The batch that reads join until another event is posted (see deliver).
         self._reads: Reads | None = None
+        self.writes = Writes()
         self.hub = Hub()
         self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
-        self._executor = Executor(self.bridge, receive, self.post, self.hub.poll)
+        self._executor = Executor(self.bridge, receive, self.post, self.hub.poll, self.writes)
         self._tokens = itertools.count(1)
         self.applications = Applications(self, apps_dir)
         self._background_scope = trio.CancelScope()
