@@ -288,7 +288,7 @@ local function run(job, a, b, c)
   else
     co = create(worker)
     workers[co] = true
-    real_debug.sethook(co, runaway, "", HOOK_EVERY)
+    if budget > 0 then real_debug.sethook(co, runaway, "", HOOK_EVERY) end
   end
   started = nil
   return settle(co, resume(co, job, a, b, c))
