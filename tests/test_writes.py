@@ -3,9 +3,12 @@ at once for the last event it knows of. Whichever way, nothing is lost or reorde
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import trio
+
+from trio_mona._runtime import Runtime
 
 from .helpers import (
     connect,
@@ -85,3 +88,69 @@ async def test_sends_outside_any_read_are_written_without_another_event(
         with trio.fail_after(5):
             assert await receive_exactly(stream, 12) == b"from a timer"
         await stream.aclose()
+
+
+UDP = """
+udp = mona:createUDPSocket()
+function udp:onPacket(data, address)
+  if data == "close" then
+    self:send("closing", address)
+    self:close()
+  elseif data == "switch" then
+    self:connect(address)
+    self:send("to the first peer")
+    self:connect(mona.configs["other"])
+    self:send("to the second peer")
+  else
+    self:send(data, address)
+  end
+end
+assert(not udp:bind("127.0.0.1", 0))
+"""
+
+
+def _udp_port(runtime: Runtime) -> int:
+    return next(a for a in runtime.bound_addresses if a.kind == "udp").port
+
+
+def _peer() -> tuple[socket.socket, trio.socket.SocketType]:
+    """A UDP peer: the plain socket sends without yielding, the Trio one receives."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, trio.socket.from_stdlib_socket(sock)
+
+
+def _burst(sock: socket.socket, port: int, *datagrams: bytes) -> None:
+    """Send without yielding to Trio: the runtime then reads them all as one batch, so
+    the replies to all but the last wait for the end of the executor's batch."""
+    for datagram in datagrams:
+        sock.sendto(datagram, ("127.0.0.1", port))
+
+
+async def _datagram(peer: trio.socket.SocketType) -> bytes:
+    with trio.fail_after(5):
+        return await peer.recv(100)
+
+
+async def test_udp_datagrams_sent_before_connect_go_to_the_old_peer(tmp_path: Path) -> None:
+    first, first_rx = _peer()
+    second, second_rx = _peer()
+    other = f"127.0.0.1:{second.getsockname()[1]}"
+    async with running(tmp_path, UDP, other=other) as runtime:
+        pings = [b"ping %d" % i for i in range(20)]
+        _burst(first, _udp_port(runtime), *pings, b"switch")
+        got = [await _datagram(first_rx) for _ in range(21)]
+        assert got == [*pings, b"to the first peer"]
+        assert await _datagram(second_rx) == b"to the second peer"
+    first.close()
+    second.close()
+
+
+async def test_udp_datagrams_sent_before_close_go_out(tmp_path: Path) -> None:
+    peer, peer_rx = _peer()
+    async with running(tmp_path, UDP) as runtime:
+        pings = [b"ping %d" % i for i in range(20)]
+        _burst(peer, _udp_port(runtime), *pings, b"close", b"ping after close")
+        got = [await _datagram(peer_rx) for _ in range(21)]
+        assert got == [*pings, b"closing"]
+    peer.close()

@@ -1,10 +1,12 @@
 """What TCP connections and UDP sockets share: an owning application, the Lua object
-while the socket is active, and the local and peer addresses as cached Lua objects."""
+while the socket is active, the local and peer addresses as cached Lua objects, and
+when what Lua sends is written (:class:`Writes`)."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -14,6 +16,8 @@ from ._events import Event
 if TYPE_CHECKING:
     from ._lua import LuaTable
     from ._runtime import Runtime
+
+log = logging.getLogger("trio_mona")
 
 
 @attrs.define(eq=False, repr=False)
@@ -46,3 +50,36 @@ class Endpoint:
 
     def _set_peer(self, address: SocketAddress | None) -> None:
         self._peer, self._lua_peer = address, None
+
+
+class Writable(Protocol):
+    def write_queued(self) -> None:
+        """Write what is queued; leave what the kernel cannot take to a flusher task."""
+
+
+@attrs.define
+class Writes:
+    """When the bytes Lua sends are written.
+
+    A ``send`` (TCP or UDP) queues; the executor writes every handle's queue when it
+    runs out of events (:meth:`flush`), so a batch of replies leaves back to back.
+    Measured: at 100 busy connections that is ~1.5x the round trips of writing inside
+    each ``send``, as peers are woken in one burst. While the executor runs the last
+    event it knows of (:attr:`now`), a ``send`` writes at once instead: the reply then
+    travels while the handler finishes, which keeps a lone connection as fast as before.
+    """
+
+    #: The executor sets this while it runs its last known event.
+    now: bool = False
+    #: Handles (TCP connections, UDP sockets) with bytes queued since the last flush.
+    pending: list[Writable] = attrs.field(factory=list)
+
+    def flush(self) -> None:
+        pending = self.pending
+        if pending:
+            self.pending = []
+            for handle in pending:
+                try:
+                    handle.write_queued()
+                except Exception:
+                    log.exception("internal error while writing for %r", handle)

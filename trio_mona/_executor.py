@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
+from ._endpoint import Writes
 from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Reads, Resumed
-from ._tcp import Writes
 
 if TYPE_CHECKING:
     from ._lua import LuaBridge

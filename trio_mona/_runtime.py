@@ -31,11 +31,12 @@ from ._addresses import (
 )
 from ._apps import Applications, discover
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
+from ._endpoint import Writes
 from ._events import Call, DatagramReceived, DataReceived, Event, Reads
 from ._executor import Executor, Suspension
 from ._hub import Hub
 from ._lua import LuaBridge, LuaTable
-from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer, Writes
+from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
 from ._udp import UDP_PROPERTIES, UDPSocket
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]

@@ -447,34 +447,6 @@ class TCPConnection(Endpoint):
             self.runtime.post(Closed(self))
 
 
-@attrs.define
-class Writes:
-    """When the bytes Lua sends are written.
-
-    A ``send`` queues; the executor writes every connection's queue when it runs out of
-    events (:meth:`flush`), so a batch of replies leaves back to back. Measured: at 100
-    busy connections that is ~1.5x the round trips of writing inside each ``send``, as
-    peers are woken in one burst. While the executor runs the last event it knows of
-    (:attr:`now`), a ``send`` writes at once instead: the reply then travels while the
-    handler finishes, which keeps a lone connection as fast as before.
-    """
-
-    #: The executor sets this while it runs its last known event.
-    now: bool = False
-    #: Connections with bytes queued since the last flush.
-    pending: list[TCPConnection] = attrs.field(factory=list)
-
-    def flush(self) -> None:
-        pending = self.pending
-        if pending:
-            self.pending = []
-            for conn in pending:
-                try:
-                    conn.write_queued()
-                except Exception:
-                    log.exception("internal error while writing for %r", conn)
-
-
 TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
     b"connected": lambda c: c.connected,
     b"address": TCPConnection.lua_address,

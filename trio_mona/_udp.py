@@ -61,6 +61,8 @@ class UDPSocket(Endpoint):
     _senders: dict[tuple[object, ...], LuaTable] = attrs.field(factory=dict)
     _out: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
     _out_size: int = 0
+    #: A task waits for room in the kernel buffer to send what is queued.
+    _flushing: bool = False
     _unconsumed: int = 0
     #: The hub reported datagrams not read yet (reading paused for back-pressure).
     _ready: bool = False
@@ -105,6 +107,7 @@ class UDPSocket(Endpoint):
         if self._sock is None:
             self._open(target.family)
         assert self._sock is not None
+        self._write_batch()  # they were sent to the old peer
         sockaddr = self._sockaddr_for(target)
         if isinstance(sockaddr, bytes):
             return sockaddr
@@ -120,6 +123,7 @@ class UDPSocket(Endpoint):
         """Forget the peer fixed by ``connect``; the socket stays open."""
         if self._peer is None or self._sock is None:
             return None
+        self._write_batch()  # they were sent to the peer being forgotten
         try:
             _dissolve(self._sock)
         except OSError as exc:
@@ -159,12 +163,26 @@ class UDPSocket(Endpoint):
         limit = MAX_DATAGRAM.get(self._family, MAX_DATAGRAM[socket.AF_INET])
         if len(data) > limit:
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
-        if self._out:
-            return self._queue(data, destination)
+        out = self._out
+        if out or not (self.runtime.writes.now or self._local is None):
+            # Written with the executor's batch (Writes), or behind datagrams that
+            # wait for room: the order of sends is kept either way.
+            if self._out_size + len(data) > QUEUE_LIMIT:
+                return f"send queue full: {self._out_size} bytes waiting".encode()
+            if not out and not self._flushing:
+                self.runtime.writes.pending.append(self)
+            out.append((data, destination))
+            self._out_size += len(data)
+            return None
+        # The executor's last known event, or a socket's first send (the kernel binds
+        # it, and `address` must tell at once): written now, a failure returned.
         try:
             _transmit(sock, data, destination)
         except BlockingIOError:
-            return self._queue(data, destination)
+            out.append((data, destination))
+            self._out_size += len(data)
+            self._start_flusher()
+            return None
         except OSError as exc:
             return _send_error(exc)
         self.runtime.bytes_sent += len(data)
@@ -172,9 +190,16 @@ class UDPSocket(Endpoint):
             self._refresh_local()  # the kernel bound it on the first send
         return None
 
+    def write_queued(self) -> None:
+        """Write the datagrams sent during the executor's batch (see Writes)."""
+        self._write_batch()
+        if self._out and self._sock is not None and not self._flushing:
+            self._start_flusher()
+
     def close(self) -> None:
         """Close the socket for good: later calls return an error."""
         self._closed = True
+        self._write_batch()  # what was sent before close() still goes out
         self._close_socket()
         self.table = None
 
@@ -270,33 +295,44 @@ class UDPSocket(Endpoint):
             self._scope = trio.CancelScope()
             self.runtime.nursery.start_soon(self._run, self._scope)
 
-    def _queue(self, data: bytes, destination: tuple[object, ...] | None) -> bytes | None:
-        if self._out_size + len(data) > QUEUE_LIMIT:
-            return f"send queue full: {self._out_size} bytes waiting".encode()
-        if not self._out:
-            self.runtime.nursery.start_soon(self._flush)
-        self._out.append((data, destination))
-        self._out_size += len(data)
-        return None
+    def _write_batch(self) -> None:
+        """Write now what waits for the executor's batch to end (not for buffer room)."""
+        if self._out and self._sock is not None and not self._flushing:
+            self._write_some(self._sock)
+
+    def _start_flusher(self) -> None:
+        self._flushing = True
+        self.runtime.nursery.start_soon(self._flush)
+
+    def _write_some(self, sock: socket.socket) -> None:
+        """Send queued datagrams until none is left or the kernel buffer is full."""
+        out = self._out
+        while out:
+            data, destination = out[0]
+            try:
+                _transmit(sock, data, destination)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                # UDP: one undeliverable datagram does not stop the rest.
+                where = "the peer" if destination is None else _format_sockaddr(destination)
+                log.warning("%s: datagram to %s dropped: %s", self, where, exc.strerror)
+            else:
+                self.runtime.bytes_sent += len(data)
+            out.popleft()
+            self._out_size -= len(data)
 
     async def _flush(self) -> None:
+        """Waits for room in the kernel buffer and sends what is queued."""
         sock = self._sock
         try:
             while self._out and sock is not None and sock is self._sock:
                 await wait_writable(sock)
-                while self._out:
-                    data, destination = self._out[0]
-                    try:
-                        _transmit(sock, data, destination)
-                    except BlockingIOError:
-                        break
-                    except OSError:
-                        pass  # UDP: one undeliverable datagram does not stop the rest
-                    self._out.popleft()
-                    self._out_size -= len(data)
-                    self.runtime.bytes_sent += len(data)
+                self._write_some(sock)
         except trio.ClosedResourceError:
             pass
+        finally:
+            self._flushing = False
 
     async def _run(self, scope: trio.CancelScope) -> None:
         """The handle's task: it lives while the socket is open (the hub reads for it)."""
@@ -358,6 +394,11 @@ def _transmit(sock: socket.socket, data: bytes, destination: tuple[object, ...] 
         sock.send(data)
     else:
         sock.sendto(data, destination)
+
+
+def _format_sockaddr(sockaddr: tuple[object, ...]) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def _send_error(exc: OSError) -> bytes:
