@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 import trio
 
 from trio_mona._runtime import Runtime
@@ -17,6 +18,7 @@ from .helpers import (
     receive_until_closed,
     running,
     tcp_port,
+    wait_for_log,
     wait_until,
 )
 
@@ -153,4 +155,26 @@ async def test_udp_datagrams_sent_before_close_go_out(tmp_path: Path) -> None:
         _burst(peer, _udp_port(runtime), *pings, b"close", b"ping after close")
         got = [await _datagram(peer_rx) for _ in range(21)]
         assert got == [*pings, b"closing"]
+    peer.close()
+
+
+async def test_a_batched_datagram_the_kernel_refuses_is_logged_with_the_cause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A UDP socket connected to a port nobody listens on: its first datagram brings back
+    # an ICMP "port unreachable" at once (loopback), and the kernel refuses the next
+    # send. Both wait for the end of the batch, so the refusal can only be logged.
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    nobody = closed.getsockname()[1]
+    closed.close()
+    refused = 'if data == "refused" then doomed:send("first") doomed:send("second")\n  else'
+    source = UDP.replace('if data == "close"', refused + 'if data == "close"') + (
+        f'doomed = mona:createUDPSocket()\nassert(not doomed:connect("127.0.0.1", {nobody}))\n'
+    )
+    peer, peer_rx = _peer()
+    async with running(tmp_path, source) as runtime:
+        _burst(peer, _udp_port(runtime), b"refused", b"echo me")
+        assert await _datagram(peer_rx) == b"echo me"
+        await wait_for_log(caplog, "dropped: Connection refused")
     peer.close()
