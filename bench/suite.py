@@ -307,7 +307,7 @@ def print_table(table: list[dict[str, Any]], in_process: dict[str, dict[str, flo
     print("\nLua dispatch, microseconds per event (in process)")
     for engine, values in in_process.items():
         for name, value in values.items():
-            print(f"  {engine:<9} {name:<22} {value:6.2f}")
+            print(f"  {engine:<9} {name:<38} {value:6.2f}")
 
 
 if __name__ == "__main__":
