@@ -1,4 +1,5 @@
-"""What socket tasks hand to the executor: small immutable events.
+"""What socket tasks hand to the executor: small events, never changed once posted
+(a :class:`Reads` batch only grows until the executor takes it).
 
 Socket tasks never call Lua. They turn what happens on the network into one of these
 and post it on the runtime's memory channel; the executor task alone turns them into
