@@ -291,7 +291,13 @@ local function run(job, a, b, c)
     if budget > 0 then real_debug.sethook(co, runaway, "", HOOK_EVERY) end
   end
   started = nil
-  return settle(co, resume(co, job, a, b, c))
+  local ok, tag, value, request = resume(co, job, a, b, c)
+  if tag == DONE and ok then -- the common case of settle(), without the call
+    pooled = pooled + 1
+    pool[pooled] = co
+    return value
+  end
+  return settle(co, ok, tag, value, request)
 end
 
 -- Suspend the calling handler until Python resumes `token` (DESIGN §1).
@@ -342,6 +348,7 @@ local function data_job(t, data)
       report(owner_of[t], "onData", r)
       return 0
     end
+    if r == nil or r == 0 then return 0 end -- consumed everything: the usual answer
     local size = #data
     local rest = rest_count(r, size)
     if rest == 0 or rest == size then return rest end
@@ -469,18 +476,19 @@ local function owner_log(self, message)
 end
 
 local tcp_client = self_checker("TCPClient")
+local tcp_handles, tcp_send = handles_of_class.TCPClient, host.tcp_send
 class("TCPClient", {
   connect = function(self, a, b)
     local h = tcp_client(self, "connect")
     return host.tcp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
   end,
-  send = function(self, data)
-    local h = tcp_client(self, "send")
+  send = function(self, data) -- the hot path: look-ups inlined
+    local h = tcp_handles[self] or tcp_client(self, "send")
     local t = type(data)
     if t ~= "string" then
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
     end
-    return host.tcp_send(h, data)
+    return tcp_send(h, data)
   end,
   disconnect = function(self)
     return host.tcp_disconnect(tcp_client(self, "disconnect"))
@@ -511,6 +519,7 @@ class("TCPServer", {
 })
 
 local udp_checker = self_checker("UDPSocket")
+local udp_handles, udp_send = handles_of_class.UDPSocket, host.udp_send
 local udp_attached = setmetatable({}, { __mode = "k" })
 -- The handle of a UDP socket object; on first use, the handle learns its Lua object
 -- (passed once, not on every send).
@@ -535,14 +544,16 @@ class("UDPSocket", {
   disconnect = function(self)
     return host.udp_disconnect(udp_checker(self, "disconnect"))
   end,
-  send = function(self, data, a, b)
-    local h = udp_socket(self, "send")
+  send = function(self, data, a, b) -- the hot path: look-ups inlined
+    local h = udp_handles[self]
+    if h == nil or not udp_attached[self] then h = udp_socket(self, "send") end
     local t = type(data)
     if t ~= "string" then
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
     end
-    local va = a ~= nil and address_arg("send", 2, a) or nil
-    return host.udp_send(h, data, va, address_arg("send", 3, b, true))
+    if a ~= nil then a = socket_address_handles[a] or address_arg("send", 2, a) end
+    if b ~= nil then b = address_arg("send", 3, b, true) end
+    return udp_send(h, data, a, b)
   end,
   close = function(self)
     return host.udp_close(udp_checker(self, "close"))
