@@ -12,10 +12,12 @@ churn (connect, echo 64 bytes, close; connections/s), and idle memory (KiB per
 connection, server RSS, 10,000 connections). In process: Lua dispatch cost per event and
 the ``onData`` framing loop (``dispatch.py``).
 
-Each server runs pinned to core 0 and the generator to core 1 (``taskset``); servers
-alternate within each repetition (A B C ... A B C ...), every figure is the median of
-the repetitions and is also given as a ratio to plain Trio from the same run. The
-generator's CPU use is reported: near 1.0 means it, not the server, was the limit.
+Each server runs pinned to core 0 and the generator to core 1 (``taskset``). All
+servers run for the whole suite; each workload is measured on every server in turn, the
+order rotating per repetition (A B C, B C A, ...), so the runs compared are seconds
+apart (idle memory uses a fresh process each time). Every figure is the median of the
+repetitions; the ratio to plain Trio is the median of the ratios within each repetition.
+The generator's CPU use is reported: near 1.0 means it, not the server, was the limit.
 Results: a table on stdout and ``bench/results/suite.json``.
 
     python bench/suite.py [--seconds 2] [--repeat 3] [--only NAME,...] [--quick]
@@ -177,37 +179,52 @@ def idle_memory(binary: Path, port: int, pid: int) -> dict[str, float]:
     return {"kib_per_connection": (after - before) / IDLE_CONNECTIONS}
 
 
-def run_server(
-    server: Server, binary: Path, workloads: list[str], seconds: float
-) -> dict[str, dict[str, float]]:
-    """Start *server* once and run every workload against it."""
-    port = free_port()
-    process = subprocess.Popen(
-        pinned(0, server.command(port)), stderr=subprocess.DEVNULL, preexec_fn=raise_fd_limit
-    )
-    results: dict[str, dict[str, float]] = {}
-    try:
-        wait_listening(port, process)
-        for name in workloads:
-            try:
-                if name == "idle memory, 10k conns":
-                    results[name] = idle_memory(binary, port, process.pid)
-                else:
-                    results[name] = loadgen(binary, port, WORKLOADS[name][0](seconds), seconds)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                print(f"  {server.name}, {name}: failed: {exc}", file=sys.stderr)
-            time.sleep(0.2)
-            if process.poll() is not None:
-                print(f"  {server.name}: exited after {name}", file=sys.stderr)
-                break
-    finally:
-        process.terminate()
+@attrs.define
+class Running:
+    """A server process kept running for the whole suite (restarted if it exits)."""
+
+    server: Server
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def ensure(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        if self.process is not None:
+            print(f"  {self.server.name}: exited; restarting it", file=sys.stderr)
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            pinned(0, self.server.command(self.port)),
+            stderr=subprocess.DEVNULL,
+            preexec_fn=raise_fd_limit,
+        )
+        wait_listening(self.port, self.process)
+
+    def measure(self, binary: Path, workload: str, seconds: float) -> dict[str, float] | None:
+        if workload == "idle memory, 10k conns":
+            self.stop()  # a fresh process: memory freed by earlier runs would be reused
+        self.ensure()
+        assert self.process is not None
         try:
-            process.wait(timeout=10)
+            if workload == "idle memory, 10k conns":
+                return idle_memory(binary, self.port, self.process.pid)
+            return loadgen(binary, self.port, WORKLOADS[workload][0](seconds), seconds)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"  {self.server.name}, {workload}: failed: {exc}", file=sys.stderr)
+            return None
+        finally:
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return results
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 def dispatch(engine: str) -> dict[str, float]:
@@ -241,29 +258,27 @@ def main() -> None:
             w for w in workloads if any(w.startswith(p) for p in args.workloads.split(","))
         ]
 
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
-    for repetition in range(args.repeat):
-        for server in servers:  # interleaved: A B C ... A B C ...
-            print(f"[{repetition + 1}/{args.repeat}] {server.name}", file=sys.stderr, flush=True)
-            for workload, result in run_server(server, binary, workloads, args.seconds).items():
-                runs.setdefault(workload, {}).setdefault(server.name, []).append(result)
+    # Every server runs for the whole suite; each workload is measured on all of them
+    # in turn, the order rotating per repetition (A B C, B C A, ...), so that the runs
+    # compared are seconds apart: this machine's speed drifts over minutes.
+    running = [Running(server) for server in servers]
+    runs: dict[str, dict[str, list[dict[str, float] | None]]] = {}
+    try:
+        for instance in running:
+            instance.ensure()
+        for workload in workloads:
+            for repetition in range(args.repeat):
+                print(f"{workload} [{repetition + 1}/{args.repeat}]", file=sys.stderr, flush=True)
+                turn = repetition % len(running)
+                for instance in running[turn:] + running[:turn]:
+                    result = instance.measure(binary, workload, args.seconds)
+                    runs.setdefault(workload, {}).setdefault(instance.server.name, [])
+                    runs[workload][instance.server.name].append(result)
+    finally:
+        for instance in running:
+            instance.stop()
 
-    table: list[dict[str, Any]] = []
-    for workload in workloads:
-        metric, higher = (
-            WORKLOADS[workload][1:] if workload in WORKLOADS else ("kib_per_connection", False)
-        )
-        medians = {
-            name: {key: statistics.median(r[key] for r in results) for key in results[0]}
-            for name, results in runs.get(workload, {}).items()
-        }
-        base = medians.get("plain trio", {}).get(metric)
-        for name, values in medians.items():
-            row = {"workload": workload, "server": name, "metric": metric, **values}
-            if base:
-                row["vs_trio"] = values[metric] / base if higher else values[metric] - base
-            table.append(row)
-
+    table = summarize(runs, workloads)
     in_process = {engine: dispatch(engine) for engine in ("lua54", "luajit21")}
     print_table(table, in_process)
     if skipped:
@@ -283,6 +298,35 @@ def main() -> None:
     }
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     print(f"written {RESULTS / 'suite.json'}")
+
+
+def summarize(
+    runs: dict[str, dict[str, list[dict[str, float] | None]]], workloads: list[str]
+) -> list[dict[str, Any]]:
+    """Medians per server; the ratio to plain Trio is the median of the ratios taken
+    within each repetition (paired runs, seconds apart)."""
+    table: list[dict[str, Any]] = []
+    for workload in workloads:
+        metric, higher = (
+            WORKLOADS[workload][1:] if workload in WORKLOADS else ("kib_per_connection", False)
+        )
+        by_server = runs.get(workload, {})
+        base = by_server.get("plain trio", [])
+        for name, results in by_server.items():
+            done = [r for r in results if r is not None]
+            if not done:
+                continue
+            row: dict[str, Any] = {"workload": workload, "server": name, "metric": metric}
+            row.update({key: statistics.median(r[key] for r in done) for key in done[0]})
+            paired = [
+                (r[metric] / b[metric] if higher else r[metric] - b[metric])
+                for r, b in zip(results, base, strict=False)
+                if r is not None and b is not None and b[metric]
+            ]
+            if paired:
+                row["vs_trio"] = statistics.median(paired)
+            table.append(row)
+    return table
 
 
 def print_table(table: list[dict[str, Any]], in_process: dict[str, dict[str, float]]) -> None:
