@@ -21,6 +21,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -42,6 +43,8 @@ log = logging.getLogger("trio_mona")
 RECV_SIZE: Final = 65536
 #: Unconsumed bytes (read but not yet given to Lua) above which reading pauses.
 READ_AHEAD: Final = 256 * 1024
+#: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
+GATHER_MAX: Final = 64
 #: Connections accepted per wake-up before other tasks get a turn.
 ACCEPT_BATCH: Final = 64
 LISTEN_BACKLOG: Final = 1024
@@ -217,17 +220,12 @@ class TCPConnection(Endpoint):
         state = self._state
         if state is not State.CONNECTED and state is not State.CLOSING:
             return
-        out = self._out
-        if len(out) > 1:  # several sends in one batch: one system call
-            joined = b"".join(out)
-            out.clear()
-            out.append(joined)
         try:
             self._write_some()
         except OSError as exc:
             self._fail(exc)
             return
-        if out:
+        if self._out:
             self._start_flusher()
 
     def _start_flusher(self) -> None:
@@ -302,24 +300,27 @@ class TCPConnection(Endpoint):
         await event.wait()
 
     def _write_some(self) -> None:
-        """Send from the queue until it is empty or the kernel buffer is full."""
+        """Send from the queue until it is empty or the kernel buffer is full; several
+        queued chunks go in one gathering ``sendmsg`` (no copy to join them)."""
         sock = self._sock
         assert sock is not None
         out = self._out
         while out:
-            chunk = out[0]
+            chunks = list(islice(out, GATHER_MAX))
             try:
-                sent = sock.send(chunk)
+                sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
             except BlockingIOError:
-                return
+                break
             self._out_size -= sent
             self.runtime.bytes_sent += sent
             self._last_send = time.monotonic()
-            if sent < len(chunk):
-                out[0] = memoryview(chunk)[sent:]
-                self._maybe_resume_reading()
-                return
-            out.popleft()
+            for chunk in chunks:
+                if sent < len(chunk):  # the kernel buffer is full
+                    out[0] = memoryview(chunk)[sent:]
+                    self._maybe_resume_reading()
+                    return
+                sent -= len(chunk)
+                out.popleft()
         self._maybe_resume_reading()
 
     async def _flush(self) -> None:
