@@ -62,14 +62,14 @@ class Executor:
         bridge: LuaBridge,
         receive: trio.MemoryReceiveChannel[Event],
         post: Callable[[Event], None],
-        poll_ready: Callable[[], int] = lambda: 0,
-        writes: Writes | None = None,
+        poll_ready: Callable[[], int],
+        writes: Writes,
     ) -> None:
         self._bridge = bridge
         self._receive = receive
         self._post = post
         self._poll_ready = poll_ready
-        self._writes = writes or Writes()
+        self._writes = writes
         self._nursery: trio.Nursery | None = None
         self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
         self._on_data = bridge.on_data
@@ -189,7 +189,7 @@ class Executor:
             except Exception:
                 log.exception("internal error while dispatching %r", read)
         writes.now = False
-        self.events_dispatched += len(batch.items) - 1
+        self.events_dispatched += len(items) - 1
 
     def _data(self, event: DataReceived) -> None:
         conn = event.conn

@@ -192,8 +192,10 @@ class UDPSocket(Endpoint):
 
     def write_queued(self) -> None:
         """Write the datagrams sent during the executor's batch (see Writes)."""
-        self._write_batch()
-        if self._out and self._sock is not None and not self._flushing:
+        if self._flushing or self._sock is None:
+            return
+        self._write_some(self._sock)
+        if self._out:
             self._start_flusher()
 
     def close(self) -> None:
@@ -315,12 +317,17 @@ class UDPSocket(Endpoint):
                 return
             except OSError as exc:
                 # UDP: one undeliverable datagram does not stop the rest.
-                where = "the peer" if destination is None else _format_sockaddr(destination)
+                where = self._describe(destination)
                 log.warning("%s: datagram to %s dropped: %s", self, where, exc.strerror)
             else:
                 self.runtime.bytes_sent += len(data)
             out.popleft()
             self._out_size -= len(data)
+
+    def _describe(self, destination: tuple[object, ...] | None) -> str:
+        if destination is not None:
+            return SocketAddress.from_sockaddr(destination).value  # type: ignore[arg-type]
+        return self._peer.value if self._peer is not None else "the peer"
 
     async def _flush(self) -> None:
         """Waits for room in the kernel buffer and sends what is queued."""
@@ -394,11 +401,6 @@ def _transmit(sock: socket.socket, data: bytes, destination: tuple[object, ...] 
         sock.send(data)
     else:
         sock.sendto(data, destination)
-
-
-def _format_sockaddr(sockaddr: tuple[object, ...]) -> str:
-    host, port = sockaddr[0], sockaddr[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def _send_error(exc: OSError) -> bytes:
