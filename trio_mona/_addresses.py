@@ -35,6 +35,8 @@ _HOSTNAME: Final = re.compile(
     r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?"
 )
 _ALL_DIGITS: Final = re.compile(r"[0-9]+")
+#: What a service name (``"http"``) may look like: no NUL, no spaces, not too long.
+_SERVICE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
 _IPV4_LIKE: Final = re.compile(r"[0-9]+(?:\.[0-9]+){3}")
 
 
@@ -317,6 +319,12 @@ def split_host_port(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+def _shorten(text: str, limit: int = 40) -> str:
+    """*text* for an error message: at most *limit* characters, control characters escaped."""
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return shown.encode("unicode_escape").decode("ascii")
+
+
 def parse_port(value: object) -> int:
     """A port from a number, a numeric string or a service name (``"http"``)."""
     if isinstance(value, bool):
@@ -330,8 +338,12 @@ def parse_port(value: object) -> int:
     if isinstance(value, str):
         text = value.strip()
         if _ALL_DIGITS.fullmatch(text):
+            if len(text.lstrip("0")) > 5:
+                raise AddressError(f"port {_shorten(text)} out of range 0-65535")
             value = int(text)
         else:
+            if not _SERVICE.fullmatch(text):
+                raise AddressError(f"invalid port '{_shorten(text)}'")
             try:
                 return socket.getservbyname(text)
             except (OSError, UnicodeError):

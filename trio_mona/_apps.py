@@ -40,6 +40,11 @@ class Application:
     env: LuaTable | None = None
     #: The main.lua version last loaded (or that failed); None: no main.lua of its own.
     stamp: Stamp | None = None
+    #: The environment while its main chunk runs (children may load from it then).
+    loading_env: LuaTable | None = None
+    #: A load was attempted since the application was last unloaded (at start, on
+    #: reload, or early because its parent asked for it).
+    tried: bool = False
 
     def __repr__(self) -> str:
         return f"<Application {self.path or '/'}>"
@@ -97,6 +102,8 @@ class Applications:
         self.apps_dir = apps_dir
         self.root = Application("", apps_dir, None)
         self.timers: set[Timer] = set()
+        #: The main.lua files found last (start, or the watcher's latest look).
+        self._found: dict[str, Stamp] = {}
 
     def find(self, path: str) -> Application | None:
         app: Application | None = self.root
@@ -111,6 +118,7 @@ class Applications:
     # -- start and stop -----------------------------------------------------------
     async def start(self, found: dict[str, Stamp]) -> str | None:
         """Load every application; return the root's error, if it failed."""
+        self._found = found
         self._build(self.root, found)
         for app in self.all():
             error = await self._load(app, found)
@@ -165,6 +173,7 @@ class Applications:
     async def apply(self, found: dict[str, Stamp]) -> None:
         """Bring the tree in line with *found*: reload changed or deleted applications
         with their subtrees, then load new ones."""
+        self._found = found
         known = {app.path: app for app in self.all()}
         changed = [path for path, app in known.items() if found.get(path) != app.stamp]
         for path in _top_most(changed):
@@ -213,42 +222,93 @@ class Applications:
             self._build(app.children[name], found)
 
     async def _load(self, app: Application, found: dict[str, Stamp]) -> str | None:
-        """Create the environment, run main.lua, call onStart. Returns an error or None."""
+        """Create the environment, run main.lua, call onStart. Returns an error or None
+        (also when the application was loaded already, early: see load_child)."""
+        if app.tried:
+            return None
+        prepared = self._prepare(app, found)
+        if isinstance(prepared, str):
+            return prepared
+        env, chunk = prepared
+        if chunk is not None:
+            error = await self._runtime.in_executor(
+                lambda: self._bridge.call(chunk, b"main chunk", app.owner, None)
+            )
+            if error is not None:
+                return self._failed(app, _first_line(error))
+        self._started(app, env)
+        await self._event(app, b"onStart", app.path.encode())
+        return None
+
+    def _prepare(
+        self, app: Application, found: dict[str, Stamp]
+    ) -> tuple[LuaTable, LuaTable | None] | str:
+        """The environment and compiled main chunk (None: no main.lua) of *app*, or an
+        error. Reading is blocking: a main.lua is small, and a child loaded early must
+        be ready within the Lua call that asked for it."""
+        app.tried = True
         app.stamp = found.get(app.path)
-        parent_env = app.parent.env if app.parent is not None else None
-        if app.parent is not None and parent_env is None:
+        parent = app.parent
+        parent_env = None if parent is None else parent.env or parent.loading_env
+        if parent is not None and parent_env is None:
             return "parent application is down"
         bridge = self._bridge
         env = bridge.new_app_env(
             app.path.encode(), app.name.encode(), os.fsencode(app.directory), parent_env
         )
-        if app.stamp is not None:
-            error = await self._run_main(app, env)
-            if error is not None:
-                if app is not self.root:
-                    log.error("application '%s' failed to load: %s", app.path, error)
-                return error
-        app.env = env
-        if app.parent is not None:
-            bridge.api.set_child(parent_env, app.name.encode(), env)
-        await self._event(app, b"onStart", app.path.encode())
-        return None
-
-    async def _run_main(self, app: Application, env: LuaTable) -> str | None:
+        app.loading_env = env
+        for name in app.children:
+            bridge.api.set_child(env, name.encode(), False)  # loads when first asked for
+        if app.stamp is None:
+            return env, None
         try:
-            source = await trio.Path(app.main).read_bytes()
+            source = app.main.read_bytes()
         except OSError as exc:
-            return f"{app.main}: cannot read: {exc.strerror}"
+            return self._failed(app, f"{app.main}: cannot read: {exc.strerror}")
         try:
-            chunk = self._bridge.load(source, str(app.main), env)
+            return env, bridge.load(source, str(app.main), env)
         except LuaError as exc:
-            return str(exc)
-        error = await self._runtime.in_executor(
-            lambda: self._bridge.call(chunk, b"main chunk", app.owner, None)
-        )
-        if error is not None:
-            return _first_line(error)
-        return None
+            return self._failed(app, str(exc))
+
+    def _started(self, app: Application, env: LuaTable) -> None:
+        app.env, app.loading_env = env, None
+        if app.parent is not None:
+            parent_env = app.parent.env or app.parent.loading_env
+            self._bridge.api.set_child(parent_env, app.name.encode(), env)
+
+    def _failed(self, app: Application, error: str) -> str:
+        app.loading_env = None
+        if app.parent is not None:
+            parent_env = app.parent.env or app.parent.loading_env
+            if parent_env is not None:
+                self._bridge.api.set_child(parent_env, app.name.encode(), None)
+            log.error("application '%s' failed to load: %s", app.path, error)
+        return error
+
+    # -- children loaded early (called from Lua, see _prelude.lua) ----------------------
+    def load_child(
+        self, parent_path: bytes, name: bytes
+    ) -> tuple[LuaTable | None, LuaTable | None]:
+        """A parent asked for a child that has not loaded yet: the child's environment
+        and main chunk, for Lua to run at once; nothing when it cannot load now."""
+        parent = self.find(parent_path.decode("utf-8", "replace"))
+        child = None if parent is None else parent.children.get(name.decode("utf-8", "replace"))
+        if child is None or child.tried:
+            return None, None
+        prepared = self._prepare(child, self._found)
+        return (None, None) if isinstance(prepared, str) else prepared
+
+    def child_loaded(self, path: bytes, ok: bool, error: bytes) -> None:
+        """The main chunk of a child loaded early has run: it is up (its onStart comes
+        next, after the event that asked for it), or it failed."""
+        app = self.find(path.decode("utf-8", "replace"))
+        if app is None or app.loading_env is None:
+            return
+        if not ok:
+            self._failed(app, _first_line(error))
+            return
+        self._started(app, app.loading_env)
+        self._runtime.nursery.start_soon(self._event, app, b"onStart", app.path.encode())
 
     async def _unload(self, app: Application) -> None:
         """onStop children first, then close their sockets and timers."""
@@ -260,7 +320,8 @@ class Applications:
                 timer.scope.cancel()
             if member.parent is not None and member.parent.env is not None:
                 self._bridge.api.set_child(member.parent.env, member.name.encode(), None)
-            member.env = None
+            member.env = member.loading_env = None
+            member.tried = False
 
     async def _event(self, app: Application, name: bytes, argument: Any) -> None:
         """Call an application event; an inherited handler runs for the child too."""

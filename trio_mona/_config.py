@@ -136,9 +136,15 @@ class Settings:
     #: Seconds of CPU a handler may run without returning before it is stopped with
     #: an error (Lua 5.4; best effort on LuaJIT); 0 for no bound.
     handler_timeout: float = 5.0
-    #: Sandbox mode for untrusted scripts: no io, a time-only os, text chunks only,
-    #: no package.loadlib, require limited to the applications' files.
+    #: Sandbox mode for untrusted scripts: a fresh allow-list of the standard library,
+    #: files only inside the applications folder (docs: lua/safety).
     sandbox: bool = False
+    #: The environment variables a sandboxed application finds in mona.environment
+    #: (names separated by commas or spaces; none by default).
+    sandbox_environment: str = ""
+    #: Unsafe: let applications load LuaJIT's ffi and jit internals and precompiled
+    #: (binary) chunks, each of which reaches the whole process. Ignored in sandbox mode.
+    unsafe_native: bool = False
     #: Seconds between two ``onManage()`` calls on the root application.
     manage_interval: float = 2.0
     #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.

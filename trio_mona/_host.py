@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import socket
 
 import trio
@@ -21,6 +22,18 @@ from ._addresses import (
     SocketAddress,
     parse_target,
 )
+
+log = logging.getLogger("trio_mona")
+
+
+def internal_error(function: bytes, error: object) -> None:
+    """A Python function called from Lua failed: log it here, with its traceback; Lua
+    raises a plain string instead (the host boundary, ``_prelude.lua``)."""
+    name = function.decode("utf-8", "replace")
+    if isinstance(error, BaseException):
+        log.error("internal error in %s", name, exc_info=error)
+    else:
+        log.error("internal error in %s: %r", name, error)
 
 
 def logger_name(owner: bytes) -> str:
@@ -75,13 +88,13 @@ def addr_compare(a: object, b: object) -> int:
 def digest(kind: bytes, *values: bytes) -> tuple[bytes, ...]:
     """``mona:md5(...)``/``mona:sha256(...)``: one raw binary digest per argument."""
     name = kind.decode()
-    return tuple(hashlib.new(name, v if isinstance(v, bytes) else str(v).encode()).digest()
-                 for v in values)  # fmt: skip
+    return tuple(hashlib.new(name, value).digest() for value in values)
 
 
 def hexdump(data: bytes, size: float | None) -> bytes:
     """``mona:dump``: 16 bytes a line, offset, hex and printable characters."""
-    shown = data if size is None else data[: max(0, int(size))]
+    whole = size is None or math.isnan(size) or size >= len(data)
+    shown = data if whole else data[: max(0, int(size))]  # type: ignore[arg-type]
     lines = [
         f"dump of {len(shown)} bytes" + ("" if len(shown) == len(data) else f" (of {len(data)})")
     ]

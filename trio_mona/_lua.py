@@ -30,14 +30,31 @@ def _deny_attributes(obj: object, name: object, is_setting: bool) -> object:
     raise AttributeError("access to Python attributes is denied")
 
 
-_PRELUDE: Final = importlib.resources.files(__package__).joinpath("_prelude.lua").read_bytes()
+def _source(name: str) -> bytes:
+    return importlib.resources.files(__package__).joinpath(name).read_bytes()
+
+
+_STDLIB: Final = _source("_stdlib.lua")
+_PRELUDE: Final = _source("_prelude.lua")
+
+#: Loads the runtime's own Lua files with no globals at all: each takes what it uses
+#: from the real globals it is handed, before any application runs (docs: lua/safety).
+_SEALED_LOADER: Final = """
+function(source, chunkname)
+  local function refuse(_, name)
+    error("trio_mona's Lua code used the global '" .. tostring(name) .. "'", 2)
+  end
+  return load(source, chunkname, 't', setmetatable({}, { __index = refuse, __newindex = refuse }))
+end
+"""
 
 
 class LuaBridge:
     """One Lua state with trio_mona's prelude loaded.
 
     Only the executor task calls into it once the runtime runs; *host* is the table of
-    Python functions the prelude calls (see ``_prelude.lua``).
+    Python functions the prelude calls (see ``_prelude.lua``). *sandbox* and
+    *unsafe_native* choose the standard library applications get (``_stdlib.lua``).
     """
 
     def __init__(
@@ -46,6 +63,8 @@ class LuaBridge:
         host: Mapping[str, object],
         *,
         max_memory: int = 0,
+        sandbox: bool = False,
+        unsafe_native: bool = False,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown Lua engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -64,11 +83,10 @@ class LuaBridge:
         self.engine = engine
         self.version: str = self._lua.lua_implementation.decode()
         host_table = self.table(host)
-        loader = self._lua.eval(
-            "function(src) return load(src, '=trio_mona/_prelude.lua', 't') end"
-        )
-        chunk = loader(_PRELUDE)
-        api = chunk(host_table)
+        loader = self._lua.eval(_SEALED_LOADER)
+        real_globals = self._lua.globals()
+        stdlib = loader(_STDLIB, b"=trio_mona/_stdlib.lua")(real_globals, unsafe_native, sandbox)
+        api = loader(_PRELUDE, b"=trio_mona/_prelude.lua")(host_table, real_globals, stdlib)
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
         self.on_event: Callable[..., Any] = api.on_event
         self.on_packet: Callable[..., Any] = api.on_packet

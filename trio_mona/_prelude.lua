@@ -8,52 +8,56 @@
 -- a per-class metatable: documented methods and properties go to the Python handle
 -- found in the weak `handle_of` table; handlers and user fields live in the table.
 -- Every handler runs inside a pooled coroutine so that a call may suspend it.
-local host = ...
+local host_functions, G, lib = ...
 
-local type, tostring, tonumber, select, error, rawget, rawset, pairs, next =
-  type, tostring, tonumber, select, error, rawget, rawset, pairs, next
-local setmetatable, xpcall, format, concat, floor =
-  setmetatable, xpcall, string.format, table.concat, math.floor
-local create, resume, yield = coroutine.create, coroutine.resume, coroutine.yield
-local real_debug = debug
-local traceback, getinfo, raw_getmetatable = debug.traceback, debug.getinfo, debug.getmetatable
+-- Every standard function the runtime uses, taken before any application runs (this
+-- chunk has no globals: reading one is an error), so nothing an application replaces
+-- changes what the runtime does.
+local type, tostring, tonumber, select, error, rawget, pairs, ipairs, next =
+  G.type, G.tostring, G.tonumber, G.select, G.error, G.rawget, G.pairs, G.ipairs, G.next
+local rawset, load = lib.raw.rawset, lib.raw.load
+local setmetatable, xpcall, pcall = G.setmetatable, G.xpcall, G.pcall
+local format, sub, gsub, match, gmatch, find =
+  G.string.format, G.string.sub, G.string.gsub, G.string.match, G.string.gmatch, G.string.find
+local concat, remove, unpack = G.table.concat, G.table.remove, G.table.unpack or G.unpack
+local floor = G.math.floor
+local create, yield, running = G.coroutine.create, G.coroutine.yield, G.coroutine.running
+local resume = lib.raw.resume
+local traceback, getinfo, raw_getmetatable, sethook =
+  lib.raw.debug.traceback, lib.raw.debug.getinfo, lib.raw.debug.getmetatable, lib.raw.debug.sethook
+local clock = G.os.clock
+local real_require = G.require
 
 local api = {}
 
 -- Lua 5.4's generational collector frees the short-lived strings of each event (every
 -- received buffer is one) young: measured ~30 % less time per 64 KiB echo, the same
 -- for 64-byte messages. (LuaJIT has only the incremental one.)
-if _VERSION == "Lua 5.4" then collectgarbage("generational") end
+if G._VERSION == "Lua 5.4" then G.collectgarbage("generational") end
 
 ---------------------------------------------------------------------------
--- Lua 5.1 / 5.4 compatibility: MonaServer scripts were written for LuaJIT.
+-- The host boundary: the one place where Python errors become Lua strings.
 ---------------------------------------------------------------------------
-table.unpack = table.unpack or unpack
-unpack = unpack or table.unpack
-loadstring = loadstring or load
-math.pow = math.pow or function(x, y) return x ^ y end
-table.getn = table.getn or function(t) return #t end
-local unpack = table.unpack
+-- No Python object ever reaches an application, an exception included: a Python
+-- function that fails is logged by the runtime (with its traceback) and raises a
+-- plain Lua string here. The bad values an application can pass are checked before
+-- that (the documented failure returns); this is the net under them.
+local internal_error = host_functions.internal_error
 
----------------------------------------------------------------------------
--- Safety (DESIGN §10): no way back into Python from application code.
----------------------------------------------------------------------------
-python = nil
-package.loaded.python = nil
-local safe_debug = {
-  traceback = traceback,
-  getinfo = function(f, ...)
-    if type(f) == "thread" then return getinfo(f, ...) end
-    if type(f) == "number" and f >= 0 then f = f + 1 end
-    return getinfo(f, ...)
-  end,
-  getmetatable = function(v)
-    if type(v) == "userdata" then return nil end
-    return getmetatable(v)
-  end,
-}
-debug = safe_debug
-package.loaded.debug = safe_debug
+local function host_result(name, ok, ...)
+  if ok then return ... end
+  internal_error(name, (...))
+  error(format("internal error in %s (logged by the runtime)", name), 0)
+end
+
+local host = {}
+for name, value in pairs(host_functions) do
+  if type(value) == "userdata" then
+    host[name] = function(...) return host_result(name, pcall(value, ...)) end
+  else
+    host[name] = value
+  end
+end
 
 ---------------------------------------------------------------------------
 -- Objects: classes, handles, argument checks.
@@ -84,7 +88,7 @@ local classes = {}
 -- `props` names the read-only properties read through `getter(handle, name)`.
 local function class(name, methods, props, getter, extra)
   local mt = { __metatable = name }
-  local prop_set = {}
+  local prop_set, read_only = {}, {}
   for _, p in ipairs(props) do prop_set[p] = true end
   mt.__index = function(t, k)
     local m = methods[k]
@@ -99,6 +103,10 @@ local function class(name, methods, props, getter, extra)
     rawset(t, k, v)
   end
   for k, v in pairs(extra or {}) do mt[k] = v end
+  -- rawset refuses what __newindex refuses.
+  for k in pairs(prop_set) do read_only[k] = true end
+  for k in pairs(methods) do read_only[k] = true end
+  lib.lock(mt, read_only)
   class_of[mt] = name
   classes[name] = mt
   return mt
@@ -171,7 +179,7 @@ local function render_table(t, depth, seen)
       if not (type(k) == "number" and k >= 1 and k <= count and k % 1 == 0) then
         n = n + 1
         if n > 50 then parts[n] = "..."; break end
-        local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k
+        local key = type(k) == "string" and match(k, "^[%a_][%w_]*$") and k
           or "[" .. render(k, depth + 1, seen) .. "]"
         parts[n] = key .. "=" .. render(v, depth + 1, seen)
       end
@@ -201,12 +209,21 @@ local function render_args(sep, ...)
 end
 
 -- Log `message` for application `owner`, attributed to the Lua code `frames` levels
--- up the stack from log_at (1: the function calling log_at, 2: its caller, ...).
+-- up the stack from log_at (1: the function calling log_at, 2: its caller, ...), or
+-- to the nearest frame above it with a source file (a tail call leaves none).
 local function log_at(owner, lvl, frames, message)
   if lvl < threshold then return end
-  local info = getinfo(frames + 1, "Sl")
   local source, line = "?", 0
-  if info then source, line = info.source, info.currentline end
+  local level = frames + 1
+  local info = getinfo(level, "Sl")
+  while info ~= nil do
+    if sub(info.source, 1, 1) == "@" then
+      source, line = info.source, info.currentline
+      break
+    end
+    level = level + 1
+    info = getinfo(level, "Sl")
+  end
   host.log(lvl, owner, source, line, message)
 end
 
@@ -217,8 +234,8 @@ local LEVELS = {
 -- Log an error raised by a handler, with the file and line from its message.
 local function report(owner, what, err)
   -- Drop the frames of the prelude's own dispatch below the handler.
-  local text = tostring(err):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
-  local source, line = text:match("^(.-):(%d+): ")
+  local text = gsub(tostring(err), "\n%s*%[C%]: in function 'xpcall'.*$", "")
+  local source, line = match(text, "^(.-):(%d+): ")
   if source then source = "@" .. source else source = "?" end
   if 40 >= threshold then
     host.log(40, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
@@ -232,7 +249,7 @@ local DONE, SUSPEND = {}, {}
 local pool, pooled = {}, 0
 local suspended = {} -- token -> coroutine
 local workers = setmetatable({}, { __mode = "k" }) -- the executor's coroutines
-local running = coroutine.running
+lib.set_private_threads(workers) -- applications cannot resume or close them
 
 local function worker(job, a, b, c)
   while true do
@@ -268,7 +285,7 @@ end
 -- handler starts: reading the CPU clock is a system call, too dear for every event,
 -- and the first HOOK_EVERY instructions take milliseconds. (On LuaJIT the hook does
 -- not fire inside compiled loops: best effort.)
-local budget, started, clock = 0, nil, os.clock
+local budget, started = 0, nil
 local HOOK_EVERY = 1000000 -- instructions
 
 local function runaway()
@@ -293,7 +310,7 @@ local function run(job, a, b, c)
   else
     co = create(worker)
     workers[co] = true
-    if budget > 0 then real_debug.sethook(co, runaway, "", HOOK_EVERY) end
+    if budget > 0 then sethook(co, runaway, "", HOOK_EVERY) end
   end
   started = nil
   local ok, tag, value, request = resume(co, job, a, b, c)
@@ -359,7 +376,7 @@ local function data_job(t, data)
     if rest == 0 or rest == size then return rest end
     -- No more onData once the handler disconnected (DESIGN §3).
     if not host.tcp_get(handle_of[t], "connected") then return 0 end
-    data = data:sub(-rest)
+    data = sub(data, -rest)
   end
 end
 
@@ -424,16 +441,19 @@ local function compare(a, b)
   return host.addr_compare(va, vb)
 end
 
+-- One side of `..` with an address: strings, numbers and addresses only, with Lua's
+-- own message for anything else.
+local function concat_operand(v)
+  local t = type(v)
+  if t == "string" or t == "number" then return v end
+  local h = socket_address_handles[v] or ip_address_handles[v]
+  if h ~= nil then return host.addr_get(h, "value") end
+  error(format("attempt to concatenate a %s value", typename(v)), 3)
+end
+
 local address_meta = {
   __tostring = function(t) return host.addr_get(handle_of[t], "value") end,
-  __concat = function(a, b)
-    local sa = type(a) == "table" and host.addr_get(handle_of[a], "value") or a
-    local sb = type(b) == "table" and host.addr_get(handle_of[b], "value") or b
-    if type(sa) == "table" or type(sb) == "table" then
-      error("attempt to concatenate a table value", 2)
-    end
-    return sa .. sb
-  end,
+  __concat = function(a, b) return concat_operand(a) .. concat_operand(b) end,
   __eq = function(a, b)
     local va, vb = address_value(a), address_value(b)
     if va == nil or vb == nil then return false end
@@ -604,7 +624,7 @@ local function split(expression, separator, option)
   local drop_empty, trim = option % 2 == 1, option >= 2 and option <= 3
   local tokens, n, start = {}, 0, 1
   local function add(token)
-    if trim then token = token:match("^%s*(.-)%s*$") end
+    if trim then token = match(token, "^%s*(.-)%s*$") end
     if token ~= "" or not drop_empty then
       n = n + 1
       tokens[n] = token
@@ -614,25 +634,42 @@ local function split(expression, separator, option)
     add(expression)
   else
     while true do
-      local first, last = expression:find(separator, start, true)
+      local first, last = find(expression, separator, start, true)
       if not first then break end
-      add(expression:sub(start, first - 1))
+      add(sub(expression, start, first - 1))
       start = last + 1
     end
-    add(expression:sub(start))
+    add(sub(expression, start))
   end
   return unpack(tokens, 1, n)
 end
 
 -- File objects (mona:listPaths): read-only tables.
 local function new_file(entry)
-  return setmetatable({}, {
+  local mt = {
     __index = entry,
     __newindex = function(_, k) error(format("'%s' is read-only on File", tostring(k)), 2) end,
     __pairs = function() return next, entry, nil end,
     __tostring = function() return entry.value end,
     __metatable = "File",
-  })
+  }
+  lib.lock(mt)
+  return setmetatable({}, mt)
+end
+
+-- mona:md5(...)/sha256(...): one raw digest per string (numbers as Lua writes them).
+local function digest(name, ...)
+  local n = select("#", ...)
+  local values = { ... }
+  for i = 1, n do
+    local v = values[i]
+    if type(v) == "number" then
+      values[i] = tostring(v)
+    elseif type(v) ~= "string" then
+      argerror(name, i, "string", v)
+    end
+  end
+  return host.digest(name, unpack(values, 1, n))
 end
 
 local function mona_factory(app, path)
@@ -648,7 +685,7 @@ local function mona_factory(app, path)
   local function create_address(kind, dns, ...)
     local onerror = nil
     local args = { ... }
-    if type(args[1]) == "function" then onerror = table.remove(args, 1) end
+    if type(args[1]) == "function" then onerror = remove(args, 1) end
     local a, b = args[1], args[2]
     local method = (kind == "ip" and "createIPAddress" or "createSocketAddress")
       .. (dns and "WithDNS" or "")
@@ -701,8 +738,8 @@ local function mona_factory(app, path)
       return host.absolute_path(app_path or path)
     end),
     split = method(split),
-    md5 = method(function(...) return host.digest("md5", ...) end),
-    sha256 = method(function(...) return host.digest("sha256", ...) end),
+    md5 = method(function(...) return digest("md5", ...) end),
+    sha256 = method(function(...) return digest("sha256", ...) end),
     time = method(function() return host.time_ms() end),
     dump = method(function(data, size)
       if type(data) ~= "string" then argerror("dump", 1, "string", data) end
@@ -753,7 +790,7 @@ local function mona_factory(app, path)
     configs = host.configs,
     environment = host.environment,
   }
-  return setmetatable(mona, {
+  local mt = {
     __index = function(_, k)
       local m = members[k]
       if m ~= nil then return m end
@@ -763,139 +800,138 @@ local function mona_factory(app, path)
       error(format("'%s' is read-only on mona", tostring(k)), 2)
     end,
     __metatable = "mona",
-  })
+  }
+  lib.lock(mt)
+  return setmetatable(mona, mt)
 end
 
--- Build the global environment of the application at `path` (DESIGN §4):
--- its globals fall back to `parent_env` (the shared globals for the root).
 ---------------------------------------------------------------------------
--- The application tree (DESIGN §4): environments, children, require/dofile/loadfile.
+-- The application tree (docs: lua/applications): environments, children, files.
 ---------------------------------------------------------------------------
-local children_of = setmetatable({}, { __mode = "k" }) -- env -> { name -> child env }
+local children_of = setmetatable({}, { __mode = "k" }) -- env -> { name -> env, or false: not loaded yet }
 local dirs_of = setmetatable({}, { __mode = "k" })     -- env -> folders to search, own first
-local loaded_of = setmetatable({}, { __mode = "k" })   -- env -> { file -> module value }
-local io_open, real_require = io.open, require
+local loaded_of = setmetatable({}, { __mode = "k" })   -- env -> { module name or file -> value }
+local path_of = setmetatable({}, { __mode = "k" })     -- env -> application path
+local package_loaded, package_preload = lib.package.loaded, lib.package.preload
 
-local function read_file(file)
-  local f = io_open(file, "rb")
-  if not f then return nil end
-  local source = f:read("*a")
-  f:close()
-  return source
-end
-
--- The first of `names` found in the application's folder, then its parents' folders.
-local function find_file(env, names)
+-- Where `names` may be: absolute as given, else in the application's folder, then in
+-- its parents' folders.
+local function candidates(env, names)
+  local files = {}
   for _, name in ipairs(names) do
-    if name:sub(1, 1) == "/" then
-      if read_file(name) then return name end
+    if sub(name, 1, 1) == "/" then
+      files[#files + 1] = name
     else
-      for _, dir in ipairs(dirs_of[env]) do
-        local file = dir .. "/" .. name
-        local f = io_open(file, "rb")
-        if f then f:close() return file end
-      end
+      for _, dir in ipairs(dirs_of[env]) do files[#files + 1] = dir .. "/" .. name end
     end
   end
-  return nil
+  return unpack(files)
 end
 
-local function load_file(env, file, chunk_env)
-  local source = read_file(file)
-  if source == nil then return nil, "cannot read " .. file end
-  return load(source, "@" .. file, "t", chunk_env or env)
+-- The first file of `names` that exists, compiled as text with `chunk_env` as its
+-- globals, and its path; or nil and a message. Python reads it: in sandbox mode only
+-- inside the applications folder, symbolic links resolved.
+local function load_file(env, names, chunk_env)
+  local file, source = host.read_source(candidates(env, names))
+  if file == nil then return nil, format("cannot open %s (%s)", names[1], source) end
+  local chunk, err = load(source, "@" .. file, "t", chunk_env or env)
+  if chunk == nil then return nil, err end
+  return chunk, file
 end
 
--- Sandbox mode (DESIGN §10, trio_mona.sandbox): for untrusted scripts, the root's
--- globals are a copy of the standard ones without `io`, with an `os` that only tells
--- time, `load` limited to text chunks, no `package.loadlib`, and `require` limited to
--- the applications' own files and the modules Lua has already loaded.
-local sandbox_globals = nil
-
-function api.set_sandbox(on)
-  if not on then
-    sandbox_globals = nil
-    return
+-- A module that is no file of the applications: Lua's own search, or in sandbox mode
+-- only what the runtime provides.
+local function library(name, why)
+  if not lib.sandbox then return real_require(name) end
+  local value = package_loaded[name]
+  if value ~= nil then return value end
+  local loader = package_preload[name]
+  if loader == nil then
+    error(format("module '%s' not found (%s; sandbox mode: only the applications' own files "
+      .. "and the modules the runtime provides)", name, why), 3)
   end
-  local g = {}
-  for k, v in pairs(_G) do g[k] = v end
-  g.io = nil
-  g.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }
-  g.load = function(chunk, chunkname, _, env) return load(chunk, chunkname, "t", env) end
-  g.loadstring = function(chunk, chunkname) return load(chunk, chunkname, "t") end
-  local package_copy = {}
-  for k, v in pairs(package) do package_copy[k] = v end
-  package_copy.loadlib = nil
-  g.package = package_copy
-  g._G = g
-  sandbox_globals = g
-end
-
-local function sandboxed_require(name)
-  local module = package.loaded[name]
-  if module == nil then
-    error(format("module '%s' not found (sandbox: only the applications' own files and "
-      .. "Lua's standard modules)", tostring(name)), 3)
-  end
-  return module
+  value = loader(name)
+  if value == nil then value = true end
+  package_loaded[name] = value
+  return value
 end
 
 local function file_functions(env)
   local function require_(name)
     if type(name) ~= "string" then argerror("require", 1, "string", name) end
-    local names = { name }
-    if name:sub(-4) ~= ".lua" then
-      names = { name:gsub("%.", "/") .. ".lua", name .. ".lua" }
-    end
-    local file = find_file(env, names)
-    if file == nil then
-      if sandbox_globals then return sandboxed_require(name) end
-      return real_require(name)
-    end
     local cache = loaded_of[env]
-    if cache[file] ~= nil then return cache[file] end
-    local chunk, err = load_file(env, file)
-    if not chunk then error(err, 2) end
-    local value = chunk(name, file)
-    if value == nil then value = true end
-    cache[file] = value
+    local value = cache[name]
+    if value ~= nil then return value end
+    local names = { name }
+    if sub(name, -4) ~= ".lua" then names = { gsub(name, "%.", "/") .. ".lua", name .. ".lua" } end
+    local file, source = host.read_source(candidates(env, names))
+    if file == nil then return library(name, source) end
+    value = cache[file] -- the same file asked for by another name
+    if value == nil then
+      local chunk, err = load(source, "@" .. file, "t", env)
+      if not chunk then error(err, 2) end
+      value = chunk(name, file)
+      if value == nil then value = package_loaded[name] end -- module(name) registered it
+      if value == nil then value = true end
+      cache[file] = value
+    end
+    cache[name] = value
     return value
   end
   local function dofile_(name)
     if type(name) ~= "string" then argerror("dofile", 1, "string", name) end
-    local file = find_file(env, { name })
-    if file == nil then error(format("cannot open %s (not in the application's folders)", name), 2) end
-    local chunk, err = load_file(env, file)
+    local chunk, err = load_file(env, { name })
     if not chunk then error(err, 2) end
     return chunk()
   end
   local function loadfile_(name, _, chunk_env)
     if type(name) ~= "string" then argerror("loadfile", 1, "string", name) end
-    local file = find_file(env, { name })
-    if file == nil then return nil, format("cannot open %s (not in the application's folders)", name) end
-    return load_file(env, file, chunk_env)
+    return load_file(env, { name }, chunk_env)
   end
   return require_, dofile_, loadfile_
 end
 
+-- A child that exists on disk but has not loaded yet loads when it is first asked for,
+-- as MonaServer builds an application when it is first needed: its main chunk runs now,
+-- inside the asking code, and its onStart after the asking event.
+local function child_of(env, name)
+  local child = children_of[env][name]
+  if child ~= false then return child end
+  local child_env, chunk = host.load_child(path_of[env], name)
+  if child_env == nil then return nil end
+  local ok, err = true, nil
+  if chunk ~= nil then ok, err = xpcall(chunk, traceback) end
+  if not ok then report(path_of[child_env], "main chunk", err) end
+  host.child_loaded(path_of[child_env], ok, ok and "" or tostring(err))
+  return children_of[env][name] or nil
+end
+
 local function children_table(env, children)
-  return setmetatable({}, {
-    __index = children,
+  local mt = {
+    __index = function(_, k) return child_of(env, k) end,
     __newindex = function() error("children is read-only", 2) end,
-    __pairs = function() return next, children, nil end,
+    __pairs = function()
+      local function loaded_only(t, k)
+        local v
+        repeat k, v = next(t, k) until k == nil or v
+        return k, v
+      end
+      return loaded_only, children, nil
+    end,
     -- children("a/b") walks down the tree from this application.
     __call = function(_, relative)
       if type(relative) ~= "string" then argerror("children", 1, "string", relative) end
       local e = env
-      for part in relative:gmatch("[^/]+") do
-        local c = children_of[e]
-        e = c and c[part]
+      for part in gmatch(relative, "[^/]+") do
+        e = child_of(e, part)
         if e == nil then return nil end
       end
       return e
     end,
     __metatable = "children",
-  })
+  }
+  lib.lock(mt)
+  return setmetatable({}, mt)
 end
 
 -- Build the global environment of the application at `path` (folder `dir`): its
@@ -903,10 +939,11 @@ end
 -- globals for the root).
 function api.new_app_env(path, name, dir, parent_env)
   local env = {}
-  local base = parent_env or sandbox_globals or _G
+  local base = parent_env or lib.globals
   local children = {}
   children_of[env] = children
   loaded_of[env] = {}
+  path_of[env] = path
   local dirs = { dir }
   for _, d in ipairs(parent_env and dirs_of[parent_env] or {}) do dirs[#dirs + 1] = d end
   dirs_of[env] = dirs
@@ -917,16 +954,19 @@ function api.new_app_env(path, name, dir, parent_env)
   end
   env.print = function(...) if 20 >= threshold then log_at(path, 20, 2, render_args("\t", ...)) end end
   env.require, env.dofile, env.loadfile = file_functions(env)
+  env.load = lib.loader(env)
+  env.loadstring = env.load
+  env.module = lib.module_function(env, package_loaded)
   local properties = {
     name = name, path = path, this = env, super = parent_env,
     children = children_table(env, children),
   }
-  return setmetatable(env, {
+  local mt = {
     __index = function(_, k)
       local v = properties[k]
       if v ~= nil then return v end
       v = children[k]
-      if v ~= nil then return v end
+      if v ~= nil then return v or child_of(env, k) end
       return base[k]
     end,
     __newindex = function(t, k, v)
@@ -935,10 +975,13 @@ function api.new_app_env(path, name, dir, parent_env)
       end
       rawset(t, k, v)
     end,
-  })
+  }
+  lib.lock(mt, { name = true, path = true, this = true, super = true, children = true })
+  return setmetatable(env, mt)
 end
 
--- Make `child_env` (or nothing, when nil) the child `name` of `parent_env`.
+-- Make `child_env` the child `name` of `parent_env`: an environment, false for a
+-- child not loaded yet, nil for none.
 function api.set_child(parent_env, name, child_env)
   children_of[parent_env][name] = child_env
 end

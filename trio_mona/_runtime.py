@@ -34,6 +34,7 @@ from ._config import ConfigError, ConfigValue, Settings, load_config, nest, type
 from ._endpoint import Writes
 from ._events import Call, DatagramReceived, DataReceived, Event, Reads
 from ._executor import Executor, Suspension
+from ._files import AppFiles
 from ._hub import Hub
 from ._lua import LuaBridge, LuaTable
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
@@ -127,7 +128,14 @@ class Runtime:
         self._reads: Reads | None = None
         self.writes = Writes()
         self.hub = Hub()
-        self.bridge = LuaBridge(settings.engine, self._host(config), max_memory=settings.max_memory)
+        self._files = AppFiles(apps_dir, confined=settings.sandbox)
+        self.bridge = LuaBridge(
+            settings.engine,
+            self._host(config),
+            max_memory=settings.max_memory,
+            sandbox=settings.sandbox,
+            unsafe_native=settings.unsafe_native,
+        )
         self._executor = Executor(self.bridge, receive, self.post, self.hub.poll, self.writes)
         self._tokens = itertools.count(1)
         self.applications = Applications(self, apps_dir)
@@ -149,9 +157,10 @@ class Runtime:
             return self._start_suspension(host.resolve, kind, first, second)
 
         return {
+            "internal_error": host.internal_error,
             "log": host.LuaLog(),
             "configs": _configs_table(config),
-            "environment": dict(os.environ),
+            "environment": self._environment(),
             "tcp_client_new": new_tcp_client,
             "tcp_connect": TCPConnection.connect,
             "tcp_send": TCPConnection.send,
@@ -175,7 +184,10 @@ class Runtime:
             "digest": host.digest,
             "time_ms": lambda: int(time.time() * 1000),
             "hexdump": host.hexdump,
-            "list_paths": self._list_paths,
+            "list_paths": lambda folder: self._files.list_paths(folder, self.bridge.sequence),
+            "read_source": self._files.read_source,
+            "load_child": lambda parent, name: self.applications.load_child(parent, name),
+            "child_loaded": lambda path, ok, error: self.applications.child_loaded(path, ok, error),
             "set_timer": lambda owner, function, delay: self.applications.set_timer(
                 owner, function, delay
             ),
@@ -307,15 +319,25 @@ class Runtime:
             box.append(result)
             done.set()
 
-        self.post(Call(lambda: self._executor.settle(call(), (), finish)))
+        def start() -> None:
+            try:
+                result = call()
+            except BaseException as exc:
+                box.append(exc)
+                done.set()
+                raise
+            self._executor.settle(result, (), finish)
+
+        self.post(Call(start))
         await done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
         return box[0]
 
     async def _start(self) -> None:
         log.info("trio_mona %s: Lua engine %s", VERSION, self.bridge.version)
         self.bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
         self.bridge.api.set_handler_timeout(self.settings.handler_timeout)
-        self.bridge.api.set_sandbox(self.settings.sandbox)
         found = await trio.to_thread.run_sync(discover, self.apps_dir)
         if "" not in found:
             main = self.apps_dir / "main.lua"
@@ -354,37 +376,13 @@ class Runtime:
         folder = self.apps_dir / relative if relative else self.apps_dir
         return os.fsencode(folder) + b"/"
 
-    def _list_paths(self, directory: bytes) -> tuple[LuaTable | None, bytes | None]:
-        """``mona:listPaths``: File descriptions of a folder, relative to the apps folder."""
-        name = directory.decode("utf-8", "replace")
-        folder = self.apps_dir / name.lstrip("/")
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            return None, f"listPaths: cannot list '{name}': {exc.strerror}".encode()
-        files = []
-        for entry in entries:
-            try:
-                info = entry.stat()
-            except OSError:
-                continue  # vanished meanwhile
-            is_folder = entry.is_dir()
-            base, dot, extension = entry.name.rpartition(".")
-            if not dot or not base:
-                base, extension = entry.name, ""
-            files.append(
-                {
-                    "name": entry.name,
-                    "baseName": base,
-                    "extension": extension,
-                    "parent": str(folder.resolve()) + "/",
-                    "size": 0 if is_folder else info.st_size,
-                    "lastModified": int(info.st_mtime),
-                    "isFolder": is_folder,
-                    "value": str(Path(entry.path).resolve()) + ("/" if is_folder else ""),
-                }
-            )
-        return self.bridge.sequence(files), None
+    def _environment(self) -> dict[str, str]:
+        """``mona.environment``: the process environment; in sandbox mode only the
+        variables ``trio_mona.sandbox_environment`` names."""
+        if not self.settings.sandbox:
+            return dict(os.environ)
+        allowed = self.settings.sandbox_environment.replace(",", " ").split()
+        return {name: os.environ[name] for name in allowed if name in os.environ}
 
     async def _shutdown(self) -> None:
         self._background_scope.cancel()

@@ -1,0 +1,364 @@
+-- The standard library applications see (docs: lua/safety), built once per runtime
+-- before any application runs.
+--
+-- Run with the real globals `G` and the runtime's options; returns `lib`. Like the
+-- prelude, this chunk has no globals of its own (reading one is an error): it keeps its
+-- own references to every standard function it uses, taken here, so that nothing an
+-- application replaces later changes what the runtime does.
+--
+-- Normal mode changes the real globals in place: Lua 5.1 names on Lua 5.4 (and 5.2
+-- names on LuaJIT), a `debug` that hands out no runtime function, a `rawset` that
+-- respects read-only objects, text-only chunks, and no LuaJIT `ffi` or `jit` internals
+-- (unless `unsafe_native`). Sandbox mode builds a fresh allow-list instead: its own
+-- `package`, read-only library tables, no route back to the real ones.
+local G, unsafe_native, sandbox = ...
+
+local type, tostring, tonumber, select, error, pcall, assert =
+  G.type, G.tostring, G.tonumber, G.select, G.error, G.pcall, G.assert
+local raw_rawset, rawget, rawequal, next, pairs, ipairs =
+  G.rawset, G.rawget, G.rawequal, G.next, G.pairs, G.ipairs
+local setmetatable, getmetatable, load = G.setmetatable, G.getmetatable, G.load
+local string, table, math, os, coroutine, debug, package =
+  G.string, G.table, G.math, G.os, G.coroutine, G.debug, G.package
+local format, sub, gmatch, match = string.format, string.sub, string.gmatch, string.match
+local co_resume, co_close = coroutine.resume, coroutine.close
+local raw_getinfo, traceback, raw_getmetatable = debug.getinfo, debug.traceback, debug.getmetatable
+local getupvalue, setupvalue, setfenv = debug.getupvalue, debug.setupvalue, G.setfenv
+local searchpath, io_open = package.searchpath, G.io.open
+local file_methods = raw_getmetatable(G.io.stdout).__index
+local file_read, file_close = file_methods.read, file_methods.close
+local LUAJIT = type(G.jit) == "table"
+
+-- `raw`: the originals of what normal mode replaces, for the prelude.
+local lib = {
+  sandbox = sandbox,
+  raw = { rawset = raw_rawset, load = load, debug = debug, resume = co_resume },
+}
+
+---------------------------------------------------------------------------
+-- Read-only objects: `rawset` refuses what `__newindex` refuses.
+---------------------------------------------------------------------------
+local locked = setmetatable({}, { __mode = "k" }) -- metatable -> true (all keys) or key set
+
+-- Objects whose metatable is `mt` refuse rawset of `keys` (a set), or of every key.
+function lib.lock(mt, keys) locked[mt] = keys or true end
+
+local function guarded_rawset(t, k, v)
+  if type(t) == "table" then
+    local mt = raw_getmetatable(t)
+    local keys = mt ~= nil and locked[mt]
+    if keys and (keys == true or keys[k]) then
+      error(format("'%s' is read-only", tostring(k)), 2)
+    end
+  end
+  return raw_rawset(t, k, v)
+end
+lib.rawset = guarded_rawset
+
+local frozen_of = setmetatable({}, { __mode = "k" }) -- read-only proxy -> its table
+
+-- A read-only view of `t` named `name` (the library tables of the sandbox).
+local function frozen(t, name)
+  local mt = {
+    __index = t,
+    __newindex = function(_, k)
+      error(format("'%s' is read-only: %s is shared by every application", tostring(k), name), 2)
+    end,
+    __pairs = function() return next, t, nil end,
+    __metatable = name,
+  }
+  locked[mt] = true
+  local proxy = setmetatable({}, mt)
+  frozen_of[proxy] = t
+  return proxy
+end
+
+-- `pairs` that walks read-only views on every engine (LuaJIT ignores __pairs).
+local function sandbox_pairs(t)
+  local inner = frozen_of[t]
+  if inner ~= nil then return next, inner, nil end
+  return pairs(t)
+end
+
+---------------------------------------------------------------------------
+-- The runtime's coroutines and functions stay out of reach.
+---------------------------------------------------------------------------
+local private_threads = {} -- set by the prelude: the executor's pooled coroutines
+
+function lib.set_private_threads(set) private_threads = set end
+
+local function own_thread(co, name)
+  if private_threads[co] then
+    error(format("bad argument #1 to '%s' (this coroutine belongs to the runtime)", name), 3)
+  end
+end
+
+local function resume(co, ...)
+  own_thread(co, "resume")
+  return co_resume(co, ...)
+end
+
+local function close(co)
+  own_thread(co, "close")
+  return co_close(co)
+end
+
+local function is_runtime_function(f)
+  local info = raw_getinfo(f, "S")
+  return info ~= nil and sub(info.source, 1, 11) == "=trio_mona/"
+end
+
+-- debug.getinfo without the runtime's own functions (`func` is left out for them): an
+-- application that held them could forge what its handlers hand back to the runtime.
+local function getinfo(f, ...)
+  local info
+  if type(f) == "thread" then
+    info = raw_getinfo(f, ...)
+  else
+    if type(f) == "number" and f >= 0 then f = f + 1 end -- not this wrapper's frame
+    info = raw_getinfo(f, ...)
+  end
+  if type(info) == "table" and info.func ~= nil and is_runtime_function(info.func) then
+    info.func = nil
+  end
+  return info
+end
+
+local safe_debug = {
+  traceback = traceback,
+  getinfo = getinfo,
+  getmetatable = function(v)
+    if type(v) == "userdata" then return nil end
+    return getmetatable(v)
+  end,
+}
+
+---------------------------------------------------------------------------
+-- Chunks: text only (bytecode can corrupt the VM and so reach the process).
+---------------------------------------------------------------------------
+local CHUNK_MODE = unsafe_native and not sandbox and "bt" or "t"
+
+-- `load` whose chunks see `env` unless told otherwise, in the allowed modes only.
+function lib.loader(env)
+  return function(chunk, chunkname, mode, ...)
+    if CHUNK_MODE == "t" then mode = "t" end
+    if select("#", ...) > 0 then return load(chunk, chunkname, mode, (...)) end
+    return load(chunk, chunkname, mode, env)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Lua 5.1 names (MonaServer's scripts were written for LuaJIT), and 5.2 on LuaJIT.
+---------------------------------------------------------------------------
+local module_env = setmetatable({}, { __mode = "k" }) -- module table -> env it came from
+
+local function seeall(m)
+  if type(m) ~= "table" then
+    error(format("bad argument #1 to 'seeall' (table expected, got %s)", type(m)), 2)
+  end
+  local mt = getmetatable(m)
+  if mt == nil then
+    mt = {}
+    setmetatable(m, mt)
+  end
+  mt.__index = module_env[m] or lib.globals
+end
+
+-- Make `m` the globals of the function `level` frames above the caller.
+local function set_function_env(level, m)
+  local info = raw_getinfo(level + 1, "f")
+  local f = info and info.func
+  if f == nil then return end
+  if setfenv then
+    setfenv(f, m)
+    return
+  end
+  for i = 1, 255 do
+    local name = getupvalue(f, i)
+    if name == nil then return end
+    if name == "_ENV" then
+      setupvalue(f, i, m)
+      return
+    end
+  end
+end
+
+-- `module(name, ...)` for the application whose globals are `env`, registering in
+-- `loaded` (its package.loaded).
+function lib.module_function(env, loaded)
+  return function(name, ...)
+    if type(name) ~= "string" then
+      error(format("bad argument #1 to 'module' (string expected, got %s)", type(name)), 2)
+    end
+    local m = loaded[name]
+    if type(m) ~= "table" then
+      m = env
+      for part in gmatch(name, "[^%.]+") do
+        local inner = m[part]
+        if type(inner) ~= "table" then
+          inner = {}
+          m[part] = inner
+        end
+        m = inner
+      end
+      loaded[name] = m
+    end
+    if rawget(m, "_NAME") == nil then
+      m._M, m._NAME = m, name
+      m._PACKAGE = match(name, "^(.*%.)") or ""
+    end
+    module_env[m] = env
+    set_function_env(2, m)
+    for i = 1, select("#", ...) do
+      local option = select(i, ...)
+      if type(option) == "function" then option(m) end
+    end
+  end
+end
+
+local function table_pack(...) return { n = select("#", ...), ... } end
+
+local function compat(t)
+  local tbl, mth, str = t.table, t.math, t.string
+  G.unpack = G.unpack or tbl.unpack
+  tbl.unpack = tbl.unpack or G.unpack
+  tbl.pack = tbl.pack or table_pack
+  tbl.getn = tbl.getn or function(list) return #list end
+  tbl.maxn = tbl.maxn or function(list)
+    local n = 0
+    for k in pairs(list) do
+      if type(k) == "number" and k > n then n = k end
+    end
+    return n
+  end
+  mth.pow = mth.pow or function(x, y) return x ^ y end
+  mth.log10 = mth.log10 or function(x) return mth.log(x, 10) end
+  mth.atan2 = mth.atan2 or mth.atan
+  mth.mod = mth.mod or mth.fmod
+  str.gfind = str.gfind or str.gmatch
+  package.seeall = seeall
+end
+compat(G)
+
+---------------------------------------------------------------------------
+-- Normal mode: the real globals, made safe in place.
+---------------------------------------------------------------------------
+G.python = nil
+package.loaded.python = nil
+G.debug = safe_debug
+package.loaded.debug = safe_debug
+G.rawset = guarded_rawset
+coroutine.resume, coroutine.close = resume, co_close and close
+
+local text_load = lib.loader(G)
+G.load = text_load
+G.loadstring = text_load
+
+-- The real loadfile/dofile, text only (applications get their own, see the prelude).
+local function read_all(file)
+  local f, err = io_open(file, "rb")
+  if not f then return nil, err end
+  local source = file_read(f, "*a")
+  file_close(f)
+  return source
+end
+
+local function text_loadfile(file, _, env)
+  local source, err = read_all(file)
+  if source == nil then return nil, err end
+  return load(source, "@" .. file, CHUNK_MODE, env or G)
+end
+
+if CHUNK_MODE == "t" then
+  G.loadfile = text_loadfile
+  G.dofile = function(file)
+    local chunk, err = text_loadfile(file)
+    if not chunk then error(err, 2) end
+    return chunk()
+  end
+  -- require's Lua searcher, text only: a path of the application's choosing could
+  -- otherwise hold bytecode.
+  local searchers = package.searchers or package.loaders
+  searchers[2] = function(name)
+    local file, err = searchpath(name, package.path)
+    if file == nil then return err end
+    local chunk, load_err = text_loadfile(file)
+    if chunk == nil then
+      error(format("error loading module '%s' from file '%s':\n\t%s", name, file, load_err), 0)
+    end
+    return chunk, file
+  end
+end
+
+-- LuaJIT's ffi calls any C function of the process (Python's C API included), and
+-- jit.util/jit.attach/jit.profile read the runtime's functions and constants.
+if LUAJIT and not unsafe_native then
+  for _, name in ipairs({ "ffi", "jit.util", "jit.profile" }) do
+    package.preload[name] = nil
+    package.loaded[name] = nil
+  end
+  G.jit.attach = nil
+end
+
+lib.globals = G
+lib.package = package
+
+---------------------------------------------------------------------------
+-- Sandbox mode: an allow-list, made fresh.
+---------------------------------------------------------------------------
+local function copy(t, names)
+  local c = {}
+  if names then
+    for _, name in ipairs(names) do c[name] = t[name] end
+  else
+    for k, v in pairs(t) do c[k] = v end
+  end
+  return c
+end
+
+local function sandbox_globals()
+  local g = copy(G, {
+    "assert", "error", "ipairs", "next", "pcall", "select", "tonumber", "tostring", "type",
+    "unpack", "xpcall", "rawequal", "rawget", "rawlen", "setmetatable", "getmetatable",
+    "collectgarbage", "_VERSION",
+  })
+  g.rawset, g.pairs = guarded_rawset, sandbox_pairs
+  local strings = copy(string)
+  strings.dump = nil
+  local libraries = {
+    string = frozen(strings, "string"),
+    table = frozen(copy(table), "table"),
+    math = frozen(copy(math), "math"),
+    coroutine = frozen(copy(coroutine), "coroutine"),
+    os = frozen(copy(os, { "time", "clock", "date", "difftime" }), "os"),
+    utf8 = G.utf8 and frozen(copy(G.utf8), "utf8"),
+    bit = G.bit and frozen(copy(G.bit), "bit"),
+  }
+  local loaded = {}
+  for name, t in pairs(libraries) do
+    g[name] = t
+    loaded[name] = t
+  end
+  g.package = {
+    loaded = loaded,
+    preload = {},
+    path = "",
+    cpath = "",
+    config = package.config,
+    seeall = seeall,
+  }
+  loaded.package = g.package
+  -- Every string's methods come from the read-only copy: no application can change
+  -- them for another (or for the runtime).
+  local string_meta = raw_getmetatable("")
+  string_meta.__index = libraries.string
+  string_meta.__metatable = "string"
+  return g
+end
+
+if sandbox then
+  lib.globals = sandbox_globals()
+  lib.package = lib.globals.package
+end
+
+return lib
