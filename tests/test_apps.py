@@ -159,6 +159,54 @@ async def test_event_and_timer_errors_are_logged(
     assert "main.lua:2: in onStart" in logged
 
 
+@pytest.mark.parametrize("engine", ["lua54", "luajit21"])
+async def test_children_asked_for_early_load_then(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tree(
+        tmp_path,
+        {
+            "main.lua": """
+                started = {}
+                function onStart(p) started[#started + 1] = p end
+                greeting = "from root"
+                local sub = children("sub")
+                early = sub and sub.value
+                same = children.sub == sub
+                local deep = children("sub/deep")
+                deep_value = deep and deep.value
+                broken = children("broken")
+                broken_again = children.broken
+                missing = children("nothing")
+            """,
+            "sub/main.lua": """
+                super.sub_loads = (super.sub_loads or 0) + 1
+                value = 42
+                inherited = greeting
+            """,
+            "sub/deep/main.lua": "value = 7",
+            "broken/main.lua": "error('boom')",
+        },
+    )
+    async with run_tree(root, **{"trio_mona.engine": engine}) as runtime:
+        assert await in_app(runtime, "", "return early, same, deep_value") == (42, True, 7)
+        assert await in_app(runtime, "", "return broken, broken_again, missing") == (
+            None,
+            None,
+            None,
+        )
+        assert await in_app(runtime, "", "return sub_loads") == 1
+        assert await in_app(runtime, "/sub", "return inherited") == b"from root"
+        with trio.fail_after(5):
+            while await in_app(runtime, "", "return #started") < 3:
+                await trio.sleep(0.01)
+        started = await in_app(runtime, "", "return table.concat(started, ',')")
+        assert sorted(started.decode().split(",")) == ["", "/sub", "/sub/deep"]
+        failures = [m for m in messages(caplog) if "'/broken' failed to load" in m]
+        assert len(failures) == 1
+        assert "boom" in failures[0]
+
+
 async def test_require_dofile_loadfile(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tree(
         tmp_path,

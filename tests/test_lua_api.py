@@ -300,6 +300,34 @@ async def test_lua51_names_work_on_both_engines(tmp_path: Path, engine: str) -> 
         assert runtime.engine.startswith("LuaJIT" if engine == "luajit21" else "Lua 5.4")
 
 
+@pytest.mark.parametrize("mode", ["false", "true"])
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_lua51_and_52_shims_on_both_engines(tmp_path: Path, engine: str, mode: str) -> None:
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "greeter.lua").write_text(
+        "module('greeter', package.seeall)\n"
+        "function hello(who) return string.format('hello %s', who) end\n"
+    )
+    app = """
+    local g = require("greeter")
+    hello = g.hello("you")
+    same = greeter == g and g._NAME == "greeter" and g._M == g
+    packed = table.pack(1, nil, 3)
+    count = select("#", table.unpack({ 1, 2, 3 })) + select("#", unpack({ 4, 5 }))
+    words = {}
+    for w in string.gfind("a b c", "%a") do words[#words + 1] = w end
+    loaded = load("return 5", "=named chunk")() + loadstring("return 6", "other")()
+    loaded_env = load("answer = 1")() == nil and answer == 1
+    misc = table.getn({ 1, 2 }) + math.pow(2, 3) + table.maxn({ [7] = true }) + math.log10(100)
+    """
+    async with running(tmp_path, app, engine=engine, trio_mona__sandbox=mode) as runtime:
+        assert await lua(runtime, "return hello, same") == (b"hello you", True)
+        assert await lua(runtime, "return packed.n, packed[3], count") == (3, 3, 5)
+        assert await lua(runtime, "return table.concat(words)") == b"abc"
+        assert await lua(runtime, "return loaded, loaded_env") == (11, True)
+        assert await lua(runtime, "return misc") == 19
+
+
 @pytest.mark.parametrize(
     "text", ["0.0.0.0", "192.168.1.255", "239.192.0.1", "ff02::1", "::ffff:1.2.3.4"]
 )
