@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import trio
 
-from .helpers import ENGINES, lua, messages, running, wait_for_log, wait_until
+from .helpers import (
+    ENGINES,
+    lua,
+    messages,
+    receive_until_closed,
+    running,
+    wait_for_log,
+    wait_until,
+)
 
 CLIENT = """
 client = mona:createTCPClient()
@@ -273,3 +281,52 @@ async def test_disconnect_right_after_connect_never_connects(
             await server.accept()
             raise AssertionError("connected although disconnect() came first")
         assert await lua(runtime, "return disconnections") == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_send_then_disconnect_while_connecting_delivers_the_bytes(
+    tmp_path: Path, engine: str
+) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    refused = trio.socket.socket()
+    await refused.bind(("127.0.0.1", 0))
+    refused_port = refused.getsockname()[1]
+    refused.close()
+    app = f"""
+    closed, errors = 0, {{}}
+    local function watch(c)
+      function c:onDisconnection()
+        closed = closed + 1
+        errors[#errors + 1] = self.error or "none"
+      end
+      return c
+    end
+    client = watch(mona:createTCPClient())
+    client:connect("127.0.0.1", {port})
+    client:send("hello")
+    client:send(" world")
+    client:disconnect()
+    connected_after = client.connected
+    late = client:send("late")
+    doomed = watch(mona:createTCPClient())
+    doomed:connect("127.0.0.1", {refused_port})
+    doomed:send("lost")
+    doomed:disconnect()
+    """
+    async with running(tmp_path, app, engine=engine) as runtime:
+        conn, _ = await listener.accept()
+        stream = trio.SocketStream(conn)
+        assert await receive_until_closed(stream) == b"hello world"
+        with trio.fail_after(5):
+            while await lua(runtime, "return closed") < 2:
+                await trio.sleep(0.01)
+        assert await lua(runtime, "return connected_after") is False
+        assert b"not connected" in await lua(runtime, "return late")
+        errors = await lua(runtime, "return errors[1] .. '|' .. errors[2]")
+        assert sorted(errors.split(b"|"))[0].startswith(b"connect to 127.0.0.1:")
+        assert b"none" in errors
+        await stream.aclose()
+    listener.close()

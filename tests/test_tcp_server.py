@@ -359,3 +359,27 @@ async def test_connections_are_released(tmp_path: Path) -> None:
         await lua(runtime, "collectgarbage() collectgarbage()")
         gc.collect()
         assert [r for r in refs if r() is not None] == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_failed_start_in_a_tail_call_names_the_lua_file(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = """
+    mona:setTimer(function()
+      return mona:createTCPServer():start("127.0.0.1", 70000)
+    end, 1)
+    local function start_elsewhere()
+      return mona:createTCPServer():start("127.0.0.1", 70001)
+    end
+    start_elsewhere()
+    return mona:createTCPServer():start("127.0.0.1", 70002)
+    """
+    async with running(tmp_path, app, engine=engine):
+        await wait_for_log(caplog, "70000")
+        for port, line in (("70000", 2), ("70001", 8), ("70002", None)):
+            record = next(r for r in caplog.records if port in r.getMessage())
+            assert record.levelno == logging.ERROR
+            assert record.filename == "main.lua", (port, record.filename)
+            if line is not None:
+                assert record.lineno == line, port

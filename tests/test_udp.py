@@ -12,7 +12,7 @@ import trio
 
 from trio_mona import Runtime
 
-from .helpers import ENGINES, lua, messages, running, wait_for_log, wait_until
+from .helpers import ENGINES, lua, messages, running, wait_for_log
 
 ECHO = """
 udp = mona:createUDPSocket()
@@ -88,7 +88,6 @@ async def test_sender_address_object_is_shared(tmp_path: Path) -> None:
         peer = udp_peer()
         for _ in range(3):
             await peer.sendto(b"x", ("127.0.0.1", udp_port(runtime)))
-        await wait_until(lambda: True)
         with trio.fail_after(5):
             while await lua(runtime, "return #senders") < 3:
                 await trio.sleep(0.01)
@@ -293,3 +292,68 @@ async def test_unbound_udp_messages(tmp_path: Path, caplog: pytest.LogCaptureFix
     async with running(tmp_path, "u = mona:createUDPSocket() NOTE(tostring(u))"):
         pass
     assert "UDPSocket(unbound)" in messages(caplog)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_send_refuses_broadcast_in_every_situation(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = """
+    udp = mona:createUDPSocket()
+    udp:bind("127.0.0.1", 0)
+    results = {}
+    results.main = udp:send("x", "127.255.255.255", 9)
+    results.connect = mona:createUDPSocket():connect("127.255.255.255", 9)
+    results.mapped = udp:send("x", "::ffff:127.255.255.255", 9)
+    mona:setTimer(function() results.timer = udp:send("x", "127.255.255.255", 9) return 0 end, 1)
+    function udp:onPacket(data, from)
+      results["batch" .. data] = udp:send("x", "127.255.255.255", 9)
+      self:send(data, from)
+    end
+    """
+    async with running(tmp_path, app, engine=engine) as runtime:
+        peer = udp_peer()
+        await peer.bind(("127.0.0.1", 0))
+        for index in range(5):  # a burst: handled as one batch of reads
+            await peer.sendto(str(index).encode(), ("127.0.0.1", udp_port(runtime)))
+        for _ in range(5):
+            await receive(peer)
+        names = ["main", "connect", "mapped", "timer", *(f"batch{i}" for i in range(5))]
+        for name in names:
+            with trio.fail_after(5):
+                while (result := await lua(runtime, f"return results.{name}")) is None:
+                    await trio.sleep(0.01)
+            assert b"broadcast is not allowed" in result, name
+        peer.close()
+    assert not [m for m in messages(caplog, logging.WARNING) if "dropped" in m]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_icmp_error_on_a_connected_socket_is_logged_and_reading_goes_on(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nobody listens there now: the kernel answers with ICMP
+    app = f"""
+    udp = mona:createUDPSocket()
+    udp:bind("127.0.0.1", 0)
+    udp:connect("127.0.0.1", {port})
+    udp:send("ping")
+    function udp:onPacket(data) got = data end
+    """
+    async with running(tmp_path, app, engine=engine) as runtime:
+        await wait_for_log(caplog, f"earlier datagram to 127.0.0.1:{port} failed")
+        record = next(r for r in caplog.records if "earlier datagram" in r.getMessage())
+        assert record.levelno == logging.WARNING
+        peer = udp_peer()
+        await peer.bind(("127.0.0.1", port))
+        assert await lua(runtime, "return udp:send('again')") is None
+        data, sender = await receive(peer)
+        assert data == b"again"
+        await peer.sendto(b"pong", sender)
+        with trio.fail_after(5):
+            while await lua(runtime, "return got") != b"pong":
+                await trio.sleep(0.01)
+        peer.close()

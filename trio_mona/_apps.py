@@ -147,7 +147,11 @@ class Applications:
                     result = await self._runtime.in_executor(
                         lambda: call_timer(timer.function, timer.owner)
                     )
-                    delay_ms = float(result or 0)
+                    # Only a number continues it: nothing Lua hands back is trusted.
+                    number = isinstance(result, int | float) and not isinstance(result, bool)
+                    delay_ms = result if number else 0
+        except Exception:
+            log.exception("internal error in a timer of '%s'; the timer stopped", timer.owner)
         finally:
             self.timers.discard(timer)
 
@@ -329,9 +333,12 @@ class Applications:
         handler = env[name] if env is not None else None
         if handler is None:
             return
-        await self._runtime.in_executor(
-            lambda: self._bridge.call(handler, name, app.owner, argument)
-        )
+        try:
+            await self._runtime.in_executor(
+                lambda: self._bridge.call(handler, name, app.owner, argument)
+            )
+        except Exception:
+            log.exception("internal error in %s of '%s'", name.decode(), app.path)
 
 
 def _top_most(paths: list[str]) -> list[str]:

@@ -23,8 +23,10 @@ local concat, remove, unpack = G.table.concat, G.table.remove, G.table.unpack or
 local floor = G.math.floor
 local create, yield, running = G.coroutine.create, G.coroutine.yield, G.coroutine.running
 local resume = lib.raw.resume
-local traceback, getinfo, raw_getmetatable, sethook =
-  lib.raw.debug.traceback, lib.raw.debug.getinfo, lib.raw.debug.getmetatable, lib.raw.debug.sethook
+local raw_debug = lib.raw.debug
+local traceback, getinfo, getlocal, raw_getmetatable, sethook =
+  raw_debug.traceback, raw_debug.getinfo, raw_debug.getlocal, raw_debug.getmetatable,
+  raw_debug.sethook
 local clock = G.os.clock
 local real_require = G.require
 
@@ -208,22 +210,34 @@ local function render_args(sep, ...)
   return concat(parts, sep)
 end
 
--- Log `message` for application `owner`, attributed to the Lua code `frames` levels
--- up the stack from log_at (1: the function calling log_at, 2: its caller, ...), or
--- to the nearest frame above it with a source file (a tail call leaves none).
-local function log_at(owner, lvl, frames, message)
-  if lvl < threshold then return end
-  local source, line = "?", 0
-  local level = frames + 1
+-- Where the code `level` frames above the caller of `code_position` is: the nearest
+-- frame from there up with a source file. A tail call in a handler leaves none of
+-- the application's frames; then the handler the runtime is running (a local of the
+-- job below it) names its file and the line where it is defined.
+local function code_position(level)
+  level = level + 1
   local info = getinfo(level, "Sl")
   while info ~= nil do
-    if sub(info.source, 1, 1) == "@" then
-      source, line = info.source, info.currentline
-      break
+    if sub(info.source, 1, 1) == "@" then return info.source, info.currentline end
+    for i = 1, 8 do
+      local name, value = getlocal(level, i)
+      if name == nil then break end
+      if (name == "handler" or name == "fn") and type(value) == "function" then
+        local defined = getinfo(value, "S")
+        if sub(defined.source, 1, 1) == "@" then return defined.source, defined.linedefined end
+      end
     end
     level = level + 1
     info = getinfo(level, "Sl")
   end
+  return "?", 0
+end
+
+-- Log `message` for application `owner`, attributed to the Lua code `frames` levels
+-- up the stack from log_at (1: the function calling log_at, 2: its caller, ...).
+local function log_at(owner, lvl, frames, message)
+  if lvl < threshold then return end
+  local source, line = code_position(frames + 1)
   host.log(lvl, owner, source, line, message)
 end
 

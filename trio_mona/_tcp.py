@@ -134,9 +134,15 @@ class TCPConnection(Endpoint):
         return None
 
     def disconnect(self) -> None:
-        """Stop reading, flush what is queued (within the linger time), then close."""
-        if self._state is State.CONNECTING or self._state is State.CONNECTED:
+        """Stop reading, flush what is queued (within the linger time), then close.
+
+        While still connecting with bytes queued, the attempt goes on (within the
+        linger time) so that they are delivered; without any, it is abandoned."""
+        state = self._state
+        if state is State.CONNECTING or state is State.CONNECTED:
             self._state = State.CLOSING
+            if state is State.CONNECTING and self._out:
+                return
             if self._read_scope is not None:
                 self._read_scope.cancel()
 
@@ -345,6 +351,8 @@ class TCPConnection(Endpoint):
             with trio.CancelScope() as self._read_scope:
                 if target is not None and self._state is State.CONNECTING:
                     await self._connect(target)  # (skipped if disconnect() came first)
+                elif target is not None and self._out:
+                    await self._connect_to_flush(target)
                 if self._state is State.CONNECTED:
                     if self._out and not self._flushing:
                         self._start_flusher()  # what Lua sent while connecting
@@ -357,6 +365,15 @@ class TCPConnection(Endpoint):
                 await self._finish()
             finally:
                 self.runtime.connection_ended(self)
+
+    async def _connect_to_flush(self, target: SocketAddress | HostName) -> None:
+        """disconnect() came while connecting, with bytes queued: connect within the
+        linger time; _finish flushes them then."""
+        with trio.move_on_after(self.runtime.settings.linger):
+            await self._connect(target)
+        if self._sock is None and self._error is None:
+            self._fail(f"closed with {self._out_size} bytes unsent: not connected within "
+                       "the linger time")  # fmt: skip
 
     async def _connect(self, target: SocketAddress | HostName) -> None:
         if isinstance(target, HostName):

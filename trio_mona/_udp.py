@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -37,10 +38,58 @@ READ_AHEAD: Final = 256
 QUEUE_LIMIT: Final = 4 << 20
 #: Sender address objects kept for reuse.
 SENDER_CACHE: Final = 1024
+#: Seconds the kernel's verdict on a destination (broadcast or not) is trusted.
+BROADCAST_TTL: Final = 30.0
+#: Errors a receive reports for an earlier send (an ICMP message): logged, not fatal.
+SEND_ERRORS: Final = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EMSGSIZE}
+)
 
 log = logging.getLogger("trio_mona")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+class _BroadcastCheck:
+    """Whether the kernel treats an IPv4 address as a broadcast destination (then a
+    socket without ``allowBroadcast`` may not send there). Not only 255.255.255.255:
+    every subnet's broadcast address (127.255.255.255 on the loopback) counts, which
+    only the routing table knows. So the kernel is asked, once per address for
+    BROADCAST_TTL seconds: a UDP ``connect`` there without SO_BROADCAST is refused."""
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, bool] = {}
+        self._since = time.monotonic()
+
+    def __call__(self, host: IPAddress) -> bool:
+        packed = host.packed
+        if len(packed) == 16:
+            if packed[:12] != _MAPPED:
+                return False  # IPv6 has no broadcast
+            packed = packed[12:]
+        if packed == b"\xff\xff\xff\xff":
+            return True
+        now = time.monotonic()
+        if now - self._since > BROADCAST_TTL or len(self._known) >= SENDER_CACHE:
+            self._known.clear()
+            self._since = now
+        verdict = self._known.get(packed)
+        if verdict is None:
+            verdict = self._known[packed] = _kernel_says_broadcast(packed)
+        return verdict
+
+
+def _kernel_says_broadcast(packed: bytes) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((socket.inet_ntop(socket.AF_INET, packed), 9))
+        except OSError as exc:
+            return exc.errno == errno.EACCES
+    return False
+
+
+_MAPPED: Final = bytes(10) + b"\xff\xff"
+broadcast_destination: Final = _BroadcastCheck()
 
 
 def _dissolve(sock: socket.socket) -> None:
@@ -104,6 +153,8 @@ class UDPSocket(Endpoint):
         target = _remote(first, second, "connect")
         if isinstance(target, bytes):
             return target
+        if not self.allow_broadcast and broadcast_destination(target.host):
+            return f"cannot connect to {target.host.value}: {_NO_BROADCAST}".encode()
         if self._sock is None:
             self._open(target.family)
         assert self._sock is not None
@@ -143,7 +194,7 @@ class UDPSocket(Endpoint):
             target = _remote(first, second, "send")
             if isinstance(target, bytes):
                 return target
-            if target.host.is_broadcast and not self.allow_broadcast:
+            if not self.allow_broadcast and broadcast_destination(target.host):
                 return f"cannot send to {target.host.value}: {_NO_BROADCAST}".encode()
             if self._peer is not None:
                 if _unmapped(target) != _unmapped(self._peer):
@@ -252,8 +303,13 @@ class UDPSocket(Endpoint):
             except BlockingIOError:
                 self._ready = False
                 return
-            except OSError:
-                continue  # an ICMP error for an earlier send: not fatal for UDP
+            except OSError as exc:
+                where = self._peer.value if self._peer is not None else "a peer"
+                log.warning("%s: an earlier datagram to %s failed: %s", self, where, exc.strerror)
+                if exc.errno in SEND_ERRORS:
+                    continue  # an ICMP error for an earlier send: UDP goes on
+                self._ready = False
+                return
             if blacklisted(sender[0]):
                 log.debug("%s: dropped a datagram from blacklisted %s", self, sender[0])
                 continue
