@@ -480,13 +480,19 @@ async def test_included_file_deleted_while_running(
         await wait_for_log(caplog, "cannot open reply.lua")
 
 
+@pytest.mark.parametrize("sandbox", ["false", "true"])
 async def test_tree_example(
-    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock, sandbox: str
 ) -> None:
     greeter, status = free_port(), free_port()
-    settings = {"tree.greeter_port": str(greeter), "tree.status_port": str(status)}
+    settings = {
+        "tree.greeter_port": str(greeter),
+        "tree.status_port": str(status),
+        "trio_mona.sandbox": sandbox,
+    }
     async with run_tree(APPS / "tree", **settings) as runtime:
         assert "tree: started /greeter" in messages(caplog)
+        assert f"tree: the greeter answers on port {greeter}" in messages(caplog)
         stream = await connect(greeter)
         await stream.send_all(b"ann\r\nbob\n")
         data = b""

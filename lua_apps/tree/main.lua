@@ -26,3 +26,7 @@ mona:setTimer(function()
   ticks = ticks + 1
   return 1000
 end, 1000)
+
+-- A child asked for before it has loaded loads at once (its onStart comes later):
+-- the root can rely on what its children define from its own first lines.
+NOTE("tree: the greeter answers on port ", children("greeter").PORT)

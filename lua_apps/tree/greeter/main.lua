@@ -1,6 +1,7 @@
 -- /greeter: answers each line "NAME" with a greeting. VERSION and describe() come
 -- from the root application; each application runs its own server.
 local port = mona.configs["tree.greeter_port"] or 1241
+PORT = port
 
 server = mona:createTCPServer()
 function server:onConnection(client)
