@@ -4,6 +4,7 @@ both modes: every probe must come back refused (docs: lua/safety)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -207,12 +208,14 @@ async def test_unsafe_native_lets_the_operator_opt_in(tmp_path: Path, engine: st
         assert await lua(runtime, "return (pcall(require, 'ffi'))") is False
 
 
-async def test_sandbox_environment_allow_list(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_sandbox_environment_allow_list(tmp_path: Path, engine: str) -> None:
     os.environ["TRIO_MONA_ALLOWED"] = "yes"
     os.environ["TRIO_MONA_HIDDEN"] = "no"
     async with running(
         tmp_path,
         "",
+        engine=engine,
         trio_mona__sandbox="true",
         trio_mona__sandbox_environment="TRIO_MONA_ALLOWED, NOT_SET_ANYWHERE",
     ) as runtime:
@@ -261,8 +264,9 @@ async def test_runtime_coroutines_cannot_be_driven_by_applications(
         assert await lua(runtime, "return mona:time() > 0") is True
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_replaced_standard_functions_do_not_break_the_runtime(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = """
     for _, name in ipairs({ "gsub", "match", "format", "sub", "find", "gmatch", "rep" }) do
@@ -276,7 +280,7 @@ async def test_replaced_standard_functions_do_not_break_the_runtime(
     end
     mona:setTimer(function() error("my own failure") end, 1)
     """
-    async with running(tmp_path, app):
+    async with running(tmp_path, app, engine=engine):
         await wait_for_log(caplog, "my own failure")
         record = next(r for r in caplog.records if "my own failure" in r.getMessage())
         assert record.filename == "main.lua"
@@ -375,3 +379,31 @@ async def test_errors_are_lua_strings_without_host_text(
         assert any("attempt to concatenate a table value" in t for t in seen)
         assert any("attempt to concatenate a nil value" in t for t in seen)
     assert not [m for m in caplog.messages if "internal error" in m]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_bad_values_take_the_documented_failure_return(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(tmp_path, "", engine=engine) as runtime:
+        assert await lua(runtime, "return mona:dump('abc', 0/0)") is None
+        assert "dump of 3 bytes" in caplog.messages[-1]
+        assert (
+            await lua(runtime, "return mona:createTCPServer():start('127.0.0.1', 'ht\\0tp')")
+            is False
+        )
+        assert "invalid port 'ht\\x00tp'" in caplog.messages[-1]
+        refused = await lua(
+            runtime, "return mona:createTCPClient():connect('127.0.0.1:' .. ('9'):rep(5000))"
+        )
+        assert refused.startswith(b"port 9999") and refused.endswith(b"out of range 0-65535")
+        assert len(refused) < 100
+        assert b"invalid port" in await lua(
+            runtime, "return mona:createUDPSocket():send('x', '127.0.0.1', 'ht\\0tp')"
+        )
+        code = "local a = mona:createSocketAddress('127.0.0.1:' .. ('1'):rep(5000)) return a"
+        assert await lua(runtime, code) is None
+        assert "out of range" in caplog.messages[-1]
+        record = caplog.records[-1]
+        assert record.levelno == logging.WARNING
+        assert record.filename == "test"
