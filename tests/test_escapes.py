@@ -396,7 +396,8 @@ async def test_bad_values_take_the_documented_failure_return(
         refused = await lua(
             runtime, "return mona:createTCPClient():connect('127.0.0.1:' .. ('9'):rep(5000))"
         )
-        assert refused.startswith(b"port 9999") and refused.endswith(b"out of range 0-65535")
+        assert refused.startswith(b"port 9999")
+        assert refused.endswith(b"out of range 0-65535")
         assert len(refused) < 100
         assert b"invalid port" in await lua(
             runtime, "return mona:createUDPSocket():send('x', '127.0.0.1', 'ht\\0tp')"
