@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -207,3 +209,33 @@ async def test_echo_serves_udp_on_its_tcp_port() -> None:
         stream = await connect(kinds["tcp"])
         await stream.send_all(b"tcp too")
         assert await receive_exactly(stream, 7) == b"tcp too"
+
+
+async def test_chat_survives_stuck_members_resetting() -> None:
+    """20 members that never read, a flooder filling their queues, then every member
+    resets its connection while flushers wait to write to it."""
+    async with trio_mona.open_runtime(APPS / "chat", settings={"chat.port": "0"}) as runtime:
+        port = tcp_port(runtime)
+        members = []
+        for index in range(20):
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", port))
+            await sock.send(f"member{index}\n".encode())
+            members.append(sock)
+        flooder = await connect(port)
+        buffer = bytearray()
+        await _line(flooder, buffer)
+        await flooder.send_all(b"flooder\n")
+        line = b"x" * 1000 + b"\n"
+        with trio.move_on_after(3):
+            for _ in range(400):
+                await flooder.send_all(line * 10)
+        await wait_until(lambda: runtime.statistics().bytes_queued > 0, limit=10)
+        for sock in members:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST
+        await trio.sleep(0.5)
+        newcomer = await connect(port)
+        assert await _line(newcomer, bytearray()) == b"* welcome to the chat; your nickname?"
+        await wait_until(lambda: runtime.statistics().tcp_connections <= 2, limit=10)

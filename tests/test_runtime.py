@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona._tcp import TCPConnection
 
 from .helpers import (
     connect,
@@ -18,6 +20,8 @@ from .helpers import (
     receive_until_closed,
     running,
     tcp_port,
+    wait_for_log,
+    wait_until,
     write_app,
 )
 
@@ -207,3 +211,83 @@ async def test_lua54_collects_generationally(tmp_path: Path) -> None:
     async with running(tmp_path, "") as runtime:
         assert await lua(runtime, 'return collectgarbage("incremental")') == b"generational"
         assert await lua(runtime, 'return collectgarbage("generational")') == b"incremental"
+
+
+CLOSING_ECHO = """
+errors = {}
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(data) self:send(data) end
+  function client:onDisconnection() errors[#errors + 1] = self.error or "clean" end
+end
+server:start("127.0.0.1", 0)
+"""
+
+
+async def test_an_internal_error_closes_only_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faults injected into one connection's own task and into its write path: that
+    connection closes with ``error`` set and onDisconnection, the failure is logged with
+    its traceback, and the runtime and every other connection go on."""
+    serve, write_some = TCPConnection._serve, TCPConnection._write_some
+
+    async def failing_serve(self: TCPConnection) -> None:
+        raise RuntimeError("injected into the task")
+
+    def failing_write(self: TCPConnection, sock: object) -> None:
+        if any(bytes(chunk).startswith(b"boom") for chunk in self._out):
+            raise RuntimeError("injected into the write")
+        write_some(self, sock)  # type: ignore[arg-type]
+
+    async with running(tmp_path, CLOSING_ECHO) as runtime:
+        port = tcp_port(runtime)
+        monkeypatch.setattr(TCPConnection, "_serve", failing_serve)
+        victim = await connect(port)
+        await wait_until(lambda: crashes(caplog, "injected into the task"))
+        monkeypatch.setattr(TCPConnection, "_serve", serve)
+        monkeypatch.setattr(TCPConnection, "_write_some", failing_write)
+        assert await receive_until_closed(victim) == b""
+        bystander, writer = await connect(port), await connect(port)
+        await writer.send_all(b"boom")
+        assert await receive_until_closed(writer) == b""
+        await bystander.send_all(b"still here")
+        assert await receive_exactly(bystander, 10) == b"still here"
+        await wait_until(lambda: runtime.statistics().tcp_connections == 1)
+        errors = await lua(runtime, "return table.concat(errors, '|')")
+        assert (
+            errors
+            == b"internal error (logged by the runtime)|internal error (logged by the runtime)"
+        )
+    assert len(crashes(caplog, "injected")) == 2
+
+
+def crashes(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    """The records logged with a traceback of an exception whose message has *text*."""
+    return [r for r in caplog.records if r.exc_info and text in str(r.exc_info[1])]
+
+
+async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of file descriptors, the watcher cannot read the folders: that must not read
+    as every main.lua deleted."""
+    app = "server = mona:createTCPServer() function server:onConnection(c) end server:start('127.0.0.1', 0)"
+    async with running(tmp_path, app, trio_mona__reload_interval="0.05") as runtime:
+        stream = await connect(tcp_port(runtime))
+        hoard = []
+        try:
+            while True:
+                try:
+                    hoard.append(os.open(os.devnull, os.O_RDONLY))
+                except OSError:
+                    break
+            await wait_for_log(caplog, "hot reload: cannot look")
+        finally:
+            for fd in hoard:
+                os.close(fd)
+        assert not [m for m in messages(caplog) if "removed" in m or "reloading" in m]
+        assert runtime.applications.root.env is not None
+        await stream.send_all(b"x")  # the connection is still open (no onData: ignored)
+        await trio.sleep(0.2)
+        assert runtime.statistics().tcp_connections == 1

@@ -10,11 +10,12 @@ file-watching library) and reloads the subtree of whatever changed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -28,6 +29,8 @@ log = logging.getLogger("trio_mona")
 
 #: What identifies one version of a main.lua: modification time and size.
 Stamp = tuple[int, int]
+#: Errors that say nothing about the files, only that the process is short of something.
+_TRANSIENT: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 @attrs.define(eq=False, repr=False)
@@ -69,14 +72,28 @@ class Application:
 
 
 def discover(apps_dir: Path) -> dict[str, Stamp]:
-    """Every application path with a main.lua, and that file's stamp (blocking I/O)."""
+    """Every application path with a main.lua, and that file's stamp (blocking I/O).
+
+    Raises:
+        OSError: a folder could not be read (out of file descriptors, say): what was
+            found is incomplete, and must not be taken for deleted applications.
+    """
     found: dict[str, Stamp] = {}
-    for folder, dirs, files in os.walk(apps_dir):
+
+    def fail(error: OSError) -> None:
+        # A folder that cannot be read for good (permissions) holds no application;
+        # running out of resources, or the top folder failing, makes the look void.
+        if error.errno in _TRANSIENT or os.fspath(error.filename) == os.fspath(apps_dir):
+            raise error
+
+    for folder, dirs, files in os.walk(apps_dir, onerror=fail):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if "main.lua" in files:
             try:
                 info = os.stat(os.path.join(folder, "main.lua"))
-            except OSError:
+            except OSError as exc:
+                if exc.errno in _TRANSIENT:
+                    raise
                 continue  # deleted while we looked
             relative = os.path.relpath(folder, apps_dir)
             path = "" if relative == "." else "/" + relative.replace(os.sep, "/")
@@ -171,8 +188,16 @@ class Applications:
         """Poll the main.lua files and reload what changed, appeared or disappeared."""
         while True:
             await trio.sleep(interval)
-            found = await trio.to_thread.run_sync(discover, self.apps_dir)
-            await self.apply(found)
+            try:
+                found = await trio.to_thread.run_sync(discover, self.apps_dir)
+            except OSError as exc:
+                # Not "every main.lua was deleted": keep every application, look again.
+                log.warning("hot reload: cannot look at %s: %s", self.apps_dir, exc.strerror)
+                continue
+            try:
+                await self.apply(found)
+            except Exception:
+                log.exception("internal error in hot reload; the applications stay as they are")
 
     async def apply(self, found: dict[str, Stamp]) -> None:
         """Bring the tree in line with *found*: reload changed or deleted applications

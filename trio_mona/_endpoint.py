@@ -1,14 +1,17 @@
 """What TCP connections and UDP sockets share: an owning application, the Lua object
-while the socket is active, the local and peer addresses as cached Lua objects, and
-when what Lua sends is written (:class:`Writes`)."""
+while the socket is active, the local and peer addresses as cached Lua objects, when
+what Lua sends is written (:class:`Writes`), and tasks whose failures stay with their
+handle (:func:`start_contained`)."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
+import trio
 
 from ._addresses import SocketAddress
 from ._events import Event
@@ -18,6 +21,34 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
 
 log = logging.getLogger("trio_mona")
+
+#: What Lua reads in ``error`` after a handle closed on an unexpected error.
+INTERNAL_ERROR: Final = "internal error (logged by the runtime)"
+
+
+class Crashable(Protocol):
+    def crashed(self) -> None:
+        """One of its tasks failed unexpectedly: close, reporting INTERNAL_ERROR."""
+
+
+def start_contained(
+    nursery: trio.Nursery, handle: Crashable, task: Callable[[], Awaitable[None]]
+) -> None:
+    """Start one of *handle*'s tasks so that an unexpected error in it stays with that
+    handle: logged with its traceback, then the handle closes itself; the runtime's
+    nursery (and so every other socket) never sees it."""
+    nursery.start_soon(_contained, handle, task)
+
+
+async def _contained(handle: Crashable, task: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await task()
+    except Exception:
+        log.exception("internal error in %r: it is closed", handle)
+        try:
+            handle.crashed()
+        except Exception:
+            log.exception("internal error while closing %r", handle)
 
 
 @attrs.define(eq=False, repr=False)
@@ -52,7 +83,7 @@ class Endpoint:
         self._peer, self._lua_peer = address, None
 
 
-class Writable(Protocol):
+class Writable(Crashable, Protocol):
     def write_queued(self) -> None:
         """Write what is queued; leave what the kernel cannot take to a flusher task."""
 
@@ -82,4 +113,5 @@ class Writes:
                 try:
                     handle.write_queued()
                 except Exception:
-                    log.exception("internal error while writing for %r", handle)
+                    log.exception("internal error while writing for %r: it is closed", handle)
+                    handle.crashed()

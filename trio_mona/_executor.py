@@ -122,7 +122,7 @@ class Executor:
                 try:
                     dispatch[event.__class__](event)
                 except Exception:
-                    log.exception("internal error while dispatching %r", event)
+                    _internal_error(event)
             nursery.cancel_scope.cancel()
 
     def stop_lua(self) -> None:
@@ -148,7 +148,13 @@ class Executor:
             self._release(subject)
 
     async def _await(self, suspension: Suspension) -> None:
-        values = await suspension.work()
+        try:
+            values = await suspension.work()
+        except Exception:
+            # The waiting call fails like any call whose Python side failed: logged
+            # here, a plain error message for Lua (the prelude's host boundary).
+            log.exception("internal error in a call that waits")
+            values = (None, b"internal error (logged by the runtime)")
         self._post(Resumed(suspension.token, values))
 
     def _resumed(self, event: Resumed) -> None:
@@ -187,7 +193,7 @@ class Executor:
                 else:
                     datagram(read)
             except Exception:
-                log.exception("internal error while dispatching %r", read)
+                _internal_error(read)
         writes.now = False
         self.events_dispatched += len(items) - 1
 
@@ -257,3 +263,15 @@ class Executor:
 
 def _ignore(_: object) -> None:
     pass
+
+
+def _internal_error(event: Event) -> None:
+    """Handling *event* failed unexpectedly: log it, and close the socket it was for
+    (the others go on)."""
+    log.exception("internal error while dispatching %r", event)
+    handle = getattr(event, "conn", None) or getattr(event, "socket", None)
+    if handle is not None:
+        try:
+            handle.crashed()
+        except Exception:
+            log.exception("internal error while closing %r", handle)

@@ -26,12 +26,13 @@ import trio
 from . import _host as host
 from ._addresses import (
     AddressError,
+    HostName,
     IPAddress,
     SocketAddress,
 )
 from ._apps import Applications, discover
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
-from ._endpoint import Writes
+from ._endpoint import Writes, start_contained
 from ._events import Call, DatagramReceived, DataReceived, Event, Reads
 from ._executor import Executor, Suspension
 from ._files import AppFiles
@@ -241,11 +242,10 @@ class Runtime:
             self._reads = batch
         batch.items.append(read)
 
-    def spawn_socket(
-        self, conn: TCPConnection, run: Callable[[Any], Awaitable[None]], target: object
-    ) -> None:
+    def spawn_socket(self, conn: TCPConnection, target: SocketAddress | HostName | None) -> None:
+        """Start *conn*'s own task: connect to *target* (None: accepted), serve, close."""
         self._connections.add(conn)
-        self.nursery.start_soon(run, target)
+        start_contained(self.nursery, conn, lambda: conn._run(target))
 
     def connection_ended(self, conn: TCPConnection) -> None:
         self._connections.discard(conn)
@@ -338,7 +338,10 @@ class Runtime:
         log.info("trio_mona %s: Lua engine %s", VERSION, self.bridge.version)
         self.bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
         self.bridge.api.set_handler_timeout(self.settings.handler_timeout)
-        found = await trio.to_thread.run_sync(discover, self.apps_dir)
+        try:
+            found = await trio.to_thread.run_sync(discover, self.apps_dir)
+        except OSError as exc:
+            raise StartupError(f"{self.apps_dir}: cannot read: {exc.strerror}") from None
         if "" not in found:
             main = self.apps_dir / "main.lua"
             raise StartupError(f"{main}: cannot read the root application: no such file")

@@ -29,7 +29,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
 from ._addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
-from ._endpoint import Endpoint
+from ._endpoint import INTERNAL_ERROR, Endpoint, start_contained
 from ._events import Accepted, Closed, DataReceived
 from ._hub import HANGUP
 
@@ -108,7 +108,7 @@ class TCPConnection(Endpoint):
             return b"cannot connect to port 0"
         self._reset(table)
         self._state = State.CONNECTING
-        self.runtime.spawn_socket(self, self._run, target)
+        self.runtime.spawn_socket(self, target)
         return None
 
     def send(self, data: bytes) -> bytes | None:
@@ -199,6 +199,11 @@ class TCPConnection(Endpoint):
         self.table = None
         self.disconnect()
 
+    def crashed(self) -> None:
+        """One of this connection's tasks failed unexpectedly: close it, reporting
+        INTERNAL_ERROR (its own task then fires onDisconnection, as for any failure)."""
+        self._fail(INTERNAL_ERROR)
+
     def close_now(self) -> None:
         """Close without flushing (shutdown, or an accept nobody will see)."""
         self._state = State.CLOSING
@@ -221,15 +226,20 @@ class TCPConnection(Endpoint):
 
     def write_queued(self) -> None:
         """Write what Lua sent; what the kernel cannot take now goes to the flusher."""
-        if self._flushing or self._sock is None or not self._out:
+        sock = self._sock
+        if self._flushing or sock is None or not self._out:
             return
         state = self._state
         if state is not State.CONNECTED and state is not State.CLOSING:
             return
         try:
-            self._write_some()
+            self._write_some(sock)
         except OSError as exc:
             self._fail(exc)
+            return
+        except Exception:
+            log.exception("internal error in %r: it is closed", self)
+            self.crashed()
             return
         if self._out:
             self._start_flusher()
@@ -237,7 +247,7 @@ class TCPConnection(Endpoint):
     def _start_flusher(self) -> None:
         self._flushing = True
         self.runtime.bytes_queued += self._out_size
-        self.runtime.nursery.start_soon(self._flush)
+        start_contained(self.runtime.nursery, self, self._flush)
 
     def _fail(self, exc: OSError | str) -> None:
         """A socket error: record it and close without flushing."""
@@ -267,7 +277,8 @@ class TCPConnection(Endpoint):
         if self._state is not State.CONNECTED:
             return
         sock = self._sock
-        assert sock is not None
+        if sock is None:
+            return
         recv = sock.recv
         deliver = self.runtime.deliver
         while not self._reading_paused():
@@ -305,11 +316,9 @@ class TCPConnection(Endpoint):
         self._wake = event = trio.Event()
         await event.wait()
 
-    def _write_some(self) -> None:
+    def _write_some(self, sock: socket.socket) -> None:
         """Send from the queue until it is empty or the kernel buffer is full; several
         queued chunks go in one gathering ``sendmsg`` (no copy to join them)."""
-        sock = self._sock
-        assert sock is not None
         out = self._out
         while out:
             chunks = list(islice(out, GATHER_MAX))
@@ -336,7 +345,9 @@ class TCPConnection(Endpoint):
             with trio.CancelScope() as self._flush_scope:
                 while self._out and sock is not None and sock.fileno() >= 0:
                     await wait_writable(sock)
-                    self._write_some()
+                    if self._sock is not sock:
+                        break  # closed while this task was being woken
+                    self._write_some(sock)
         except (OSError, trio.ClosedResourceError) as exc:
             self._fail(exc if isinstance(exc, OSError) else "socket closed")
         finally:
@@ -451,18 +462,20 @@ class TCPConnection(Endpoint):
                 if self._out:
                     self._fail(f"closed with {self._out_size} bytes unsent after the linger time")
         finally:
-            if self._flush_scope is not None:
-                self._flush_scope.cancel()
-            if sock is not None:
-                notify_closing(sock)
-                sock.close()
-            self._sock = None
-            self._flushed = None
-            self._wake = None
-            self._out.clear()
-            self._out_size = 0
-            self._state = State.CLOSED
-            self.runtime.post(Closed(self))
+            try:
+                if self._flush_scope is not None:
+                    self._flush_scope.cancel()
+                self._sock = None
+                if sock is not None:
+                    notify_closing(sock)
+                    sock.close()
+            finally:
+                self._flushed = None
+                self._wake = None
+                self._out.clear()
+                self._out_size = 0
+                self._state = State.CLOSED
+                self.runtime.post(Closed(self))
 
 
 TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
@@ -522,7 +535,7 @@ class TCPServer:
         self._lua_address = None
         self.table = table
         self.runtime.bound(self, "tcp", self._address)
-        self.runtime.nursery.start_soon(self._accept_loop, sock)
+        start_contained(self.runtime.nursery, self, lambda: self._accept_loop(sock))
         return True, None
 
     def stop(self) -> None:
@@ -536,6 +549,10 @@ class TCPServer:
         notify_closing(sock)
         sock.close()
         self.table = None
+
+    def crashed(self) -> None:
+        """The accept loop failed unexpectedly: stop listening (logged already)."""
+        self.stop()
 
     def lua_address(self) -> LuaTable | None:
         if self._lua_address is None and self._address is not None:
@@ -584,7 +601,7 @@ class TCPServer:
             client.close()
             return
         self.runtime.post(Accepted(self.table, self.owner, conn))
-        self.runtime.spawn_socket(conn, conn._run, None)
+        self.runtime.spawn_socket(conn, None)
 
 
 TCP_SERVER_PROPERTIES: Final[dict[bytes, Callable[[TCPServer], object]]] = {

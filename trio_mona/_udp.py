@@ -23,7 +23,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_writable
 
 from ._addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
-from ._endpoint import Endpoint
+from ._endpoint import Endpoint, start_contained
 from ._events import DatagramReceived
 
 if TYPE_CHECKING:
@@ -256,6 +256,10 @@ class UDPSocket(Endpoint):
         self._close_socket()
         self.table = None
 
+    def crashed(self) -> None:
+        """One of this socket's tasks failed unexpectedly (logged already): close it."""
+        self.close()
+
     def attach(self, table: LuaTable) -> None:
         """Keep the Lua object once the socket is used (until ``close``), to deliver
         ``onPacket``; Lua calls this before the first bind, connect or send."""
@@ -350,8 +354,8 @@ class UDPSocket(Endpoint):
         self.runtime.register_udp(self)
         if self._scope is None and self._sock is not None:
             self.runtime.hub.register(self._sock.fileno(), self)
-            self._scope = trio.CancelScope()
-            self.runtime.nursery.start_soon(self._run, self._scope)
+            self._scope = scope = trio.CancelScope()
+            start_contained(self.runtime.nursery, self, lambda: self._run(scope))
 
     def _write_batch(self) -> None:
         """Write now what waits for the executor's batch to end (not for buffer room)."""
@@ -360,7 +364,7 @@ class UDPSocket(Endpoint):
 
     def _start_flusher(self) -> None:
         self._flushing = True
-        self.runtime.nursery.start_soon(self._flush)
+        start_contained(self.runtime.nursery, self, self._flush)
 
     def _write_some(self, sock: socket.socket) -> None:
         """Send queued datagrams until none is left or the kernel buffer is full."""
