@@ -181,3 +181,12 @@ def test_console_script_installed() -> None:
     assert result.returncode == 0
     assert "run" in result.stdout
     assert os.access(script, os.X_OK)
+
+
+def test_a_setting_of_5000_digits_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "assert(mona.configs.echo.port == math.huge)")
+    result = trio_mona("run", str(folder), "--set", "echo.port=" + "9" * 5000, "--set",
+                       "trio_mona.linger=" + "9" * 5000, timeout=20)  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("trio-mona: trio_mona.linger must")

@@ -152,3 +152,36 @@ async def test_bad_settings_fail_startup(tmp_path: Path) -> None:
     with pytest.raises(trio_mona.StartupError, match="cannot read configuration"):
         async with trio_mona.open_runtime(folder, config_file=tmp_path / "nope.ini"):
             pass
+
+
+def test_huge_numbers_are_numbers_not_errors() -> None:
+    assert typed("9" * 4301) == float("inf")
+    assert typed("-" + "1" * 30) == -1.111111111111111e29
+    assert typed("123456789012345678") == 123456789012345678
+    assert load_config(None, {"echo.port": "9" * 5000})["echo.port"] == float("inf")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("linger", "1" + "0" * 400, "linger must be 0 to 3600, got inf"),
+        ("linger", "1e999", "linger must be 0 to 3600"),
+        ("manage_interval", "1e-320", "manage_interval must be 0.01 to 86400"),
+        ("reload_interval", "0.0001", "reload_interval must be 0 (off) or 0.01 to 86400"),
+        ("handler_timeout", "-1", "handler_timeout must be 0 (off) or 0.01 to 86400"),
+        ("max_memory", "1000", "max_memory must be 0 (off) or 4 MiB to"),
+        ("soft_limit", "0", "soft_limit must be 1 to"),
+        ("hard_limit", "10", "hard_limit must be soft_limit to"),
+        ("linger", "nan", "linger must be float, got 'nan'"),
+        ("engine", "x" * 500, "engine must be one of"),
+    ],
+)
+def test_settings_out_of_range_are_refused(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_config(load_config(None, {f"trio_mona.{key}": value}))
+
+
+def test_ini_lines_end_only_at_newlines() -> None:
+    text = "motd = hello\x0c[trio_mona]\x0csandbox = false\r\nother = 1\u2028two\n"
+    entries = parse_ini(text)
+    assert entries == {"motd": "hello\x0c[trio_mona]\x0csandbox = false", "other": "1\u2028two"}

@@ -30,14 +30,19 @@ class ConfigError(ValueError):
 
 
 def typed(raw: str) -> ConfigValue:
-    """``true``/``false`` → bool, decimal integers → int, decimals → float, else str."""
+    """``true``/``false`` → bool, decimal integers → int, decimals → float, else str.
+
+    An integer beyond Lua's 64-bit range is a number like any decimal (a float, ``inf``
+    when it is beyond that too)."""
     lowered = raw.lower()
     if lowered == "true":
         return True
     if lowered == "false":
         return False
     if _INTEGER.fullmatch(raw):
-        return int(raw)
+        if len(raw.lstrip("+-0")) <= 18:
+            return int(raw)
+        return float(raw)
     if _DECIMAL.fullmatch(raw):
         return float(raw)
     return raw
@@ -51,7 +56,10 @@ def parse_ini(text: str, *, source: str = "<config>") -> dict[str, str]:
     """
     entries: dict[str, str] = {}
     section = ""
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" (and "\r\n") only: str.splitlines would also split at form
+    # feeds and other separators inside a value, and start a section there.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         line = _COMMENT.split(line, maxsplit=1)[0].strip()
         if not line:
             continue
@@ -167,27 +175,52 @@ class Settings:
             if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if type(value).__name__ != expected:
-                raise ConfigError(f"{key} must be {expected}, got {value!r}")
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+                raise ConfigError(f"{key} must be {expected}, got {shown}")
             values[field.name] = value
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
         return settings
 
     def check(self) -> None:
-        if self.soft_limit <= 0 or self.hard_limit < self.soft_limit:
-            raise ConfigError("trio_mona.soft_limit must be > 0 and <= trio_mona.hard_limit")
-        if self.linger < 0:
-            raise ConfigError("trio_mona.linger must be >= 0")
+        """Refuse impossible and pathological values (NaN, infinities, an interval so
+        short that an idle server spins), naming the setting and its range."""
+        _within("soft_limit", self.soft_limit, 1, _MAX_BYTES)
+        _within("hard_limit", self.hard_limit, self.soft_limit, _MAX_BYTES, "soft_limit")
+        _within("linger", self.linger, 0, 3600)
         if self.engine not in ENGINES:
             raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
-        if self.max_memory < 0:
-            raise ConfigError("trio_mona.max_memory must be >= 0")
-        if self.handler_timeout < 0:
-            raise ConfigError("trio_mona.handler_timeout must be >= 0 (0: no bound)")
-        if self.manage_interval <= 0:
-            raise ConfigError("trio_mona.manage_interval must be > 0")
-        if self.reload_interval < 0:
-            raise ConfigError("trio_mona.reload_interval must be >= 0 (0 disables reload)")
+        if self.max_memory:
+            _within("max_memory", self.max_memory, 4 << 20, _MAX_BYTES, "4 MiB", zero=True)
+        if self.handler_timeout:
+            _within("handler_timeout", self.handler_timeout, 0.01, _DAY, zero=True)
+        _within("manage_interval", self.manage_interval, 0.01, _DAY)
+        if self.reload_interval:
+            _within("reload_interval", self.reload_interval, 0.01, _DAY, zero=True)
+
+
+_MAX_BYTES: Final = 1 << 40
+_DAY: Final = 86400.0
+
+
+def _within(
+    name: str,
+    value: float,
+    low: float,
+    high: float,
+    low_name: str | None = None,
+    *,
+    zero: bool = False,
+) -> None:
+    if not low <= value <= high:  # (NaN is never within)
+        allowed = f"{low_name or _number(low)} to {_number(high)}"
+        if zero:
+            allowed = f"0 (off) or {allowed}"
+        raise ConfigError(f"trio_mona.{name} must be {allowed}, got {_number(value)}")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 #: Supported Lua engines (lupa module names).
