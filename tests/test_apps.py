@@ -516,3 +516,31 @@ async def test_tree_example(
     assert messages(caplog).index("tree: stopping /status") < messages(caplog).index(
         "tree: stopping /"
     )
+
+
+@pytest.mark.parametrize("engine", ["lua54", "luajit21"])
+async def test_failures_are_reported_with_a_file_and_line(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A root reload left broken is logged; errors raised without a position (level 0,
+    not a string) are placed at the application frame of their traceback."""
+    root = tree(
+        tmp_path,
+        {
+            "main.lua": "x = 1\n",
+            "nopos/main.lua": "local function f()\n  error('no position', 0)\nend\nf()\n",
+            "table/main.lua": "\n\nerror({ code = 1 })\n",
+        },
+    )
+    settings = {"trio_mona.reload_interval": "0.05", "trio_mona.engine": engine}
+    async with run_tree(root, **settings):
+        for app, line in (("nopos", 2), ("table", 3)):
+            record = next(
+                r
+                for r in caplog.records
+                if r.name == f"trio_mona.app.{app}" and "main chunk failed" in r.getMessage()
+            )
+            assert (record.filename, record.lineno) == ("main.lua", line), app
+        rewrite(root / "main.lua", "this is not lua")
+        await wait_for_log(caplog, "application '/' failed to load")
+        assert "main.lua:1:" in next(m for m in messages(caplog) if "'/' failed to load" in m)

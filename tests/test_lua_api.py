@@ -392,6 +392,8 @@ async def test_memory_cap_is_a_logged_error(
         stream = await connect(tcp_port(runtime))
         await stream.send_all(b"hoard")
         await wait_for_log(caplog, "not enough memory")
+        record = next(r for r in caplog.records if "not enough memory" in r.getMessage())
+        assert (record.filename, record.lineno) == ("main.lua", 5)  # where onData is defined
         await lua(runtime, "hoard = {} collectgarbage()")
         await stream.send_all(b"after")
         assert await receive_exactly(stream, 5) == b"after"

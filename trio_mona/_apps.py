@@ -121,6 +121,8 @@ class Applications:
         self.timers: set[Timer] = set()
         #: The main.lua files found last (start, or the watcher's latest look).
         self._found: dict[str, Stamp] = {}
+        #: The start is over: a failing root is logged like any application from now on.
+        self._started_once = False
 
     def find(self, path: str) -> Application | None:
         app: Application | None = self.root
@@ -141,6 +143,7 @@ class Applications:
             error = await self._load(app, found)
             if app is self.root and error is not None:
                 return error
+        self._started_once = True
         return None
 
     async def stop(self) -> None:
@@ -306,12 +309,15 @@ class Applications:
             self._bridge.api.set_child(parent_env, app.name.encode(), env)
 
     def _failed(self, app: Application, error: str) -> str:
+        """*app* failed to load: logged, except for the root at start (the start
+        fails with the error then)."""
         app.loading_env = None
         if app.parent is not None:
             parent_env = app.parent.env or app.parent.loading_env
             if parent_env is not None:
                 self._bridge.api.set_child(parent_env, app.name.encode(), None)
-            log.error("application '%s' failed to load: %s", app.path, error)
+        if app.parent is not None or self._started_once:
+            log.error("application '%s' failed to load: %s", app.path or "/", error)
         return error
 
     # -- children loaded early (called from Lua, see _prelude.lua) ----------------------

@@ -245,12 +245,48 @@ local LEVELS = {
   FATAL = 50, CRITIC = 50, ERROR = 40, WARN = 30, NOTE = 25, INFO = 20, DEBUG = 10, TRACE = 5,
 }
 
--- Log an error raised by a handler, with the file and line from its message.
-local function report(owner, what, err)
+-- The file and line an error message starts with, or else (an error raised with no
+-- position: `error(x, 0)`, out of memory) the first application frame of its traceback.
+local function error_position(text)
+  local source, line = match(text, "^([^\n]-):(%d+): ")
+  if source then return source, line end
+  for frame_source, frame_line in gmatch(text, "\n\t([^\n]-):(%d+): in ") do
+    if sub(frame_source, 1, 3) ~= "[C]" and not find(frame_source, "trio_mona/", 1, true) then
+      return frame_source, frame_line
+    end
+  end
+  return nil
+end
+
+-- The message handler of every handler call: the error and the stack where it was
+-- raised; an error object that is no string is named as the standalone interpreter
+-- does (its __tostring, or its type).
+local function with_traceback(err)
+  if type(err) ~= "string" then
+    local mt = raw_getmetatable(err)
+    if mt ~= nil and rawget(mt, "__tostring") ~= nil then
+      err = tostring(err)
+    else
+      err = format("(error object is a %s value)", type(err))
+    end
+  end
+  return traceback(err, 2)
+end
+
+-- Log an error raised by `fn` (a handler, a main chunk), with the file and line from
+-- the error, or where `fn` is defined when the error has none (out of memory).
+local function report(owner, what, err, fn)
   -- Drop the frames of the prelude's own dispatch below the handler.
   local text = gsub(tostring(err), "\n%s*%[C%]: in function 'xpcall'.*$", "")
-  local source, line = match(text, "^(.-):(%d+): ")
-  if source then source = "@" .. source else source = "?" end
+  local source, line = error_position(text)
+  if source then
+    source = "@" .. source
+  elseif fn ~= nil then
+    local defined = getinfo(fn, "S")
+    source, line = defined.source, defined.linedefined
+  else
+    source = "?"
+  end
   if 40 >= threshold then
     host.log(40, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
   end
@@ -379,9 +415,9 @@ local function data_job(t, data)
   local handler = rawget(t, "onData") or rawget(t, "onReception")
   if handler == nil then return 0 end
   while true do
-    local ok, r = xpcall(handler, traceback, t, data)
+    local ok, r = xpcall(handler, with_traceback, t, data)
     if not ok then
-      report(owner_of[t], "onData", r)
+      report(owner_of[t], "onData", r, handler)
       return 0
     end
     if r == nil or r == 0 then return 0 end -- consumed everything: the usual answer
@@ -403,8 +439,8 @@ local function event_job(t, name, arg)
     handler = alias and rawget(t, alias)
     if handler == nil then return 0 end
   end
-  local ok, err = xpcall(handler, traceback, t, arg)
-  if not ok then report(owner_of[t], name, err) end
+  local ok, err = xpcall(handler, with_traceback, t, arg)
+  if not ok then report(owner_of[t], name, err, handler) end
   return 0
 end
 
@@ -420,9 +456,9 @@ end
 -- Run a function (a main chunk or an application event) with error reporting;
 -- returns nil on success or the error message.
 local function call_job(fn, what, owner_and_arg)
-  local ok, err = xpcall(fn, traceback, owner_and_arg[2])
+  local ok, err = xpcall(fn, with_traceback, owner_and_arg[2])
   if ok then return nil end
-  report(owner_and_arg[1], what, err)
+  report(owner_and_arg[1], what, err, fn)
   return tostring(err)
 end
 
@@ -430,9 +466,9 @@ function api.call(fn, what, owner, arg) return run(call_job, fn, what, { owner, 
 
 -- A mona:setTimer function: returns the next delay in milliseconds (0 stops it).
 local function timer_job(fn, owner)
-  local ok, r = xpcall(fn, traceback)
+  local ok, r = xpcall(fn, with_traceback)
   if not ok then
-    report(owner, "timer", r)
+    report(owner, "timer", r, fn)
     return 0
   end
   return tonumber(r) or 0
@@ -607,8 +643,8 @@ class("UDPSocket", {
 local function packet_job(t, data, sender)
   local handler = rawget(t, "onPacket") or rawget(t, "onReception")
   if handler == nil then return 0 end
-  local ok, err = xpcall(handler, traceback, t, data, sender)
-  if not ok then report(owner_of[t], "onPacket", err) end
+  local ok, err = xpcall(handler, with_traceback, t, data, sender)
+  if not ok then report(owner_of[t], "onPacket", err, handler) end
   return 0
 end
 
@@ -914,8 +950,8 @@ local function child_of(env, name)
   local child_env, chunk = host.load_child(path_of[env], name)
   if child_env == nil then return nil end
   local ok, err = true, nil
-  if chunk ~= nil then ok, err = xpcall(chunk, traceback) end
-  if not ok then report(path_of[child_env], "main chunk", err) end
+  if chunk ~= nil then ok, err = xpcall(chunk, with_traceback) end
+  if not ok then report(path_of[child_env], "main chunk", err, chunk) end
   host.child_loaded(path_of[child_env], ok, ok and "" or tostring(err))
   return children_of[env][name] or nil
 end
