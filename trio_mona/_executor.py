@@ -14,6 +14,7 @@ sees its events in order.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +33,11 @@ log = logging.getLogger("trio_mona")
 #: How many times the executor reads ready sockets itself before it lets Trio run
 #: the other tasks.
 INLINE_POLLS = 8
+#: Seconds the executor runs handlers before it writes what they sent and lets every
+#: other task run (accepts, the read hub, flushers, timers), even while events keep
+#: coming: a socket that streams refills the channel itself (each read it consumes
+#: lets it read more), so "until the channel is empty" may never come.
+ROUND_SECONDS = 0.002
 
 
 @attrs.frozen
@@ -99,6 +105,8 @@ class Executor:
             poll_ready = self._poll_ready
             writes = self._writes
             polls = 0
+            clock = time.perf_counter
+            round_ends = clock() + ROUND_SECONDS
             while True:
                 try:
                     event = receive.receive_nowait()
@@ -118,11 +126,16 @@ class Executor:
                         event = await receive.receive()
                     except trio.EndOfChannel:
                         break
+                    round_ends = clock() + ROUND_SECONDS
                 count += 1
                 try:
                     dispatch[event.__class__](event)
                 except Exception:
                     _internal_error(event)
+                if clock() > round_ends:
+                    writes.flush()
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    round_ends = clock() + ROUND_SECONDS
             nursery.cancel_scope.cancel()
 
     def stop_lua(self) -> None:
@@ -202,16 +215,24 @@ class Executor:
         if conn.waiting is not None:
             conn.waiting.append(event)
             return
-        conn.consumed(len(event.data))
+        unseen = conn.unseen
+        if unseen:
+            conn.unseen = 0
+        conn.consumed(len(event.data) + unseen)
         table = conn.table
         if table is None or not conn.connected or not self.lua_enabled:
             return
+        if not event.data and not unseen:
+            return  # the turn of a job served meanwhile, with newer bytes
         data = conn.kept + event.data if conn.kept else event.data
         rest = self._on_data(table, data)
         if rest.__class__ is Suspension:
             self.settle(rest, (conn,), lambda r: conn.keep(data, r))
         elif rest:
-            conn.kept = data[-int(rest) :]
+            if rest > 0:
+                conn.kept = data[-int(rest) :]
+            else:
+                conn.keep(data, rest)  # it stopped for its budget: more at its next turn
         elif conn.kept:
             conn.kept = b""
 

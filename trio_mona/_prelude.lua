@@ -409,24 +409,64 @@ local function rest_count(r, size)
 end
 api.rest_count = rest_count
 
--- Call onData (or its alias onReception) until the rest rule says stop; return
--- how many bytes at the end of the last buffer to keep for the next call.
+-- Connections whose state a method call may have changed while a handler ran
+-- (disconnect, a failed send): the re-call loop asks Python only about these.
+local touched = setmetatable({}, { __mode = "k" })
+
+-- The re-call loop hands the handler a window of what is left, not all of it: the
+-- copy per message stays small however large the buffer (all of it was O(n²)); the
+-- window doubles while a message does not fit. Bytes; docs: lua/tcp.
+local WINDOW = 256
+-- CPU seconds one onData job may run before it lets other sockets have a turn; it
+-- goes on later with what is left (a negative return: see the executor).
+local JOB_BUDGET = 0.001
+
+-- Call onData (or its alias onReception) until the rest rule says stop; return how
+-- many bytes at the end of `data` to keep for the next call, negated when the job
+-- stopped for its budget and must be run again with them at once.
 local function data_job(t, data)
   local handler = rawget(t, "onData") or rawget(t, "onReception")
   if handler == nil then return 0 end
+  local ok, r = xpcall(handler, with_traceback, t, data)
+  if not ok then
+    report(owner_of[t], "onData", r, handler)
+    return 0
+  end
+  if r == nil or r == 0 then return 0 end -- consumed everything: the usual answer
+  local size = #data
+  local rest = rest_count(r, size)
+  if rest == 0 or rest == size then return rest end
+  local h, window, calls, since = handle_of[t], WINDOW, 0, nil
+  local first = size - rest + 1 -- the first byte not consumed yet
   while true do
-    local ok, r = xpcall(handler, with_traceback, t, data)
+    -- No more onData once the handler disconnected (DESIGN §3).
+    if touched[t] then
+      touched[t] = nil
+      if not host.tcp_get(h, "connected") then return 0 end
+    end
+    calls = calls + 1
+    if calls % 64 == 0 then
+      local now = clock()
+      since = since or now
+      if now - since > JOB_BUDGET then return first - size - 1 end
+    end
+    local last = first + window - 1
+    local view = sub(data, first, last)
+    local n = #view
+    ok, r = xpcall(handler, with_traceback, t, view)
     if not ok then
       report(owner_of[t], "onData", r, handler)
       return 0
     end
-    if r == nil or r == 0 then return 0 end -- consumed everything: the usual answer
-    local size = #data
-    local rest = rest_count(r, size)
-    if rest == 0 or rest == size then return rest end
-    -- No more onData once the handler disconnected (DESIGN §3).
-    if not host.tcp_get(handle_of[t], "connected") then return 0 end
-    data = sub(data, -rest)
+    rest = (r == nil or r == 0) and 0 or rest_count(r, n)
+    if rest < n then
+      first = first + n - rest
+      if first > size then return 0 end
+    elseif last >= size then
+      return rest -- the rest of the buffer is kept for new bytes
+    else
+      window = window * 2 -- a message longer than the window: show it more
+    end
   end
 end
 
@@ -563,9 +603,12 @@ class("TCPClient", {
     if t ~= "string" then
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
     end
-    return tcp_send(h, data)
+    local err = tcp_send(h, data)
+    if err ~= nil then touched[self] = true end
+    return err
   end,
   disconnect = function(self)
+    touched[self] = true
     return host.tcp_disconnect(tcp_client(self, "disconnect"))
   end,
 }, { "connected", "address", "peerAddress", "error", "idleTime" }, host.tcp_get, {

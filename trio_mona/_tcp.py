@@ -68,6 +68,9 @@ class TCPConnection(Endpoint):
 
     #: Bytes kept by the ``onData`` rest rule, prepended to the next delivery.
     kept: bytes = b""
+    #: How many bytes at the end of ``kept`` onData has not seen yet: its job stopped
+    #: for its budget and goes on at its next turn (read, but not consumed yet).
+    unseen: int = 0
     _state: State = State.IDLE
     _sock: socket.socket | None = None
     _error: str | None = None
@@ -129,6 +132,8 @@ class TCPConnection(Endpoint):
             writes = self.runtime.writes
             if writes.now:
                 self.write_queued()
+                if self._state is not State.CONNECTED:  # the write failed: closing
+                    return (self._error or "socket not connected").encode()
             elif len(out) == 1:
                 writes.pending.append(self)
         return None
@@ -177,7 +182,17 @@ class TCPConnection(Endpoint):
             self._set_peer(None)
 
     def keep(self, data: bytes, rest: Any) -> None:
-        self.kept = data[-int(rest) :] if rest else b""
+        """What onData left of *data*: *rest* bytes at its end (0: nothing); negative
+        when its job stopped for its budget with that many still to show it, at this
+        connection's next turn (after what is queued now)."""
+        size = int(rest) if rest else 0
+        if size >= 0:
+            self.kept = data[-size:] if size else b""
+            return
+        self.kept = data[size:]
+        self.unseen = -size
+        self._unconsumed += self.unseen
+        self.runtime.post(DataReceived(self, b""))
 
     def consumed(self, size: int) -> None:
         """The executor took *size* bytes: reading may go on."""
@@ -216,6 +231,7 @@ class TCPConnection(Endpoint):
     def _reset(self, table: LuaTable | None) -> None:
         self.table = table
         self.kept = b""
+        self.unseen = 0
         self._error = None
         self._set_local(None)
         self._set_peer(None)
