@@ -190,3 +190,36 @@ def test_a_setting_of_5000_digits_is_one_line_not_a_traceback(tmp_path: Path) ->
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("trio-mona: trio_mona.linger must")
+
+
+def test_a_signal_stops_a_handler_that_never_returns(tmp_path: Path) -> None:
+    app = """
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data)
+        while true do pcall(function() while true do end end) end
+      end
+    end
+    server:start("127.0.0.1", 0)
+    NOTE("listening on ", server.port)
+    """
+    folder = write_app(tmp_path / "apps", app)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_mona", "run", str(folder)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = ""
+    while "listening on" not in line:
+        line = process.stderr.readline()
+        assert line, "the runtime ended before it listened"
+    port = int(line.rsplit(" ", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"go")
+        time.sleep(0.5)  # the handler is spinning now
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert time.monotonic() - started < 2  # the handler bound is 5 s
+    assert "shutting down: handler stopped" in process.stderr.read()

@@ -408,3 +408,24 @@ async def test_bad_values_take_the_documented_failure_return(
         record = caplog.records[-1]
         assert record.levelno == logging.WARNING
         assert record.filename == "test"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_sandbox_bounds_pattern_matching(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, "", engine=engine, trio_mona__sandbox="true") as runtime:
+        refused = await lua(
+            runtime,
+            "local ok, e = pcall(function() return ('a'):rep(16):find(('a*'):rep(16) .. 'b') end)"
+            " return e",
+        )
+        assert b"pattern too complex for a subject of 16 bytes: 16 repetitions" in refused
+        assert await lua(runtime, "return #(('x'):rep(5000)):match('^%s*(.-)%s*$')") == 5000
+        assert await lua(runtime, "return ('12:abc'):match('^(%d+):')") == b"12"
+        assert await lua(runtime, "return ('a*b'):find('a*b', 1, true)") == (1, 3)
+        assert await lua(runtime, "return (string.gsub('a-b-c', '%-', '+'))") == b"a+b+c"
+        assert (
+            await lua(
+                runtime, "local n = 0 for w in ('a b c'):gmatch('%a+') do n = n + 1 end return n"
+            )
+            == 3
+        )

@@ -395,6 +395,38 @@ async def test_runaway_handler_is_stopped_and_logged(
         assert await receive_exactly(spinner, 5) == b"again"
 
 
+@pytest.mark.parametrize(
+    "spin",
+    [
+        "coroutine.wrap(function() while true do end end)()",
+        "local co = coroutine.create(function() while true do end end) coroutine.resume(co)",
+        "while true do pcall(function() while true do end end) end",
+        "while true do xpcall(function() while true do end end, debug.traceback) end",
+        "while true do local ok = pcall(error, 'x') end",
+    ],
+)
+async def test_runaway_bound_cannot_be_escaped(
+    tmp_path: Path, spin: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = f"""
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data)
+        if data == "spin" then {spin} end
+        self:send(data)
+      end
+    end
+    server:start("127.0.0.1", 0)
+    """
+    async with running(tmp_path, app, trio_mona__handler_timeout="0.2") as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"spin")
+        await wait_for_log(caplog, "handler ran for more than 0.2 s")
+        await stream.send_all(b"after")
+        assert await receive_exactly(stream, 5) == b"after"
+        assert await lua(runtime, "return (pcall(error, 'caught again'))") is False
+
+
 async def test_memory_cap_is_a_logged_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -15,6 +15,7 @@ import trio
 
 from ._config import ENGINES, ConfigError, parse_setting
 from ._runtime import NOTE, TRACE, StartupError, open_runtime
+from ._signals import catching_stop_signals
 
 log = logging.getLogger("trio_mona")
 
@@ -73,19 +74,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    # The signal receiver comes first: a KeyboardInterrupt raised while Lua runs
-    # would be swallowed by Lua's pcall.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_runtime(
-            args.apps_dir,
-            config_file=args.config,
-            settings=args.settings,
-            engine=args.lua,
-            arguments=args.arguments,
-        ):
-            async for signum in signals:
-                log.info("%s received: shutting down", signal.Signals(signum).name)
-                break
+    # The signal handlers come first: a signal stops even a handler that never returns
+    # (see _signals.py), and one during the start ends it with exit code 0.
+    stop = trio.Event()
+    with catching_stop_signals(lambda signum: stop.set()) as received:
+        try:
+            async with open_runtime(
+                args.apps_dir,
+                config_file=args.config,
+                settings=args.settings,
+                engine=args.lua,
+                arguments=args.arguments,
+            ):
+                await stop.wait()
+                log.info("%s received: shutting down", signal.Signals(received[0]).name)
+        except StartupError:
+            if not received:
+                raise
+            log.info("%s received during the start", signal.Signals(received[0]).name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

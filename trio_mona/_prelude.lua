@@ -16,13 +16,13 @@ local host_functions, G, lib = ...
 local type, tostring, tonumber, select, error, rawget, pairs, ipairs, next =
   G.type, G.tostring, G.tonumber, G.select, G.error, G.rawget, G.pairs, G.ipairs, G.next
 local rawset, load = lib.raw.rawset, lib.raw.load
-local setmetatable, xpcall, pcall = G.setmetatable, G.xpcall, G.pcall
+local setmetatable, xpcall, pcall = G.setmetatable, lib.raw.xpcall, lib.raw.pcall
 local format, sub, gsub, match, gmatch, find =
   G.string.format, G.string.sub, G.string.gsub, G.string.match, G.string.gmatch, G.string.find
 local concat, remove, unpack = G.table.concat, G.table.remove, G.table.unpack or G.unpack
 local floor = G.math.floor
-local create, yield, running = G.coroutine.create, G.coroutine.yield, G.coroutine.running
-local resume = lib.raw.resume
+local yield, running = G.coroutine.yield, G.coroutine.running
+local create, resume = lib.raw.create, lib.raw.resume
 local raw_debug = lib.raw.debug
 local traceback, getinfo, getlocal, raw_getmetatable, sethook =
   raw_debug.traceback, raw_debug.getinfo, raw_debug.getlocal, raw_debug.getmetatable,
@@ -277,7 +277,7 @@ end
 -- the error, or where `fn` is defined when the error has none (out of memory).
 local function report(owner, what, err, fn)
   -- Drop the frames of the prelude's own dispatch below the handler.
-  local text = gsub(tostring(err), "\n%s*%[C%]: in function 'xpcall'.*$", "")
+  local text = gsub(tostring(err), "\n%s*%[C%]: in %a+ 'xpcall'.*$", "")
   local source, line = error_position(text)
   if source then
     source = "@" .. source
@@ -335,18 +335,34 @@ end
 -- handler starts: reading the CPU clock is a system call, too dear for every event,
 -- and the first HOOK_EVERY instructions take milliseconds. (On LuaJIT the hook does
 -- not fire inside compiled loops: best effort.)
+--
+-- Past the bound the handler cannot catch the error (no pcall returns it: see
+-- _stdlib.lua), coroutines the application creates carry the hook too, and while the
+-- runtime is shutting down on a signal every handler stops at the next hook call.
 local budget, started = 0, nil
 local HOOK_EVERY = 1000000 -- instructions
+local runaway_state, stopping = lib.runaway, host.stopping
 
 local function runaway()
   if budget <= 0 then return end
+  local info = getinfo(2, "S")
+  if info ~= nil and sub(info.source, 1, 11) == "=trio_mona/" then return end
+  if stopping() then
+    runaway_state.expired = true
+    error("the runtime is shutting down: handler stopped", 2)
+  end
   local now = clock()
   if started == nil then
     started = now
   elseif now - started > budget then
+    runaway_state.expired = true
     error(format("handler ran for more than %g s of CPU without returning "
       .. "(trio_mona.handler_timeout)", budget), 2)
   end
+end
+
+runaway_state.hook = function(co)
+  if budget > 0 then sethook(co, runaway, "", HOOK_EVERY) end
 end
 
 function api.set_handler_timeout(seconds) budget = seconds end
@@ -364,6 +380,7 @@ local function run(job, a, b, c)
   end
   started = nil
   local ok, tag, value, request = resume(co, job, a, b, c)
+  runaway_state.expired = false
   if tag == DONE and ok then -- the common case of settle(), without the call
     pooled = pooled + 1
     pool[pooled] = co
@@ -391,7 +408,9 @@ function api.resume(token, ...)
   suspended[token] = nil
   if co == nil then return 0 end
   started = nil
-  return settle(co, resume(co, ...))
+  local ok, tag, value, request = resume(co, ...)
+  runaway_state.expired = false
+  return settle(co, ok, tag, value, request)
 end
 
 function api.drop(token) suspended[token] = nil end

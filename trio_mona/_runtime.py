@@ -38,6 +38,7 @@ from ._executor import Executor, Suspension
 from ._files import AppFiles
 from ._hub import Hub
 from ._lua import LuaBridge, LuaTable
+from ._signals import stop_requested
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
 from ._udp import UDP_PROPERTIES, UDPSocket
 
@@ -159,6 +160,7 @@ class Runtime:
 
         return {
             "internal_error": host.internal_error,
+            "stopping": stop_requested,
             "log": host.LuaLog(),
             "configs": _configs_table(config),
             "environment": self._environment(),

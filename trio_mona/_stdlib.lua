@@ -21,7 +21,8 @@ local setmetatable, getmetatable, load = G.setmetatable, G.getmetatable, G.load
 local string, table, math, os, coroutine, debug, package =
   G.string, G.table, G.math, G.os, G.coroutine, G.debug, G.package
 local format, sub, gmatch, match = string.format, string.sub, string.gmatch, string.match
-local co_resume, co_close = coroutine.resume, coroutine.close
+local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
+local raw_pcall, raw_xpcall = G.pcall, G.xpcall
 local raw_getinfo, traceback, raw_getmetatable = debug.getinfo, debug.traceback, debug.getmetatable
 local getupvalue, setupvalue, setfenv = debug.getupvalue, debug.setupvalue, G.setfenv
 local searchpath, io_open = package.searchpath, G.io.open
@@ -32,7 +33,13 @@ local LUAJIT = type(G.jit) == "table"
 -- `raw`: the originals of what normal mode replaces, for the prelude.
 local lib = {
   sandbox = sandbox,
-  raw = { rawset = raw_rawset, load = load, debug = debug, resume = co_resume },
+  raw = {
+    rawset = raw_rawset, load = load, debug = debug, resume = co_resume,
+    pcall = raw_pcall, xpcall = raw_xpcall, create = co_create,
+  },
+  -- The runaway bound's state, shared with the prelude: `expired` once a handler ran
+  -- past its bound (until it ends); `hook(co)` puts the bound on a new coroutine.
+  runaway = { expired = false, hook = nil },
 }
 
 ---------------------------------------------------------------------------
@@ -93,9 +100,39 @@ local function own_thread(co, name)
   end
 end
 
+-- Once a handler ran past its bound, no pcall catches its errors any more: the
+-- handler ends (docs: lua/safety, runaway code).
+local runaway = lib.runaway
+
+local function caught(ok, ...)
+  if not ok and runaway.expired then error((...), 0) end
+  return ok, ...
+end
+
+local function pcall_(f, ...) return caught(raw_pcall(f, ...)) end
+local function xpcall_(f, handler, ...) return caught(raw_xpcall(f, handler, ...)) end
+
 local function resume(co, ...)
   own_thread(co, "resume")
-  return co_resume(co, ...)
+  return caught(co_resume(co, ...))
+end
+
+-- Every coroutine an application creates gets the runaway bound too.
+local function create(f)
+  local co = co_create(f)
+  local hook = runaway.hook
+  if hook then hook(co) end
+  return co
+end
+
+local function wrapped(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+local function wrap(f)
+  local co = create(f)
+  return function(...) return wrapped(caught(co_resume(co, ...))) end
 end
 
 local function close(co)
@@ -249,6 +286,8 @@ G.debug = safe_debug
 package.loaded.debug = safe_debug
 G.rawset = guarded_rawset
 coroutine.resume, coroutine.close = resume, co_close and close
+coroutine.create, coroutine.wrap = create, wrap
+G.pcall, G.xpcall = pcall_, xpcall_
 
 local text_load = lib.loader(G)
 G.load = text_load
@@ -316,6 +355,46 @@ local function copy(t, names)
   return c
 end
 
+-- Sandbox mode bounds Lua's pattern matching, which runs as one C call that no hook
+-- can interrupt and backtracks exponentially in the number of repetitions: a pattern
+-- with q repetition items (* + - ?) on a subject of n bytes is refused when n^(q-1)
+-- passes PATTERN_STEPS. (A trim, "^%s*(.-)%s*$", works on subjects up to 10,000 bytes.)
+local PATTERN_STEPS = 1e8
+
+local function repetitions(pattern)
+  local count, i, size, in_set = 0, 1, #pattern, false
+  while i <= size do
+    local c = sub(pattern, i, i)
+    if c == "%" then
+      i = i + 1
+    elseif in_set then
+      if c == "]" then in_set = false end
+    elseif c == "[" then
+      in_set = true
+      if sub(pattern, i + 1, i + 1) == "^" then i = i + 1 end
+      if sub(pattern, i + 1, i + 1) == "]" then i = i + 1 end
+    elseif c == "*" or c == "+" or c == "-" or c == "?" then
+      count = count + 1
+    end
+    i = i + 1
+  end
+  return count
+end
+
+local function bounded(name, matcher)
+  return function(subject, pattern, ...)
+    if type(subject) == "string" and type(pattern) == "string"
+      and not (name == "find" and select(2, ...)) then
+      local q = repetitions(pattern)
+      if q >= 2 and (#subject + 1) ^ (q - 1) > PATTERN_STEPS then
+        error(format("bad argument #2 to '%s' (pattern too complex for a subject of %d "
+          .. "bytes: %d repetitions; sandbox mode)", name, #subject, q), 2)
+      end
+    end
+    return matcher(subject, pattern, ...)
+  end
+end
+
 local function sandbox_globals()
   local g = copy(G, {
     "assert", "error", "ipairs", "next", "pcall", "select", "tonumber", "tostring", "type",
@@ -325,6 +404,9 @@ local function sandbox_globals()
   g.rawset, g.pairs = guarded_rawset, sandbox_pairs
   local strings = copy(string)
   strings.dump = nil
+  for _, name in ipairs({ "find", "match", "gmatch", "gsub" }) do
+    strings[name] = bounded(name, string[name])
+  end
   local libraries = {
     string = frozen(strings, "string"),
     table = frozen(copy(table), "table"),
