@@ -1,13 +1,13 @@
-"""Developer sessions: ``nox -s tests lint typing docs bench``."""
+"""Developer sessions: ``nox -s tests lint typing docs bench fuzz``."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing", "docs"]  # bench: on demand
+nox.options.sessions = ["tests", "lint", "typing", "docs"]  # bench, fuzz: on demand
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "pytest-timeout>=2.3"]
+TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 
 @nox.session
@@ -45,3 +45,19 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.install("uvloop")
     session.run("python", "bench/suite.py", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property tests with 100,000 inputs per parser (address arguments, ports,
+    INI files, config values and settings, the framing loop); minutes, not seconds."""
+    session.install("-e", ".", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "tests/test_properties.py",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=0",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "fuzz"},
+    )
