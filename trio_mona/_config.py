@@ -135,8 +135,20 @@ class Settings:
     soft_limit: int = 1 << 20
     #: Unsent bytes past which ``send`` fails.
     hard_limit: int = 16 << 20
+    #: Unsent bytes over every connection past which ``send`` fails.
+    max_unsent: int = 256 << 20
     #: Seconds a closing connection may take to flush its queue.
     linger: float = 5.0
+    #: Connections open at once, accepted and connected (0: no limit but the system's).
+    max_connections: int = 0
+    #: Connections one TCP server keeps open at once (0: no limit).
+    max_server_connections: int = 0
+    #: Seconds a connection may go without receiving or sending before it is closed
+    #: (0: never).
+    idle_timeout: float = 0.0
+    #: The largest datagram a UDP socket sends (at most 65,507 over IPv4, 65,527 over
+    #: IPv6, whatever this says).
+    max_datagram: int = 65527
     #: Lua engine: ``lua54`` (default) or ``luajit21``.
     engine: str = "lua54"
     #: Lua memory cap in bytes (Lua 5.4 only); 0 for none.
@@ -187,7 +199,13 @@ class Settings:
         short that an idle server spins), naming the setting and its range."""
         _within("soft_limit", self.soft_limit, 1, _MAX_BYTES)
         _within("hard_limit", self.hard_limit, self.soft_limit, _MAX_BYTES, "soft_limit")
+        _within("max_unsent", self.max_unsent, self.soft_limit, _MAX_BYTES, "soft_limit")
         _within("linger", self.linger, 0, 3600)
+        _within("max_connections", self.max_connections, 0, 10_000_000)
+        _within("max_server_connections", self.max_server_connections, 0, 10_000_000)
+        if self.idle_timeout:
+            _within("idle_timeout", self.idle_timeout, 0.01, 30 * _DAY, zero=True)
+        _within("max_datagram", self.max_datagram, 1, 65527)
         if self.engine not in ENGINES:
             raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
         if self.max_memory:

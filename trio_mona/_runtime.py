@@ -81,6 +81,8 @@ class RuntimeStatistics:
     #: Bytes handed to a flusher task because the kernel could not take them when they
     #: were written (or the socket was still connecting).
     bytes_queued: int
+    #: Bytes the applications sent that are not written yet, over every connection.
+    bytes_unsent: int
     lua_memory: int
 
 
@@ -120,6 +122,8 @@ class Runtime:
         self.bytes_received = 0
         self.bytes_sent = 0
         self.bytes_queued = 0
+        #: Bytes sent by Lua and not written yet, over every connection (max_unsent).
+        self.unsent = 0
         self._connections: set[TCPConnection] = set()
         self._connections_gone = trio.Event()
         self._bound: dict[object, BoundAddress] = {}
@@ -221,6 +225,7 @@ class Runtime:
             bytes_received=self.bytes_received,
             bytes_sent=self.bytes_sent,
             bytes_queued=self.bytes_queued,
+            bytes_unsent=self.unsent,
             lua_memory=self.bridge.memory_used(),
         )
 
@@ -249,8 +254,15 @@ class Runtime:
         self._connections.add(conn)
         start_contained(self.nursery, conn, lambda: conn._run(target))
 
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
     def connection_ended(self, conn: TCPConnection) -> None:
         self._connections.discard(conn)
+        if conn.server is not None:  # (an accepted connection may connect again later)
+            conn.server.open_connections -= 1
+            conn.server = None
         if not self._connections:
             self._connections_gone.set()
 

@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -66,6 +67,8 @@ class State(enum.Enum):
 class TCPConnection(Endpoint):
     """A TCP client (``mona:createTCPClient()``) or an accepted connection."""
 
+    #: The server that accepted it (None: a client), to count its open connections.
+    server: TCPServer | None = None
     #: Bytes kept by the ``onData`` rest rule, prepended to the next delivery.
     kept: bytes = b""
     #: How many bytes at the end of ``kept`` onData has not seen yet: its job stopped
@@ -75,6 +78,8 @@ class TCPConnection(Endpoint):
     _sock: socket.socket | None = None
     _error: str | None = None
     _last_send: float = 0.0
+    #: When data last arrived (for trio_mona.idle_timeout).
+    _last_receive: float = 0.0
     _out: deque[bytes | memoryview] = attrs.field(factory=deque)
     _out_size: int = 0
     _unconsumed: int = 0
@@ -109,6 +114,9 @@ class TCPConnection(Endpoint):
             return str(exc).encode()
         if target.port == 0:
             return b"cannot connect to port 0"
+        limit = self.runtime.settings.max_connections
+        if limit and self.runtime.connection_count >= limit:
+            return f"too many connections: {limit} open (trio_mona.max_connections)".encode()
         self._reset(table)
         self._state = State.CONNECTING
         self.runtime.spawn_socket(self, target)
@@ -120,14 +128,21 @@ class TCPConnection(Endpoint):
         state = self._state
         if state is not State.CONNECTED and state is not State.CONNECTING:
             return b"socket not connected"
-        settings = self.runtime.settings
+        runtime = self.runtime
+        settings = runtime.settings
         if self._out_size + len(data) > settings.hard_limit:
             return (
                 f"send queue full: {self._out_size} bytes unsent, limit {settings.hard_limit}"
             ).encode()
+        if runtime.unsent + len(data) > settings.max_unsent:
+            return (
+                f"send queue full: {runtime.unsent} bytes unsent across connections, "
+                f"limit {settings.max_unsent} (trio_mona.max_unsent)"
+            ).encode()
         out = self._out
         out.append(data)
         self._out_size += len(data)
+        runtime.unsent += len(data)
         if state is State.CONNECTED and not self._flushing:
             writes = self.runtime.writes
             if writes.now:
@@ -222,8 +237,7 @@ class TCPConnection(Endpoint):
     def close_now(self) -> None:
         """Close without flushing (shutdown, or an accept nobody will see)."""
         self._state = State.CLOSING
-        self._out.clear()
-        self._out_size = 0
+        self._drop_queue()
         if self._read_scope is not None:
             self._read_scope.cancel()
 
@@ -237,6 +251,10 @@ class TCPConnection(Endpoint):
         self._set_peer(None)
         self._unconsumed = 0
         self._ready = self._hangup = self._eof = False
+        self._drop_queue()
+
+    def _drop_queue(self) -> None:
+        self.runtime.unsent -= self._out_size
         self._out.clear()
         self._out_size = 0
 
@@ -269,8 +287,7 @@ class TCPConnection(Endpoint):
         """A socket error: record it and close without flushing."""
         if self._error is None:
             self._error = exc if isinstance(exc, str) else _message(exc)
-        self._out.clear()
-        self._out_size = 0
+        self._drop_queue()
         if self._state is State.CONNECTED or self._state is State.CONNECTING:
             self._state = State.CLOSING
         if self._read_scope is not None:
@@ -314,6 +331,7 @@ class TCPConnection(Endpoint):
                 self._wake_task()
                 return
             self._unconsumed += size
+            self._last_receive = time.monotonic()
             self.runtime.bytes_received += size
             deliver(DataReceived(self, data))
             # A short read emptied the kernel buffer: new data brings a new edge.
@@ -343,6 +361,7 @@ class TCPConnection(Endpoint):
             except BlockingIOError:
                 break
             self._out_size -= sent
+            self.runtime.unsent -= sent
             self.runtime.bytes_sent += sent
             self._last_send = time.monotonic()
             for chunk in chunks:
@@ -453,9 +472,19 @@ class TCPConnection(Endpoint):
         assert sock is not None
         hub = self.runtime.hub
         hub.register(sock.fileno(), self)
+        idle = self.runtime.settings.idle_timeout
+        self._last_receive = time.monotonic()
         try:
             while not self._eof:
-                await self._sleep()
+                if not idle:
+                    await self._sleep()
+                    continue
+                quiet = time.monotonic() - max(self._last_receive, self._last_send)
+                if quiet >= idle:
+                    self._fail(f"idle for {idle:g} s (trio_mona.idle_timeout)")
+                    return
+                with trio.move_on_after(idle - quiet):
+                    await self._sleep()
             # Peer closed: let Lua see the data already read (and answer it), then close.
             while self._unconsumed > 0 and self._state is State.CONNECTED:
                 await self._sleep()
@@ -488,8 +517,7 @@ class TCPConnection(Endpoint):
             finally:
                 self._flushed = None
                 self._wake = None
-                self._out.clear()
-                self._out_size = 0
+                self._drop_queue()
                 self._state = State.CLOSED
                 self.runtime.post(Closed(self))
 
@@ -514,6 +542,12 @@ class TCPServer:
     _address: SocketAddress | None = None
     _lua_address: LuaTable | None = None
     _scope: trio.CancelScope | None = None
+    #: Its accepted connections still open (trio_mona.max_server_connections).
+    open_connections: int = 0
+    #: Connections refused for a limit since the last log line about it, and when
+    #: that line was written (at most one a second).
+    _refused: int = 0
+    _refusal_logged: float = 0.0
 
     def __repr__(self) -> str:
         return f"<TCPServer {self._address.value if self._address else 'stopped'}>"
@@ -602,20 +636,50 @@ class TCPServer:
                             log.debug("TCPServer %s: refused blacklisted %s", self, peer[0])
                             client.close()
                             continue
+                        limit = self._limit_reached()
+                        if limit is not None:
+                            self._refuse(client, limit)
+                            continue
                         self._accepted(client)
             except (trio.ClosedResourceError, OSError):
                 pass  # stop() closed the socket
         self._scope = None
 
+    def _limit_reached(self) -> str | None:
+        """The connection limit an accept would pass, if any (docs: operations)."""
+        settings = self.runtime.settings
+        if settings.max_connections and (self.runtime.connection_count >= settings.max_connections):
+            return f"{settings.max_connections} connections open (trio_mona.max_connections)"
+        if settings.max_server_connections and (
+            self.open_connections >= settings.max_server_connections
+        ):
+            return (
+                f"{settings.max_server_connections} connections open on this server "
+                "(trio_mona.max_server_connections)"
+            )
+        return None
+
+    def _refuse(self, client: socket.socket, limit: str) -> None:
+        """Close an accepted socket at once (the client sees a reset); say so in the log
+        at most once a second, with how many were refused."""
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 1.0:
+            log.warning("TCPServer %s: refused %d connection(s): %s", self, self._refused, limit)
+            self._refused, self._refusal_logged = 0, now
+
     def _accepted(self, client: socket.socket) -> None:
         client.setblocking(False)
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = TCPConnection(self.runtime, self.owner)
+            conn = TCPConnection(self.runtime, self.owner, server=self)
             conn._established(client)
         except OSError:
             client.close()
             return
+        self.open_connections += 1
         self.runtime.post(Accepted(self.table, self.owner, conn))
         self.runtime.spawn_socket(conn, None)
 

@@ -211,7 +211,10 @@ class UDPSocket(Endpoint):
                 destination = sockaddr
         sock = self._sock
         assert sock is not None
-        limit = MAX_DATAGRAM.get(self._family, MAX_DATAGRAM[socket.AF_INET])
+        limit = min(
+            MAX_DATAGRAM.get(self._family, MAX_DATAGRAM[socket.AF_INET]),
+            self.runtime.settings.max_datagram,
+        )
         if len(data) > limit:
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
         out = self._out
