@@ -20,29 +20,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import trio
+from suite import free_port, pinned  # (bench/ is the script's folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CHUNK = b"x" * 65536
-
-
-def _pinned(core: int, command: list[str]) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(core), *command]
-    return command
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _server(name: str, port: int) -> list[str]:
@@ -163,8 +151,8 @@ async def _newcomers(port: int, times: list[float]) -> None:
 
 
 async def measure(name: str, streamers: int, seconds: float, lines: bool) -> dict[str, object]:
-    port = _free_port()
-    server = await trio.lowlevel.open_process(_pinned(0, _server(name, port)))
+    port = free_port()
+    server = await trio.lowlevel.open_process(pinned(0, _server(name, port)))
     try:
         await _wait_listening(port)
         rtts: list[float] = []

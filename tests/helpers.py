@@ -17,6 +17,18 @@ from trio_mona._runtime import Runtime
 
 ENGINES = ["lua54", "luajit21"]
 
+#: An echo server that records, in ``ends``, each connection's ``error`` (or "clean")
+#: when it ends.
+RECORDING_ECHO = """
+ends = {}
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(data) self:send(data) end
+  function client:onDisconnection() ends[#ends + 1] = self.error or "clean" end
+end
+server:start("127.0.0.1", 0)
+"""
+
 
 def write_app(folder: Path, source: str, name: str = "main.lua") -> Path:
     folder.mkdir(parents=True, exist_ok=True)

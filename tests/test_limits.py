@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from .helpers import (
+    RECORDING_ECHO,
     connect,
     lua,
     receive_exactly,
@@ -18,16 +19,6 @@ from .helpers import (
     wait_for_log,
     wait_until,
 )
-
-ECHO = """
-ends = {}
-server = mona:createTCPServer()
-function server:onConnection(client)
-  function client:onData(data) self:send(data) end
-  function client:onDisconnection() ends[#ends + 1] = self.error or "clean" end
-end
-server:start("127.0.0.1", 0)
-"""
 
 
 async def served(stream: trio.SocketStream) -> bool:
@@ -53,7 +44,7 @@ async def connect_or_none(port: int) -> trio.SocketStream | None:
 async def test_connection_limits_refuse_with_a_log_line(
     tmp_path: Path, setting: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running(tmp_path, ECHO, **{setting: "3"}) as runtime:
+    async with running(tmp_path, RECORDING_ECHO, **{setting: "3"}) as runtime:
         port = tcp_port(runtime)
         streams = [await connect(port) for _ in range(3)]
         assert [await served(stream) for stream in streams] == [True, True, True]
@@ -70,7 +61,7 @@ async def test_connection_limits_refuse_with_a_log_line(
 
 
 async def test_outgoing_connects_count_too(tmp_path: Path) -> None:
-    async with running(tmp_path, ECHO, trio_mona__max_connections="2") as runtime:
+    async with running(tmp_path, RECORDING_ECHO, trio_mona__max_connections="2") as runtime:
         port = tcp_port(runtime)
         assert await lua(runtime, f"a = mona:createTCPClient() return a:connect({port})") is None
         await wait_until(lambda: runtime.statistics().tcp_connections == 2)  # both ends
@@ -79,7 +70,7 @@ async def test_outgoing_connects_count_too(tmp_path: Path) -> None:
 
 
 async def test_idle_connections_are_closed(tmp_path: Path) -> None:
-    async with running(tmp_path, ECHO, trio_mona__idle_timeout="0.3") as runtime:
+    async with running(tmp_path, RECORDING_ECHO, trio_mona__idle_timeout="0.3") as runtime:
         port = tcp_port(runtime)
         idle, busy = await connect(port), await connect(port)
         with trio.fail_after(5):

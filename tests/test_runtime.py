@@ -13,6 +13,7 @@ import trio_mona
 from trio_mona._tcp import TCPConnection
 
 from .helpers import (
+    RECORDING_ECHO,
     connect,
     lua,
     messages,
@@ -213,17 +214,6 @@ async def test_lua54_collects_generationally(tmp_path: Path) -> None:
         assert await lua(runtime, 'return collectgarbage("generational")') == b"incremental"
 
 
-CLOSING_ECHO = """
-errors = {}
-server = mona:createTCPServer()
-function server:onConnection(client)
-  function client:onData(data) self:send(data) end
-  function client:onDisconnection() errors[#errors + 1] = self.error or "clean" end
-end
-server:start("127.0.0.1", 0)
-"""
-
-
 async def test_an_internal_error_closes_only_its_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -240,7 +230,7 @@ async def test_an_internal_error_closes_only_its_connection(
             raise RuntimeError("injected into the write")
         write_some(self, sock)  # type: ignore[arg-type]
 
-    async with running(tmp_path, CLOSING_ECHO) as runtime:
+    async with running(tmp_path, RECORDING_ECHO) as runtime:
         port = tcp_port(runtime)
         monkeypatch.setattr(TCPConnection, "_serve", failing_serve)
         victim = await connect(port)
@@ -254,7 +244,7 @@ async def test_an_internal_error_closes_only_its_connection(
         await bystander.send_all(b"still here")
         assert await receive_exactly(bystander, 10) == b"still here"
         await wait_until(lambda: runtime.statistics().tcp_connections == 1)
-        errors = await lua(runtime, "return table.concat(errors, '|')")
+        errors = await lua(runtime, "return table.concat(ends, '|')")
         assert (
             errors
             == b"internal error (logged by the runtime)|internal error (logged by the runtime)"
