@@ -20,6 +20,8 @@ MakeSequence = Callable[[list[dict[str, object]]], object]
 
 @attrs.frozen
 class AppFiles:
+    """The files of the applications folder *apps_dir*; *confined* in sandbox mode."""
+
     apps_dir: Path
     confined: bool
 

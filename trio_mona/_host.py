@@ -93,8 +93,10 @@ def digest(kind: bytes, *values: bytes) -> tuple[bytes, ...]:
 
 def hexdump(data: bytes, size: float | None) -> bytes:
     """``mona:dump``: 16 bytes a line, offset, hex and printable characters."""
-    whole = size is None or math.isnan(size) or size >= len(data)
-    shown = data if whole else data[: max(0, int(size))]  # type: ignore[arg-type]
+    if size is None or math.isnan(size) or size >= len(data):
+        shown = data  # (NaN, like no size at all: everything)
+    else:
+        shown = data[: max(0, int(size))]
     lines = [
         f"dump of {len(shown)} bytes" + ("" if len(shown) == len(data) else f" (of {len(data)})")
     ]
