@@ -12,6 +12,7 @@ import trio
 from trio_mona._runtime import Runtime
 
 from .helpers import (
+    ENGINES,
     connect,
     lua,
     receive_exactly,
@@ -84,12 +85,137 @@ async def test_sends_outside_any_read_are_written_without_another_event(
     async with running(tmp_path, SERVER) as runtime:
         stream = await connect(tcp_port(runtime))
         await wait_until(lambda: runtime.statistics().tcp_connections == 1)
-        await lua(runtime, "clients[1]:send('from a chunk')")
+        await lua(runtime, "clients[1]:send('from a') clients[1]:send(' chunk')")
         assert await receive_exactly(stream, 12) == b"from a chunk"
         await lua(runtime, "mona:setTimer(function() clients[1]:send('from a timer') end, 10)")
         with trio.fail_after(5):
             assert await receive_exactly(stream, 12) == b"from a timer"
         await stream.aclose()
+
+
+# Sends held during a job (docs/lua/tcp.rst, "Sending"): after a connection's first
+# send in a job, later ones wait in Lua and go over together when the job ends.
+HOLDING = """
+clients = {}
+server = mona:createTCPServer()
+function server:onConnection(client)
+  clients[#clients + 1] = client
+  function client:onData(data)
+    if data == "fan" then
+      for i = 1, 3000 do
+        for _, c in ipairs(clients) do c:send(i .. ",") end
+      end
+    elseif data == "then fail" then
+      self:send("x") self:send("y")
+      error("after two sends")
+    elseif data == "then close" then
+      self:send("a") self:send("b")
+      self:disconnect()
+      NOTE("after disconnect: ", tostring(self:send("c")))
+    elseif data == "then wait" then
+      self:send("a") self:send("b")
+      self:send(pause("k"))
+    elseif data:sub(1, 6) == "limit " then
+      -- Connecting clients write nothing during this job: every byte counts.
+      local port, targets, ok, err = tonumber(data:sub(7)), {}, 0, nil
+      for i = 1, 2 do
+        targets[i] = mona:createTCPClient()
+        targets[i]:connect("127.0.0.1", port)
+      end
+      for i = 1, 40 do
+        err = targets[i % 2 + 1]:send(string.rep("z", 1000))
+        if err then break end
+        ok = ok + 1
+      end
+      NOTE("sent ", ok, " then: ", err)
+    end
+  end
+end
+assert(server:start("127.0.0.1", 0))
+"""
+
+FAN = b"".join(b"%d," % i for i in range(1, 3001))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_held_sends_reach_every_connection_whole_and_in_order(
+    tmp_path: Path, engine: str
+) -> None:
+    async with running(tmp_path, HOLDING, engine=engine) as runtime:
+        first, second = await connect(tcp_port(runtime)), await connect(tcp_port(runtime))
+        await wait_until(lambda: runtime.statistics().tcp_connections == 2)
+        await first.send_all(b"fan")
+        with trio.fail_after(5):
+            assert await receive_exactly(first, len(FAN)) == FAN
+            assert await receive_exactly(second, len(FAN)) == FAN
+
+
+async def test_held_sends_leave_when_the_handler_fails(tmp_path: Path) -> None:
+    async with running(tmp_path, HOLDING) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"then fail")
+        with trio.fail_after(5):
+            assert await receive_exactly(stream, 2) == b"xy"
+
+
+async def test_held_sends_leave_before_a_disconnect_and_later_sends_fail(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(tmp_path, HOLDING) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"then close")
+        with trio.fail_after(5):
+            assert await receive_until_closed(stream) == b"ab"
+        await wait_for_log(caplog, "after disconnect: socket not connected")
+
+
+async def test_held_sends_leave_before_the_handler_waits(tmp_path: Path) -> None:
+    gate: dict[bytes, trio.Event] = {}
+
+    async def pause(key: bytes) -> tuple[object, ...]:
+        await gate.setdefault(key, trio.Event()).wait()
+        return (b"c",)
+
+    async with running(tmp_path, HOLDING) as runtime:
+        env = runtime._root_env
+        assert env is not None
+        env[b"pause"] = runtime.suspending("pause", pause)
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"then wait")
+        with trio.fail_after(5):
+            assert await receive_exactly(stream, 2) == b"ab"
+        gate.setdefault(b"k", trio.Event()).set()
+        with trio.fail_after(5):
+            assert await receive_exactly(stream, 1) == b"c"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        # 10 per connection, the two together well under the cap: 20 sends succeed.
+        ({}, "sent 20 then: send queue full: 10000 bytes unsent, limit 10000"),
+        # The cap over every connection binds first, at exactly 15 of them.
+        (
+            {"trio_mona__max_unsent": "15000"},
+            "sent 15 then: send queue full: 15000 bytes unsent across connections, "
+            "limit 15000 (trio_mona.max_unsent)",
+        ),
+    ],
+)
+async def test_held_sends_keep_the_limits_exact(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    engine: str,
+    limits: dict[str, str],
+    expected: str,
+) -> None:
+    settings = {"trio_mona__soft_limit": "5000", "trio_mona__hard_limit": "10000", **limits}
+    with socket.create_server(("127.0.0.1", 0)) as target:
+        async with running(tmp_path, HOLDING, engine=engine, **settings) as runtime:
+            stream = await connect(tcp_port(runtime))
+            await stream.send_all(b"limit %d" % target.getsockname()[1])
+            await wait_for_log(caplog, expected)
 
 
 UDP = """

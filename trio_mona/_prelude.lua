@@ -52,12 +52,54 @@ local function host_result(name, ok, ...)
   error(format("internal error in %s (logged by the runtime)", name), 0)
 end
 
+-- Sends held during a job (docs: lua/tcp, "Sending"). A connection's first send in a
+-- job goes to Python, which answers how many bytes more it may take (its room); later
+-- sends of the same job wait here within that room, and go over as one string per
+-- connection when the job ends, or before any host call that could change what a
+-- connection is (`end_holding`). A room is valid in the job it was given in
+-- (`job_number` counts them); `spare` bounds the bytes held over all connections by
+-- the last answer, so no limit is passed; HELD_MAX bounds Lua's memory for them.
+local held = {} -- handle -> strings held (empty between jobs)
+local room = setmetatable({}, { __mode = "k" })     -- handle -> bytes it may still hold
+local room_job = setmetatable({}, { __mode = "k" }) -- handle -> the job its room is for
+local job_number, held_bytes, spare, holding = 0, 0, 0, false
+local running_jobs = 0 -- sends hold only inside a job (not in Lua that Python calls directly)
+local HELD_MAX = 1048576
+local send_held = host_functions.tcp_send_held
+
+local function flush_held()
+  for h, parts in next, held do
+    held[h] = nil
+    local ok, err = pcall(send_held, h, parts[2] == nil and parts[1] or concat(parts))
+    if not ok then internal_error("tcp_send_held", err) end
+  end
+  held_bytes = 0
+end
+
+local function end_holding()
+  if held_bytes > 0 then flush_held() end
+  job_number, holding = job_number + 1, false
+end
+
+-- Host functions that neither write, close, connect nor run Lua: held sends may stay.
+local KEEPS_HELD = {
+  tcp_send = true, tcp_get = true, tcp_server_get = true, udp_get = true, udp_send = true,
+  log = true, stopping = true, internal_error = true, time_ms = true, digest = true,
+  hexdump = true, addr_get = true, addr_compare = true, parse_address = true,
+  absolute_path = true, tcp_client_new = true, tcp_server_new = true, udp_new = true,
+}
+
 local host = {}
 for name, value in pairs(host_functions) do
-  if type(value) == "userdata" then
+  if type(value) ~= "userdata" then
+    host[name] = value
+  elseif KEEPS_HELD[name] then
     host[name] = function(...) return host_result(name, pcall(value, ...)) end
   else
-    host[name] = value
+    host[name] = function(...)
+      if holding then end_holding() end
+      return host_result(name, pcall(value, ...))
+    end
   end
 end
 
@@ -379,8 +421,14 @@ local function run(job, a, b, c)
     if budget > 0 then sethook(co, runaway, "", HOOK_EVERY) end
   end
   started = nil
+  running_jobs = running_jobs + 1
   local ok, tag, value, request = resume(co, job, a, b, c)
+  running_jobs = running_jobs - 1
   runaway_state.expired = false
+  if holding then -- end_holding, inlined: most jobs send
+    if held_bytes > 0 then flush_held() end
+    job_number, holding = job_number + 1, false
+  end
   if tag == DONE and ok then -- the common case of settle(), without the call
     pooled = pooled + 1
     pool[pooled] = co
@@ -389,7 +437,6 @@ local function run(job, a, b, c)
   return settle(co, ok, tag, value, request)
 end
 
--- Suspend the calling handler until Python resumes `token` (DESIGN §1).
 -- Wrap `start` (a Python function returning a token and a Suspension) as a Lua
 -- function that suspends the calling handler until Python resumes it (DESIGN §1).
 function api.suspending(name, start)
@@ -408,8 +455,14 @@ function api.resume(token, ...)
   suspended[token] = nil
   if co == nil then return 0 end
   started = nil
+  running_jobs = running_jobs + 1
   local ok, tag, value, request = resume(co, ...)
+  running_jobs = running_jobs - 1
   runaway_state.expired = false
+  if holding then -- end_holding, inlined: most jobs send
+    if held_bytes > 0 then flush_held() end
+    job_number, holding = job_number + 1, false
+  end
   return settle(co, ok, tag, value, request)
 end
 
@@ -622,8 +675,25 @@ class("TCPClient", {
     if t ~= "string" then
       if t == "number" then data = tostring(data) else argerror("send", 1, "string", data) end
     end
-    local err = tcp_send(h, data)
-    if err ~= nil then touched[self] = true end
+    local left = room[h]
+    if left ~= nil and room_job[h] == job_number then
+      local size = #data
+      if size <= left and size <= spare then -- held until the job ends
+        if size == 0 then return nil end
+        if held_bytes + size > HELD_MAX then flush_held() end
+        local parts = held[h]
+        if parts == nil then held[h] = { data } else parts[#parts + 1] = data end
+        room[h], spare, held_bytes = left - size, spare - size, held_bytes + size
+        return nil
+      end
+    end
+    if held_bytes > 0 then flush_held() end -- in order, and `spare` exact again
+    local r, err = tcp_send(h, data)
+    if r then
+      if running_jobs > 0 then room[h], room_job[h], spare, holding = r, job_number, r, true end
+      return nil
+    end
+    touched[self] = true
     return err
   end,
   disconnect = function(self)

@@ -171,6 +171,7 @@ class Runtime:
             "tcp_client_new": new_tcp_client,
             "tcp_connect": TCPConnection.connect,
             "tcp_send": TCPConnection.send,
+            "tcp_send_held": TCPConnection.send_held,
             "tcp_disconnect": TCPConnection.disconnect,
             "tcp_get": lambda handle, name: TCP_PROPERTIES[name](handle),
             "tcp_server_new": new_tcp_server,

@@ -74,6 +74,8 @@ class TCPConnection(Endpoint):
     #: How many bytes at the end of ``kept`` onData has not seen yet: its job stopped
     #: for its budget and goes on at its next turn (read, but not consumed yet).
     unseen: int = 0
+    #: Bytes that arrived while such a turn was ahead: they wait for it (not consumed).
+    later: list[bytes] = attrs.field(factory=list)
     _state: State = State.IDLE
     _sock: socket.socket | None = None
     _error: str | None = None
@@ -122,36 +124,58 @@ class TCPConnection(Endpoint):
         self.runtime.spawn_socket(self, target)
         return None
 
-    def send(self, data: bytes) -> bytes | None:
-        """Queue *data* and see that it is written soon (:class:`Writes`); return None,
-        or an error message (socket closed, or the queue past the hard limit)."""
+    def send(self, data: bytes) -> int | tuple[None, bytes]:
+        """Queue *data* and see that it is written soon (:class:`Writes`). Return how
+        many bytes more the running job may hold in Lua for this connection before it
+        asks again (sends held during a job: docs/lua/tcp.rst), or ``None`` and an
+        error message (socket closed, or the queue past a limit)."""
         state = self._state
         if state is not State.CONNECTED and state is not State.CONNECTING:
-            return b"socket not connected"
+            return None, b"socket not connected"
         runtime = self.runtime
         settings = runtime.settings
-        if self._out_size + len(data) > settings.hard_limit:
-            return (
-                f"send queue full: {self._out_size} bytes unsent, limit {settings.hard_limit}"
-            ).encode()
-        if runtime.unsent + len(data) > settings.max_unsent:
-            return (
+        size = self._out_size + len(data)
+        if size > settings.hard_limit:
+            message = f"send queue full: {self._out_size} bytes unsent, limit {settings.hard_limit}"
+            return None, message.encode()
+        unsent = runtime.unsent + len(data)
+        if unsent > settings.max_unsent:
+            message = (
                 f"send queue full: {runtime.unsent} bytes unsent across connections, "
                 f"limit {settings.max_unsent} (trio_mona.max_unsent)"
-            ).encode()
+            )
+            return None, message.encode()
+        out = self._out  # _enqueue, inlined: the hot path
+        out.append(data)
+        self._out_size = size
+        runtime.unsent = unsent
+        if state is State.CONNECTED and not self._flushing:
+            writes = runtime.writes
+            if writes.now:
+                self.write_queued()
+                if self._state is not state:  # the write failed: closing
+                    return None, (self._error or "socket not connected").encode()
+            elif len(out) == 1:
+                writes.pending.append(self)
+        room, spare = settings.hard_limit - size, settings.max_unsent - unsent
+        return room if room < spare else spare
+
+    def send_held(self, data: bytes) -> None:
+        """Queue what Lua held at the end of a job, within the room :meth:`send` gave."""
+        if self._state is State.CONNECTED or self._state is State.CONNECTING:
+            self._enqueue(data)
+
+    def _enqueue(self, data: bytes) -> None:
         out = self._out
         out.append(data)
         self._out_size += len(data)
-        runtime.unsent += len(data)
-        if state is State.CONNECTED and not self._flushing:
+        self.runtime.unsent += len(data)
+        if self._state is State.CONNECTED and not self._flushing:
             writes = self.runtime.writes
             if writes.now:
                 self.write_queued()
-                if self._state is not State.CONNECTED:  # the write failed: closing
-                    return (self._error or "socket not connected").encode()
             elif len(out) == 1:
                 writes.pending.append(self)
-        return None
 
     def disconnect(self) -> None:
         """Stop reading, flush what is queued (within the linger time), then close.
@@ -246,6 +270,7 @@ class TCPConnection(Endpoint):
         self.table = table
         self.kept = b""
         self.unseen = 0
+        self.later.clear()
         self._error = None
         self._set_local(None)
         self._set_peer(None)
