@@ -10,8 +10,9 @@ server runs pinned to core 0, this load generator to core 1.
     python bench/fairness.py [--streamers 1,4] [--seconds 5] [--lines]
 
 ``--lines`` sends 1 MiB bursts of 2-byte lines through ``lua_apps/chat`` instead (the
-"rest" rule's re-call loop): the time to serve a burst, and a bystander member's lines
-as another member sees them.
+"rest" rule's re-call loop; Lua 5.4 and LuaJIT): the time to serve a burst, and a
+bystander member's lines as the streamer sees them and as a listener does, behind the
+burst's lines broadcast to it first.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ CHUNK = b"x" * 65536
 def _server(name: str, port: int) -> list[str]:
     if name == "plain trio":
         return [sys.executable, str(HERE / "servers" / "trio_echo.py"), str(port)]
-    app, key = ("chat", "chat.port") if name.endswith("chat") else ("echo", "echo.port")
+    app, key = ("chat", "chat.port") if "chat" in name else ("echo", "echo.port")
     engine = "luajit21" if "jit" in name else "lua54"
     return [sys.executable, "-m", "trio_mona", "run", str(ROOT / "lua_apps" / app),
             "--set", f"{key}={port}", "--log-level", "WARN", "--lua", engine]  # fmt: skip
@@ -91,25 +92,39 @@ async def _bystander(port: int, rtts: list[float]) -> None:
         await trio.sleep(0.01)
 
 
-async def _chat_lines(port: int, rtts: list[float], bursts: list[float]) -> None:
+async def _chat_lines(
+    port: int, rtts: list[float], behind: list[float], bursts: list[float]
+) -> None:
     """Three chat members: one sends bursts of 1 MiB of 2-byte lines, one says a line
-    every 10 ms, one listens and times both."""
+    every 10 ms, one listens. The bystander's lines are timed as the streamer sees them
+    (*rtts*: nothing queued ahead of them) and as the listener does (*behind*: after
+    the burst's lines sent to it before them); *bursts* is the time to serve a burst."""
     members = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
     streamer, bystander, listener = members
     for stream, nick in zip(members, (b"streamer", b"bystander", b"listener"), strict=True):
         await stream.send_all(nick + b"\n")
     await trio.sleep(0.3)
     said: dict[bytes, float] = {}
+    heard: dict[bytes, int] = {}
     burst_started = [0.0]
     served = [trio.Event()]
 
-    async def listen() -> None:
+    def bystander_line(word: bytes, seen: list[float]) -> None:
+        start = said.get(word)
+        if start is None:
+            return
+        seen.append(time.perf_counter() - start)
+        heard[word] = heard.get(word, 0) + 1
+        if heard[word] == 2:  # both have seen it
+            del said[word], heard[word]
+
+    async def listen(stream: trio.SocketStream, seen: list[float]) -> None:
         tail = b""
-        while data := await listener.receive_some(1 << 20):
+        while data := await stream.receive_some(1 << 20):
             window = tail + data
             for line in window.split(b"\n")[:-1]:
                 if line.startswith(b"<bystander> "):
-                    rtts.append(time.perf_counter() - said.pop(line[12:]))
+                    bystander_line(line[12:], seen)
                 elif line == b"<streamer> done":
                     bursts.append(time.perf_counter() - burst_started[0])
                     served[0].set()
@@ -127,9 +142,9 @@ async def _chat_lines(port: int, rtts: list[float], bursts: list[float]) -> None
             pass
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(listen)
+        nursery.start_soon(listen, listener, behind)
+        nursery.start_soon(listen, streamer, rtts)
         nursery.start_soon(say)
-        nursery.start_soon(drain, streamer)
         nursery.start_soon(drain, bystander)
         while True:
             burst_started[0] = time.perf_counter()
@@ -158,11 +173,12 @@ async def measure(name: str, streamers: int, seconds: float, lines: bool) -> dic
         rtts: list[float] = []
         joins: list[float] = []
         bursts: list[float] = []
+        behind: list[float] = []
         moved = [[0] for _ in range(streamers)]
         with trio.move_on_after(seconds):
             async with trio.open_nursery() as nursery:
                 if lines:
-                    nursery.start_soon(_chat_lines, port, rtts, bursts)
+                    nursery.start_soon(_chat_lines, port, rtts, behind, bursts)
                 else:
                     for counter in moved:
                         nursery.start_soon(_stream, port, counter)
@@ -170,6 +186,7 @@ async def measure(name: str, streamers: int, seconds: float, lines: bool) -> dic
                     nursery.start_soon(_newcomers, port, joins)
         result: dict[str, object] = {"server": name, "bystander": _summary(rtts)}
         if lines:
+            result["bystander_behind_the_burst"] = _summary(behind)
             result["burst_of_1_mib_lines"] = _summary(bursts)
         else:
             result["streamers"] = streamers
@@ -191,7 +208,8 @@ def main() -> None:
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     results = []
-    servers = ["trio_mona chat"] if args.lines else args.servers.split(",")
+    chat = ["trio_mona chat", "trio_mona chat (luajit)"]
+    servers = chat if args.lines else args.servers.split(",")
     for count in [1] if args.lines else (int(n) for n in args.streamers.split(",")):
         for name in servers:
             result = trio.run(measure, name, count, args.seconds, args.lines)

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona._events import DataReceived
 from trio_mona._tcp import TCPConnection
 
 from .helpers import (
@@ -281,3 +282,50 @@ async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
         await stream.send_all(b"x")  # the connection is still open (no onData: ignored)
         await trio.sleep(0.2)
         assert runtime.statistics().tcp_connections == 1
+
+
+TURNS = """
+clients, seen, seen_first = {}, 0, nil
+server = mona:createTCPServer()
+function server:onConnection(client)
+  clients[#clients + 1] = client
+  function client:onData(data)
+    if self ~= clients[1] then
+      seen_first = seen
+      return
+    end
+    seen = seen + 1
+    local started = os.clock()
+    repeat until os.clock() - started > 0.00002 -- 64 calls outlast the 1 ms budget
+    return #data - 1 -- one byte per call: a long job, served in turns
+  end
+end
+assert(server:start("127.0.0.1", 0))
+"""
+
+
+@pytest.mark.parametrize("engine", ["lua54", "luajit21"])
+async def test_a_long_job_takes_one_turn_at_a_time(tmp_path: Path, engine: str) -> None:
+    # Three reads for one connection, then one for another, all queued at once: the
+    # first connection's job stops for its budget (its clock read every 64 calls, from
+    # the 64th) and its later reads wait for its next turn, so the other is served
+    # after one turn (128 calls), not after one turn per read (3 x 128 before).
+    size = 1000
+    async with running(tmp_path, TURNS, engine=engine) as runtime:
+        first = await connect(tcp_port(runtime))
+        await wait_until(lambda: runtime.statistics().tcp_connections == 1)
+        second = await connect(tcp_port(runtime))
+        await wait_until(lambda: runtime.statistics().tcp_connections == 2)
+        port = await lua(runtime, "return clients[1].peerAddress.port")
+        conns = {conn._peer.port: conn for conn in runtime._connections if conn._peer}
+        busy = conns.pop(port)
+        (other,) = conns.values()
+        for conn, data in [(busy, b"a" * size)] * 3 + [(other, b"x")]:
+            conn._unconsumed += len(data)
+            runtime.post(DataReceived(conn, data))
+        with trio.fail_after(20):
+            while await lua(runtime, "return seen") < 3 * size:  # every byte, once
+                await trio.sleep(0.01)
+        assert await lua(runtime, "return seen_first") <= 128
+        await first.aclose()
+        await second.aclose()

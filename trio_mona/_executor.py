@@ -217,14 +217,22 @@ class Executor:
             return
         unseen = conn.unseen
         if unseen:
+            if event.data:  # its turn is still ahead: one turn at a time per connection
+                conn.later.append(event.data)
+                return
             conn.unseen = 0
-        conn.consumed(len(event.data) + unseen)
+            later = b"".join(conn.later)
+            conn.later.clear()
+            conn.consumed(unseen + len(later))
+            data = conn.kept + later
+        elif event.data:
+            conn.consumed(len(event.data))
+            data = conn.kept + event.data if conn.kept else event.data
+        else:
+            return  # a turn that a reconnection made stale
         table = conn.table
         if table is None or not conn.connected or not self.lua_enabled:
             return
-        if not event.data and not unseen:
-            return  # the turn of a job served meanwhile, with newer bytes
-        data = conn.kept + event.data if conn.kept else event.data
         rest = self._on_data(table, data)
         if rest.__class__ is Suspension:
             self.settle(rest, (conn,), lambda r: conn.keep(data, r))
