@@ -86,7 +86,7 @@ class IPAddress:
         """Order: family first (IPv4 before IPv6), then the address bytes."""
         return (len(self.packed), self.packed)
 
-    # -- predicates (DESIGN §3 table) ------------------------------------------
+    # -- predicates (docs/lua/addresses.rst) ------------------------------------
     @property
     def is_wildcard(self) -> bool:
         return not any(self.packed)
@@ -196,7 +196,7 @@ class IPAddress:
 _MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
 _V6_LOOPBACK: Final = bytes(15) + b"\x01"
 
-#: Where a port alone connects or sends to (DESIGN §3).
+#: Where a port alone connects or sends to (docs/design.rst).
 LOCALHOST: Final = IPAddress(b"\x7f\x00\x00\x01")
 
 #: Lua property name -> IPAddress attribute, for the Lua bridge.
@@ -375,7 +375,7 @@ def parse_target(
     default_host: IPAddress,
     allow_names: bool = False,
 ) -> SocketAddress | HostName:
-    """Turn any address argument form (DESIGN §3) into an address.
+    """Turn any address argument form (docs/design.rst) into an address.
 
     Forms: a port alone; ``"host:port"``; ``host, port`` (port a number or service
     name); a :class:`SocketAddress`; an :class:`IPAddress` and a port. Host names are

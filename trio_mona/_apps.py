@@ -1,4 +1,4 @@
-"""The application tree: loading, lifecycle events, hot reload, timers (DESIGN §4).
+"""The application tree: loading, lifecycle events, hot reload, timers (docs/lua/applications.rst).
 
 Every ``main.lua`` below the applications folder is an application; ``main.lua`` at the
 top is the root (path ``""``), ``a/b/main.lua`` is ``/a/b``. A folder on the way with no

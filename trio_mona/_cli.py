@@ -1,4 +1,4 @@
-"""The ``trio-mona`` command line (DESIGN §6).
+"""The ``trio-mona`` command line (docs/cli.rst).
 
 Exit codes: 0 after a signal, 1 when the applications cannot start, 2 on a usage error.
 """

@@ -61,7 +61,7 @@ Continuation = Callable[[Any], None]
 
 
 class Executor:
-    """Turns events into Lua calls, one at a time (DESIGN §1)."""
+    """Turns events into Lua calls, one at a time (docs/design.rst)."""
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class Executor:
         self._on_data = bridge.on_data
         self._on_event = bridge.on_event
         self._on_packet = bridge.on_packet
-        #: False once shutdown has run onStop: no Lua runs after that (DESIGN §4).
+        #: False once shutdown has run onStop: no Lua runs after that (docs/design.rst).
         self.lua_enabled = True
         self.events_dispatched = 0
         self._dispatch: dict[type[Any], Callable[[Any], None]] = {
@@ -269,7 +269,7 @@ class Executor:
         conn.attach(client)
         result = self._on_event(event.server_table, b"onConnection", client)
         if result == 1:
-            conn.disconnect()  # no handler: the connection is closed (DESIGN §3)
+            conn.disconnect()  # no handler: the connection is closed (docs/design.rst)
             return
         self.settle(result, (conn,), _ignore)
 

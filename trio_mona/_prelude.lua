@@ -371,7 +371,7 @@ local function settle(co, ok, tag, value, request)
   return 0
 end
 
--- The runaway bound (DESIGN §10): a count hook on every worker coroutine raises an
+-- The runaway bound (docs: lua/safety): a count hook on every worker coroutine raises an
 -- error in a handler that has run longer than `budget` seconds of CPU without
 -- returning. The clock starts at the hook's first call in a handler, not when the
 -- handler starts: reading the CPU clock is a system call, too dear for every event,
@@ -438,7 +438,7 @@ local function run(job, a, b, c)
 end
 
 -- Wrap `start` (a Python function returning a token and a Suspension) as a Lua
--- function that suspends the calling handler until Python resumes it (DESIGN §1).
+-- function that suspends the calling handler until Python resumes it (docs: design).
 function api.suspending(name, start)
   return function(...)
     if not workers[running()] then
@@ -472,7 +472,7 @@ function api.drop(token) suspended[token] = nil end
 -- Jobs: what a coroutine runs for each kind of event.
 ---------------------------------------------------------------------------
 
--- The onData "rest" rule (DESIGN §3): how many bytes at the end stay unconsumed.
+-- The onData "rest" rule (docs: lua/tcp): how many bytes at the end stay unconsumed.
 local function rest_count(r, size)
   r = tonumber(r)
   if r == nil or r ~= r or r <= 0 then return 0 end
@@ -511,7 +511,7 @@ local function data_job(t, data)
   local h, window, calls, since = handle_of[t], WINDOW, 0, nil
   local first = size - rest + 1 -- the first byte not consumed yet
   while true do
-    -- No more onData once the handler disconnected (DESIGN §3).
+    -- No more onData once the handler disconnected (docs: lua/tcp).
     if touched[t] then
       touched[t] = nil
       if not host.tcp_get(h, "connected") then return 0 end
@@ -656,7 +656,7 @@ end
 function api.wrap_socket_address(v) return new_object("SocketAddress", v, "") end
 
 ---------------------------------------------------------------------------
--- TCP client and server (serversocket reference; DESIGN §3).
+-- TCP client and server (docs: lua/tcp).
 ---------------------------------------------------------------------------
 local function owner_log(self, message)
   log_at(owner_of[self] or "", 40, 3, message)

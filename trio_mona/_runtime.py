@@ -2,7 +2,7 @@
 
 :func:`open_runtime` owns a nursery holding the executor task and every socket task;
 leaving it stops listeners, runs ``onStop``, flushes and closes every connection
-within the linger time, then cancels what is left (DESIGN §4, §6).
+within the linger time, then cancels what is left (docs/design.rst).
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ class Runtime:
         token = next(self._tokens)
         return token, Suspension(token, functools.partial(work, *args))
 
-    # -- blacklist (DESIGN §7) ----------------------------------------------------
+    # -- blacklist (docs/design.rst) ----------------------------------------------
     def blacklisted(self, host: str) -> bool:
         """Whether a peer's IP (as ``accept``/``recvfrom`` give it) is blacklisted."""
         if not self._blacklist:
@@ -428,7 +428,7 @@ def _applications_folder(folder: Path) -> Path:
 
 
 def _configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
-    """``mona.configs``: every entry as a dotted key and nested (DESIGN §5)."""
+    """``mona.configs``: every entry as a dotted key and nested (docs/configuration.rst)."""
     table: dict[str, object] = dict(config)
     table.update(nest(config))
     return table

@@ -1,6 +1,6 @@
 """TCP client/connection and TCP server handles.
 
-Each handle is the private Python side of one Lua object (DESIGN §1). A connection's
+Each handle is the private Python side of one Lua object (docs/design.rst). A connection's
 own Trio task connects it, waits while it is open, then flushes and closes it; while it
 is open the runtime's read hub (``_hub.py``) reads its raw non-blocking socket for it.
 Methods called from Lua (``send``, ``connect``, ``disconnect``, ``start``, ``stop``) are
