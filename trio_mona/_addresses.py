@@ -141,6 +141,13 @@ class IPAddress:
     def is_ipv4_mapped(self) -> bool:
         return not self.is_ipv6 or self.packed[:12] == _MAPPED_PREFIX
 
+    def unmapped(self) -> IPAddress:
+        """An IPv4-mapped IPv6 address as the IPv4 address it stands for; any other as is
+        (a peer seen on a dual-stack socket is the same peer as over IPv4)."""
+        if self.is_ipv6 and self.packed[:12] == _MAPPED_PREFIX:
+            return IPAddress(self.packed[12:])
+        return self
+
     def _v6_multicast_scope(self) -> int | None:
         return self.packed[1] & 0x0F if self.is_ipv6 and self.packed[0] == 0xFF else None
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import socket
-
-import trio
 
 from ._addresses import (
     IP_PROPERTIES,
@@ -22,6 +19,7 @@ from ._addresses import (
     SocketAddress,
     parse_target,
 )
+from ._dns import ResolveError, resolve_name
 
 log = logging.getLogger("trio_mona")
 
@@ -123,14 +121,10 @@ async def resolve(kind: bytes, first: object, second: object) -> tuple[object, b
     except AddressError as exc:
         return None, str(exc).encode()
     try:
-        infos = await trio.socket.getaddrinfo(name.host, name.port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return None, f"cannot resolve '{name.host}': {exc.strerror or exc}".encode()
-    for family, *_, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6):
-            address = SocketAddress.from_sockaddr(sockaddr)  # type: ignore[arg-type]
-            return (address.host if kind == b"ip" else address), None
-    return None, f"cannot resolve '{name.host}': no IP address".encode()
+        address = (await resolve_name(name))[0]
+    except ResolveError as exc:
+        return None, str(exc).encode()
+    return (address.host if kind == b"ip" else address), None
 
 
 def parse_address(

@@ -169,9 +169,17 @@ api.new_object = new_object
 
 -- A function returning the handle of `self` if it is an object of `class_name`,
 -- raising "bad self" (at the method's caller) otherwise: one table look-up.
+local function handles_for(class_name)
+  local handles = handles_of_class[class_name]
+  if handles == nil then
+    handles = setmetatable({}, { __mode = "k" })
+    handles_of_class[class_name] = handles
+  end
+  return handles
+end
+
 local function self_checker(class_name)
-  local handles = setmetatable({}, { __mode = "k" })
-  handles_of_class[class_name] = handles
+  local handles = handles_for(class_name)
   return function(self, method)
     local h = handles[self]
     if h == nil then
@@ -182,13 +190,11 @@ local function self_checker(class_name)
   end
 end
 
+local socket_address_handles = handles_for("SocketAddress")
+local ip_address_handles = handles_for("IPAddress")
+
 -- An address argument: number or string pass through, address objects become
 -- their Python values; anything else is a type error naming the method.
-self_checker("IPAddress")
-self_checker("SocketAddress")
-local socket_address_handles = handles_of_class.SocketAddress
-local ip_address_handles = handles_of_class.IPAddress
-
 local function address_arg(method, i, v, optional)
   local t = type(v)
   if t == "string" or t == "number" then return v end
@@ -286,6 +292,7 @@ end
 local LEVELS = {
   FATAL = 50, CRITIC = 50, ERROR = 40, WARN = 30, NOTE = 25, INFO = 20, DEBUG = 10, TRACE = 5,
 }
+local ERROR_LEVEL, WARN_LEVEL, INFO_LEVEL = LEVELS.ERROR, LEVELS.WARN, LEVELS.INFO
 
 -- The file and line an error message starts with, or else (an error raised with no
 -- position: `error(x, 0)`, out of memory) the first application frame of its traceback.
@@ -329,8 +336,8 @@ local function report(owner, what, err, fn)
   else
     source = "?"
   end
-  if 40 >= threshold then
-    host.log(40, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
+  if ERROR_LEVEL >= threshold then
+    host.log(ERROR_LEVEL, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
   end
 end
 
@@ -544,6 +551,16 @@ end
 
 function api.on_data(t, data) return run(data_job, t, data) end
 
+local function packet_job(t, data, sender)
+  local handler = rawget(t, "onPacket") or rawget(t, "onReception")
+  if handler == nil then return 0 end
+  local ok, err = xpcall(handler, with_traceback, t, data, sender)
+  if not ok then report(owner_of[t], "onPacket", err, handler) end
+  return 0
+end
+
+function api.on_packet(t, data, sender) return run(packet_job, t, data, sender) end
+
 local function event_job(t, name, arg)
   local handler = rawget(t, name)
   if handler == nil then
@@ -659,7 +676,7 @@ function api.wrap_socket_address(v) return new_object("SocketAddress", v, "") en
 -- TCP client and server (docs: lua/tcp).
 ---------------------------------------------------------------------------
 local function owner_log(self, message)
-  log_at(owner_of[self] or "", 40, 3, message)
+  log_at(owner_of[self] or "", ERROR_LEVEL, 3, message)
 end
 
 local tcp_client = self_checker("TCPClient")
@@ -772,16 +789,6 @@ class("UDPSocket", {
   end,
 })
 
-local function packet_job(t, data, sender)
-  local handler = rawget(t, "onPacket") or rawget(t, "onReception")
-  if handler == nil then return 0 end
-  local ok, err = xpcall(handler, with_traceback, t, data, sender)
-  if not ok then report(owner_of[t], "onPacket", err, handler) end
-  return 0
-end
-
-function api.on_packet(t, data, sender) return run(packet_job, t, data, sender) end
-
 -- The ...WithDNS factories suspend their caller while Trio resolves the name.
 local resolve = {
   ip = api.suspending("createIPAddressWithDNS", host.resolve_start),
@@ -892,7 +899,7 @@ local function mona_factory(app, path)
     if onerror then
       onerror(err)
     else
-      log_at(path, 30, 2, err)
+      log_at(path, WARN_LEVEL, 2, err)
     end
     return nil
   end
@@ -910,7 +917,7 @@ local function mona_factory(app, path)
       end
     end
     local err = host.blacklist(add, unpack(values, 1, select("#", ...)))
-    if err then log_at(path, 30, 2, err) end
+    if err then log_at(path, WARN_LEVEL, 2, err) end
   end
   local members = {
     absolutePath = method(function(app_path)
@@ -926,13 +933,13 @@ local function mona_factory(app, path)
     dump = method(function(data, size)
       if type(data) ~= "string" then argerror("dump", 1, "string", data) end
       if size ~= nil and type(size) ~= "number" then argerror("dump", 2, "number", size) end
-      log_at(path, 20, 2, host.hexdump(data, size))
+      log_at(path, INFO_LEVEL, 2, host.hexdump(data, size))
     end),
     listPaths = method(function(dir)
       if type(dir) ~= "string" then argerror("listPaths", 1, "string", dir) end
       local entries, err = host.list_paths(dir)
       if entries == nil then
-        log_at(path, 30, 2, err)
+        log_at(path, WARN_LEVEL, 2, err)
         return nil, err
       end
       local files = {}
@@ -1134,7 +1141,7 @@ function api.new_app_env(path, name, dir, parent_env)
   for level_name, lvl in pairs(LEVELS) do
     env[level_name] = function(...) if lvl >= threshold then log_at(path, lvl, 2, render_args("", ...)) end end
   end
-  env.print = function(...) if 20 >= threshold then log_at(path, 20, 2, render_args("\t", ...)) end end
+  env.print = function(...) if INFO_LEVEL >= threshold then log_at(path, INFO_LEVEL, 2, render_args("\t", ...)) end end
   env.require, env.dofile, env.loadfile = file_functions(env)
   env.load = lib.loader(env)
   env.loadstring = env.load

@@ -25,12 +25,12 @@ import trio
 
 from . import _host as host
 from ._addresses import (
-    AddressError,
     HostName,
     IPAddress,
     SocketAddress,
 )
 from ._apps import Applications, discover
+from ._blacklist import Blacklist
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._endpoint import Writes, start_contained
 from ._events import Call, DatagramReceived, DataReceived, Event, Reads
@@ -99,12 +99,6 @@ def _wildcard() -> IPAddress:
     return IPAddress.wildcard(ipv6=False)
 
 
-def _canonical(address: IPAddress) -> bytes:
-    """The blacklist key: IPv4-mapped IPv6 addresses count as their IPv4 address."""
-    packed = address.packed
-    return packed[12:] if address.is_ipv6 and address.is_ipv4_mapped else packed
-
-
 class Runtime:
     """A running set of Lua applications. Get one from :func:`open_runtime` or :func:`serve`."""
 
@@ -128,7 +122,7 @@ class Runtime:
         self._connections_gone = trio.Event()
         self._bound: dict[object, BoundAddress] = {}
         self._udp_sockets: set[UDPSocket] = set()
-        self._blacklist: set[bytes] = set()
+        self._blacklist = Blacklist()
         self._send, receive = trio.open_memory_channel[Event](math.inf)
         #: The batch that reads join until another event is posted (see deliver).
         self._reads: Reads | None = None
@@ -186,7 +180,7 @@ class Runtime:
             "udp_send": UDPSocket.send,
             "udp_close": UDPSocket.close,
             "udp_get": lambda handle, name: UDP_PROPERTIES[name](handle),
-            "blacklist": self._change_blacklist,
+            "blacklist": self._blacklist.change,
             "resolve_start": resolve_start,
             "absolute_path": self._absolute_path,
             "digest": host.digest,
@@ -289,34 +283,9 @@ class Runtime:
         token = next(self._tokens)
         return token, Suspension(token, functools.partial(work, *args))
 
-    # -- blacklist (docs/design.rst) ----------------------------------------------
     def blacklisted(self, host: str) -> bool:
         """Whether a peer's IP (as ``accept``/``recvfrom`` give it) is blacklisted."""
-        if not self._blacklist:
-            return False
-        try:
-            packed = _canonical(IPAddress.parse(host))
-        except AddressError:
-            return False
-        return packed in self._blacklist
-
-    def _change_blacklist(self, add: bool, *values: bytes | IPAddress) -> bytes | None:
-        errors = []
-        for value in values:
-            if isinstance(value, bytes):
-                try:
-                    value = IPAddress.parse(value.decode("utf-8", "replace").strip())
-                except AddressError as exc:
-                    errors.append(str(exc))
-                    continue
-            if add:
-                self._blacklist.add(_canonical(value))
-            else:
-                self._blacklist.discard(_canonical(value))
-        if errors:
-            verb = "addToBlacklist" if add else "removeFromBlacklist"
-            return f"{verb}: {'; '.join(errors)}".encode()
-        return None
+        return host in self._blacklist
 
     def register_udp(self, udp: UDPSocket) -> None:
         self._udp_sockets.add(udp)

@@ -30,6 +30,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
 from ._addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
+from ._dns import ResolveError, resolve_name
 from ._endpoint import INTERNAL_ERROR, Endpoint, start_contained
 from ._events import Accepted, Closed, DataReceived
 from ._hub import HANGUP
@@ -449,17 +450,10 @@ class TCPConnection(Endpoint):
     async def _connect(self, target: SocketAddress | HostName) -> None:
         if isinstance(target, HostName):
             try:
-                infos = await trio.socket.getaddrinfo(
-                    target.host, target.port, type=socket.SOCK_STREAM
-                )
-            except OSError as exc:
-                self._fail(f"cannot resolve '{target.host}': {_message(exc)}")
+                candidates = await resolve_name(target)
+            except ResolveError as exc:
+                self._fail(str(exc))
                 return
-            candidates = [
-                SocketAddress.from_sockaddr(info[4])  # type: ignore[arg-type]  # no AF_INET6 bytes
-                for info in infos
-                if info[0] in (socket.AF_INET, socket.AF_INET6)
-            ]
         else:
             candidates = [target]
         failure = "no address to connect to"

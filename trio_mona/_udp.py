@@ -197,7 +197,8 @@ class UDPSocket(Endpoint):
             if not self.allow_broadcast and broadcast_destination(target.host):
                 return f"cannot send to {target.host.value}: {_NO_BROADCAST}".encode()
             if self._peer is not None:
-                if _unmapped(target) != _unmapped(self._peer):
+                peer = self._peer
+                if (target.host.unmapped(), target.port) != (peer.host.unmapped(), peer.port):
                     return (
                         f"connected to {self._peer.value}: cannot send to {target.value}".encode()
                     )
@@ -448,14 +449,6 @@ def _remote(first: object, second: object, verb: str) -> SocketAddress | bytes:
     if target.port == 0:
         return f"cannot {verb} to port 0".encode()
     return target
-
-
-def _unmapped(address: SocketAddress) -> SocketAddress:
-    """IPv4-mapped IPv6 addresses as IPv4, for comparing destinations."""
-    host = address.host
-    if host.is_ipv6 and host.is_ipv4_mapped:
-        return SocketAddress(IPAddress(host.packed[12:]), address.port)
-    return address
 
 
 def _transmit(sock: socket.socket, data: bytes, destination: tuple[object, ...] | None) -> None:
