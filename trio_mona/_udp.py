@@ -115,7 +115,8 @@ class UDPSocket(Endpoint):
     _unconsumed: int = 0
     #: The hub reported datagrams not read yet (reading paused for back-pressure).
     _ready: bool = False
-    _scope: trio.CancelScope | None = None
+    #: Registered with the hub, which reads it (no task of its own: it would only wait).
+    _in_hub: bool = False
     _closed: bool = False
     _family: int = socket.AF_INET
 
@@ -353,13 +354,12 @@ class UDPSocket(Endpoint):
             self.runtime.bound(self, "udp", address)
 
     def _started(self) -> None:
-        """The socket exists and may receive: register it and start its task."""
+        """The socket exists and may receive: the hub reads it from now on."""
         self._refresh_local()
         self.runtime.register_udp(self)
-        if self._scope is None and self._sock is not None:
+        if not self._in_hub and self._sock is not None:
             self.runtime.hub.register(self._sock.fileno(), self)
-            self._scope = scope = trio.CancelScope()
-            start_contained(self.runtime.nursery, self, lambda: self._run(scope))
+            self._in_hub = True
 
     def _write_batch(self) -> None:
         """Write now what waits for the executor's batch to end (not for buffer room)."""
@@ -405,16 +405,9 @@ class UDPSocket(Endpoint):
         finally:
             self._flushing = False
 
-    async def _run(self, scope: trio.CancelScope) -> None:
-        """The handle's task: it lives while the socket is open (the hub reads for it)."""
-        with scope:
-            await trio.sleep_forever()
-
     def _close_socket(self) -> None:
         sock, self._sock = self._sock, None
-        if self._scope is not None:
-            self._scope.cancel()
-            self._scope = None
+        self._in_hub = False
         if sock is not None:
             self.runtime.hub.unregister(sock.fileno())
             notify_closing(sock)
