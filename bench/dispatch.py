@@ -46,7 +46,7 @@ def connection(runtime: Runtime, handler: str) -> tuple[TCPConnection, socket.so
         ours, _ = listener.accept()
     ours.setblocking(False)
     theirs.setblocking(False)
-    conn = TCPConnection(runtime, b"")
+    conn = TCPConnection(runtime._sockets, b"")
     conn._established(ours)
     table = runtime.bridge.new_object(b"TCPClient", conn, b"")
     conn.attach(table)
@@ -59,7 +59,7 @@ def measure(runtime: Runtime, handler: str, events: int, payload: bytes) -> floa
     """Microseconds per executor event."""
     conn, peer = connection(runtime, handler)
     deliver = runtime._executor._data
-    writes = runtime.writes
+    writes = runtime._sockets.writes
     batch = [DataReceived(conn, payload) for _ in range(1000)]
     start = time.perf_counter()
     for _ in range(events // len(batch)):

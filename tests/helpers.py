@@ -14,6 +14,7 @@ import trio
 
 import trio_mona
 from trio_mona._runtime import Runtime
+from trio_mona._tcp import TCPConnection
 
 ENGINES = ["lua54", "luajit21"]
 
@@ -55,6 +56,11 @@ async def lua(runtime: Runtime, code: str) -> Any:
     assert env is not None
     chunk = runtime.bridge.load(code.encode(), "test", env)
     return await runtime.in_executor(lambda: chunk())
+
+
+def connections(runtime: Runtime) -> set[TCPConnection]:
+    """The runtime's open TCP connections (their handles: for tests of their state)."""
+    return runtime._sockets.connections  # type: ignore[return-value]  # (each is one)
 
 
 def tcp_port(runtime: Runtime, index: int = 0) -> int:

@@ -16,6 +16,7 @@ from trio_mona._tcp import TCPConnection
 from .helpers import (
     RECORDING_ECHO,
     connect,
+    connections,
     lua,
     messages,
     receive_exactly,
@@ -317,7 +318,7 @@ async def test_a_long_job_takes_one_turn_at_a_time(tmp_path: Path, engine: str) 
         second = await connect(tcp_port(runtime))
         await wait_until(lambda: runtime.statistics().tcp_connections == 2)
         port = await lua(runtime, "return clients[1].peerAddress.port")
-        conns = {conn._peer.port: conn for conn in runtime._connections if conn._peer}
+        conns = {conn._peer.port: conn for conn in connections(runtime) if conn._peer}
         busy = conns.pop(port)
         (other,) = conns.values()
         for conn, data in [(busy, b"a" * size)] * 3 + [(other, b"x")]:

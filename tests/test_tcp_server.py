@@ -17,6 +17,7 @@ from trio_mona._tcp import READ_AHEAD, RECV_SIZE, TCPConnection
 from .helpers import (
     ENGINES,
     connect,
+    connections,
     lua,
     messages,
     receive_exactly,
@@ -281,7 +282,7 @@ async def test_flow_control_bounds_memory_and_loses_nothing(tmp_path: Path) -> N
         async def watch() -> None:
             nonlocal peak
             while True:
-                peak = max([peak, *(c._out_size for c in runtime._connections)])
+                peak = max([peak, *(c._out_size for c in connections(runtime))])
                 await trio.sleep(0.001)
 
         async with trio.open_nursery() as nursery:
@@ -322,7 +323,7 @@ async def test_send_past_hard_limit_fails_and_keeps_queue(
     settings = {"trio_mona__soft_limit": "65536", "trio_mona__hard_limit": "524288"}
     async with running(tmp_path, app, **settings) as runtime:
         peer, _ = await listener.accept()
-        await wait_until(lambda: any(c.connected for c in runtime._connections))
+        await wait_until(lambda: any(c.connected for c in connections(runtime)))
         failed_at, error = await lua(runtime, "return fill()")
         assert failed_at > 1
         assert b"send queue full" in error
@@ -350,9 +351,9 @@ async def test_connections_are_released(tmp_path: Path) -> None:
             stream = await connect(port)
             await stream.send_all(b"x")
             assert await receive_exactly(stream, 1) == b"x"
-            refs.extend(weakref.ref(c) for c in runtime._connections)
+            refs.extend(weakref.ref(c) for c in connections(runtime))
             await stream.aclose()
-        await wait_until(lambda: not runtime._connections)
+        await wait_until(lambda: not connections(runtime))
         await trio.sleep(0.05)
         await lua(runtime, "collectgarbage() collectgarbage()")
         gc.collect()

@@ -1,4 +1,6 @@
-"""The application tree: loading, lifecycle events, hot reload, timers (docs/lua/applications.rst).
+"""The application tree: loading, lifecycle events, hot reload, timers.
+
+(docs/lua/applications.rst)
 
 Every ``main.lua`` below the applications folder is an application; ``main.lua`` at the
 top is the root (path ``""``), ``a/b/main.lua`` is ``/a/b``. A folder on the way with no
@@ -13,17 +15,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 import trio
 
-from ._lua import LuaError, LuaTable
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
+from ._lua import LuaBridge, LuaError, LuaTable
 
 log = logging.getLogger("trio_mona")
 
@@ -113,9 +112,18 @@ class Timer:
 class Applications:
     """The tree of applications of one runtime, and the tasks that drive it."""
 
-    def __init__(self, runtime: Runtime, apps_dir: Path) -> None:
-        self._runtime = runtime
-        self._bridge = runtime.bridge
+    def __init__(
+        self,
+        bridge: LuaBridge,
+        nursery: trio.Nursery,
+        in_executor: Callable[[Callable[[], Any]], Awaitable[Any]],
+        close_owned: Callable[[bytes], None],
+        apps_dir: Path,
+    ) -> None:
+        self._bridge = bridge
+        self._nursery = nursery
+        self._in_executor = in_executor
+        self._close_owned = close_owned
         self.apps_dir = apps_dir
         self.root = Application("", apps_dir, None)
         self.timers: set[Timer] = set()
@@ -156,7 +164,7 @@ class Applications:
     def set_timer(self, owner: bytes, function: LuaTable, delay_ms: float) -> None:
         timer = Timer(owner, function)
         self.timers.add(timer)
-        self._runtime.nursery.start_soon(self._run_timer, timer, delay_ms)
+        self._nursery.start_soon(self._run_timer, timer, delay_ms)
 
     async def _run_timer(self, timer: Timer, delay_ms: float) -> None:
         call_timer = self._bridge.api.call_timer
@@ -164,7 +172,7 @@ class Applications:
             with timer.scope:
                 while delay_ms > 0:
                     await trio.sleep(delay_ms / 1000)
-                    result = await self._runtime.in_executor(
+                    result = await self._in_executor(
                         lambda: call_timer(timer.function, timer.owner)
                     )
                     # Only a number continues it: nothing Lua hands back is trusted.
@@ -263,7 +271,7 @@ class Applications:
             return prepared
         env, chunk = prepared
         if chunk is not None:
-            error = await self._runtime.in_executor(
+            error = await self._in_executor(
                 lambda: self._bridge.call(chunk, b"main chunk", app.owner, None)
             )
             if error is not None:
@@ -343,14 +351,14 @@ class Applications:
             self._failed(app, _first_line(error))
             return
         self._started(app, app.loading_env)
-        self._runtime.nursery.start_soon(self._event, app, b"onStart", app.path.encode())
+        self._nursery.start_soon(self._event, app, b"onStart", app.path.encode())
 
     async def _unload(self, app: Application) -> None:
         """onStop children first, then close their sockets and timers."""
         for member in reversed(list(app.subtree())):
             if member.env is not None:
                 await self._event(member, b"onStop", member.path.encode())
-            self._runtime.close_sockets(member.owner)
+            self._close_owned(member.owner)
             for timer in [t for t in self.timers if t.owner == member.owner]:
                 timer.scope.cancel()
             if member.parent is not None and member.parent.env is not None:
@@ -365,9 +373,7 @@ class Applications:
         if handler is None:
             return
         try:
-            await self._runtime.in_executor(
-                lambda: self._bridge.call(handler, name, app.owner, argument)
-            )
+            await self._in_executor(lambda: self._bridge.call(handler, name, app.owner, argument))
         except Exception:
             log.exception("internal error in %s of '%s'", name.decode(), app.path)
 

@@ -13,28 +13,29 @@ per batch instead of one per read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._tcp import TCPConnection
-    from ._udp import UDPSocket
+# The handle an event is about (a TCP connection, a UDP socket). Generic, so that this
+# module, imported by the handles, imports none of them.
+Conn = TypeVar("Conn")
+Socket = TypeVar("Socket")
 
 
 @attrs.define(eq=False)
-class DataReceived:
+class DataReceived(Generic[Conn]):
     """Bytes read from a connection, to go to its ``onData``."""
 
-    conn: TCPConnection
+    conn: Conn
     data: bytes
 
 
 @attrs.define(eq=False)
-class DatagramReceived:
+class DatagramReceived(Generic[Socket]):
     """One datagram and its sender's socket address, to go to ``onPacket``."""
 
-    socket: UDPSocket
+    socket: Socket
     data: bytes
     sender: tuple[object, ...]
 
@@ -44,24 +45,24 @@ class Reads:
     """Reads in the order they happened. The batch grows while it is the newest event
     on the channel and the executor has not taken it (*open*)."""
 
-    items: list[DataReceived | DatagramReceived] = attrs.field(factory=list)
+    items: list[DataReceived[Any] | DatagramReceived[Any]] = attrs.field(factory=list)
     open: bool = True
 
 
 @attrs.frozen
-class Accepted:
+class Accepted(Generic[Conn]):
     """A TCP server accepted *conn*; *server_table* is the server's Lua object."""
 
     server_table: Any
     owner: bytes
-    conn: TCPConnection
+    conn: Conn
 
 
 @attrs.frozen
-class Closed:
+class Closed(Generic[Conn]):
     """A connection (or connection attempt) ended: fire ``onDisconnection`` once."""
 
-    conn: TCPConnection
+    conn: Conn
 
 
 @attrs.frozen
@@ -79,4 +80,6 @@ class Call:
     function: Callable[[], None]
 
 
-Event: TypeAlias = DataReceived | DatagramReceived | Reads | Accepted | Closed | Resumed | Call
+Event: TypeAlias = (
+    DataReceived[Any] | DatagramReceived[Any] | Reads | Accepted[Any] | Closed[Any] | Resumed | Call
+)

@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from ._endpoint import Writes
 from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Reads, Resumed
+from ._writes import Writes
 
 if TYPE_CHECKING:
     from ._lua import LuaBridge
+    from ._tcp import TCPConnection
+    from ._udp import UDPSocket
 
 log = logging.getLogger("trio_mona")
 
@@ -194,7 +196,7 @@ class Executor:
         batch.open = False  # reads from now on start a new batch, after this one
         data, datagram = self._data, self._datagram
         items = batch.items
-        last: DataReceived | DatagramReceived | None = items[-1]
+        last: DataReceived[TCPConnection] | DatagramReceived[UDPSocket] | None = items[-1]
         if self._receive.statistics().current_buffer_used:
             last = None  # more events are queued: this batch's replies can wait
         writes = self._writes
@@ -210,7 +212,7 @@ class Executor:
         writes.now = False
         self.events_dispatched += len(items) - 1
 
-    def _data(self, event: DataReceived) -> None:
+    def _data(self, event: DataReceived[TCPConnection]) -> None:
         conn = event.conn
         if conn.waiting is not None:
             conn.waiting.append(event)
@@ -244,7 +246,7 @@ class Executor:
         elif conn.kept:
             conn.kept = b""
 
-    def _datagram(self, event: DatagramReceived) -> None:
+    def _datagram(self, event: DatagramReceived[UDPSocket]) -> None:
         udp = event.socket
         if udp.waiting is not None:
             udp.waiting.append(event)
@@ -257,7 +259,7 @@ class Executor:
         if result.__class__ is Suspension:
             self.settle(result, (udp,), _ignore)
 
-    def _accepted(self, event: Accepted) -> None:
+    def _accepted(self, event: Accepted[TCPConnection]) -> None:
         conn = event.conn
         if conn.waiting is not None:
             conn.waiting.append(event)
@@ -273,7 +275,7 @@ class Executor:
             return
         self.settle(result, (conn,), _ignore)
 
-    def _closed(self, event: Closed) -> None:
+    def _closed(self, event: Closed[TCPConnection]) -> None:
         conn = event.conn
         if conn.waiting is not None:
             conn.waiting.append(event)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import math
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,21 +22,15 @@ import attrs
 import trio
 
 from . import _host as host
-from ._addresses import (
-    HostName,
-    IPAddress,
-    SocketAddress,
-)
 from ._apps import Applications, discover
 from ._blacklist import Blacklist
 from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
-from ._endpoint import Writes, start_contained
-from ._events import Call, DatagramReceived, DataReceived, Event, Reads
+from ._events import Call
 from ._executor import Executor, Suspension
 from ._files import AppFiles
-from ._hub import Hub
 from ._lua import LuaBridge, LuaTable
 from ._signals import stop_requested
+from ._sockets import BoundAddress, Sockets
 from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
 from ._udp import UDP_PROPERTIES, UDPSocket
 
@@ -55,16 +47,6 @@ logging.addLevelName(TRACE, "TRACE")
 
 class StartupError(Exception):
     """The applications could not start. The message is one line naming file and line."""
-
-
-@attrs.frozen
-class BoundAddress:
-    """An address one of the runtime's servers or sockets is bound to."""
-
-    kind: str  #: ``"tcp"`` (a listening TCP server) or ``"udp"``
-    host: str
-    port: int
-    app: str  #: path of the owning application (``""`` for the root)
 
 
 @attrs.frozen
@@ -86,19 +68,6 @@ class RuntimeStatistics:
     lua_memory: int
 
 
-def _wildcard() -> IPAddress:
-    """``::`` when this host can listen dual-stack, else ``0.0.0.0``."""
-    if socket.has_ipv6:
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                probe.bind(("::", 0))
-            return IPAddress.wildcard(ipv6=True)
-        except OSError:
-            pass
-    return IPAddress.wildcard(ipv6=False)
-
-
 class Runtime:
     """A running set of Lua applications. Get one from :func:`open_runtime` or :func:`serve`."""
 
@@ -112,22 +81,7 @@ class Runtime:
         self.apps_dir = apps_dir
         self.settings = settings
         self.nursery = nursery
-        self.wildcard = _wildcard()
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.bytes_queued = 0
-        #: Bytes sent by Lua and not written yet, over every connection (max_unsent).
-        self.unsent = 0
-        self._connections: set[TCPConnection] = set()
-        self._connections_gone = trio.Event()
-        self._bound: dict[object, BoundAddress] = {}
-        self._udp_sockets: set[UDPSocket] = set()
         self._blacklist = Blacklist()
-        self._send, receive = trio.open_memory_channel[Event](math.inf)
-        #: The batch that reads join until another event is posted (see deliver).
-        self._reads: Reads | None = None
-        self.writes = Writes()
-        self.hub = Hub()
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self.bridge = LuaBridge(
             settings.engine,
@@ -136,22 +90,28 @@ class Runtime:
             sandbox=settings.sandbox,
             unsafe_native=settings.unsafe_native,
         )
-        self._executor = Executor(self.bridge, receive, self.post, self.hub.poll, self.writes)
+        self._sockets = sockets = Sockets(settings, nursery, self.bridge, self._blacklist)
+        self.post = sockets.post
+        self._executor = Executor(
+            self.bridge, sockets.receive, sockets.post, sockets.hub.poll, sockets.writes
+        )
         self._tokens = itertools.count(1)
-        self.applications = Applications(self, apps_dir)
+        self.applications = Applications(
+            self.bridge, nursery, self.in_executor, sockets.close_owned, apps_dir
+        )
         self._background_scope = trio.CancelScope()
 
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
 
         def new_tcp_client(owner: bytes) -> TCPConnection:
-            return TCPConnection(self, owner)
+            return TCPConnection(self._sockets, owner)
 
         def new_tcp_server(owner: bytes) -> TCPServer:
-            return TCPServer(self, owner)
+            return TCPServer(self._sockets, owner)
 
         def new_udp_socket(owner: bytes, allow_broadcast: bool) -> UDPSocket:
-            return UDPSocket(self, owner, allow_broadcast=allow_broadcast)
+            return UDPSocket(self._sockets, owner, allow_broadcast=allow_broadcast)
 
         def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
             return self._start_suspension(host.resolve, kind, first, second)
@@ -207,66 +167,23 @@ class Runtime:
     @property
     def bound_addresses(self) -> tuple[BoundAddress, ...]:
         """Where the applications' servers and sockets are bound, oldest first."""
-        return tuple(self._bound.values())
+        return tuple(self._sockets.bound_addresses.values())
 
     def statistics(self) -> RuntimeStatistics:
         """Counters and gauges, for monitoring and tests."""
+        sockets = self._sockets
         return RuntimeStatistics(
             engine=self.engine,
-            tcp_connections=len(self._connections),
-            tcp_servers=sum(1 for a in self._bound.values() if a.kind == "tcp"),
-            udp_sockets=len(self._udp_sockets),
+            tcp_connections=len(sockets.connections),
+            tcp_servers=len(sockets.listeners()),
+            udp_sockets=len(sockets.udp_sockets),
             events_dispatched=self._executor.events_dispatched,
-            bytes_received=self.bytes_received,
-            bytes_sent=self.bytes_sent,
-            bytes_queued=self.bytes_queued,
-            bytes_unsent=self.unsent,
+            bytes_received=sockets.bytes_received,
+            bytes_sent=sockets.bytes_sent,
+            bytes_queued=sockets.bytes_queued,
+            bytes_unsent=sockets.unsent,
             lua_memory=self.bridge.memory_used(),
         )
-
-    # -- for the handles --------------------------------------------------------
-    def post(self, event: Event) -> None:
-        """Hand an event to the executor (never blocks: the channel is unbounded and
-        each connection bounds what it has in flight)."""
-        self._reads = None  # reads from now on go after this event
-        try:
-            self._send.send_nowait(event)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # shutting down: no Lua runs any more
-
-    def deliver(self, read: DataReceived | DatagramReceived) -> None:
-        """Hand a read to the executor: it joins the batch posted last, when the batch
-        is still the newest thing on the channel, so events keep the order they
-        happened in while a burst of reads costs one channel message."""
-        batch = self._reads
-        if batch is None or not batch.open:
-            self.post(batch := Reads())
-            self._reads = batch
-        batch.items.append(read)
-
-    def spawn_socket(self, conn: TCPConnection, target: SocketAddress | HostName | None) -> None:
-        """Start *conn*'s own task: connect to *target* (None: accepted), serve, close."""
-        self._connections.add(conn)
-        start_contained(self.nursery, conn, lambda: conn._run(target))
-
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
-    def connection_ended(self, conn: TCPConnection) -> None:
-        self._connections.discard(conn)
-        if conn.server is not None:  # (an accepted connection may connect again later)
-            conn.server.open_connections -= 1
-            conn.server = None
-        if not self._connections:
-            self._connections_gone.set()
-
-    def bound(self, handle: object, kind: str, address: SocketAddress) -> None:
-        owner = getattr(handle, "owner", b"").decode("utf-8", "replace")
-        self._bound[handle] = BoundAddress(kind, address.host.value, address.port, owner)
-
-    def unbound(self, handle: object) -> None:
-        self._bound.pop(handle, None)
 
     def suspending(self, name: str, work: Callable[..., Awaitable[tuple[object, ...]]]) -> LuaTable:
         """A Lua function that suspends its calling handler while ``work(*args)`` runs
@@ -286,12 +203,6 @@ class Runtime:
     def blacklisted(self, host: str) -> bool:
         """Whether a peer's IP (as ``accept``/``recvfrom`` give it) is blacklisted."""
         return host in self._blacklist
-
-    def register_udp(self, udp: UDPSocket) -> None:
-        self._udp_sockets.add(udp)
-
-    def unregister_udp(self, udp: UDPSocket) -> None:
-        self._udp_sockets.discard(udp)
 
     # -- lifecycle ----------------------------------------------------------------
     async def in_executor(self, call: Callable[[], Any]) -> Any:
@@ -347,17 +258,6 @@ class Runtime:
     def _root_env(self) -> LuaTable | None:
         return self.applications.root.env
 
-    def close_sockets(self, owner: bytes) -> None:
-        """Close what the application *owner* opened (it is being unloaded): listeners
-        and UDP sockets at once, connections after a flush, with no more Lua events."""
-        for handle in list(self._bound):
-            if isinstance(handle, TCPServer) and handle.owner == owner:
-                handle.stop()
-        for udp in [u for u in self._udp_sockets if u.owner == owner]:
-            udp.close()
-        for conn in [c for c in self._connections if c.owner == owner]:
-            conn.abandon()
-
     def _absolute_path(self, path: bytes) -> bytes:
         relative = path.decode("utf-8", "replace").strip("/")
         folder = self.apps_dir / relative if relative else self.apps_dir
@@ -373,21 +273,21 @@ class Runtime:
 
     async def _shutdown(self) -> None:
         self._background_scope.cancel()
-        for handle in list(self._bound):
-            if isinstance(handle, TCPServer):
-                handle.stop()
+        for listener in self._sockets.listeners():
+            listener.unload()
         with trio.move_on_after(self.settings.linger + 1):
             await self.applications.stop()
         self._executor.stop_lua()
-        for udp in list(self._udp_sockets):
-            udp.close()
-        self._connections_gone = trio.Event()
-        for conn in list(self._connections):
+        sockets = self._sockets
+        for udp in list(sockets.udp_sockets):
+            udp.unload()
+        sockets.connections_gone = trio.Event()
+        for conn in list(sockets.connections):
             conn.disconnect()
-        if self._connections:
+        if sockets.connections:
             with trio.move_on_after(self.settings.linger + 0.5):
-                await self._connections_gone.wait()
-        self._send.close()
+                await sockets.connections_gone.wait()
+        sockets.close_channel()
 
 
 def _applications_folder(folder: Path) -> Path:
@@ -457,7 +357,7 @@ async def open_runtime(
     failure: StartupError | None = None
     async with trio.open_nursery() as nursery:
         runtime = Runtime(folder, config, runtime_settings, nursery)
-        nursery.start_soon(runtime.hub.run)
+        nursery.start_soon(runtime._sockets.hub.run)
         await nursery.start(runtime._executor.run)
         try:
             try:

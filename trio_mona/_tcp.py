@@ -31,13 +31,14 @@ from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
 from ._addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from ._dns import ResolveError, resolve_name
-from ._endpoint import INTERNAL_ERROR, Endpoint, start_contained
+from ._endpoint import Endpoint
 from ._events import Accepted, Closed, DataReceived
 from ._hub import HANGUP
+from ._tasks import INTERNAL_ERROR
 
 if TYPE_CHECKING:
     from ._lua import LuaTable
-    from ._runtime import Runtime
+    from ._sockets import Sockets
 
 log = logging.getLogger("trio_mona")
 
@@ -117,12 +118,12 @@ class TCPConnection(Endpoint):
             return str(exc).encode()
         if target.port == 0:
             return b"cannot connect to port 0"
-        limit = self.runtime.settings.max_connections
-        if limit and self.runtime.connection_count >= limit:
+        limit = self.sockets.settings.max_connections
+        if limit and self.sockets.connection_count >= limit:
             return f"too many connections: {limit} open (trio_mona.max_connections)".encode()
         self._reset(table)
         self._state = State.CONNECTING
-        self.runtime.spawn_socket(self, target)
+        self._spawn(target)
         return None
 
     def send(self, data: bytes) -> int | tuple[None, bytes]:
@@ -133,25 +134,25 @@ class TCPConnection(Endpoint):
         state = self._state
         if state is not State.CONNECTED and state is not State.CONNECTING:
             return None, b"socket not connected"
-        runtime = self.runtime
-        settings = runtime.settings
+        sockets = self.sockets
+        settings = sockets.settings
         size = self._out_size + len(data)
         if size > settings.hard_limit:
             message = f"send queue full: {self._out_size} bytes unsent, limit {settings.hard_limit}"
             return None, message.encode()
-        unsent = runtime.unsent + len(data)
+        unsent = sockets.unsent + len(data)
         if unsent > settings.max_unsent:
             message = (
-                f"send queue full: {runtime.unsent} bytes unsent across connections, "
+                f"send queue full: {sockets.unsent} bytes unsent across connections, "
                 f"limit {settings.max_unsent} (trio_mona.max_unsent)"
             )
             return None, message.encode()
         out = self._out  # _enqueue, inlined: the hot path
         out.append(data)
         self._out_size = size
-        runtime.unsent = unsent
+        sockets.unsent = unsent
         if state is State.CONNECTED and not self._flushing:
-            writes = runtime.writes
+            writes = sockets.writes
             if writes.now:
                 self.write_queued()
                 if self._state is not state:  # the write failed: closing
@@ -170,9 +171,9 @@ class TCPConnection(Endpoint):
         out = self._out
         out.append(data)
         self._out_size += len(data)
-        self.runtime.unsent += len(data)
+        self.sockets.unsent += len(data)
         if self._state is State.CONNECTED and not self._flushing:
-            writes = self.runtime.writes
+            writes = self.sockets.writes
             if writes.now:
                 self.write_queued()
             elif len(out) == 1:
@@ -232,7 +233,7 @@ class TCPConnection(Endpoint):
         self.kept = data[size:]
         self.unseen = -size
         self._unconsumed += self.unseen
-        self.runtime.post(DataReceived(self, b""))
+        self.sockets.post(DataReceived(self, b""))
 
     def consumed(self, size: int) -> None:
         """The executor took *size* bytes: reading may go on."""
@@ -253,6 +254,20 @@ class TCPConnection(Endpoint):
         """Its application is unloading: flush and close, with no more Lua events."""
         self.table = None
         self.disconnect()
+
+    unload = abandon  # (the registry's name for it: docs/design.rst, "One owner")
+
+    def _spawn(self, target: SocketAddress | HostName | None) -> None:
+        """Start the connection's own task: connect to *target* (None: accepted), serve,
+        close."""
+        self.sockets.connection_started(self)
+        self.sockets.spawn(self, lambda: self._run(target))
+
+    def _ended(self) -> None:
+        if self.server is not None:  # (an accepted connection may connect again later)
+            self.server.open_connections -= 1
+            self.server = None
+        self.sockets.connection_ended(self)
 
     def crashed(self) -> None:
         """One of this connection's tasks failed unexpectedly: close it, reporting
@@ -280,7 +295,7 @@ class TCPConnection(Endpoint):
         self._drop_queue()
 
     def _drop_queue(self) -> None:
-        self.runtime.unsent -= self._out_size
+        self.sockets.unsent -= self._out_size
         self._out.clear()
         self._out_size = 0
 
@@ -306,8 +321,8 @@ class TCPConnection(Endpoint):
 
     def _start_flusher(self) -> None:
         self._flushing = True
-        self.runtime.bytes_queued += self._out_size
-        start_contained(self.runtime.nursery, self, self._flush)
+        self.sockets.bytes_queued += self._out_size
+        self.sockets.spawn(self, self._flush)
 
     def _fail(self, exc: OSError | str) -> None:
         """A socket error: record it and close without flushing."""
@@ -320,7 +335,7 @@ class TCPConnection(Endpoint):
             self._read_scope.cancel()
 
     def _reading_paused(self) -> bool:
-        return self._out_size > self.runtime.settings.soft_limit or self._unconsumed >= READ_AHEAD
+        return self._out_size > self.sockets.settings.soft_limit or self._unconsumed >= READ_AHEAD
 
     def _maybe_resume_reading(self) -> None:
         """The send queue shrank: read what was left in the kernel while paused."""
@@ -339,7 +354,7 @@ class TCPConnection(Endpoint):
         if sock is None:
             return
         recv = sock.recv
-        deliver = self.runtime.deliver
+        deliver = self.sockets.deliver
         while not self._reading_paused():
             try:
                 data = recv(RECV_SIZE)
@@ -358,7 +373,7 @@ class TCPConnection(Endpoint):
                 return
             self._unconsumed += size
             self._last_receive = time.monotonic()
-            self.runtime.bytes_received += size
+            self.sockets.bytes_received += size
             deliver(DataReceived(self, data))
             # A short read emptied the kernel buffer: new data brings a new edge.
             if size < RECV_SIZE and not self._hangup:
@@ -387,8 +402,8 @@ class TCPConnection(Endpoint):
             except BlockingIOError:
                 break
             self._out_size -= sent
-            self.runtime.unsent -= sent
-            self.runtime.bytes_sent += sent
+            self.sockets.unsent -= sent
+            self.sockets.bytes_sent += sent
             self._last_send = time.monotonic()
             for chunk in chunks:
                 if sent < len(chunk):  # the kernel buffer is full
@@ -436,12 +451,12 @@ class TCPConnection(Endpoint):
             try:
                 await self._finish()
             finally:
-                self.runtime.connection_ended(self)
+                self._ended()
 
     async def _connect_to_flush(self, target: SocketAddress | HostName) -> None:
         """disconnect() came while connecting, with bytes queued: connect within the
         linger time; _finish flushes them then."""
-        with trio.move_on_after(self.runtime.settings.linger):
+        with trio.move_on_after(self.sockets.settings.linger):
             await self._connect(target)
         if self._sock is None and self._error is None:
             self._fail(f"closed with {self._out_size} bytes unsent: not connected within "
@@ -489,9 +504,9 @@ class TCPConnection(Endpoint):
         """While connected: the hub reads; this task waits for the end of the stream."""
         sock = self._sock
         assert sock is not None
-        hub = self.runtime.hub
+        hub = self.sockets.hub
         hub.register(sock.fileno(), self)
-        idle = self.runtime.settings.idle_timeout
+        idle = self.sockets.settings.idle_timeout
         self._last_receive = time.monotonic()
         try:
             while not self._eof:
@@ -517,7 +532,7 @@ class TCPConnection(Endpoint):
         sock = self._sock
         try:
             if sock is not None and self._out:
-                with trio.move_on_after(self.runtime.settings.linger):
+                with trio.move_on_after(self.sockets.settings.linger):
                     if not self._flushing:
                         self._start_flusher()
                     self._flushed = trio.Event()
@@ -538,7 +553,7 @@ class TCPConnection(Endpoint):
                 self._wake = None
                 self._drop_queue()
                 self._state = State.CLOSED
-                self.runtime.post(Closed(self))
+                self.sockets.post(Closed(self))
 
 
 TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
@@ -554,7 +569,7 @@ TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
 class TCPServer:
     """A TCP server (``mona:createTCPServer()``)."""
 
-    runtime: Runtime
+    sockets: Sockets
     owner: bytes
     table: LuaTable | None = None
     _sock: socket.socket | None = None
@@ -584,7 +599,7 @@ class TCPServer:
         if self._sock is not None:
             return False, f"TCPServer already running on {self._address.value}".encode()  # type: ignore[union-attr]
         try:
-            target = parse_target(first, second, default_host=self.runtime.wildcard)
+            target = parse_target(first, second, default_host=self.sockets.wildcard)
         except AddressError as exc:
             return False, f"cannot start TCPServer: {exc}".encode()
         assert isinstance(target, SocketAddress)
@@ -603,8 +618,8 @@ class TCPServer:
         self._address = SocketAddress.from_sockaddr(sock.getsockname())
         self._lua_address = None
         self.table = table
-        self.runtime.bound(self, "tcp", self._address)
-        start_contained(self.runtime.nursery, self, lambda: self._accept_loop(sock))
+        self.sockets.bound(self, "tcp", self._address)
+        self.sockets.spawn(self, lambda: self._accept_loop(sock))
         return True, None
 
     def stop(self) -> None:
@@ -612,12 +627,15 @@ class TCPServer:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        self.runtime.unbound(self)
+        self.sockets.unbound(self)
         if self._scope is not None:
             self._scope.cancel()
         notify_closing(sock)
         sock.close()
         self.table = None
+
+    def unload(self) -> None:
+        self.stop()
 
     def crashed(self) -> None:
         """The accept loop failed unexpectedly: stop listening (logged already)."""
@@ -625,7 +643,7 @@ class TCPServer:
 
     def lua_address(self) -> LuaTable | None:
         if self._lua_address is None and self._address is not None:
-            self._lua_address = self.runtime.bridge.wrap_socket_address(self._address)
+            self._lua_address = self.sockets.bridge.wrap_socket_address(self._address)
         return self._lua_address if self._sock is not None else None
 
     async def _accept_loop(self, sock: socket.socket) -> None:
@@ -651,7 +669,7 @@ class TCPServer:
                                 await trio.sleep(0.1)
                                 break
                             continue  # the peer went away before we took it (ECONNABORTED...)
-                        if self.runtime.blacklisted(peer[0]):
+                        if self.sockets.blacklisted(peer[0]):
                             log.debug("TCPServer %s: refused blacklisted %s", self, peer[0])
                             client.close()
                             continue
@@ -666,8 +684,8 @@ class TCPServer:
 
     def _limit_reached(self) -> str | None:
         """The connection limit an accept would pass, if any (docs: operations)."""
-        settings = self.runtime.settings
-        if settings.max_connections and (self.runtime.connection_count >= settings.max_connections):
+        settings = self.sockets.settings
+        if settings.max_connections and (self.sockets.connection_count >= settings.max_connections):
             return f"{settings.max_connections} connections open (trio_mona.max_connections)"
         if settings.max_server_connections and (
             self.open_connections >= settings.max_server_connections
@@ -693,14 +711,14 @@ class TCPServer:
         client.setblocking(False)
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = TCPConnection(self.runtime, self.owner, server=self)
+            conn = TCPConnection(self.sockets, self.owner, server=self)
             conn._established(client)
         except OSError:
             client.close()
             return
         self.open_connections += 1
-        self.runtime.post(Accepted(self.table, self.owner, conn))
-        self.runtime.spawn_socket(conn, None)
+        self.sockets.post(Accepted(self.table, self.owner, conn))
+        conn._spawn(None)
 
 
 TCP_SERVER_PROPERTIES: Final[dict[bytes, Callable[[TCPServer], object]]] = {

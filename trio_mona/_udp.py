@@ -23,7 +23,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_writable
 
 from ._addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
-from ._endpoint import Endpoint, start_contained
+from ._endpoint import Endpoint
 from ._events import DatagramReceived
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class UDPSocket(Endpoint):
         if self._local is not None:
             return f"UDP socket already bound to {self._local.value}".encode()
         try:
-            target = _address(first, second, self.runtime.wildcard)
+            target = _address(first, second, self.sockets.wildcard)
         except AddressError as exc:
             return f"cannot bind: {exc}".encode()
         sock = self._open(target.family)
@@ -215,18 +215,18 @@ class UDPSocket(Endpoint):
         assert sock is not None
         limit = min(
             MAX_DATAGRAM.get(self._family, MAX_DATAGRAM[socket.AF_INET]),
-            self.runtime.settings.max_datagram,
+            self.sockets.settings.max_datagram,
         )
         if len(data) > limit:
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
         out = self._out
-        if out or not (self.runtime.writes.now or self._local is None):
+        if out or not (self.sockets.writes.now or self._local is None):
             # Written with the executor's batch (Writes), or behind datagrams that
             # wait for room: the order of sends is kept either way.
             if self._out_size + len(data) > QUEUE_LIMIT:
                 return f"send queue full: {self._out_size} bytes waiting".encode()
             if not out and not self._flushing:
-                self.runtime.writes.pending.append(self)
+                self.sockets.writes.pending.append(self)
             out.append((data, destination))
             self._out_size += len(data)
             return None
@@ -241,7 +241,7 @@ class UDPSocket(Endpoint):
             return None
         except OSError as exc:
             return _send_error(exc)
-        self.runtime.bytes_sent += len(data)
+        self.sockets.bytes_sent += len(data)
         if self._local is None:
             self._refresh_local()  # the kernel bound it on the first send
         return None
@@ -260,6 +260,8 @@ class UDPSocket(Endpoint):
         self._write_batch()  # what was sent before close() still goes out
         self._close_socket()
         self.table = None
+
+    unload = close
 
     def crashed(self) -> None:
         """One of this socket's tasks failed unexpectedly (logged already): close it."""
@@ -284,7 +286,7 @@ class UDPSocket(Endpoint):
             if len(self._senders) >= SENDER_CACHE:
                 self._senders.clear()
             address = SocketAddress.from_sockaddr(sockaddr)  # type: ignore[arg-type]
-            table = self._senders[sockaddr] = self.runtime.bridge.wrap_socket_address(address)
+            table = self._senders[sockaddr] = self.sockets.bridge.wrap_socket_address(address)
         return table
 
     def consumed(self) -> None:
@@ -304,8 +306,8 @@ class UDPSocket(Endpoint):
         if sock is None:
             return
         recvfrom = sock.recvfrom
-        deliver = self.runtime.deliver
-        blacklisted = self.runtime.blacklisted
+        deliver = self.sockets.deliver
+        blacklisted = self.sockets.blacklisted
         while self._unconsumed < READ_AHEAD:
             try:
                 data, sender = recvfrom(65536)
@@ -323,7 +325,7 @@ class UDPSocket(Endpoint):
                 log.debug("%s: dropped a datagram from blacklisted %s", self, sender[0])
                 continue
             self._unconsumed += 1
-            self.runtime.bytes_received += len(data)
+            self.sockets.bytes_received += len(data)
             deliver(DatagramReceived(self, data, sender))
 
     # -- internals ------------------------------------------------------------------
@@ -351,14 +353,14 @@ class UDPSocket(Endpoint):
         address = SocketAddress.from_sockaddr(self._sock.getsockname())
         if address.port:
             self._set_local(address)
-            self.runtime.bound(self, "udp", address)
+            self.sockets.bound(self, "udp", address)
 
     def _started(self) -> None:
         """The socket exists and may receive: the hub reads it from now on."""
         self._refresh_local()
-        self.runtime.register_udp(self)
+        self.sockets.register_udp(self)
         if not self._in_hub and self._sock is not None:
-            self.runtime.hub.register(self._sock.fileno(), self)
+            self.sockets.hub.register(self._sock.fileno(), self)
             self._in_hub = True
 
     def _write_batch(self) -> None:
@@ -368,7 +370,7 @@ class UDPSocket(Endpoint):
 
     def _start_flusher(self) -> None:
         self._flushing = True
-        start_contained(self.runtime.nursery, self, self._flush)
+        self.sockets.spawn(self, self._flush)
 
     def _write_some(self, sock: socket.socket) -> None:
         """Send queued datagrams until none is left or the kernel buffer is full."""
@@ -384,7 +386,7 @@ class UDPSocket(Endpoint):
                 where = self._describe(destination)
                 log.warning("%s: datagram to %s dropped: %s", self, where, exc.strerror)
             else:
-                self.runtime.bytes_sent += len(data)
+                self.sockets.bytes_sent += len(data)
             out.popleft()
             self._out_size -= len(data)
 
@@ -409,13 +411,13 @@ class UDPSocket(Endpoint):
         sock, self._sock = self._sock, None
         self._in_hub = False
         if sock is not None:
-            self.runtime.hub.unregister(sock.fileno())
+            self.sockets.hub.unregister(sock.fileno())
             notify_closing(sock)
             sock.close()
         self._ready = False
         self._unconsumed = 0
-        self.runtime.unbound(self)
-        self.runtime.unregister_udp(self)
+        self.sockets.unbound(self)
+        self.sockets.unregister_udp(self)
         self._set_local(None)
         self._set_peer(None)
         self._senders.clear()

@@ -1,0 +1,46 @@
+"""When what Lua sends is written (:class:`Writes`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import attrs
+
+from ._tasks import Crashable
+
+log = logging.getLogger("trio_mona")
+
+
+class Writable(Crashable, Protocol):
+    def write_queued(self) -> None:
+        """Write what is queued; leave what the kernel cannot take to a flusher task."""
+
+
+@attrs.define
+class Writes:
+    """When the bytes Lua sends are written.
+
+    A ``send`` (TCP or UDP) queues; the executor writes every handle's queue when it
+    runs out of events (:meth:`flush`), so a batch of replies leaves back to back.
+    Measured: at 100 busy connections that is ~1.5x the round trips of writing inside
+    each ``send``, as peers are woken in one burst. While the executor runs the last
+    event it knows of (:attr:`now`), a ``send`` writes at once instead: the reply then
+    travels while the handler finishes, which keeps a lone connection as fast as before.
+    """
+
+    #: The executor sets this while it runs its last known event.
+    now: bool = False
+    #: Handles (TCP connections, UDP sockets) with bytes queued since the last flush.
+    pending: list[Writable] = attrs.field(factory=list)
+
+    def flush(self) -> None:
+        pending = self.pending
+        if pending:
+            self.pending = []
+            for handle in pending:
+                try:
+                    handle.write_queued()
+                except Exception:
+                    log.exception("internal error while writing for %r: it is closed", handle)
+                    handle.crashed()
