@@ -31,7 +31,8 @@ from ._files import AppFiles
 from ._lua import LuaBridge, LuaTable
 from ._signals import stop_requested
 from ._sockets import BoundAddress, Sockets
-from ._tcp import TCP_PROPERTIES, TCP_SERVER_PROPERTIES, TCPConnection, TCPServer
+from ._tcp import TCP_PROPERTIES, TCPConnection
+from ._tcp_server import TCP_SERVER_PROPERTIES, TCPServer
 from ._udp import UDP_PROPERTIES, UDPSocket
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]

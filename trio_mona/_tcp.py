@@ -1,4 +1,4 @@
-"""TCP client/connection and TCP server handles.
+"""The TCP client/connection handle (servers: ``_tcp_server.py``).
 
 Each handle is the private Python side of one Lua object (docs/design.rst). A connection's
 own Trio task connects it, waits while it is open, then flushes and closes it; while it
@@ -18,27 +18,25 @@ import errno
 import logging
 import os
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 import trio
-from trio.lowlevel import notify_closing, wait_readable, wait_writable
+from trio.lowlevel import notify_closing, wait_writable
 
 from ._addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from ._dns import ResolveError, resolve_name
 from ._endpoint import Endpoint
-from ._events import Accepted, Closed, DataReceived
+from ._events import Closed, DataReceived
 from ._hub import HANGUP
 from ._tasks import INTERNAL_ERROR
 
 if TYPE_CHECKING:
     from ._lua import LuaTable
-    from ._sockets import Sockets
 
 log = logging.getLogger("trio_mona")
 
@@ -48,12 +46,16 @@ RECV_SIZE: Final = 65536
 READ_AHEAD: Final = 256 * 1024
 #: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
 GATHER_MAX: Final = 64
-#: Connections accepted per wake-up before other tasks get a turn.
-ACCEPT_BATCH: Final = 64
-LISTEN_BACKLOG: Final = 1024
 
 
-def _message(exc: OSError) -> str:
+class Accepting(Protocol):
+    """The server that accepted a connection, as the connection sees it."""
+
+    open_connections: int
+
+
+def message(exc: OSError) -> str:
+    """What Lua reads in ``error`` for an OS error."""
     return exc.strerror or str(exc)
 
 
@@ -70,7 +72,7 @@ class TCPConnection(Endpoint):
     """A TCP client (``mona:createTCPClient()``) or an accepted connection."""
 
     #: The server that accepted it (None: a client), to count its open connections.
-    server: TCPServer | None = None
+    server: Accepting | None = None
     #: Bytes kept by the ``onData`` rest rule, prepended to the next delivery.
     kept: bytes = b""
     #: How many bytes at the end of ``kept`` onData has not seen yet: its job stopped
@@ -327,7 +329,7 @@ class TCPConnection(Endpoint):
     def _fail(self, exc: OSError | str) -> None:
         """A socket error: record it and close without flushing."""
         if self._error is None:
-            self._error = exc if isinstance(exc, str) else _message(exc)
+            self._error = exc if isinstance(exc, str) else message(exc)
         self._drop_queue()
         if self._state is State.CONNECTED or self._state is State.CONNECTING:
             self._state = State.CLOSING
@@ -562,167 +564,4 @@ TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
     b"peerAddress": TCPConnection.lua_peer_address,
     b"error": TCPConnection.lua_error,
     b"idleTime": TCPConnection.idle_time,
-}
-
-
-@attrs.define(eq=False, repr=False)
-class TCPServer:
-    """A TCP server (``mona:createTCPServer()``)."""
-
-    sockets: Sockets
-    owner: bytes
-    table: LuaTable | None = None
-    _sock: socket.socket | None = None
-    _address: SocketAddress | None = None
-    _lua_address: LuaTable | None = None
-    _scope: trio.CancelScope | None = None
-    #: Its accepted connections still open (trio_mona.max_server_connections).
-    open_connections: int = 0
-    #: Connections refused for a limit since the last log line about it, and when
-    #: that line was written (at most one a second).
-    _refused: int = 0
-    _refusal_logged: float = 0.0
-
-    def __repr__(self) -> str:
-        return f"<TCPServer {self._address.value if self._address else 'stopped'}>"
-
-    @property
-    def running(self) -> bool:
-        return self._sock is not None
-
-    @property
-    def address(self) -> SocketAddress | None:
-        return self._address
-
-    def start(self, table: LuaTable, first: object, second: object) -> tuple[bool, bytes | None]:
-        """Bind and listen; return ``(True, None)`` or ``(False, message)``."""
-        if self._sock is not None:
-            return False, f"TCPServer already running on {self._address.value}".encode()  # type: ignore[union-attr]
-        try:
-            target = parse_target(first, second, default_host=self.sockets.wildcard)
-        except AddressError as exc:
-            return False, f"cannot start TCPServer: {exc}".encode()
-        assert isinstance(target, SocketAddress)
-        sock = socket.socket(target.family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if target.is_ipv6 and target.host.is_wildcard:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind(target.sockaddr())
-            sock.listen(LISTEN_BACKLOG)
-        except OSError as exc:
-            sock.close()
-            return False, f"cannot start TCPServer on {target.value}: {_message(exc)}".encode()
-        self._sock = sock
-        self._address = SocketAddress.from_sockaddr(sock.getsockname())
-        self._lua_address = None
-        self.table = table
-        self.sockets.bound(self, "tcp", self._address)
-        self.sockets.spawn(self, lambda: self._accept_loop(sock))
-        return True, None
-
-    def stop(self) -> None:
-        """Stop listening; connections already accepted go on."""
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        self.sockets.unbound(self)
-        if self._scope is not None:
-            self._scope.cancel()
-        notify_closing(sock)
-        sock.close()
-        self.table = None
-
-    def unload(self) -> None:
-        self.stop()
-
-    def crashed(self) -> None:
-        """The accept loop failed unexpectedly: stop listening (logged already)."""
-        self.stop()
-
-    def lua_address(self) -> LuaTable | None:
-        if self._lua_address is None and self._address is not None:
-            self._lua_address = self.sockets.bridge.wrap_socket_address(self._address)
-        return self._lua_address if self._sock is not None else None
-
-    async def _accept_loop(self, sock: socket.socket) -> None:
-        with trio.CancelScope() as self._scope:
-            try:
-                while self._sock is sock:
-                    await wait_readable(sock)
-                    for _ in range(ACCEPT_BATCH):
-                        try:
-                            client, peer = sock.accept()
-                        except BlockingIOError:
-                            break
-                        except OSError as exc:
-                            if self._sock is not sock:
-                                return  # stop() closed it
-                            if exc.errno in (
-                                errno.EMFILE,
-                                errno.ENFILE,
-                                errno.ENOBUFS,
-                                errno.ENOMEM,
-                            ):
-                                log.error("TCPServer %s: accept failed: %s", self, _message(exc))  # noqa: TRY400
-                                await trio.sleep(0.1)
-                                break
-                            continue  # the peer went away before we took it (ECONNABORTED...)
-                        if self.sockets.blacklisted(peer[0]):
-                            log.debug("TCPServer %s: refused blacklisted %s", self, peer[0])
-                            client.close()
-                            continue
-                        limit = self._limit_reached()
-                        if limit is not None:
-                            self._refuse(client, limit)
-                            continue
-                        self._accepted(client)
-            except (trio.ClosedResourceError, OSError):
-                pass  # stop() closed the socket
-        self._scope = None
-
-    def _limit_reached(self) -> str | None:
-        """The connection limit an accept would pass, if any (docs: operations)."""
-        settings = self.sockets.settings
-        if settings.max_connections and (self.sockets.connection_count >= settings.max_connections):
-            return f"{settings.max_connections} connections open (trio_mona.max_connections)"
-        if settings.max_server_connections and (
-            self.open_connections >= settings.max_server_connections
-        ):
-            return (
-                f"{settings.max_server_connections} connections open on this server "
-                "(trio_mona.max_server_connections)"
-            )
-        return None
-
-    def _refuse(self, client: socket.socket, limit: str) -> None:
-        """Close an accepted socket at once (the client sees a reset); say so in the log
-        at most once a second, with how many were refused."""
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._refusal_logged >= 1.0:
-            log.warning("TCPServer %s: refused %d connection(s): %s", self, self._refused, limit)
-            self._refused, self._refusal_logged = 0, now
-
-    def _accepted(self, client: socket.socket) -> None:
-        client.setblocking(False)
-        try:
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = TCPConnection(self.sockets, self.owner, server=self)
-            conn._established(client)
-        except OSError:
-            client.close()
-            return
-        self.open_connections += 1
-        self.sockets.post(Accepted(self.table, self.owner, conn))
-        conn._spawn(None)
-
-
-TCP_SERVER_PROPERTIES: Final[dict[bytes, Callable[[TCPServer], object]]] = {
-    b"address": TCPServer.lua_address,
-    b"port": lambda s: s.address.port if s.address is not None and s.running else None,
-    b"running": lambda s: s.running,
 }
