@@ -48,9 +48,9 @@ def connection(runtime: Runtime, handler: str) -> tuple[TCPConnection, socket.so
     theirs.setblocking(False)
     conn = TCPConnection(runtime._sockets, b"")
     conn._established(ours)
-    table = runtime.bridge.new_object(b"TCPClient", conn, b"")
+    table = runtime._bridge.new_object(b"TCPClient", conn, b"")
     conn.attach(table)
-    setter = runtime.bridge.eval(f"function(t) t.onData = {handler} end")
+    setter = runtime._bridge.eval(f"function(t) t.onData = {handler} end")
     setter(table)
     return conn, theirs
 

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona import testing
 from trio_mona._runtime import Runtime
 from trio_mona._tcp import TCPConnection
 
@@ -52,10 +53,7 @@ async def running(
 async def lua(runtime: Runtime, code: str) -> Any:
     """Evaluate Lua *code* (a chunk; use ``return``) in the root application, inside
     the executor, and return what it returns."""
-    env = runtime._root_env
-    assert env is not None
-    chunk = runtime.bridge.load(code.encode(), "test", env)
-    return await runtime.in_executor(lambda: chunk())
+    return await testing.run_lua(runtime, code)
 
 
 def connections(runtime: Runtime) -> set[TCPConnection]:

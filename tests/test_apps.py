@@ -16,6 +16,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona import testing
 from trio_mona._runtime import Runtime
 
 from .helpers import (
@@ -49,11 +50,7 @@ async def run_tree(root: Path, **settings: str) -> AsyncIterator[Runtime]:
 
 async def in_app(runtime: Runtime, path: str, code: str) -> Any:
     """Evaluate *code* in the environment of the application at *path*."""
-    app = runtime.applications.find(path)
-    assert app is not None
-    assert app.env is not None
-    chunk = runtime.bridge.load(code.encode(), "test", app.env)
-    return await runtime.in_executor(lambda: chunk())
+    return await testing.run_lua(runtime, code, app=path)
 
 
 THREE_LEVELS = {
@@ -262,12 +259,9 @@ async def test_failing_child_is_logged_and_the_rest_runs(
     )
     async with run_tree(root) as runtime:
         assert await in_app(runtime, "/good", "return good") is True
-        bad = runtime.applications.find("/bad")
-        assert bad is not None
-        assert bad.env is None
-        below = runtime.applications.find("/bad/below")
-        assert below is not None
-        assert below.env is None  # its parent is down
+        down = runtime.statistics().applications_down
+        assert "/bad" in down
+        assert "/bad/below" in down  # its parent is down
         assert await in_app(runtime, "", "return bad") is None
     errors = messages(caplog, logging.ERROR)
     assert any("application '/bad' failed to load" in m and "bad/main.lua:1:" in m for m in errors)
@@ -349,13 +343,11 @@ async def test_broken_reload_then_fix(tmp_path: Path, caplog: pytest.LogCaptureF
         await wait_for_log(caplog, "application '/svc' failed to load")
         record = next(r for r in caplog.records if "'/svc' failed to load" in r.getMessage())
         assert "svc/main.lua:1:" in record.getMessage()
-        svc = runtime.applications.find("/svc")
-        assert svc is not None
-        assert svc.env is None
+        assert "/svc" in runtime.statistics().applications_down
         assert await ask_or_none(port) is None  # down: its server closed
         assert await in_app(runtime, "", "return svc") is None
         rewrite(main, SERVER.format(tag="v3", port=port))
-        await wait_until(lambda: svc.env is not None, 3)
+        await wait_until(lambda: "/svc" in runtime.statistics().applications, 3)
         assert await ask(port) == b"v3"
 
 
@@ -370,7 +362,10 @@ async def test_delete_and_add_applications(
         await wait_for_log(caplog, "application '/gone' removed")
         assert "gone stopping" in messages(caplog)
         assert await ask_or_none(port) is None
-        assert runtime.applications.find("/gone") is None
+        assert (
+            "/gone"
+            not in runtime.statistics().applications + runtime.statistics().applications_down
+        )
         assert await in_app(runtime, "", "return gone") is None
         new = root / "new" / "deeper"
         new.mkdir(parents=True)
@@ -512,7 +507,7 @@ async def test_tree_example(
         ticks, managed = int(found[1]), int(found[2])
         assert ticks >= 4
         assert managed >= 2
-        assert runtime.applications.root.env is not None
+        assert "" in runtime.statistics().applications
     assert messages(caplog).index("tree: stopping /status") < messages(caplog).index(
         "tree: stopping /"
     )

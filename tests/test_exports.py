@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio_mona
+from trio_mona import testing
 
 PUBLIC = {
     "BoundAddress",
@@ -29,3 +32,17 @@ def test_version_matches_package_metadata() -> None:
     from importlib.metadata import version
 
     assert trio_mona.__version__ == version("trio_mona")
+
+
+async def test_runtime_shows_only_its_documented_members(tmp_path: Path) -> None:
+    (tmp_path / "main.lua").write_text("")
+    async with trio_mona.open_runtime(tmp_path) as runtime:
+        public = {n for n in [*dir(type(runtime)), *vars(runtime)] if not n.startswith("_")}
+    assert public == {"engine", "bound_addresses", "statistics"}
+    for name in public:
+        assert getattr(trio_mona.Runtime, name).__doc__, f"Runtime.{name} has no docstring"
+
+
+def test_testing_helpers_are_documented() -> None:
+    for name in testing.__all__:
+        assert getattr(testing, name).__doc__, f"testing.{name} has no docstring"

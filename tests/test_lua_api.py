@@ -43,7 +43,7 @@ from .helpers import (
 )
 async def test_rest_count(tmp_path: Path, engine: str, value: str, size: int, rest: int) -> None:
     async with running(tmp_path, "", engine=engine) as runtime:
-        result = runtime.bridge.rest_count(runtime.bridge.eval(value), size)
+        result = runtime._bridge.rest_count(runtime._bridge.eval(value), size)
         assert int(result) == rest
 
 

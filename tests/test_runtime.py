@@ -279,7 +279,7 @@ async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
             for fd in hoard:
                 os.close(fd)
         assert not [m for m in messages(caplog) if "removed" in m or "reloading" in m]
-        assert runtime.applications.root.env is not None
+        assert "" in runtime.statistics().applications
         await stream.send_all(b"x")  # the connection is still open (no onData: ignored)
         await trio.sleep(0.2)
         assert runtime.statistics().tcp_connections == 1
@@ -323,7 +323,7 @@ async def test_a_long_job_takes_one_turn_at_a_time(tmp_path: Path, engine: str) 
         (other,) = conns.values()
         for conn, data in [(busy, b"a" * size)] * 3 + [(other, b"x")]:
             conn._unconsumed += len(data)
-            runtime.post(DataReceived(conn, data))
+            runtime._sockets.post(DataReceived(conn, data))
         with trio.fail_after(20):
             while await lua(runtime, "return seen") < 3 * size:  # every byte, once
                 await trio.sleep(0.01)

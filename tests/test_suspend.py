@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_mona import testing
 from trio_mona._runtime import Runtime
 
 from .helpers import connect, lua, messages, receive_exactly, running, tcp_port, wait_for_log
@@ -36,9 +37,7 @@ def install_pause(runtime: Runtime, gate: dict[bytes, trio.Event]) -> None:
         await event.wait()
         return (key.upper(),)
 
-    env = runtime._root_env
-    assert env is not None
-    env[b"pause"] = runtime.suspending("pause", pause)
+    testing.install_waiting(runtime, "pause", pause)
 
 
 async def test_suspended_handler_lets_others_run_and_keeps_order(tmp_path: Path) -> None:
@@ -105,11 +104,7 @@ async def test_main_chunk_can_suspend(tmp_path: Path) -> None:
     gate[b"M"].set()
     async with running(tmp_path, "") as runtime:
         install_pause(runtime, gate)
-        env = runtime._root_env
-        chunk = runtime.bridge.load(b"result = pause('M')", "chunk", env)
-        error = await runtime.in_executor(lambda: runtime.bridge.call(chunk, b"chunk", b"", None))
-        assert error is None
-        assert await lua(runtime, "return result") == b"M"
+        assert await lua(runtime, "return pause('M')") == b"M"
 
 
 async def test_suspending_outside_a_handler_coroutine_is_an_error(tmp_path: Path) -> None:

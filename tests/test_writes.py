@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_mona import testing
 from trio_mona._runtime import Runtime
 
 from .helpers import (
@@ -177,9 +178,7 @@ async def test_held_sends_leave_before_the_handler_waits(tmp_path: Path) -> None
         return (b"c",)
 
     async with running(tmp_path, HOLDING) as runtime:
-        env = runtime._root_env
-        assert env is not None
-        env[b"pause"] = runtime.suspending("pause", pause)
+        testing.install_waiting(runtime, "pause", pause)
         stream = await connect(tcp_port(runtime))
         await stream.send_all(b"then wait")
         with trio.fail_after(5):

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, final
 
 import attrs
 import trio
@@ -67,8 +67,14 @@ class RuntimeStatistics:
     #: Bytes the applications sent that are not written yet, over every connection.
     bytes_unsent: int
     lua_memory: int
+    #: Paths of the applications running (``""`` is the root), parents first.
+    applications: tuple[str, ...] = ()
+    #: Paths of the applications in the tree that are down: failed to load, or below
+    #: one that did.
+    applications_down: tuple[str, ...] = ()
 
 
+@final
 class Runtime:
     """A running set of Lua applications. Get one from :func:`open_runtime` or :func:`serve`."""
 
@@ -79,26 +85,25 @@ class Runtime:
         settings: Settings,
         nursery: trio.Nursery,
     ) -> None:
-        self.apps_dir = apps_dir
-        self.settings = settings
-        self.nursery = nursery
+        self._apps_dir = apps_dir
+        self._settings = settings
+        self._nursery = nursery
         self._blacklist = Blacklist()
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
-        self.bridge = LuaBridge(
+        self._bridge = LuaBridge(
             settings.engine,
             self._host(config),
             max_memory=settings.max_memory,
             sandbox=settings.sandbox,
             unsafe_native=settings.unsafe_native,
         )
-        self._sockets = sockets = Sockets(settings, nursery, self.bridge, self._blacklist)
-        self.post = sockets.post
+        self._sockets = sockets = Sockets(settings, nursery, self._bridge, self._blacklist)
         self._executor = Executor(
-            self.bridge, sockets.receive, sockets.post, sockets.hub.poll, sockets.writes
+            self._bridge, sockets.receive, sockets.post, sockets.hub.poll, sockets.writes
         )
         self._tokens = itertools.count(1)
-        self.applications = Applications(
-            self.bridge, nursery, self.in_executor, sockets.close_owned, apps_dir
+        self._applications = Applications(
+            self._bridge, nursery, self._in_executor, sockets.close_owned, apps_dir
         )
         self._background_scope = trio.CancelScope()
 
@@ -147,11 +152,13 @@ class Runtime:
             "digest": host.digest,
             "time_ms": lambda: int(time.time() * 1000),
             "hexdump": host.hexdump,
-            "list_paths": lambda folder: self._files.list_paths(folder, self.bridge.sequence),
+            "list_paths": lambda folder: self._files.list_paths(folder, self._bridge.sequence),
             "read_source": self._files.read_source,
-            "load_child": lambda parent, name: self.applications.load_child(parent, name),
-            "child_loaded": lambda path, ok, error: self.applications.child_loaded(path, ok, error),
-            "set_timer": lambda owner, function, delay: self.applications.set_timer(
+            "load_child": lambda parent, name: self._applications.load_child(parent, name),
+            "child_loaded": lambda path, ok, error: self._applications.child_loaded(
+                path, ok, error
+            ),
+            "set_timer": lambda owner, function, delay: self._applications.set_timer(
                 owner, function, delay
             ),
             "addr_get": host.addr_get,
@@ -163,7 +170,7 @@ class Runtime:
     @property
     def engine(self) -> str:
         """The Lua engine running the applications, e.g. ``"Lua 5.4"``."""
-        return self.bridge.version
+        return self._bridge.version
 
     @property
     def bound_addresses(self) -> tuple[BoundAddress, ...]:
@@ -183,17 +190,21 @@ class Runtime:
             bytes_sent=sockets.bytes_sent,
             bytes_queued=sockets.bytes_queued,
             bytes_unsent=sockets.unsent,
-            lua_memory=self.bridge.memory_used(),
+            lua_memory=self._bridge.memory_used(),
+            applications=tuple(a.path for a in self._applications.all() if a.env is not None),
+            applications_down=tuple(a.path for a in self._applications.all() if a.env is None),
         )
 
-    def suspending(self, name: str, work: Callable[..., Awaitable[tuple[object, ...]]]) -> LuaTable:
+    def _suspending(
+        self, name: str, work: Callable[..., Awaitable[tuple[object, ...]]]
+    ) -> LuaTable:
         """A Lua function that suspends its calling handler while ``work(*args)`` runs
         in a Trio task; the handler resumes with the values *work* returns."""
 
         def start(*args: object) -> tuple[int, Suspension]:
             return self._start_suspension(work, *args)
 
-        return self.bridge.api.suspending(name.encode(), start)
+        return self._bridge.api.suspending(name.encode(), start)
 
     def _start_suspension(
         self, work: Callable[..., Awaitable[tuple[object, ...]]], *args: object
@@ -201,12 +212,8 @@ class Runtime:
         token = next(self._tokens)
         return token, Suspension(token, functools.partial(work, *args))
 
-    def blacklisted(self, host: str) -> bool:
-        """Whether a peer's IP (as ``accept``/``recvfrom`` give it) is blacklisted."""
-        return host in self._blacklist
-
     # -- lifecycle ----------------------------------------------------------------
-    async def in_executor(self, call: Callable[[], Any]) -> Any:
+    async def _in_executor(self, call: Callable[[], Any]) -> Any:
         """Run *call* (which calls Lua) in the executor and wait for its result."""
         done = trio.Event()
         box: list[Any] = []
@@ -224,60 +231,60 @@ class Runtime:
                 raise
             self._executor.settle(result, (), finish)
 
-        self.post(Call(start))
+        self._sockets.post(Call(start))
         await done.wait()
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0]
 
     async def _start(self) -> None:
-        log.info("trio_mona %s: Lua engine %s", VERSION, self.bridge.version)
-        self.bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
-        self.bridge.api.set_handler_timeout(self.settings.handler_timeout)
+        log.info("trio_mona %s: Lua engine %s", VERSION, self._bridge.version)
+        self._bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
+        self._bridge.api.set_handler_timeout(self._settings.handler_timeout)
         try:
-            found = await trio.to_thread.run_sync(discover, self.apps_dir)
+            found = await trio.to_thread.run_sync(discover, self._apps_dir)
         except OSError as exc:
-            raise StartupError(f"{self.apps_dir}: cannot read: {exc.strerror}") from None
+            raise StartupError(f"{self._apps_dir}: cannot read: {exc.strerror}") from None
         if "" not in found:
-            main = self.apps_dir / "main.lua"
+            main = self._apps_dir / "main.lua"
             raise StartupError(f"{main}: cannot read the root application: no such file")
-        error = await self.applications.start(found)
+        error = await self._applications.start(found)
         if error is not None:
             raise StartupError(error)
-        self.nursery.start_soon(self._background)
+        self._nursery.start_soon(self._background)
 
     async def _background(self) -> None:
         """onManage and the reload watcher: both stop as soon as shutdown begins."""
-        settings = self.settings
+        settings = self._settings
         with self._background_scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.applications.manage, settings.manage_interval)
+                nursery.start_soon(self._applications.manage, settings.manage_interval)
                 if settings.reload_interval:
-                    nursery.start_soon(self.applications.watch, settings.reload_interval)
+                    nursery.start_soon(self._applications.watch, settings.reload_interval)
 
     @property
     def _root_env(self) -> LuaTable | None:
-        return self.applications.root.env
+        return self._applications.root.env
 
     def _absolute_path(self, path: bytes) -> bytes:
         relative = path.decode("utf-8", "replace").strip("/")
-        folder = self.apps_dir / relative if relative else self.apps_dir
+        folder = self._apps_dir / relative if relative else self._apps_dir
         return os.fsencode(folder) + b"/"
 
     def _environment(self) -> dict[str, str]:
         """``mona.environment``: the process environment; in sandbox mode only the
         variables ``trio_mona.sandbox_environment`` names."""
-        if not self.settings.sandbox:
+        if not self._settings.sandbox:
             return dict(os.environ)
-        allowed = self.settings.sandbox_environment.replace(",", " ").split()
+        allowed = self._settings.sandbox_environment.replace(",", " ").split()
         return {name: os.environ[name] for name in allowed if name in os.environ}
 
     async def _shutdown(self) -> None:
         self._background_scope.cancel()
         for listener in self._sockets.listeners():
             listener.unload()
-        with trio.move_on_after(self.settings.linger + 1):
-            await self.applications.stop()
+        with trio.move_on_after(self._settings.linger + 1):
+            await self._applications.stop()
         self._executor.stop_lua()
         sockets = self._sockets
         for udp in list(sockets.udp_sockets):
@@ -286,7 +293,7 @@ class Runtime:
         for conn in list(sockets.connections):
             conn.disconnect()
         if sockets.connections:
-            with trio.move_on_after(self.settings.linger + 0.5):
+            with trio.move_on_after(self._settings.linger + 0.5):
                 await sockets.connections_gone.wait()
         sockets.close_channel()
 
