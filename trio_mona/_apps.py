@@ -328,7 +328,7 @@ class Applications:
             log.error("application '%s' failed to load: %s", app.path or "/", error)
         return error
 
-    # -- children loaded early (called from Lua, see _prelude.lua) ----------------------
+    # -- children loaded early (called from Lua, see _applications.lua) ------------------
     def load_child(
         self, parent_path: bytes, name: bytes
     ) -> tuple[LuaTable | None, LuaTable | None]:

@@ -35,7 +35,10 @@ def _source(name: str) -> bytes:
 
 
 _STDLIB: Final = _source("_stdlib.lua")
-_PRELUDE: Final = _source("_prelude.lua")
+#: The prelude's three files, run in this order (see the head of _prelude.lua).
+_PRELUDE: Final = tuple(
+    (name, _source(name)) for name in ("_prelude.lua", "_objects.lua", "_applications.lua")
+)
 
 #: Loads the runtime's own Lua files with no globals at all: each takes what it uses
 #: from the real globals it is handed, before any application runs (docs: lua/safety).
@@ -86,7 +89,11 @@ class LuaBridge:
         loader = self._lua.eval(_SEALED_LOADER)
         real_globals = self._lua.globals()
         stdlib = loader(_STDLIB, b"=trio_mona/_stdlib.lua")(real_globals, unsafe_native, sandbox)
-        api = loader(_PRELUDE, b"=trio_mona/_prelude.lua")(host_table, real_globals, stdlib)
+        (first, source), *rest = _PRELUDE
+        shared = loader(source, b"=trio_mona/" + first.encode())(host_table, real_globals, stdlib)
+        for name, source in rest:
+            shared = loader(source, b"=trio_mona/" + name.encode())(shared)
+        api = shared.api
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
         self.on_event: Callable[..., Any] = api.on_event
         self.on_packet: Callable[..., Any] = api.on_packet

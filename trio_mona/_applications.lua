@@ -1,0 +1,404 @@
+-- trio_mona's Lua prelude, part 3 (after _objects.lua): the `mona` object, file
+-- objects, and the application tree. Returns `shared`.
+local shared = ...
+local INFO_LEVEL, LEVELS, WARN_LEVEL, address_arg =
+  shared.INFO_LEVEL, shared.LEVELS, shared.WARN_LEVEL, shared.address_arg
+local api, argerror, error, find =
+  shared.api, shared.argerror, shared.error, shared.find
+local format, gmatch, gsub, handle_of =
+  shared.format, shared.gmatch, shared.gsub, shared.handle_of
+local host, ipairs, lib, load =
+  shared.host, shared.ipairs, shared.lib, shared.load
+local log_at, log_level, match, new_object =
+  shared.log_at, shared.log_level, shared.match, shared.new_object
+local next, pairs, rawset, real_require =
+  shared.next, shared.pairs, shared.rawset, shared.real_require
+local remove, render_args, report, resolve =
+  shared.remove, shared.render_args, shared.report, shared.resolve
+local select, setmetatable, sub, tostring =
+  shared.select, shared.setmetatable, shared.sub, shared.tostring
+local type, typename, unpack, with_traceback =
+  shared.type, shared.typename, shared.unpack, shared.with_traceback
+local xpcall =
+  shared.xpcall
+---------------------------------------------------------------------------
+-- Applications: environment, `mona` object, logging functions.
+---------------------------------------------------------------------------
+local function load_chunk(source, chunkname, env)
+  return load(source, chunkname, "t", env)
+end
+api.load_chunk = load_chunk
+
+-- mona:split(expression, separator[, option]): tokens as multiple values; option 1
+-- drops empty tokens, 2 trims whitespace, 3 does both. The separator is plain text.
+local function split(expression, separator, option)
+  if type(expression) ~= "string" then argerror("split", 1, "string", expression) end
+  if type(separator) ~= "string" then argerror("split", 2, "string", separator) end
+  option = option or 0
+  if type(option) ~= "number" then argerror("split", 3, "number", option) end
+  local drop_empty, trim = option % 2 == 1, option >= 2 and option <= 3
+  local tokens, n, start = {}, 0, 1
+  local function add(token)
+    if trim then token = match(token, "^%s*(.-)%s*$") end
+    if token ~= "" or not drop_empty then
+      n = n + 1
+      tokens[n] = token
+    end
+  end
+  if separator == "" then
+    add(expression)
+  else
+    while true do
+      local first, last = find(expression, separator, start, true)
+      if not first then break end
+      add(sub(expression, start, first - 1))
+      start = last + 1
+    end
+    add(sub(expression, start))
+  end
+  return unpack(tokens, 1, n)
+end
+
+-- File objects (mona:listPaths): read-only tables.
+local function new_file(entry)
+  local mt = {
+    __index = entry,
+    __newindex = function(_, k) error(format("'%s' is read-only on File", tostring(k)), 2) end,
+    __pairs = function() return next, entry, nil end,
+    __tostring = function() return entry.value end,
+    __metatable = "File",
+  }
+  lib.lock(mt)
+  return setmetatable({}, mt)
+end
+
+-- mona:md5(...)/sha256(...): one raw digest per string (numbers as Lua writes them).
+local function digest(name, ...)
+  local n = select("#", ...)
+  local values = { ... }
+  for i = 1, n do
+    local v = values[i]
+    if type(v) == "number" then
+      values[i] = tostring(v)
+    elseif type(v) ~= "string" then
+      argerror(name, i, "string", v)
+    end
+  end
+  return host.digest(name, unpack(values, 1, n))
+end
+
+local function mona_factory(app, path)
+  local mona = {}
+  local function method(impl)
+    return function(first, ...)
+      if first == mona then return impl(...) end
+      return impl(first, ...)
+    end
+  end
+  -- mona:createIPAddress / createSocketAddress and their ...WithDNS variants:
+  -- an optional error callback first, then the address arguments.
+  local function create_address(kind, dns, ...)
+    local onerror = nil
+    local args = { ... }
+    if type(args[1]) == "function" then onerror = remove(args, 1) end
+    local a, b = args[1], args[2]
+    local method = (kind == "ip" and "createIPAddress" or "createSocketAddress")
+      .. (dns and "WithDNS" or "")
+    local va, vb
+    if kind == "ip" then
+      if type(a) == "table" and typename(a) == "IPAddress" then return a end
+      if type(a) ~= "string" then argerror(method, onerror and 2 or 1, "string", a) end
+      va = a
+    else
+      va = address_arg(method, onerror and 2 or 1, a)
+      vb = address_arg(method, onerror and 3 or 2, b, true)
+    end
+    local value, err
+    if dns then
+      value, err = resolve[kind](kind, va, vb)
+    else
+      value, err = host.parse_address(kind, va, vb)
+    end
+    if value ~= nil then
+      return new_object(kind == "ip" and "IPAddress" or "SocketAddress", value, path)
+    end
+    if onerror then
+      onerror(err)
+    else
+      log_at(path, WARN_LEVEL, 2, err)
+    end
+    return nil
+  end
+  -- mona:addToBlacklist / removeFromBlacklist: IP strings or IPAddress objects.
+  local function blacklist(name, add, ...)
+    local values = {}
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      if type(v) == "table" and typename(v) == "IPAddress" then
+        values[i] = handle_of[v]
+      elseif type(v) == "string" then
+        values[i] = v
+      else
+        argerror(name, i, "IP address", v)
+      end
+    end
+    local err = host.blacklist(add, unpack(values, 1, select("#", ...)))
+    if err then log_at(path, WARN_LEVEL, 2, err) end
+  end
+  local members = {
+    absolutePath = method(function(app_path)
+      if app_path ~= nil and type(app_path) ~= "string" then
+        argerror("absolutePath", 1, "string", app_path)
+      end
+      return host.absolute_path(app_path or path)
+    end),
+    split = method(split),
+    md5 = method(function(...) return digest("md5", ...) end),
+    sha256 = method(function(...) return digest("sha256", ...) end),
+    time = method(function() return host.time_ms() end),
+    dump = method(function(data, size)
+      if type(data) ~= "string" then argerror("dump", 1, "string", data) end
+      if size ~= nil and type(size) ~= "number" then argerror("dump", 2, "number", size) end
+      log_at(path, INFO_LEVEL, 2, host.hexdump(data, size))
+    end),
+    listPaths = method(function(dir)
+      if type(dir) ~= "string" then argerror("listPaths", 1, "string", dir) end
+      local entries, err = host.list_paths(dir)
+      if entries == nil then
+        log_at(path, WARN_LEVEL, 2, err)
+        return nil, err
+      end
+      local files = {}
+      for i, entry in ipairs(entries) do files[i] = new_file(entry) end
+      return files
+    end),
+    setTimer = method(function(fn, delay)
+      if type(fn) ~= "function" then argerror("setTimer", 1, "function", fn) end
+      if type(delay) ~= "number" then argerror("setTimer", 2, "number", delay) end
+      host.set_timer(path, fn, delay)
+    end),
+    createTCPClient = method(function()
+      return new_object("TCPClient", host.tcp_client_new(app), path)
+    end),
+    createTCPServer = method(function()
+      return new_object("TCPServer", host.tcp_server_new(app), path)
+    end),
+    createUDPSocket = method(function(allow_broadcast)
+      local t = type(allow_broadcast)
+      if t ~= "nil" and t ~= "boolean" then
+        argerror("createUDPSocket", 1, "boolean", allow_broadcast)
+      end
+      return new_object("UDPSocket", host.udp_new(app, allow_broadcast == true), path)
+    end),
+    createIPAddress = method(function(...) return create_address("ip", false, ...) end),
+    createSocketAddress = method(function(...) return create_address("socket", false, ...) end),
+    createIPAddressWithDNS = method(function(...) return create_address("ip", true, ...) end),
+    createSocketAddressWithDNS = method(function(...)
+      return create_address("socket", true, ...)
+    end),
+    addToBlacklist = method(function(...) return blacklist("addToBlacklist", true, ...) end),
+    removeFromBlacklist = method(function(...)
+      return blacklist("removeFromBlacklist", false, ...)
+    end),
+  }
+  local props = {
+    configs = host.configs,
+    environment = host.environment,
+  }
+  local mt = {
+    __index = function(_, k)
+      local m = members[k]
+      if m ~= nil then return m end
+      return props[k]
+    end,
+    __newindex = function(_, k)
+      error(format("'%s' is read-only on mona", tostring(k)), 2)
+    end,
+    __metatable = "mona",
+  }
+  lib.lock(mt)
+  return setmetatable(mona, mt)
+end
+
+---------------------------------------------------------------------------
+-- The application tree (docs: lua/applications): environments, children, files.
+---------------------------------------------------------------------------
+local children_of = setmetatable({}, { __mode = "k" }) -- env -> { name -> env, or false: not loaded yet }
+local dirs_of = setmetatable({}, { __mode = "k" })     -- env -> folders to search, own first
+local loaded_of = setmetatable({}, { __mode = "k" })   -- env -> { module name or file -> value }
+local path_of = setmetatable({}, { __mode = "k" })     -- env -> application path
+local package_loaded, package_preload = lib.package.loaded, lib.package.preload
+
+-- Where `names` may be: absolute as given, else in the application's folder, then in
+-- its parents' folders.
+local function candidates(env, names)
+  local files = {}
+  for _, name in ipairs(names) do
+    if sub(name, 1, 1) == "/" then
+      files[#files + 1] = name
+    else
+      for _, dir in ipairs(dirs_of[env]) do files[#files + 1] = dir .. "/" .. name end
+    end
+  end
+  return unpack(files)
+end
+
+-- The first file of `names` that exists, compiled as text with `chunk_env` as its
+-- globals, and its path; or nil and a message. Python reads it: in sandbox mode only
+-- inside the applications folder, symbolic links resolved.
+local function load_file(env, names, chunk_env)
+  local file, source = host.read_source(candidates(env, names))
+  if file == nil then return nil, format("cannot open %s (%s)", names[1], source) end
+  local chunk, err = load(source, "@" .. file, "t", chunk_env or env)
+  if chunk == nil then return nil, err end
+  return chunk, file
+end
+
+-- A module that is no file of the applications: Lua's own search, or in sandbox mode
+-- only what the runtime provides.
+local function library(name, why)
+  if not lib.sandbox then return real_require(name) end
+  local value = package_loaded[name]
+  if value ~= nil then return value end
+  local loader = package_preload[name]
+  if loader == nil then
+    error(format("module '%s' not found (%s; sandbox mode: only the applications' own files "
+      .. "and the modules the runtime provides)", name, why), 3)
+  end
+  value = loader(name)
+  if value == nil then value = true end
+  package_loaded[name] = value
+  return value
+end
+
+local function file_functions(env)
+  local function require_(name)
+    if type(name) ~= "string" then argerror("require", 1, "string", name) end
+    local cache = loaded_of[env]
+    local value = cache[name]
+    if value ~= nil then return value end
+    local names = { name }
+    if sub(name, -4) ~= ".lua" then names = { gsub(name, "%.", "/") .. ".lua", name .. ".lua" } end
+    local file, source = host.read_source(candidates(env, names))
+    if file == nil then return library(name, source) end
+    value = cache[file] -- the same file asked for by another name
+    if value == nil then
+      local chunk, err = load(source, "@" .. file, "t", env)
+      if not chunk then error(err, 2) end
+      value = chunk(name, file)
+      if value == nil then value = package_loaded[name] end -- module(name) registered it
+      if value == nil then value = true end
+      cache[file] = value
+    end
+    cache[name] = value
+    return value
+  end
+  local function dofile_(name)
+    if type(name) ~= "string" then argerror("dofile", 1, "string", name) end
+    local chunk, err = load_file(env, { name })
+    if not chunk then error(err, 2) end
+    return chunk()
+  end
+  local function loadfile_(name, _, chunk_env)
+    if type(name) ~= "string" then argerror("loadfile", 1, "string", name) end
+    return load_file(env, { name }, chunk_env)
+  end
+  return require_, dofile_, loadfile_
+end
+
+-- A child that exists on disk but has not loaded yet loads when it is first asked for,
+-- as MonaServer builds an application when it is first needed: its main chunk runs now,
+-- inside the asking code, and its onStart after the asking event.
+local function child_of(env, name)
+  local child = children_of[env][name]
+  if child ~= false then return child end
+  local child_env, chunk = host.load_child(path_of[env], name)
+  if child_env == nil then return nil end
+  local ok, err = true, nil
+  if chunk ~= nil then ok, err = xpcall(chunk, with_traceback) end
+  if not ok then report(path_of[child_env], "main chunk", err, chunk) end
+  host.child_loaded(path_of[child_env], ok, ok and "" or tostring(err))
+  return children_of[env][name] or nil
+end
+
+local function children_table(env, children)
+  local mt = {
+    __index = function(_, k) return child_of(env, k) end,
+    __newindex = function() error("children is read-only", 2) end,
+    __pairs = function()
+      local function loaded_only(t, k)
+        local v
+        repeat k, v = next(t, k) until k == nil or v
+        return k, v
+      end
+      return loaded_only, children, nil
+    end,
+    -- children("a/b") walks down the tree from this application.
+    __call = function(_, relative)
+      if type(relative) ~= "string" then argerror("children", 1, "string", relative) end
+      local e = env
+      for part in gmatch(relative, "[^/]+") do
+        e = child_of(e, part)
+        if e == nil then return nil end
+      end
+      return e
+    end,
+    __metatable = "children",
+  }
+  lib.lock(mt)
+  return setmetatable({}, mt)
+end
+
+-- Build the global environment of the application at `path` (folder `dir`): its
+-- globals fall back to its children by name, then to `parent_env` (the shared
+-- globals for the root).
+function api.new_app_env(path, name, dir, parent_env)
+  local env = {}
+  local base = parent_env or lib.globals
+  local children = {}
+  children_of[env] = children
+  loaded_of[env] = {}
+  path_of[env] = path
+  local dirs = { dir }
+  for _, d in ipairs(parent_env and dirs_of[parent_env] or {}) do dirs[#dirs + 1] = d end
+  dirs_of[env] = dirs
+  env._G = env
+  env.mona = mona_factory(path, path)
+  for level_name, lvl in pairs(LEVELS) do
+    env[level_name] = function(...) if lvl >= log_level.threshold then log_at(path, lvl, 2, render_args("", ...)) end end
+  end
+  env.print = function(...) if INFO_LEVEL >= log_level.threshold then log_at(path, INFO_LEVEL, 2, render_args("\t", ...)) end end
+  env.require, env.dofile, env.loadfile = file_functions(env)
+  env.load = lib.loader(env)
+  env.loadstring = env.load
+  env.module = lib.module_function(env, package_loaded)
+  local properties = {
+    name = name, path = path, this = env, super = parent_env,
+    children = children_table(env, children),
+  }
+  local mt = {
+    __index = function(_, k)
+      local v = properties[k]
+      if v ~= nil then return v end
+      v = children[k]
+      if v ~= nil then return v or child_of(env, k) end
+      return base[k]
+    end,
+    __newindex = function(t, k, v)
+      if properties[k] ~= nil or k == "super" then
+        error(format("'%s' is read-only", tostring(k)), 2)
+      end
+      rawset(t, k, v)
+    end,
+  }
+  lib.lock(mt, { name = true, path = true, this = true, super = true, children = true })
+  return setmetatable(env, mt)
+end
+
+-- Make `child_env` the child `name` of `parent_env`: an environment, false for a
+-- child not loaded yet, nil for none.
+function api.set_child(parent_env, name, child_env)
+  children_of[parent_env][name] = child_env
+end
+
+return shared
