@@ -22,9 +22,9 @@ from pathlib import Path
 import trio
 
 import trio_mona
-from trio_mona._events import DataReceived
-from trio_mona._runtime import Runtime
-from trio_mona._tcp import TCPConnection
+from trio_mona import Runtime
+from trio_mona._core.events import DataReceived
+from trio_mona._net.tcp import TCPConnection
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,9 +13,8 @@ import pytest
 import trio
 
 import trio_mona
-from trio_mona import testing
-from trio_mona._runtime import Runtime
-from trio_mona._tcp import TCPConnection
+from trio_mona import Runtime, testing
+from trio_mona._net.tcp import TCPConnection
 
 ENGINES = ["lua54", "luajit21"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_mona._addresses import (
+from trio_mona._core.addresses import (
     AddressError,
     HostName,
     IPAddress,

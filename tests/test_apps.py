@@ -16,8 +16,7 @@ import pytest
 import trio
 
 import trio_mona
-from trio_mona import testing
-from trio_mona._runtime import Runtime
+from trio_mona import Runtime, testing
 
 from .helpers import (
     connect,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import trio_mona
-from trio_mona._config import (
+from trio_mona._core.config import (
     ConfigError,
     Settings,
     load_config,

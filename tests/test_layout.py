@@ -11,16 +11,37 @@ PACKAGE = Path(trio_mona.__file__).parent
 
 
 def _imports() -> dict[str, set[str]]:
-    """Each module's relative imports, those under ``TYPE_CHECKING`` included."""
-    graph: dict[str, set[str]] = {}
+    """Each module's relative imports (dotted names below the package), those under
+    ``TYPE_CHECKING`` included."""
+    modules = {}
     for path in PACKAGE.rglob("*.py"):
-        name = path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
-        graph[name] = {
-            node.module
-            for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.ImportFrom) and node.level and node.module
-        }
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts.pop()
+        modules[".".join(parts)] = (path, parts if is_package else parts[:-1])
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            base = package[: len(package) - (node.level - 1)]
+            target = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+            for alias in node.names:  # (``from . import x`` may name a module)
+                if f"{target}.{alias.name}".strip(".") in modules:
+                    found.add(f"{target}.{alias.name}".strip("."))
+            if target in modules:
+                found.add(target)
+        graph[name] = found - {name}
     return graph
+
+
+def test_imports_are_resolved() -> None:
+    graph = _imports()
+    assert "_core.addresses" in graph["_net.tcp"]
+    assert "_core.addresses" in graph["_core.blacklist"]
+    assert "_lua.host" in graph["_runtime"]
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -52,3 +73,25 @@ def test_no_import_cycle() -> None:
 
 def test_the_cycle_check_finds_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def _third_party(path: Path) -> set[str]:
+    """The top-level names of what *path* imports absolutely."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_core_has_no_trio_and_no_lupa() -> None:
+    for path in (PACKAGE / "_core").glob("*.py"):
+        assert not _third_party(path) & {"trio", "lupa"}, path.name
+
+
+def test_only_the_lua_package_imports_lupa() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name != "_lua":
+            assert "lupa" not in _third_party(path), path

@@ -358,7 +358,7 @@ async def test_lua51_and_52_shims_on_both_engines(tmp_path: Path, engine: str, m
     "text", ["0.0.0.0", "192.168.1.255", "239.192.0.1", "ff02::1", "::ffff:1.2.3.4"]
 )
 async def test_every_predicate_reaches_lua(tmp_path: Path, text: str) -> None:
-    from trio_mona._addresses import IP_PROPERTIES, IPAddress
+    from trio_mona._core.addresses import IP_PROPERTIES, IPAddress
 
     address = IPAddress.parse(text)
     async with running(tmp_path, "") as runtime:

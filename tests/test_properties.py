@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trio_mona._addresses import (
+from trio_mona._core.addresses import (
     AddressError,
     HostName,
     IPAddress,
@@ -20,8 +20,8 @@ from trio_mona._addresses import (
     parse_port,
     parse_target,
 )
-from trio_mona._config import ConfigError, Settings, parse_ini, typed
-from trio_mona._lua import LuaBridge
+from trio_mona._core.config import ConfigError, Settings, parse_ini, typed
+from trio_mona._lua.bridge import LuaBridge
 
 WILDCARD = IPAddress.wildcard(ipv6=False)
 

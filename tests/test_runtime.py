@@ -10,8 +10,8 @@ import pytest
 import trio
 
 import trio_mona
-from trio_mona._events import DataReceived
-from trio_mona._tcp import TCPConnection
+from trio_mona._core.events import DataReceived
+from trio_mona._net.tcp import TCPConnection
 
 from .helpers import (
     RECORDING_ECHO,

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_mona import testing
-from trio_mona._runtime import Runtime
+from trio_mona import Runtime, testing
 
 from .helpers import connect, lua, messages, receive_exactly, running, tcp_port, wait_for_log
 

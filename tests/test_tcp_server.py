@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_mona._tcp import READ_AHEAD, RECV_SIZE, TCPConnection
+from trio_mona._net.tcp import READ_AHEAD, RECV_SIZE, TCPConnection
 
 from .helpers import (
     ENGINES,

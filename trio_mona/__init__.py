@@ -1,8 +1,8 @@
 """trio_mona: MonaServer-style Lua server applications on a Trio socket runtime."""
 
-from ._addresses import IPAddress as IPAddress
-from ._addresses import SocketAddress as SocketAddress
-from ._config import ConfigError as ConfigError
+from ._core.addresses import IPAddress as IPAddress
+from ._core.addresses import SocketAddress as SocketAddress
+from ._core.config import ConfigError as ConfigError
 from ._runtime import VERSION as __version__
 from ._runtime import BoundAddress as BoundAddress
 from ._runtime import Runtime as Runtime

@@ -22,7 +22,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from ._lua import LuaBridge, LuaError, LuaTable
+from ._lua.bridge import LuaBridge, LuaError, LuaTable
 
 log = logging.getLogger("trio_mona")
 
@@ -328,7 +328,7 @@ class Applications:
             log.error("application '%s' failed to load: %s", app.path or "/", error)
         return error
 
-    # -- children loaded early (called from Lua, see _applications.lua) ------------------
+    # -- children loaded early (called from Lua, see _lua/applications.lua) ------------------
     def load_child(
         self, parent_path: bytes, name: bytes
     ) -> tuple[LuaTable | None, LuaTable | None]:

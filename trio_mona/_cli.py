@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ._config import ENGINES, ConfigError, parse_setting
+from ._core.config import ENGINES, ConfigError, parse_setting
 from ._runtime import NOTE, TRACE, StartupError, open_runtime
 from ._signals import catching_stop_signals
 

@@ -1,7 +1,7 @@
 """The executor: the one task that calls Lua.
 
 It receives events on the runtime's memory channel and, for each, runs the Lua
-handler in a pooled coroutine (``_prelude.lua``). It drains every event already
+handler in a pooled coroutine (``_lua/prelude.lua``). It drains every event already
 queued before it waits again: batching is where the speed comes from.
 
 A handler may *suspend* (a call that has to wait, such as a DNS look-up, yields in
@@ -22,13 +22,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from ._events import Accepted, Call, Closed, DatagramReceived, DataReceived, Event, Reads, Resumed
-from ._writes import Writes
+from ._core.events import (
+    Accepted,
+    Call,
+    Closed,
+    DatagramReceived,
+    DataReceived,
+    Event,
+    Reads,
+    Resumed,
+)
+from ._net.writes import Writes
 
 if TYPE_CHECKING:
-    from ._lua import LuaBridge
-    from ._tcp import TCPConnection
-    from ._udp import UDPSocket
+    from ._lua.bridge import LuaBridge
+    from ._net.tcp import TCPConnection
+    from ._net.udp import UDPSocket
 
 log = logging.getLogger("trio_mona")
 

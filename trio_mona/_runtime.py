@@ -21,19 +21,19 @@ from typing import Any, Final, NoReturn, final
 import attrs
 import trio
 
-from . import _host as host
 from ._apps import Applications, discover
-from ._blacklist import Blacklist
-from ._config import ConfigError, ConfigValue, Settings, load_config, nest, typed
-from ._events import Call
+from ._core.blacklist import Blacklist
+from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
+from ._core.events import Call
 from ._executor import Executor, Suspension
-from ._files import AppFiles
-from ._lua import LuaBridge, LuaTable
+from ._lua import host
+from ._lua.bridge import LuaBridge, LuaTable
+from ._lua.files import AppFiles
+from ._net.sockets import BoundAddress, Sockets
+from ._net.tcp import TCP_PROPERTIES, TCPConnection
+from ._net.tcp_server import TCP_SERVER_PROPERTIES, TCPServer
+from ._net.udp import UDP_PROPERTIES, UDPSocket
 from ._signals import stop_requested
-from ._sockets import BoundAddress, Sockets
-from ._tcp import TCP_PROPERTIES, TCPConnection
-from ._tcp_server import TCP_SERVER_PROPERTIES, TCPServer
-from ._udp import UDP_PROPERTIES, UDPSocket
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]
 

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import math
 
-from ._addresses import (
+from .._core.addresses import (
     IP_PROPERTIES,
     AddressError,
     HostName,
@@ -19,14 +19,14 @@ from ._addresses import (
     SocketAddress,
     parse_target,
 )
-from ._dns import ResolveError, resolve_name
+from .._net.dns import ResolveError, resolve_name
 
 log = logging.getLogger("trio_mona")
 
 
 def internal_error(function: bytes, error: object) -> None:
     """A Python function called from Lua failed: log it here, with its traceback; Lua
-    raises a plain string instead (the host boundary, ``_prelude.lua``)."""
+    raises a plain string instead (the host boundary, ``_lua/prelude.lua``)."""
     name = function.decode("utf-8", "replace")
     if isinstance(error, BaseException):
         log.error("internal error in %s", name, exc_info=error)

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import attrs
 
-from ._tasks import Crashable
+from .tasks import Crashable
 
 log = logging.getLogger("trio_mona")
 

@@ -1,6 +1,6 @@
 """What socket handles may use of the runtime, and the registry of live sockets.
 
-Handles (``_tcp.py``, ``_udp.py``) get this object, not the :class:`Runtime`: the
+Handles (``tcp.py``, ``udp.py``) get this object, not the :class:`Runtime`: the
 runtime's settings and services they need (nursery, hub, writes, the Lua bridge, the
 executor's channel), the counters they keep, and the bookkeeping of what is open, by
 owner, so that an unloading application's sockets can be closed and shutdown can close
@@ -17,14 +17,14 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from ._addresses import IPAddress, SocketAddress
-from ._blacklist import Blacklist
-from ._config import Settings
-from ._events import DatagramReceived, DataReceived, Event, Reads
-from ._hub import Hub
-from ._lua import LuaBridge
-from ._tasks import Crashable, start_contained
-from ._writes import Writes
+from .._core.addresses import IPAddress, SocketAddress
+from .._core.blacklist import Blacklist
+from .._core.config import Settings
+from .._core.events import DatagramReceived, DataReceived, Event, Reads
+from .._lua.bridge import LuaBridge
+from .hub import Hub
+from .tasks import Crashable, start_contained
+from .writes import Writes
 
 
 @attrs.frozen

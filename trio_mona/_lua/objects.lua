@@ -1,6 +1,6 @@
--- trio_mona's Lua prelude, part 2 (after _prelude.lua): what a coroutine runs for
+-- trio_mona's Lua prelude, part 2 (after _lua/prelude.lua): what a coroutine runs for
 -- each kind of event, and the address, TCP and UDP objects. Returns `shared` with
--- what _applications.lua needs from here added.
+-- what _lua/applications.lua needs from here added.
 local shared = ...
 local ERROR_LEVEL, address_arg, api, argerror =
   shared.ERROR_LEVEL, shared.address_arg, shared.api, shared.argerror

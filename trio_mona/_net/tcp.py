@@ -2,7 +2,7 @@
 
 Each handle is the private Python side of one Lua object (docs/design.rst). A connection's
 own Trio task connects it, waits while it is open, then flushes and closes it; while it
-is open the runtime's read hub (``_hub.py``) reads its raw non-blocking socket for it.
+is open the runtime's read hub (``hub.py``) reads its raw non-blocking socket for it.
 Methods called from Lua (``send``, ``connect``, ``disconnect``, ``start``, ``stop``) are
 synchronous and never wait: ``send`` writes at once when the kernel has room and queues
 the rest for a flusher task driven by ``wait_writable``.
@@ -28,15 +28,15 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_writable
 
-from ._addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
-from ._dns import ResolveError, resolve_name
-from ._endpoint import Endpoint
-from ._events import Closed, DataReceived
-from ._hub import HANGUP
-from ._tasks import INTERNAL_ERROR
+from .._core.addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
+from .._core.events import Closed, DataReceived
+from .dns import ResolveError, resolve_name
+from .endpoint import Endpoint
+from .hub import HANGUP
+from .tasks import INTERNAL_ERROR
 
 if TYPE_CHECKING:
-    from ._lua import LuaTable
+    from .._lua.bridge import LuaTable
 
 log = logging.getLogger("trio_mona")
 

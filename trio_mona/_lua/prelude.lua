@@ -1,7 +1,7 @@
 -- trio_mona's Lua prelude: the Lua half of the bridge, in three files run in order:
 -- this one (the host boundary, held sends, classes, logging, the coroutine pool and
--- the runaway bound), _objects.lua (jobs, address, TCP and UDP objects) and
--- _applications.lua (the `mona` object and the application tree).
+-- the runaway bound), _lua/objects.lua (jobs, address, TCP and UDP objects) and
+-- _lua/applications.lua (the `mona` object and the application tree).
 --
 -- Run once per runtime with `host`, a table of Python functions (the only Python
 -- objects Lua ever holds, kept here as upvalues that applications cannot reach).
@@ -390,7 +390,7 @@ end
 -- not fire inside compiled loops: best effort.)
 --
 -- Past the bound the handler cannot catch the error (no pcall returns it: see
--- _stdlib.lua), coroutines the application creates carry the hook too, and while the
+-- _lua/stdlib.lua), coroutines the application creates carry the hook too, and while the
 -- runtime is shutting down on a signal every handler stops at the next hook call.
 local budget, started = 0, nil
 local HOOK_EVERY = 1000000 -- instructions
@@ -483,7 +483,7 @@ function api.drop(token) suspended[token] = nil end
 -- (disconnect, a failed send): the re-call loop asks Python only about these.
 local touched = setmetatable({}, { __mode = "k" })
 
--- TCPClient:send (the class is in _objects.lua); here, because it holds sends (above).
+-- TCPClient:send (the class is in _lua/objects.lua); here, because it holds sends (above).
 local tcp_client = self_checker("TCPClient")
 local tcp_handles, tcp_send = handles_for("TCPClient"), host.tcp_send
 local function tcp_client_send(self, data) -- the hot path: look-ups inlined
@@ -514,7 +514,7 @@ local function tcp_client_send(self, data) -- the hot path: look-ups inlined
   return err
 end
 
--- What _objects.lua and _applications.lua use, re-bound as locals there.
+-- What _lua/objects.lua and _lua/applications.lua use, re-bound as locals there.
 return {
   ERROR_LEVEL = ERROR_LEVEL,
   INFO_LEVEL = INFO_LEVEL,

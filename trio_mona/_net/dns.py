@@ -12,7 +12,7 @@ import socket
 
 import trio
 
-from ._addresses import HostName, SocketAddress
+from .._core.addresses import HostName, SocketAddress
 
 
 class ResolveError(Exception):

@@ -6,7 +6,7 @@ Checked where a peer first reaches the runtime, on TCP accepts and UDP receives
 
 from __future__ import annotations
 
-from ._addresses import AddressError, IPAddress
+from .addresses import AddressError, IPAddress
 
 
 class Blacklist:

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 3 (after _objects.lua): the `mona` object, file
+-- trio_mona's Lua prelude, part 3 (after _lua/objects.lua): the `mona` object, file
 -- objects, and the application tree. Returns `shared`.
 local shared = ...
 local INFO_LEVEL, LEVELS, WARN_LEVEL, address_arg =

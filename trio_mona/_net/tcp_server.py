@@ -15,13 +15,13 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_readable
 
-from ._addresses import AddressError, SocketAddress, parse_target
-from ._events import Accepted
-from ._tcp import TCPConnection, message
+from .._core.addresses import AddressError, SocketAddress, parse_target
+from .._core.events import Accepted
+from .tcp import TCPConnection, message
 
 if TYPE_CHECKING:
-    from ._lua import LuaTable
-    from ._sockets import Sockets
+    from .._lua.bridge import LuaTable
+    from .sockets import Sockets
 
 log = logging.getLogger("trio_mona")
 

@@ -12,7 +12,7 @@ import importlib.resources
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from ._config import ENGINES
+from .._core.config import ENGINES
 
 __all__ = ["LuaBridge", "LuaError", "LuaTable"]
 
@@ -34,10 +34,10 @@ def _source(name: str) -> bytes:
     return importlib.resources.files(__package__).joinpath(name).read_bytes()
 
 
-_STDLIB: Final = _source("_stdlib.lua")
-#: The prelude's three files, run in this order (see the head of _prelude.lua).
+_STDLIB: Final = _source("stdlib.lua")
+#: The prelude's three files, run in this order (see the head of prelude.lua).
 _PRELUDE: Final = tuple(
-    (name, _source(name)) for name in ("_prelude.lua", "_objects.lua", "_applications.lua")
+    (name, _source(name)) for name in ("prelude.lua", "objects.lua", "applications.lua")
 )
 
 #: Loads the runtime's own Lua files with no globals at all: each takes what it uses
@@ -56,8 +56,8 @@ class LuaBridge:
     """One Lua state with trio_mona's prelude loaded.
 
     Only the executor task calls into it once the runtime runs; *host* is the table of
-    Python functions the prelude calls (see ``_prelude.lua``). *sandbox* and
-    *unsafe_native* choose the standard library applications get (``_stdlib.lua``).
+    Python functions the prelude calls (see ``_lua/prelude.lua``). *sandbox* and
+    *unsafe_native* choose the standard library applications get (``_lua/stdlib.lua``).
     """
 
     def __init__(
@@ -88,11 +88,15 @@ class LuaBridge:
         host_table = self.table(host)
         loader = self._lua.eval(_SEALED_LOADER)
         real_globals = self._lua.globals()
-        stdlib = loader(_STDLIB, b"=trio_mona/_stdlib.lua")(real_globals, unsafe_native, sandbox)
+        stdlib = loader(_STDLIB, b"=trio_mona/_lua/stdlib.lua")(
+            real_globals, unsafe_native, sandbox
+        )
         (first, source), *rest = _PRELUDE
-        shared = loader(source, b"=trio_mona/" + first.encode())(host_table, real_globals, stdlib)
+        shared = loader(source, b"=trio_mona/_lua/" + first.encode())(
+            host_table, real_globals, stdlib
+        )
         for name, source in rest:
-            shared = loader(source, b"=trio_mona/" + name.encode())(shared)
+            shared = loader(source, b"=trio_mona/_lua/" + name.encode())(shared)
         api = shared.api
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
         self.on_event: Callable[..., Any] = api.on_event

@@ -22,12 +22,12 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_writable
 
-from ._addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
-from ._endpoint import Endpoint
-from ._events import DatagramReceived
+from .._core.addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
+from .._core.events import DatagramReceived
+from .endpoint import Endpoint
 
 if TYPE_CHECKING:
-    from ._lua import LuaTable
+    from .._lua.bridge import LuaTable
 
 #: The largest UDP payload for each family (an IPv4 or IPv6 header plus 8 bytes of UDP).
 MAX_DATAGRAM: Final[dict[int, int]] = {socket.AF_INET: 65507, socket.AF_INET6: 65527}

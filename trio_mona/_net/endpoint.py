@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._addresses import SocketAddress
-from ._events import Event
+from .._core.addresses import SocketAddress
+from .._core.events import Event
 
 if TYPE_CHECKING:
-    from ._lua import LuaTable
-    from ._sockets import Sockets
+    from .._lua.bridge import LuaTable
+    from .sockets import Sockets
 
 
 @attrs.define(eq=False, repr=False)

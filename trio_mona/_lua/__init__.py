@@ -1,0 +1,2 @@
+"""The only code that knows lupa: the bridge to the Lua prelude, the host functions
+Lua calls, and the runtime's own Lua files."""
