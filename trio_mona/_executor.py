@@ -247,13 +247,8 @@ class Executor:
         rest = self._on_data(table, data)
         if rest.__class__ is Suspension:
             self.settle(rest, (conn,), lambda r: conn.keep(data, r))
-        elif rest:
-            if rest > 0:
-                conn.kept = data[-int(rest) :]
-            else:
-                conn.keep(data, rest)  # it stopped for its budget: more at its next turn
-        elif conn.kept:
-            conn.kept = b""
+        elif rest or conn.kept:  # (the usual answer, 0 with nothing kept, costs nothing)
+            conn.keep(data, rest)
 
     def _datagram(self, event: DatagramReceived[UDPSocket]) -> None:
         udp = event.socket

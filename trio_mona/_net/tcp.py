@@ -225,9 +225,11 @@ class TCPConnection(Endpoint):
             self._set_peer(None)
 
     def keep(self, data: bytes, rest: Any) -> None:
-        """What onData left of *data*: *rest* bytes at its end (0: nothing); negative
-        when its job stopped for its budget with that many still to show it, at this
-        connection's next turn (after what is queued now)."""
+        """What onData left of *data*, as the Lua side of the rest rule counted it
+        (``rest_count`` in _lua/objects.lua; docs/lua/tcp.rst): *rest* bytes at its end
+        kept for the next delivery (0: nothing); negative when its job stopped for its
+        budget with that many still to show it, at this connection's next turn (after
+        what is queued now). The one place Python applies the rule."""
         size = int(rest) if rest else 0
         if size >= 0:
             self.kept = data[-size:] if size else b""
