@@ -11,6 +11,7 @@ PUBLIC = {
     "BoundAddress",
     "ConfigError",
     "IPAddress",
+    "MonaError",
     "Runtime",
     "RuntimeStatistics",
     "SocketAddress",
@@ -46,3 +47,8 @@ async def test_runtime_shows_only_its_documented_members(tmp_path: Path) -> None
 def test_testing_helpers_are_documented() -> None:
     for name in testing.__all__:
         assert getattr(testing, name).__doc__, f"testing.{name} has no docstring"
+
+
+def test_one_error_tree() -> None:
+    assert issubclass(trio_mona.StartupError, trio_mona.MonaError)
+    assert issubclass(trio_mona.ConfigError, trio_mona.MonaError)

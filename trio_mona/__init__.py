@@ -3,6 +3,7 @@
 from ._core.addresses import IPAddress as IPAddress
 from ._core.addresses import SocketAddress as SocketAddress
 from ._core.config import ConfigError as ConfigError
+from ._core.errors import MonaError as MonaError
 from ._runtime import VERSION as __version__
 from ._runtime import BoundAddress as BoundAddress
 from ._runtime import Runtime as Runtime
@@ -15,6 +16,7 @@ __all__ = [
     "BoundAddress",
     "ConfigError",
     "IPAddress",
+    "MonaError",
     "Runtime",
     "RuntimeStatistics",
     "SocketAddress",

@@ -22,7 +22,8 @@ from typing import Any, Final
 import attrs
 import trio
 
-from ._lua.bridge import LuaBridge, LuaError, LuaTable
+from ._core.errors import os_message
+from ._lua.bridge import LuaBridge, LuaLoadError, LuaTable
 
 log = logging.getLogger("trio_mona")
 
@@ -203,7 +204,7 @@ class Applications:
                 found = await trio.to_thread.run_sync(discover, self.apps_dir)
             except OSError as exc:
                 # Not "every main.lua was deleted": keep every application, look again.
-                log.warning("hot reload: cannot look at %s: %s", self.apps_dir, exc.strerror)
+                log.warning("hot reload: cannot look at %s: %s", self.apps_dir, os_message(exc))
                 continue
             try:
                 await self.apply(found)
@@ -304,10 +305,10 @@ class Applications:
         try:
             source = app.main.read_bytes()
         except OSError as exc:
-            return self._failed(app, f"{app.main}: cannot read: {exc.strerror}")
+            return self._failed(app, f"{app.main}: cannot read: {os_message(exc)}")
         try:
             return env, bridge.load(source, str(app.main), env)
-        except LuaError as exc:
+        except LuaLoadError as exc:
             return self._failed(app, str(exc))
 
     def _started(self, app: Application, env: LuaTable) -> None:

@@ -24,6 +24,7 @@ import trio
 from ._apps import Applications, discover
 from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
+from ._core.errors import MonaError, os_message
 from ._core.events import Call
 from ._executor import Executor, Suspension
 from ._lua import host
@@ -46,7 +47,7 @@ logging.addLevelName(NOTE, "NOTE")
 logging.addLevelName(TRACE, "TRACE")
 
 
-class StartupError(Exception):
+class StartupError(MonaError):
     """The applications could not start. The message is one line naming file and line."""
 
 
@@ -244,7 +245,7 @@ class Runtime:
         try:
             found = await trio.to_thread.run_sync(discover, self._apps_dir)
         except OSError as exc:
-            raise StartupError(f"{self._apps_dir}: cannot read: {exc.strerror}") from None
+            raise StartupError(f"{self._apps_dir}: cannot read: {os_message(exc)}") from None
         if "" not in found:
             main = self._apps_dir / "main.lua"
             raise StartupError(f"{main}: cannot read the root application: no such file")

@@ -15,6 +15,8 @@ from typing import Final
 
 import attrs
 
+from .errors import MonaError
+
 __all__ = [
     "AddressError",
     "HostName",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-class AddressError(ValueError):
+class AddressError(MonaError, ValueError):
     """A malformed address, port or host name; the message names the cause."""
 
 

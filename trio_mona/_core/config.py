@@ -15,6 +15,8 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from .errors import MonaError
+
 ConfigValue: TypeAlias = bool | int | float | str
 NestedConfig: TypeAlias = dict[str, "ConfigValue | NestedConfig"]
 
@@ -25,7 +27,7 @@ _DECIMAL: Final = re.compile(
 _COMMENT: Final = re.compile(r"[;#]")
 
 
-class ConfigError(ValueError):
+class ConfigError(MonaError, ValueError):
     """A configuration file or setting that cannot be used; the message says why."""
 
 

@@ -13,14 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from .._core.config import ENGINES
+from .._core.errors import MonaError
 
-__all__ = ["LuaBridge", "LuaError", "LuaTable"]
+__all__ = ["LuaBridge", "LuaLoadError", "LuaTable"]
 
 #: A Lua table or function as lupa hands it to Python (opaque here).
 LuaTable = Any
 
 
-class LuaError(Exception):
+class LuaLoadError(MonaError):
     """A Lua chunk failed to load or run; the message carries Lua's file and line."""
 
 
@@ -139,12 +140,12 @@ class LuaBridge:
         """Compile *source* as a text chunk with globals *env*.
 
         Raises:
-            LuaError: the chunk has a syntax error (the message has file and line).
+            LuaLoadError: the chunk has a syntax error (the message has file and line).
         """
         result = self._load_chunk(source, b"@" + chunkname.encode("utf-8", "surrogateescape"), env)
         if isinstance(result, tuple):
             message = result[1]
-            raise LuaError(
+            raise LuaLoadError(
                 message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
             )
         return result

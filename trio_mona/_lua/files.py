@@ -14,6 +14,8 @@ from pathlib import Path
 
 import attrs
 
+from .._core.errors import os_message
+
 #: How a Lua table is made from a list of dicts (the bridge's ``sequence``).
 MakeSequence = Callable[[list[dict[str, object]]], object]
 
@@ -52,7 +54,7 @@ class AppFiles:
             except ValueError:  # a NUL in the name
                 return None, b"invalid file name"
             except OSError as exc:
-                return None, f"cannot read: {exc.strerror}".encode()
+                return None, f"cannot read: {os_message(exc)}".encode()
         return None, reason.encode()
 
     def list_paths(
@@ -68,7 +70,7 @@ class AppFiles:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            return None, f"listPaths: cannot list '{name}': {exc.strerror}".encode()
+            return None, f"listPaths: cannot list '{name}': {os_message(exc)}".encode()
         files = []
         for entry in entries:
             try:

@@ -13,9 +13,10 @@ import socket
 import trio
 
 from .._core.addresses import HostName, SocketAddress
+from .._core.errors import MonaError, os_message
 
 
-class ResolveError(Exception):
+class ResolveError(MonaError):
     """A name did not resolve; the message is the one Lua sees."""
 
 
@@ -24,7 +25,7 @@ async def resolve_name(name: HostName) -> list[SocketAddress]:
     try:
         infos = await trio.socket.getaddrinfo(name.host, name.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise ResolveError(f"cannot resolve '{name.host}': {exc.strerror or exc}") from None
+        raise ResolveError(f"cannot resolve '{name.host}': {os_message(exc)}") from None
     addresses = [
         SocketAddress.from_sockaddr(sockaddr)  # type: ignore[arg-type]  # no AF_INET6 bytes
         for family, *_, sockaddr in infos

@@ -29,6 +29,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_writable
 
 from .._core.addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
+from .._core.errors import os_message
 from .._core.events import Closed, DataReceived
 from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
@@ -52,11 +53,6 @@ class Accepting(Protocol):
     """The server that accepted a connection, as the connection sees it."""
 
     open_connections: int
-
-
-def message(exc: OSError) -> str:
-    """What Lua reads in ``error`` for an OS error."""
-    return exc.strerror or str(exc)
 
 
 class State(enum.Enum):
@@ -331,7 +327,7 @@ class TCPConnection(Endpoint):
     def _fail(self, exc: OSError | str) -> None:
         """A socket error: record it and close without flushing."""
         if self._error is None:
-            self._error = exc if isinstance(exc, str) else message(exc)
+            self._error = exc if isinstance(exc, str) else os_message(exc)
         self._drop_queue()
         if self._state is State.CONNECTED or self._state is State.CONNECTING:
             self._state = State.CLOSING

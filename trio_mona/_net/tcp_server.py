@@ -16,8 +16,9 @@ import trio
 from trio.lowlevel import notify_closing, wait_readable
 
 from .._core.addresses import AddressError, SocketAddress, parse_target
+from .._core.errors import os_message
 from .._core.events import Accepted
-from .tcp import TCPConnection, message
+from .tcp import TCPConnection
 
 if TYPE_CHECKING:
     from .._lua.bridge import LuaTable
@@ -78,7 +79,7 @@ class TCPServer:
             sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
             sock.close()
-            return False, f"cannot start TCPServer on {target.value}: {message(exc)}".encode()
+            return False, f"cannot start TCPServer on {target.value}: {os_message(exc)}".encode()
         self._sock = sock
         self._address = SocketAddress.from_sockaddr(sock.getsockname())
         self._lua_address = None
@@ -130,7 +131,7 @@ class TCPServer:
                                 errno.ENOBUFS,
                                 errno.ENOMEM,
                             ):
-                                log.error("TCPServer %s: accept failed: %s", self, message(exc))  # noqa: TRY400
+                                log.error("TCPServer %s: accept failed: %s", self, os_message(exc))  # noqa: TRY400
                                 await trio.sleep(0.1)
                                 break
                             continue  # the peer went away before we took it (ECONNABORTED...)

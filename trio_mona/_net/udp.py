@@ -23,6 +23,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_writable
 
 from .._core.addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
+from .._core.errors import os_message
 from .._core.events import DatagramReceived
 from .endpoint import Endpoint
 
@@ -143,7 +144,7 @@ class UDPSocket(Endpoint):
             sock.bind(target.sockaddr())
         except OSError as exc:
             self._close_socket()
-            return f"cannot bind to {target.value}: {exc.strerror}".encode()
+            return f"cannot bind to {target.value}: {os_message(exc)}".encode()
         self._started()
         return None
 
@@ -166,7 +167,7 @@ class UDPSocket(Endpoint):
         try:
             self._sock.connect(sockaddr)
         except OSError as exc:
-            return f"cannot connect to {target.value}: {exc.strerror}".encode()
+            return f"cannot connect to {target.value}: {os_message(exc)}".encode()
         self._set_peer(target)
         self._started()
         return None
@@ -179,7 +180,7 @@ class UDPSocket(Endpoint):
         try:
             _dissolve(self._sock)
         except OSError as exc:
-            return f"cannot disconnect: {exc.strerror}".encode()
+            return f"cannot disconnect: {os_message(exc)}".encode()
         self._set_peer(None)
         return None
 
@@ -316,7 +317,9 @@ class UDPSocket(Endpoint):
                 return
             except OSError as exc:
                 where = self._peer.value if self._peer is not None else "a peer"
-                log.warning("%s: an earlier datagram to %s failed: %s", self, where, exc.strerror)
+                log.warning(
+                    "%s: an earlier datagram to %s failed: %s", self, where, os_message(exc)
+                )
                 if exc.errno in SEND_ERRORS:
                     continue  # an ICMP error for an earlier send: UDP goes on
                 self._ready = False
@@ -384,7 +387,7 @@ class UDPSocket(Endpoint):
             except OSError as exc:
                 # UDP: one undeliverable datagram does not stop the rest.
                 where = self._describe(destination)
-                log.warning("%s: datagram to %s dropped: %s", self, where, exc.strerror)
+                log.warning("%s: datagram to %s dropped: %s", self, where, os_message(exc))
             else:
                 self.sockets.bytes_sent += len(data)
             out.popleft()
@@ -459,7 +462,7 @@ def _send_error(exc: OSError) -> bytes:
         return f"cannot send: {_NO_BROADCAST}".encode()
     if exc.errno == errno.EMSGSIZE:
         return b"cannot send: datagram too large"
-    return f"cannot send: {exc.strerror}".encode()
+    return f"cannot send: {os_message(exc)}".encode()
 
 
 UDP_PROPERTIES: Final[dict[bytes, Callable[[UDPSocket], object]]] = {

@@ -1,0 +1,14 @@
+"""trio_mona's own errors, under one base, and the one way an OS error is worded for
+Lua (and the log)."""
+
+from __future__ import annotations
+
+
+class MonaError(Exception):
+    """Base of every error trio_mona raises on purpose."""
+
+
+def os_message(exc: OSError) -> str:
+    """What Lua reads for an OS error: its text (``"Connection refused"``), without the
+    number; the exception's own text when it has none."""
+    return exc.strerror or str(exc)
