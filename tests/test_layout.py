@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import trio_mona
 
 PACKAGE = Path(trio_mona.__file__).parent
@@ -95,3 +97,14 @@ def test_only_the_lua_package_imports_lupa() -> None:
     for path in PACKAGE.rglob("*.py"):
         if path.parent.name != "_lua":
             assert "lupa" not in _third_party(path), path
+
+
+def test_the_host_table_matches_what_the_prelude_names() -> None:
+    # (every runtime checks its table when it starts; here, that the check holds)
+    from trio_mona._lua.bridge import HOST_NAMES, check_host_table
+
+    assert {"tcp_send", "tcp_send_held", "log", "configs"} <= HOST_NAMES
+    with pytest.raises(ValueError, match=r"missing \['tcp_send'\]"):
+        check_host_table(dict.fromkeys(HOST_NAMES - {"tcp_send"}))
+    with pytest.raises(ValueError, match=r"not used by the prelude \['extra'\]"):
+        check_host_table(dict.fromkeys(HOST_NAMES | {"extra"}))

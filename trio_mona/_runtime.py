@@ -28,7 +28,7 @@ from ._core.errors import MonaError, os_message
 from ._core.events import Call
 from ._executor import Executor, Suspension
 from ._lua import host
-from ._lua.bridge import LuaBridge, LuaTable
+from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
 from ._net.sockets import BoundAddress, Sockets
 from ._net.tcp import TCP_PROPERTIES, TCPConnection
@@ -123,7 +123,7 @@ class Runtime:
         def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
             return self._start_suspension(host.resolve, kind, first, second)
 
-        return {
+        table: dict[str, object] = {
             "internal_error": host.internal_error,
             "stopping": stop_requested,
             "log": host.LuaLog(),
@@ -166,6 +166,8 @@ class Runtime:
             "addr_compare": host.addr_compare,
             "parse_address": host.parse_address,
         }
+        check_host_table(table)  # (the prelude names every one of them, and no other)
+        return table
 
     # -- public API -------------------------------------------------------------
     @property

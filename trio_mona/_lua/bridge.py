@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -40,6 +41,22 @@ _STDLIB: Final = _source("stdlib.lua")
 _PRELUDE: Final = tuple(
     (name, _source(name)) for name in ("prelude.lua", "objects.lua", "applications.lua")
 )
+
+#: The host functions and values the prelude names (``host.x``): the contract with the
+#: table the runtime builds, checked when a bridge is made.
+HOST_NAMES: Final = frozenset(
+    name.decode()
+    for _, source in _PRELUDE
+    for name in re.findall(rb"\bhost(?:_functions)?\.([A-Za-z_]\w*)", source)
+)
+
+
+def check_host_table(host: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` unless *host* has exactly the names the prelude uses."""
+    if set(host) != HOST_NAMES:
+        missing, unused = sorted(HOST_NAMES - set(host)), sorted(set(host) - HOST_NAMES)
+        raise ValueError(f"host table: missing {missing}, not used by the prelude {unused}")
+
 
 #: Loads the runtime's own Lua files with no globals at all: each takes what it uses
 #: from the real globals it is handed, before any application runs (docs: lua/safety).
