@@ -236,7 +236,7 @@ async def test_chat_survives_stuck_members_resetting() -> None:
         for sock in members:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # RST
-        await trio.sleep(0.5)
+        await wait_until(lambda: runtime.statistics().tcp_connections <= 1, limit=10)
         newcomer = await connect(port)
         assert await _line(newcomer, bytearray()) == b"* welcome to the chat; your nickname?"
         await wait_until(lambda: runtime.statistics().tcp_connections <= 2, limit=10)

@@ -97,7 +97,9 @@ async def test_on_stop_runs_with_sockets_open_then_connections_flush(
     """
     async with running(tmp_path, app) as runtime:
         stream = await connect(tcp_port(runtime))
-        await trio.sleep(0.05)
+        with trio.fail_after(5):
+            while not await lua(runtime, "return next(clients) ~= nil"):  # onConnection ran
+                await trio.sleep(0.01)
     # the goodbye queued in onStop was flushed before the socket closed
     assert await receive_until_closed(stream) == b"z" * 100000
     assert "stopping ''" in messages(caplog)
@@ -116,7 +118,7 @@ async def test_linger_bounds_shutdown(tmp_path: Path) -> None:
     start = trio.current_time()
     async with running(tmp_path, app, trio_mona__linger="0.3") as runtime:
         stream = await connect(tcp_port(runtime))
-        await trio.sleep(0.1)
+        await wait_until(lambda: runtime.statistics().bytes_queued > 0)  # the kernel is full
     assert trio.current_time() - start < 2
     await stream.aclose()
 
@@ -199,7 +201,8 @@ async def test_no_lua_runs_after_on_stop(tmp_path: Path, caplog: pytest.LogCaptu
     """
     async with running(tmp_path, app, trio_mona__linger="0.4") as runtime:
         stream = await connect(tcp_port(runtime))
-        await trio.sleep(0.1)
+        await wait_until(lambda: runtime.statistics().bytes_queued > 0)  # the kernel is full
+        await wait_for_log(caplog, "tick")
     logs = messages(caplog)
     assert "stopped" in logs
     assert "tick" in logs
@@ -281,7 +284,7 @@ async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
         assert not [m for m in messages(caplog) if "removed" in m or "reloading" in m]
         assert "" in runtime.statistics().applications
         await stream.send_all(b"x")  # the connection is still open (no onData: ignored)
-        await trio.sleep(0.2)
+        await wait_until(lambda: runtime.statistics().bytes_received == 1)
         assert runtime.statistics().tcp_connections == 1
 
 

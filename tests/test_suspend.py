@@ -9,7 +9,16 @@ import trio
 
 from trio_mona import Runtime, testing
 
-from .helpers import connect, lua, messages, receive_exactly, running, tcp_port, wait_for_log
+from .helpers import (
+    connect,
+    lua,
+    messages,
+    receive_exactly,
+    running,
+    tcp_port,
+    wait_for_log,
+    wait_until,
+)
 
 APP = """
 server = mona:createTCPServer()
@@ -46,10 +55,10 @@ async def test_suspended_handler_lets_others_run_and_keeps_order(tmp_path: Path)
         port = tcp_port(runtime)
         waiting, other = await connect(port), await connect(port)
         await waiting.send_all(b"waitA")
-        await trio.sleep(0.05)
+        await wait_until(lambda: b"A" in gate)  # the handler waits
         # More data for the suspended socket queues behind it, in order.
         await waiting.send_all(b"one")
-        await trio.sleep(0.02)
+        await wait_until(lambda: runtime.statistics().bytes_received == 8)  # two reads
         await waiting.send_all(b"two")
         # Other sockets are served meanwhile, with no added delay.
         with trio.fail_after(1):
@@ -74,9 +83,9 @@ async def test_socket_closing_while_suspended(
         install_pause(runtime, gate)
         stream = await connect(tcp_port(runtime))
         await stream.send_all(b"waitB")
-        await trio.sleep(0.05)
+        await wait_until(lambda: b"B" in gate)
         await stream.aclose()
-        await trio.sleep(0.05)
+        await trio.sleep(0.05)  # (time for the close to arrive: it must not be reported)
         # onDisconnection waits behind the suspended handler
         assert not any(m.startswith("closed") for m in messages(caplog))
         gate[b"B"].set()
@@ -92,7 +101,7 @@ async def test_shutdown_while_suspended(tmp_path: Path, caplog: pytest.LogCaptur
             install_pause(runtime, gate)
             stream = await connect(tcp_port(runtime))
             await stream.send_all(b"waitC")
-            await trio.sleep(0.05)
+            await wait_until(lambda: b"C" in gate)
     # the suspended coroutine was dropped: it never resumed
     assert not any(m.startswith("closed") for m in messages(caplog))
     await stream.aclose()

@@ -116,7 +116,7 @@ async def test_refused_sets_error_and_fires_once(
         async with running(tmp_path, CLIENT) as runtime:
             assert await lua(runtime, f"return client:connect('127.0.0.1', {closed_port})") is None
             await wait_for_log(caplog, "disconnected")
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # (time for a second onDisconnection, which must not come)
             assert await lua(runtime, "return disconnections") == 1
             error = await lua(runtime, "return client.error")
             assert b"Connection refused" in error
