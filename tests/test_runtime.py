@@ -325,7 +325,7 @@ async def test_a_long_job_takes_one_turn_at_a_time(tmp_path: Path, engine: str) 
         busy = conns.pop(port)
         (other,) = conns.values()
         for conn, data in [(busy, b"a" * size)] * 3 + [(other, b"x")]:
-            conn._unconsumed += len(data)
+            conn.inbound.read(len(data))
             runtime._sockets.post(DataReceived(conn, data))
         with trio.fail_after(20):
             while await lua(runtime, "return seen") < 3 * size:  # every byte, once

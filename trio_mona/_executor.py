@@ -226,28 +226,16 @@ class Executor:
         if conn.waiting is not None:
             conn.waiting.append(event)
             return
-        unseen = conn.unseen
-        if unseen:
-            if event.data:  # its turn is still ahead: one turn at a time per connection
-                conn.later.append(event.data)
-                return
-            conn.unseen = 0
-            later = b"".join(conn.later)
-            conn.later.clear()
-            conn.consumed(unseen + len(later))
-            data = conn.kept + later
-        elif event.data:
-            conn.consumed(len(event.data))
-            data = conn.kept + event.data if conn.kept else event.data
-        else:
-            return  # a turn that a reconnection made stale
+        data = conn.take(event.data)
+        if data is None:
+            return  # it waits for its turn (or was a stale one)
         table = conn.table
         if table is None or not conn.connected or not self.lua_enabled:
             return
         rest = self._on_data(table, data)
         if rest.__class__ is Suspension:
             self.settle(rest, (conn,), lambda r: conn.keep(data, r))
-        elif rest or conn.kept:  # (the usual answer, 0 with nothing kept, costs nothing)
+        elif rest or conn.inbound.kept:  # (the usual answer, 0 with nothing kept: free)
             conn.keep(data, rest)
 
     def _datagram(self, event: DatagramReceived[UDPSocket]) -> None:

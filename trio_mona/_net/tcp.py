@@ -31,6 +31,7 @@ from trio.lowlevel import notify_closing, wait_writable
 from .._core.addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from .._core.errors import os_message
 from .._core.events import Closed, DataReceived
+from .._core.inbound import Inbound
 from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
@@ -43,8 +44,6 @@ log = logging.getLogger("trio_mona")
 
 #: Bytes asked of the kernel per ``recv``.
 RECV_SIZE: Final = 65536
-#: Unconsumed bytes (read but not yet given to Lua) above which reading pauses.
-READ_AHEAD: Final = 256 * 1024
 #: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
 GATHER_MAX: Final = 64
 
@@ -69,13 +68,8 @@ class TCPConnection(Endpoint):
 
     #: The server that accepted it (None: a client), to count its open connections.
     server: Accepting | None = None
-    #: Bytes kept by the ``onData`` rest rule, prepended to the next delivery.
-    kept: bytes = b""
-    #: How many bytes at the end of ``kept`` onData has not seen yet: its job stopped
-    #: for its budget and goes on at its next turn (read, but not consumed yet).
-    unseen: int = 0
-    #: Bytes that arrived while such a turn was ahead: they wait for it (not consumed).
-    later: list[bytes] = attrs.field(factory=list)
+    #: What it read and Lua has not taken yet, and what onData kept (sans I/O).
+    inbound: Inbound = attrs.field(factory=Inbound)
     _state: State = State.IDLE
     _sock: socket.socket | None = None
     _error: str | None = None
@@ -84,7 +78,6 @@ class TCPConnection(Endpoint):
     _last_receive: float = 0.0
     _out: deque[bytes | memoryview] = attrs.field(factory=deque)
     _out_size: int = 0
-    _unconsumed: int = 0
     _read_scope: trio.CancelScope | None = None
     _flush_scope: trio.CancelScope | None = None
     _flushing: bool = False
@@ -220,28 +213,22 @@ class TCPConnection(Endpoint):
             self._set_local(None)
             self._set_peer(None)
 
-    def keep(self, data: bytes, rest: Any) -> None:
-        """What onData left of *data*, as the Lua side of the rest rule counted it
-        (``rest_count`` in _lua/objects.lua; docs/lua/tcp.rst): *rest* bytes at its end
-        kept for the next delivery (0: nothing); negative when its job stopped for its
-        budget with that many still to show it, at this connection's next turn (after
-        what is queued now). The one place Python applies the rule."""
-        size = int(rest) if rest else 0
-        if size >= 0:
-            self.kept = data[-size:] if size else b""
-            return
-        self.kept = data[size:]
-        self.unseen = -size
-        self._unconsumed += self.unseen
-        self.sockets.post(DataReceived(self, b""))
-
-    def consumed(self, size: int) -> None:
-        """The executor took *size* bytes: reading may go on."""
-        self._unconsumed -= size
+    def take(self, data: bytes) -> bytes | None:
+        """A read reaches the executor: what onData is to get now (None: nothing yet;
+        see :meth:`Inbound.take`). Reading may go on."""
+        inbound = self.inbound
+        taken = inbound.take(data)
         if self._ready:
             self._pump()
-        if self._eof and not self._unconsumed:
+        if self._eof and not inbound.unconsumed:
             self._wake_task()
+        return taken
+
+    def keep(self, data: bytes, rest: Any) -> None:
+        """What onData left of *data*, as the Lua side of the rest rule counted it
+        (``rest_count`` in _lua/objects.lua): see :meth:`Inbound.keep`."""
+        if self.inbound.keep(data, int(rest) if rest else 0):
+            self.sockets.post(DataReceived(self, b""))  # its next turn
 
     def on_readable(self, mask: int) -> None:
         """The hub saw data or a hang-up: read it (called in the hub's task)."""
@@ -284,13 +271,10 @@ class TCPConnection(Endpoint):
     # -- internals --------------------------------------------------------------
     def _reset(self, table: LuaTable | None) -> None:
         self.table = table
-        self.kept = b""
-        self.unseen = 0
-        self.later.clear()
+        self.inbound.reset()
         self._error = None
         self._set_local(None)
         self._set_peer(None)
-        self._unconsumed = 0
         self._ready = self._hangup = self._eof = False
         self._drop_queue()
 
@@ -335,7 +319,7 @@ class TCPConnection(Endpoint):
             self._read_scope.cancel()
 
     def _reading_paused(self) -> bool:
-        return self._out_size > self.sockets.settings.soft_limit or self._unconsumed >= READ_AHEAD
+        return self._out_size > self.sockets.settings.soft_limit or self.inbound.full
 
     def _maybe_resume_reading(self) -> None:
         """The send queue shrank: read what was left in the kernel while paused."""
@@ -371,7 +355,7 @@ class TCPConnection(Endpoint):
                 self._eof = True
                 self._wake_task()
                 return
-            self._unconsumed += size
+            self.inbound.unconsumed += size
             self._last_receive = time.monotonic()
             self.sockets.bytes_received += size
             deliver(DataReceived(self, data))
@@ -520,7 +504,7 @@ class TCPConnection(Endpoint):
                 with trio.move_on_after(idle - quiet):
                     await self._sleep()
             # Peer closed: let Lua see the data already read (and answer it), then close.
-            while self._unconsumed > 0 and self._state is State.CONNECTED:
+            while self.inbound.unconsumed > 0 and self._state is State.CONNECTED:
                 await self._sleep()
             if self._state is State.CONNECTED:
                 self._state = State.CLOSING
