@@ -156,7 +156,13 @@ end
 def framing(request: pytest.FixtureRequest) -> tuple[LuaBridge, Any]:
     """A Lua state with the prelude and one TCPClient object whose onData parses
     length-prefixed messages into the global ``seen``."""
-    bridge = LuaBridge(request.param, {"internal_error": print, "stopping": lambda: False})
+    classes = ("IPAddress", "SocketAddress", "TCPClient", "TCPServer", "UDPSocket")
+    host = {
+        "internal_error": print,
+        "stopping": lambda: False,
+        "properties": {name: [] for name in classes},  # (none is read here)
+    }
+    bridge = LuaBridge(request.param, host)
     client = bridge.new_object(b"TCPClient", object(), b"")
     client[b"onData"] = bridge.eval(f"(function() seen = {{}} {FRAMING_HANDLER} end)()")
     return bridge, client

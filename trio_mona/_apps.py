@@ -168,7 +168,7 @@ class Applications:
         self._nursery.start_soon(self._run_timer, timer, delay_ms)
 
     async def _run_timer(self, timer: Timer, delay_ms: float) -> None:
-        call_timer = self._bridge.api.call_timer
+        call_timer = self._bridge.call_timer
         try:
             with timer.scope:
                 while delay_ms > 0:
@@ -255,7 +255,7 @@ class Applications:
         for name in list(app.children):
             if name not in names:  # an empty folder left behind: nothing runs there
                 if app.env is not None:
-                    self._bridge.api.set_child(app.env, name.encode(), None)
+                    self._bridge.set_child(app.env, name.encode(), None)
                 del app.children[name]
         for name in sorted(names):
             if name not in app.children:
@@ -299,7 +299,7 @@ class Applications:
         )
         app.loading_env = env
         for name in app.children:
-            bridge.api.set_child(env, name.encode(), False)  # loads when first asked for
+            bridge.set_child(env, name.encode(), False)  # loads when first asked for
         if app.stamp is None:
             return env, None
         try:
@@ -315,7 +315,7 @@ class Applications:
         app.env, app.loading_env = env, None
         if app.parent is not None:
             parent_env = app.parent.env or app.parent.loading_env
-            self._bridge.api.set_child(parent_env, app.name.encode(), env)
+            self._bridge.set_child(parent_env, app.name.encode(), env)
 
     def _failed(self, app: Application, error: str) -> str:
         """*app* failed to load: logged, except for the root at start (the start
@@ -324,7 +324,7 @@ class Applications:
         if app.parent is not None:
             parent_env = app.parent.env or app.parent.loading_env
             if parent_env is not None:
-                self._bridge.api.set_child(parent_env, app.name.encode(), None)
+                self._bridge.set_child(parent_env, app.name.encode(), None)
         if app.parent is not None or self._started_once:
             log.error("application '%s' failed to load: %s", app.path or "/", error)
         return error
@@ -363,7 +363,7 @@ class Applications:
             for timer in [t for t in self.timers if t.owner == member.owner]:
                 timer.scope.cancel()
             if member.parent is not None and member.parent.env is not None:
-                self._bridge.api.set_child(member.parent.env, member.name.encode(), None)
+                self._bridge.set_child(member.parent.env, member.name.encode(), None)
             member.env = member.loading_env = None
             member.tried = False
 

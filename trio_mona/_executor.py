@@ -153,7 +153,7 @@ class Executor:
         """Run no more Lua: drop queued events and suspended coroutines."""
         self.lua_enabled = False
         for token in self._pending:
-            self._bridge.api.drop(token)
+            self._bridge.drop(token)
         self._pending.clear()
 
     # -- suspension ---------------------------------------------------------------

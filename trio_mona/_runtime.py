@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from ._apps import Applications, discover
+from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._core.errors import MonaError, os_message
@@ -165,6 +166,13 @@ class Runtime:
             "addr_get": host.addr_get,
             "addr_compare": host.addr_compare,
             "parse_address": host.parse_address,
+            "properties": {  # (the one list of each class's properties)
+                "IPAddress": list(IP_PROPERTIES),
+                "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),
+                "TCPClient": list(TCP_PROPERTIES),
+                "TCPServer": list(TCP_SERVER_PROPERTIES),
+                "UDPSocket": list(UDP_PROPERTIES),
+            },
         }
         check_host_table(table)  # (the prelude names every one of them, and no other)
         return table
@@ -207,7 +215,7 @@ class Runtime:
         def start(*args: object) -> tuple[int, Suspension]:
             return self._start_suspension(work, *args)
 
-        return self._bridge.api.suspending(name.encode(), start)
+        return self._bridge.suspending(name.encode(), start)
 
     def _start_suspension(
         self, work: Callable[..., Awaitable[tuple[object, ...]]], *args: object
@@ -243,7 +251,7 @@ class Runtime:
     async def _start(self) -> None:
         log.info("trio_mona %s: Lua engine %s", VERSION, self._bridge.version)
         self._bridge.set_log_threshold(logging.getLogger("trio_mona.app").getEffectiveLevel())
-        self._bridge.api.set_handler_timeout(self._settings.handler_timeout)
+        self._bridge.set_handler_timeout(self._settings.handler_timeout)
         try:
             found = await trio.to_thread.run_sync(discover, self._apps_dir)
         except OSError as exc:

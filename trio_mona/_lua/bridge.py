@@ -126,8 +126,12 @@ class LuaBridge:
         self.new_app_env: Callable[..., LuaTable] = api.new_app_env
         self.set_log_threshold: Callable[[int], None] = api.set_log_threshold
         self.rest_count: Callable[[object, int], int] = api.rest_count
+        self.call_timer: Callable[[LuaTable, bytes], Any] = api.call_timer
+        self.set_child: Callable[[LuaTable, bytes, object], None] = api.set_child
+        self.suspending: Callable[[bytes, Callable[..., Any]], LuaTable] = api.suspending
+        self.drop: Callable[[int], None] = api.drop
+        self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
         self._load_chunk = api.load_chunk
-        self.api = api
 
     def table(self, data: Mapping[str, object] | None = None) -> LuaTable:
         """A new Lua table from a mapping (str keys become Lua strings; nested dicts too)."""

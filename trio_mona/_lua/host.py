@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from typing import Final
 
 from .._core.addresses import (
     IP_PROPERTIES,
@@ -62,6 +63,10 @@ class LuaLog:
             None,
         )
         logger.handle(record)
+
+
+#: The properties of a SocketAddress object (read by :func:`addr_get`).
+SOCKET_ADDRESS_PROPERTIES: Final = ("host", "port", "isIPv6", "value")
 
 
 def addr_get(value: IPAddress | SocketAddress, name: bytes) -> object:

@@ -184,18 +184,14 @@ local address_meta = {
   __le = function(a, b) return compare(a, b) <= 0 end,
 }
 
-local ip_props = {
-  "value", "isIPv6", "isWildcard", "isBroadcast", "isAnyBroadcast", "isLoopback",
-  "isMulticast", "isUnicast", "isLinkLocal", "isSiteLocal", "isIPv4Compatible",
-  "isIPv4Mapped", "isWellKnownMC", "isNodeLocalMC", "isLinkLocalMC", "isSiteLocalMC",
-  "isOrgLocalMC", "isGlobalMC", "isLocal",
-}
-class("IPAddress", {}, ip_props, host.addr_get, address_meta)
+-- Property names come from Python, where each is read (one list per class).
+local properties = host.properties
+class("IPAddress", {}, properties.IPAddress, host.addr_get, address_meta)
 
 local host_cache = setmetatable({}, { __mode = "k" })
 local socket_meta = {}
 for k, v in pairs(address_meta) do socket_meta[k] = v end
-class("SocketAddress", {}, { "host", "port", "isIPv6", "value" }, function(h, k)
+class("SocketAddress", {}, properties.SocketAddress, function(h, k)
   return host.addr_get(h, k)
 end, socket_meta)
 -- SocketAddress.host is an IPAddress object, the same one each time.
@@ -232,7 +228,7 @@ class("TCPClient", {
     touched[self] = true
     return host.tcp_disconnect(tcp_client(self, "disconnect"))
   end,
-}, { "connected", "address", "peerAddress", "error", "idleTime" }, host.tcp_get, {
+}, properties.TCPClient, host.tcp_get, {
   __tostring = function(t)
     local peer = host.tcp_get(handle_of[t], "peerAddress")
     return "TCPClient(" .. (peer and tostring(peer) or "not connected") .. ")"
@@ -250,7 +246,7 @@ class("TCPServer", {
   stop = function(self)
     return host.tcp_server_stop(tcp_server(self, "stop"))
   end,
-}, { "address", "port", "running" }, host.tcp_server_get, {
+}, properties.TCPServer, host.tcp_server_get, {
   __tostring = function(t)
     local address = host.tcp_server_get(handle_of[t], "address")
     return "TCPServer(" .. (address and tostring(address) or "stopped") .. ")"
@@ -297,7 +293,7 @@ class("UDPSocket", {
   close = function(self)
     return host.udp_close(udp_checker(self, "close"))
   end,
-}, { "address", "peerAddress" }, host.udp_get, {
+}, properties.UDPSocket, host.udp_get, {
   __tostring = function(t)
     local address = host.udp_get(handle_of[t], "address")
     return "UDPSocket(" .. (address and tostring(address) or "unbound") .. ")"

@@ -218,8 +218,7 @@ class TCPConnection(Endpoint):
         see :meth:`Inbound.take`). Reading may go on."""
         inbound = self.inbound
         taken = inbound.take(data)
-        if self._ready:
-            self._pump()
+        self._read_more()
         if self._eof and not inbound.unconsumed:
             self._wake_task()
         return taken
@@ -235,7 +234,7 @@ class TCPConnection(Endpoint):
         self._ready = True
         if mask & HANGUP:
             self._hangup = True
-        self._pump()
+        self._read_more()
 
     def abandon(self) -> None:
         """Its application is unloading: flush and close, with no more Lua events."""
@@ -321,16 +320,18 @@ class TCPConnection(Endpoint):
     def _reading_paused(self) -> bool:
         return self._out_size > self.sockets.settings.soft_limit or self.inbound.full
 
-    def _maybe_resume_reading(self) -> None:
-        """The send queue shrank: read what was left in the kernel while paused."""
+    def _read_more(self) -> None:
+        """Reading may go on (data arrived, Lua took some, or the send queue shrank):
+        the one route to :meth:`_pump`, from whichever task noticed it."""
         if self._ready:
             self._pump()
 
     def _pump(self) -> None:
         """Read until the kernel buffer is empty or back-pressure says stop.
 
-        Runs in whichever task noticed that reading may go on: the hub (new data), the
-        executor (data consumed) or the flusher (queue drained). It never waits.
+        Called only through :meth:`_read_more`, in whichever task noticed that reading
+        may go on: the hub (new data), the executor (data taken) or the flusher (queue
+        drained). It never waits.
         """
         if self._state is not State.CONNECTED:
             return
@@ -392,11 +393,11 @@ class TCPConnection(Endpoint):
             for chunk in chunks:
                 if sent < len(chunk):  # the kernel buffer is full
                     out[0] = memoryview(chunk)[sent:]
-                    self._maybe_resume_reading()
+                    self._read_more()
                     return
                 sent -= len(chunk)
                 out.popleft()
-        self._maybe_resume_reading()
+        self._read_more()
 
     async def _flush(self) -> None:
         """The handle's writer: drains the queue while the kernel takes it."""
