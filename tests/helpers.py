@@ -55,8 +55,16 @@ async def lua(runtime: Runtime, code: str) -> Any:
     return await testing.run_lua(runtime, code)
 
 
+async def lua_until(runtime: Runtime, code: str, limit: float = 5.0) -> None:
+    """Wait until the Lua chunk *code* returns a true value."""
+    with trio.fail_after(limit):
+        while not await lua(runtime, code):
+            await trio.sleep(0.005)
+
+
 def connections(runtime: Runtime) -> set[TCPConnection]:
-    """The runtime's open TCP connections (their handles: for tests of their state)."""
+    """The runtime's open TCP connections: their private handles, for the two tests
+    of the internals themselves (one turn at a time; no handle outlives its socket)."""
     return runtime._sockets.connections  # type: ignore[return-value]  # (each is one)
 
 

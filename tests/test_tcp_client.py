@@ -13,8 +13,8 @@ import trio
 
 from .helpers import (
     ENGINES,
-    connections,
     lua,
+    lua_until,
     messages,
     receive_until_closed,
     running,
@@ -73,7 +73,7 @@ async def test_connect_forms_and_exchange(tmp_path: Path, engine: str, form: str
         assert result is None
         peer, peer_address = await server.accept()
         assert await peer.recv(100) == b"early"
-        await wait_until(lambda: any(c.connected for c in connections(runtime)))
+        await lua_until(runtime, "return client.connected")
         assert await lua(runtime, "return client.connected") is True
         assert await lua(runtime, "return client.peerAddress.value") == f"127.0.0.1:{port}".encode()
         assert await lua(runtime, "return client.address.port") == peer_address[1]
@@ -99,7 +99,7 @@ async def test_connect_ipv6(tmp_path: Path) -> None:
         port = server.getsockname()[1]
         assert await lua(runtime, f"return client:connect('[::1]:{port}')") is None
         peer, _ = await server.accept()
-        await wait_until(lambda: any(c.connected for c in connections(runtime)))
+        await lua_until(runtime, "return client.connected")
         assert await lua(runtime, "return client.peerAddress.value") == f"[::1]:{port}".encode()
         assert await lua(runtime, "return client.peerAddress.isIPv6") is True
         assert await lua(runtime, "client:send('six') return nil") is None
@@ -168,7 +168,7 @@ async def test_host_names_resolve_without_blocking(
         port = server.getsockname()[1]
         assert await lua(runtime, f"return client:connect('good.test', {port})") is None
         peer, _ = await server.accept()
-        await wait_until(lambda: any(c.connected for c in connections(runtime)))
+        await lua_until(runtime, "return client.connected")
         peer.close()
         await wait_for_log(caplog, "disconnected")
         caplog.clear()
@@ -209,7 +209,7 @@ async def test_connect_twice_and_reconnect_after_disconnection(
         )
         assert second_call == b"connection in progress"
         peer, _ = await server.accept()
-        await wait_until(lambda: any(c.connected for c in connections(runtime)))
+        await lua_until(runtime, "return client.connected")
         assert await lua(runtime, f"return client:connect({port})") == b"already connected"
         await lua(runtime, "client:send('bye') client:disconnect()")
         assert await lua(runtime, "return client.connected") is False
@@ -250,7 +250,7 @@ async def test_idle_time(tmp_path: Path) -> None:
     async with listener() as server, running(tmp_path, CLIENT) as runtime:
         await lua(runtime, f"client:connect({server.getsockname()[1]})")
         peer, _ = await server.accept()
-        await wait_until(lambda: any(c.connected for c in connections(runtime)))
+        await lua_until(runtime, "return client.connected")
         await trio.sleep(0.15)
         assert await lua(runtime, "return client.idleTime") >= 100
         await lua(runtime, "client:send('x')")
@@ -262,7 +262,7 @@ async def test_peer_reset_sets_error(tmp_path: Path, caplog: pytest.LogCaptureFi
     async with listener() as server, running(tmp_path, CLIENT) as runtime:
         await lua(runtime, f"client:connect({server.getsockname()[1]})")
         peer, _ = await server.accept()
-        await wait_until(lambda: any(c.connected for c in connections(runtime)))
+        await lua_until(runtime, "return client.connected")
         # SO_LINGER 0 turns close() into a reset.
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         peer.close()
