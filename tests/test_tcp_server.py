@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_mona._core.inbound import READ_AHEAD
-from trio_mona._net.tcp import RECV_SIZE, TCPConnection
+from trio_mona._core.inbound import READ_AHEAD, RECV_SIZE
+from trio_mona._net.tcp import TCPConnection
 
 from .helpers import (
     ENGINES,

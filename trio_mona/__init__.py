@@ -25,3 +25,11 @@ __all__ = [
     "open_runtime",
     "serve",
 ]
+
+# The public names say they come from here (reprs, tracebacks, the docs), not from the
+# private module that defines them.
+for _name in __all__:
+    _value = globals()[_name]
+    if getattr(_value, "__module__", "").startswith("trio_mona."):
+        _value.__module__ = "trio_mona"
+del _name, _value

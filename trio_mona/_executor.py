@@ -91,6 +91,7 @@ class Executor:
         self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
         self._on_data = bridge.on_data
         self._on_event = bridge.on_event
+        self._no_handler = bridge.no_handler
         self._on_packet = bridge.on_packet
         #: False once shutdown has run onStop: no Lua runs after that (docs/design.rst).
         self.lua_enabled = True
@@ -262,7 +263,7 @@ class Executor:
         client = self._bridge.new_object(b"TCPClient", conn, event.owner)
         conn.attach(client)
         result = self._on_event(event.server_table, b"onConnection", client)
-        if result == 1:
+        if result == self._no_handler:
             conn.disconnect()  # no handler: the connection is closed (docs/design.rst)
             return
         self.settle(result, (conn,), _ignore)

@@ -16,6 +16,9 @@ import attrs
 
 #: Unconsumed bytes (read but not yet given to Lua) above which reading pauses.
 READ_AHEAD: Final = 256 * 1024
+#: Bytes a connection asks of the kernel per read (so it reads at most this much past
+#: READ_AHEAD).
+RECV_SIZE: Final = 65536
 
 
 @attrs.define(eq=False)

@@ -118,6 +118,8 @@ class LuaBridge:
         api = shared.api
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
         self.on_event: Callable[..., Any] = api.on_event
+        #: What :attr:`on_event` returns when the object has no handler for the event.
+        self.no_handler: bytes = api.NO_HANDLER
         self.on_packet: Callable[..., Any] = api.on_packet
         self.call: Callable[..., Any] = api.call
         self.resume: Callable[..., Any] = api.resume

@@ -115,11 +115,15 @@ local function event_job(t, name, arg)
   return 0
 end
 
--- Fire event `name` on object `t` with one optional argument. Returns 0, or 1 when
--- the object has no handler for it (so the caller can apply the default).
+-- What api.on_event returns when the object has no handler for the event (so the
+-- caller applies the default); the bridge reads it from here.
+api.NO_HANDLER = "no handler"
+
+-- Fire event `name` on object `t` with one optional argument. Returns 0 (done),
+-- api.NO_HANDLER, or what `run` returns for a handler that waits.
 function api.on_event(t, name, arg)
   if rawget(t, name) == nil and not (name == "onConnection" and rawget(t, "clientHandler")) then
-    return 1
+    return api.NO_HANDLER
   end
   return run(event_job, t, name, arg)
 end

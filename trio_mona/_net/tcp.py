@@ -31,7 +31,7 @@ from trio.lowlevel import notify_closing, wait_writable
 from .._core.addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from .._core.errors import os_message
 from .._core.events import Closed, DataReceived
-from .._core.inbound import Inbound
+from .._core.inbound import RECV_SIZE, Inbound
 from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trio_mona")
 
-#: Bytes asked of the kernel per ``recv``.
-RECV_SIZE: Final = 65536
 #: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
 GATHER_MAX: Final = 64
 
