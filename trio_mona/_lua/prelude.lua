@@ -420,6 +420,18 @@ end
 
 function api.set_handler_timeout(seconds) budget = seconds end
 
+-- Run a worker coroutine until it returns or yields: one job, or the rest of one that
+-- waited. What it sent and held goes to Python when it stops (see end_holding).
+local function step(co, ...)
+  started = nil
+  running_jobs = running_jobs + 1
+  local ok, tag, value, request = resume(co, ...)
+  running_jobs = running_jobs - 1
+  runaway_state.expired = false
+  if holding then end_holding() end
+  return ok, tag, value, request
+end
+
 local function run(job, a, b, c)
   local co
   if pooled > 0 then
@@ -431,15 +443,7 @@ local function run(job, a, b, c)
     workers[co] = true
     if budget > 0 then sethook(co, runaway, "", HOOK_EVERY) end
   end
-  started = nil
-  running_jobs = running_jobs + 1
-  local ok, tag, value, request = resume(co, job, a, b, c)
-  running_jobs = running_jobs - 1
-  runaway_state.expired = false
-  if holding then -- end_holding, inlined: most jobs send
-    if held_bytes > 0 then flush_held() end
-    job_number, holding = job_number + 1, false
-  end
+  local ok, tag, value, request = step(co, job, a, b, c)
   if tag == DONE and ok then -- the common case of settle(), without the call
     pooled = pooled + 1
     pool[pooled] = co
@@ -465,16 +469,7 @@ function api.resume(token, ...)
   local co = suspended[token]
   suspended[token] = nil
   if co == nil then return 0 end
-  started = nil
-  running_jobs = running_jobs + 1
-  local ok, tag, value, request = resume(co, ...)
-  running_jobs = running_jobs - 1
-  runaway_state.expired = false
-  if holding then -- end_holding, inlined: most jobs send
-    if held_bytes > 0 then flush_held() end
-    job_number, holding = job_number + 1, false
-  end
-  return settle(co, ok, tag, value, request)
+  return settle(co, step(co, ...))
 end
 
 function api.drop(token) suspended[token] = nil end
