@@ -14,7 +14,6 @@ import trio
 
 import trio_mona
 from trio_mona import Runtime, testing
-from trio_mona._net.tcp import TCPConnection
 
 ENGINES = ["lua54", "luajit21"]
 
@@ -60,12 +59,6 @@ async def lua_until(runtime: Runtime, code: str, limit: float = 5.0) -> None:
     with trio.fail_after(limit):
         while not await lua(runtime, code):
             await trio.sleep(0.005)
-
-
-def connections(runtime: Runtime) -> set[TCPConnection]:
-    """The runtime's open TCP connections: their private handles, for the two tests
-    of the internals themselves (one turn at a time; no handle outlives its socket)."""
-    return runtime._sockets.connections  # type: ignore[return-value]  # (each is one)
 
 
 def tcp_port(runtime: Runtime, index: int = 0) -> int:

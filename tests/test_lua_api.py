@@ -19,34 +19,6 @@ from .helpers import (
     wait_for_log,
 )
 
-
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize(
-    ("value", "size", "rest"),
-    [
-        ("nil", 5, 0),
-        ("0", 5, 0),
-        ("-3", 5, 0),
-        ("2", 5, 2),
-        ("2.9", 5, 2),
-        ("0.5", 5, 0),
-        ("'3'", 5, 3),
-        ("' 3 '", 5, 3),
-        ("'x'", 5, 0),
-        ("true", 5, 0),
-        ("{}", 5, 0),
-        ("5", 5, 5),
-        ("99", 5, 5),
-        ("1/0", 5, 5),
-        ("0/0", 5, 0),
-    ],
-)
-async def test_rest_count(tmp_path: Path, engine: str, value: str, size: int, rest: int) -> None:
-    async with running(tmp_path, "", engine=engine) as runtime:
-        result = runtime._bridge.rest_count(runtime._bridge.eval(value), size)
-        assert int(result) == rest
-
-
 FRAMING = """
 -- One message per call: "len:payload" frames, parsed with the rest rule.
 server = mona:createTCPServer()
@@ -352,20 +324,6 @@ async def test_lua51_and_52_shims_on_both_engines(tmp_path: Path, engine: str, m
         assert await lua(runtime, "return table.concat(words)") == b"abc"
         assert await lua(runtime, "return loaded, loaded_env") == (11, True)
         assert await lua(runtime, "return misc") == 19
-
-
-@pytest.mark.parametrize(
-    "text", ["0.0.0.0", "192.168.1.255", "239.192.0.1", "ff02::1", "::ffff:1.2.3.4"]
-)
-async def test_every_predicate_reaches_lua(tmp_path: Path, text: str) -> None:
-    from trio_mona._core.addresses import IP_PROPERTIES, IPAddress
-
-    address = IPAddress.parse(text)
-    async with running(tmp_path, "") as runtime:
-        for lua_name, attribute in IP_PROPERTIES.items():
-            got = await lua(runtime, f"return mona:createIPAddress('{text}').{lua_name}")
-            expected = getattr(address, attribute)
-            assert got == (expected.encode() if isinstance(expected, str) else expected), lua_name
 
 
 async def test_runaway_handler_is_stopped_and_logged(

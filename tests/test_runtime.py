@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -10,13 +9,9 @@ import pytest
 import trio
 
 import trio_mona
-from trio_mona._core.events import DataReceived
-from trio_mona._net.tcp import TCPConnection
 
 from .helpers import (
-    RECORDING_ECHO,
     connect,
-    connections,
     lua,
     messages,
     receive_exactly,
@@ -219,49 +214,6 @@ async def test_lua54_collects_generationally(tmp_path: Path) -> None:
         assert await lua(runtime, 'return collectgarbage("generational")') == b"incremental"
 
 
-async def test_an_internal_error_closes_only_its_connection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Faults injected into one connection's own task and into its write path: that
-    connection closes with ``error`` set and onDisconnection, the failure is logged with
-    its traceback, and the runtime and every other connection go on."""
-    serve, write_some = TCPConnection._serve, TCPConnection._write_some
-
-    async def failing_serve(self: TCPConnection) -> None:
-        raise RuntimeError("injected into the task")
-
-    def failing_write(self: TCPConnection, sock: object) -> None:
-        if any(bytes(chunk).startswith(b"boom") for chunk in self._out):
-            raise RuntimeError("injected into the write")
-        write_some(self, sock)  # type: ignore[arg-type]
-
-    async with running(tmp_path, RECORDING_ECHO) as runtime:
-        port = tcp_port(runtime)
-        monkeypatch.setattr(TCPConnection, "_serve", failing_serve)
-        victim = await connect(port)
-        await wait_until(lambda: crashes(caplog, "injected into the task"))
-        monkeypatch.setattr(TCPConnection, "_serve", serve)
-        monkeypatch.setattr(TCPConnection, "_write_some", failing_write)
-        assert await receive_until_closed(victim) == b""
-        bystander, writer = await connect(port), await connect(port)
-        await writer.send_all(b"boom")
-        assert await receive_until_closed(writer) == b""
-        await bystander.send_all(b"still here")
-        assert await receive_exactly(bystander, 10) == b"still here"
-        await wait_until(lambda: runtime.statistics().tcp_connections == 1)
-        errors = await lua(runtime, "return table.concat(ends, '|')")
-        assert (
-            errors
-            == b"internal error (logged by the runtime)|internal error (logged by the runtime)"
-        )
-    assert len(crashes(caplog, "injected")) == 2
-
-
-def crashes(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
-    """The records logged with a traceback of an exception whose message has *text*."""
-    return [r for r in caplog.records if r.exc_info and text in str(r.exc_info[1])]
-
-
 async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -286,50 +238,3 @@ async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
         await stream.send_all(b"x")  # the connection is still open (no onData: ignored)
         await wait_until(lambda: runtime.statistics().bytes_received == 1)
         assert runtime.statistics().tcp_connections == 1
-
-
-TURNS = """
-clients, seen, seen_first = {}, 0, nil
-server = mona:createTCPServer()
-function server:onConnection(client)
-  clients[#clients + 1] = client
-  function client:onData(data)
-    if self ~= clients[1] then
-      seen_first = seen
-      return
-    end
-    seen = seen + 1
-    local started = os.clock()
-    repeat until os.clock() - started > 0.00002 -- 64 calls outlast the 1 ms budget
-    return #data - 1 -- one byte per call: a long job, served in turns
-  end
-end
-assert(server:start("127.0.0.1", 0))
-"""
-
-
-@pytest.mark.parametrize("engine", ["lua54", "luajit21"])
-async def test_a_long_job_takes_one_turn_at_a_time(tmp_path: Path, engine: str) -> None:
-    # Three reads for one connection, then one for another, all queued at once: the
-    # first connection's job stops for its budget (its clock read every 64 calls, from
-    # the 64th) and its later reads wait for its next turn, so the other is served
-    # after one turn (128 calls), not after one turn per read (3 x 128 before).
-    size = 1000
-    async with running(tmp_path, TURNS, engine=engine) as runtime:
-        first = await connect(tcp_port(runtime))
-        await wait_until(lambda: runtime.statistics().tcp_connections == 1)
-        second = await connect(tcp_port(runtime))
-        await wait_until(lambda: runtime.statistics().tcp_connections == 2)
-        port = await lua(runtime, "return clients[1].peerAddress.port")
-        conns = {conn._peer.port: conn for conn in connections(runtime) if conn._peer}
-        busy = conns.pop(port)
-        (other,) = conns.values()
-        for conn, data in [(busy, b"a" * size)] * 3 + [(other, b"x")]:
-            conn.inbound.read(len(data))
-            runtime._sockets.post(DataReceived(conn, data))
-        with trio.fail_after(20):
-            while await lua(runtime, "return seen") < 3 * size:  # every byte, once
-                await trio.sleep(0.01)
-        assert await lua(runtime, "return seen_first") <= 128
-        await first.aclose()
-        await second.aclose()

@@ -17,7 +17,7 @@ from trio_mona._core.config import (
     typed,
 )
 
-from .helpers import lua, running, write_app
+from ..helpers import lua, running, write_app
 
 INI = """\
 port=19350 ; existing config

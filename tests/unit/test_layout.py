@@ -108,3 +108,15 @@ def test_the_host_table_matches_what_the_prelude_names() -> None:
         check_host_table(dict.fromkeys(HOST_NAMES - {"tcp_send"}))
     with pytest.raises(ValueError, match=r"not used by the prelude \['extra'\]"):
         check_host_table(dict.fromkeys(HOST_NAMES | {"extra"}))
+
+
+def test_tests_outside_unit_use_no_private_name() -> None:
+    """Behaviour tests use the public API and trio_mona.testing; only tests/unit/ (the
+    sans-I/O parts, the bridge, and the tests of internals) reach private names."""
+    tests = Path(__file__).resolve().parents[1]
+    for path in tests.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("trio_mona._"), (path.name, node.module)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                assert node.attr.startswith("__"), (path.name, node.lineno, node.attr)
