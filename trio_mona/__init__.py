@@ -4,13 +4,13 @@ from ._core.addresses import IPAddress as IPAddress
 from ._core.addresses import SocketAddress as SocketAddress
 from ._core.config import ConfigError as ConfigError
 from ._core.errors import MonaError as MonaError
-from ._runtime import VERSION as __version__
+from ._core.errors import StartupError as StartupError
 from ._runtime import BoundAddress as BoundAddress
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics
-from ._runtime import StartupError as StartupError
 from ._runtime import open_runtime as open_runtime
 from ._runtime import serve as serve
+from ._version import VERSION as __version__
 
 __all__ = [
     "BoundAddress",

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 import trio
 
 from ._core.config import ENGINES, ConfigError, parse_setting
-from ._runtime import NOTE, TRACE, StartupError, open_runtime
+from ._core.errors import StartupError
+from ._levels import NOTE, TRACE
+from ._runtime import open_runtime
 from ._signals import catching_stop_signals
 
 log = logging.getLogger("trio_mona")

@@ -16,16 +16,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, NoReturn, final
+from typing import Any, NoReturn, final
 
 import attrs
 import trio
 
+from . import _levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._apps import Applications, discover
 from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
-from ._core.errors import MonaError, os_message
+from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._executor import Executor, Suspension
 from ._lua import host
@@ -36,20 +37,11 @@ from ._net.tcp import TCP_PROPERTIES, TCPConnection
 from ._net.tcp_server import TCP_SERVER_PROPERTIES, TCPServer
 from ._net.udp import UDP_PROPERTIES, UDPSocket
 from ._signals import stop_requested
+from ._version import VERSION
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]
 
 log = logging.getLogger("trio_mona")
-
-VERSION: Final = "0.1.0"
-NOTE: Final = 25
-TRACE: Final = 5
-logging.addLevelName(NOTE, "NOTE")
-logging.addLevelName(TRACE, "TRACE")
-
-
-class StartupError(MonaError):
-    """The applications could not start. The message is one line naming file and line."""
 
 
 @attrs.frozen

@@ -30,10 +30,10 @@ def _imports() -> dict[str, set[str]]:
                 continue
             base = package[: len(package) - (node.level - 1)]
             target = ".".join([*base, *(node.module or "").split(".")]).strip(".")
-            for alias in node.names:  # (``from . import x`` may name a module)
-                if f"{target}.{alias.name}".strip(".") in modules:
-                    found.add(f"{target}.{alias.name}".strip("."))
-            if target in modules:
+            submodules = {f"{target}.{alias.name}".strip(".") for alias in node.names}
+            if submodules <= modules.keys():  # ``from . import x``, x a module
+                found |= submodules
+            elif target in modules:
                 found.add(target)
         graph[name] = found - {name}
     return graph
@@ -120,3 +120,15 @@ def test_tests_outside_unit_use_no_private_name() -> None:
                 assert not node.module.startswith("trio_mona._"), (path.name, node.module)
             if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
                 assert node.attr.startswith("__"), (path.name, node.lineno, node.attr)
+
+
+def test_no_file_is_over_600_lines() -> None:
+    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.lua")]:
+        assert len(path.read_text().splitlines()) <= 600, path.name
+
+
+def test_comments_point_into_the_repository() -> None:
+    # (the design decisions are in docs/design.rst, not in a text outside the repo)
+    root = PACKAGE.parent
+    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.lua"), *root.glob("docs/**/*.rst")]:
+        assert "DESIGN §" not in path.read_text(), path

@@ -8,6 +8,10 @@ class MonaError(Exception):
     """Base of every error trio_mona raises on purpose."""
 
 
+class StartupError(MonaError):
+    """The applications could not start. The message is one line naming file and line."""
+
+
 def os_message(exc: OSError) -> str:
     """What Lua reads for an OS error: its text (``"Connection refused"``), without the
     number; the exception's own text when it has none."""
