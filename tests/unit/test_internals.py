@@ -218,6 +218,8 @@ async def test_flow_control_bounds_memory_and_loses_nothing(tmp_path: Path) -> N
                 while len(received) < len(payload):
                     received += await stream.receive_some(1 << 20)
             nursery.cancel_scope.cancel()
-        # soft limit, plus what was already read and not yet handed to Lua
-        assert 65536 < peak <= 65536 + READ_AHEAD + RECV_SIZE
+        # The soft limit, plus what was already read and not yet handed to Lua, plus the
+        # read Lua is handling (taken off the read-ahead before its echo is queued, so
+        # one more read may come in meanwhile: measured 441,236 once in ~30 runs).
+        assert 65536 < peak <= 65536 + READ_AHEAD + 2 * RECV_SIZE
         assert bytes(received) == payload
