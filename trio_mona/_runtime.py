@@ -265,10 +265,6 @@ class Runtime:
                 if settings.reload_interval:
                     nursery.start_soon(self._applications.watch, settings.reload_interval)
 
-    @property
-    def _root_env(self) -> LuaTable | None:
-        return self._applications.root.env
-
     def _absolute_path(self, path: bytes) -> bytes:
         relative = path.decode("utf-8", "replace").strip("/")
         folder = self._apps_dir / relative if relative else self._apps_dir
