@@ -115,13 +115,43 @@ async def test_main_chunk_can_suspend(tmp_path: Path) -> None:
         assert await lua(runtime, "return pause('M')") == b"M"
 
 
-async def test_suspending_outside_a_handler_coroutine_is_an_error(tmp_path: Path) -> None:
+async def test_a_coroutine_of_the_application_that_waits_is_run_by_the_runtime(
+    tmp_path: Path,
+) -> None:
+    gate: dict[bytes, trio.Event] = {}
+    async with running(tmp_path, "") as runtime:
+        install_pause(runtime, gate)
+        # the wait suspends only the inner coroutine: its resume returns true at once
+        assert (
+            await lua(
+                runtime,
+                "order = {} "
+                "co = coroutine.create(function() local v = pause('x') order[#order + 1] = v end) "
+                "local ok = coroutine.resume(co) order[#order + 1] = 'after' return ok",
+            )
+            is True
+        )
+        await wait_until(lambda: b"x" in gate)
+        # while it waits the runtime owns it: the application cannot resume it
+        refused = await lua(runtime, "return select(2, pcall(coroutine.resume, co))")
+        assert b"belongs to the runtime" in refused
+        gate[b"x"].set()
+        with trio.fail_after(2):
+            while await lua(runtime, "return #order") != 2:
+                await trio.sleep(0.01)
+        assert await lua(runtime, "return order[1] .. ',' .. order[2]") == b"after,X"
+        assert await lua(runtime, "return coroutine.status(co)") == b"dead"
+
+
+async def test_waiting_where_lua_cannot_is_a_clear_error(tmp_path: Path) -> None:
     gate: dict[bytes, trio.Event] = {}
     async with running(tmp_path, "") as runtime:
         install_pause(runtime, gate)
         message = await lua(
             runtime,
-            "local co = coroutine.wrap(function() return pcall(pause, 'x') end) "
-            "local ok, err = co() return err",
+            "local t = {3, 1, 2} "
+            "local ok, err = pcall(table.sort, t, function(a, b) pause('y') return a < b end) "
+            "return err",
         )
         assert b"'pause' has to wait" in message
+        assert b"cannot wait" in message

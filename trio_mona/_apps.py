@@ -117,7 +117,7 @@ class Applications:
         self,
         bridge: LuaBridge,
         nursery: trio.Nursery,
-        in_executor: Callable[[Callable[[], Any]], Awaitable[Any]],
+        in_executor: Callable[..., Awaitable[Any]],
         close_owned: Callable[[bytes], None],
         apps_dir: Path,
     ) -> None:
@@ -273,7 +273,7 @@ class Applications:
         env, chunk = prepared
         if chunk is not None:
             error = await self._in_executor(
-                lambda: self._bridge.call(chunk, b"main chunk", app.owner, None)
+                lambda: self._bridge.call(chunk, b"main chunk", app.owner, None), until_waits=True
             )
             if error is not None:
                 return self._failed(app, _first_line(error))

@@ -13,11 +13,13 @@ sees its events in order.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 import trio
@@ -55,11 +57,54 @@ ROUND_SECONDS = 0.002
 class Suspension:
     """What a suspending call hands the executor: a token and the work to await.
 
-    *work* returns the values the Lua coroutine resumes with.
+    *work* returns the values the Lua coroutine resumes with. Without work the
+    coroutine is *parked*: something else resumes it (:meth:`Executor.wake`, e.g. the
+    read hub for a LuaSocket ``receive``), or its *deadline* passes (Trio's clock) and
+    it resumes with ``"timeout"``. *owner* is the application whose code waits: its
+    waits are dropped when it unloads.
     """
 
     token: int
-    work: Callable[[], Awaitable[tuple[object, ...]]]
+    work: Callable[[], Awaitable[tuple[object, ...]]] | None
+    deadline: float = math.inf
+    owner: bytes = b""
+
+
+@attrs.define(eq=False)
+class _Pending:
+    subjects: tuple[Subject, ...]
+    then: Continuation
+    owner: bytes
+    #: Cancels the task that awaits the work or the deadline (None: no task).
+    scope: trio.CancelScope | None = None
+
+
+#: What a parked coroutine resumes with when its deadline passes.
+TIMED_OUT: Final = (b"timeout",)
+
+
+class Waits:
+    """Makes the suspensions of calls that wait, each with a fresh token, and wakes
+    parked ones through the executor (set once it exists: the Lua host table, which
+    needs this, is built before it)."""
+
+    def __init__(self) -> None:
+        self._tokens = itertools.count(1)
+        self.executor: Executor | None = None
+
+    def wait_for(
+        self, owner: bytes, work: Callable[[], Awaitable[tuple[object, ...]]]
+    ) -> tuple[int, Suspension]:
+        token = next(self._tokens)
+        return token, Suspension(token, work, owner=owner)
+
+    def park(self, owner: bytes, deadline: float) -> tuple[int, Suspension]:
+        token = next(self._tokens)
+        return token, Suspension(token, None, deadline, owner)
+
+    def wake(self, token: int) -> None:
+        if self.executor is not None:
+            self.executor.wake(token)
 
 
 class Subject(Protocol):
@@ -88,7 +133,7 @@ class Executor:
         self._poll_ready = poll_ready
         self._writes = writes
         self._nursery: trio.Nursery | None = None
-        self._pending: dict[int, tuple[tuple[Subject, ...], Continuation]] = {}
+        self._pending: dict[int, _Pending] = {}
         self._on_data = bridge.on_data
         self._on_event = bridge.on_event
         self._no_handler = bridge.no_handler
@@ -153,9 +198,33 @@ class Executor:
     def stop_lua(self) -> None:
         """Run no more Lua: drop queued events and suspended coroutines."""
         self.lua_enabled = False
-        for token in self._pending:
-            self._bridge.drop(token)
-        self._pending.clear()
+        for token in list(self._pending):
+            self._forget(token)
+
+    def drop_owner(self, owner: bytes) -> None:
+        """The application *owner* unloads: its waiting coroutines never resume."""
+        for token in [t for t, p in self._pending.items() if p.owner == owner]:
+            self._forget(token)
+
+    def _forget(self, token: int) -> None:
+        entry = self._pending.pop(token)
+        if entry.scope is not None:
+            entry.scope.cancel()
+        self._bridge.drop(token)
+
+    def waits(self, token: int) -> bool:
+        """Whether the coroutine of *token* still waits."""
+        return token in self._pending
+
+    def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
+        """Resume a parked coroutine soon (nothing if it no longer waits)."""
+        if token in self._pending:
+            self._post(Resumed(token, values))
+
+    def adopt(self, suspension: Suspension) -> None:
+        """A coroutine of the application's own waits: the runtime resumes it from
+        now on (docs/lua/luasocket.rst); nothing waits for its result."""
+        self.settle(suspension, (), _ignore)
 
     # -- suspension ---------------------------------------------------------------
     def settle(self, result: Any, subjects: tuple[Subject, ...], then: Continuation) -> None:
@@ -164,30 +233,42 @@ class Executor:
             for subject in subjects:
                 if subject.waiting is None:
                     subject.waiting = deque()
-            self._pending[result.token] = (subjects, then)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._await, result)
+            entry = self._pending[result.token] = _Pending(subjects, then, result.owner)
+            if result.work is not None or result.deadline < math.inf:
+                entry.scope = trio.CancelScope()
+                assert self._nursery is not None
+                self._nursery.start_soon(self._await, result, entry.scope)
             return
         then(result)
         for subject in subjects:
             self._release(subject)
 
-    async def _await(self, suspension: Suspension) -> None:
-        try:
-            values = await suspension.work()
-        except Exception:
-            # The waiting call fails like any call whose Python side failed: logged
-            # here, a plain error message for Lua (the prelude's host boundary).
-            log.exception("internal error in a call that waits")
-            values = (None, b"internal error (logged by the runtime)")
-        self._post(Resumed(suspension.token, values))
+    async def _await(self, suspension: Suspension, scope: trio.CancelScope) -> None:
+        values: tuple[object, ...] | None = None
+        with scope:
+            work = suspension.work
+            if work is None:
+                await trio.sleep_until(suspension.deadline)
+                values = TIMED_OUT
+            else:
+                try:
+                    values = await work()
+                except Exception:
+                    # The waiting call fails like any call whose Python side failed:
+                    # logged here, a plain error message for Lua (the host boundary).
+                    log.exception("internal error in a call that waits")
+                    values = (None, b"internal error (logged by the runtime)")
+        if values is not None:
+            self._post(Resumed(suspension.token, values))
 
     def _resumed(self, event: Resumed) -> None:
         entry = self._pending.pop(event.token, None)
         if entry is None or not self.lua_enabled:
             return
-        subjects, then = entry
-        self.settle(self._bridge.resume(event.token, *event.values), subjects, then)
+        if entry.scope is not None:
+            entry.scope.cancel()
+        result = self._bridge.resume(event.token, *event.values)
+        self.settle(result, entry.subjects, entry.then)
 
     def _release(self, subject: Subject) -> None:
         backlog = subject.waiting

@@ -8,7 +8,6 @@ within the linger time, then cancels what is left (docs/design.rst).
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import os
 import sys
@@ -28,10 +27,11 @@ from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
-from ._executor import Executor, Suspension
+from ._executor import Executor, Suspension, Waits
 from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
+from ._lua.socket_host import SocketHost
 from ._net.sockets import BoundAddress, Sockets
 from ._net.tcp import TCP_PROPERTIES, TCPConnection
 from ._net.tcp_server import TCP_SERVER_PROPERTIES, TCPServer
@@ -84,6 +84,7 @@ class Runtime:
         self._nursery = nursery
         self._blacklist = Blacklist()
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
+        self._waits = Waits()
         self._bridge = LuaBridge(
             settings.engine,
             self._host(config),
@@ -95,9 +96,9 @@ class Runtime:
         self._executor = Executor(
             self._bridge, sockets.receive, sockets.post, sockets.hub.poll, sockets.writes
         )
-        self._tokens = itertools.count(1)
+        self._waits.executor = self._executor
         self._applications = Applications(
-            self._bridge, nursery, self._in_executor, sockets.close_owned, apps_dir
+            self._bridge, nursery, self._in_executor, self._close_owned, apps_dir
         )
         self._background_scope = trio.CancelScope()
 
@@ -116,7 +117,15 @@ class Runtime:
         def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
             return self._start_suspension(host.resolve, kind, first, second)
 
+        socket_host = SocketHost(
+            lambda: self._sockets,
+            self._waits,
+            self._lua_table,
+            lambda items: self._bridge.sequence(items),
+        )
         table: dict[str, object] = {
+            **socket_host.functions(),
+            "adopt": lambda suspension: self._executor.adopt(suspension),
             "internal_error": host.internal_error,
             "stopping": stop_requested,
             "log": host.LuaLog(),
@@ -212,12 +221,13 @@ class Runtime:
     def _start_suspension(
         self, work: Callable[..., Awaitable[tuple[object, ...]]], *args: object
     ) -> tuple[int, Suspension]:
-        token = next(self._tokens)
-        return token, Suspension(token, functools.partial(work, *args))
+        return self._waits.wait_for(b"", functools.partial(work, *args))
 
     # -- lifecycle ----------------------------------------------------------------
-    async def _in_executor(self, call: Callable[[], Any]) -> Any:
-        """Run *call* (which calls Lua) in the executor and wait for its result."""
+    async def _in_executor(self, call: Callable[[], Any], *, until_waits: bool = False) -> Any:
+        """Run *call* (which calls Lua) in the executor and wait for its result; with
+        *until_waits*, only until it first waits (its result is None then: a main
+        chunk that serves forever counts as run once it waits, docs/lua/luasocket.rst)."""
         done = trio.Event()
         box: list[Any] = []
 
@@ -232,6 +242,10 @@ class Runtime:
                 box.append(exc)
                 done.set()
                 raise
+            if until_waits and result.__class__ is Suspension:
+                self._executor.settle(result, (), _ignore)
+                finish(None)
+                return
             self._executor.settle(result, (), finish)
 
         self._sockets.post(Call(start))
@@ -239,6 +253,15 @@ class Runtime:
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0]
+
+    def _lua_table(self, data: Mapping[str, object]) -> LuaTable:
+        return self._bridge.table(data)
+
+    def _close_owned(self, owner: bytes) -> None:
+        """The application *owner* unloads: its waiting coroutines never resume, and
+        what it opened closes."""
+        self._executor.drop_owner(owner)
+        self._sockets.close_owned(owner)
 
     async def _start(self) -> None:
         log.info("trio_mona %s: Lua engine %s", VERSION, self._bridge.version)
@@ -286,7 +309,7 @@ class Runtime:
             await self._applications.stop()
         self._executor.stop_lua()
         sockets = self._sockets
-        for udp in list(sockets.udp_sockets):
+        for udp in [*sockets.udp_sockets, *sockets.luasockets]:
             udp.unload()
         sockets.connections_gone = trio.Event()
         for conn in list(sockets.connections):
@@ -295,6 +318,10 @@ class Runtime:
             with trio.move_on_after(self._settings.linger + 0.5):
                 await sockets.connections_gone.wait()
         sockets.close_channel()
+
+
+def _ignore(_: object) -> None:
+    pass
 
 
 def _applications_folder(folder: Path) -> Path:

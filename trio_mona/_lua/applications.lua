@@ -13,8 +13,8 @@ local log_at, log_level, match, new_object =
   shared.log_at, shared.log_level, shared.match, shared.new_object
 local next, pairs, rawset, real_require =
   shared.next, shared.pairs, shared.rawset, shared.real_require
-local remove, render_args, report, resolve =
-  shared.remove, shared.render_args, shared.report, shared.resolve
+local remove, report, resolve, concat, raw_getmetatable =
+  shared.remove, shared.report, shared.resolve, shared.concat, shared.raw_getmetatable
 local select, setmetatable, sub, tostring =
   shared.select, shared.setmetatable, shared.sub, shared.tostring
 local type, typename, unpack, with_traceback =
@@ -277,6 +277,11 @@ local function file_functions(env)
     local cache = loaded_of[env]
     local value = cache[name]
     if value ~= nil then return value end
+    if name == "socket" or name == "socket.core" then -- LuaSocket's API (docs: lua/luasocket)
+      value = cache["socket"] or api.socket_module(path_of[env])
+      cache["socket"], cache["socket.core"] = value, value
+      return value
+    end
     local names = { name }
     if sub(name, -4) ~= ".lua" then names = { gsub(name, "%.", "/") .. ".lua", name .. ".lua" } end
     local file, source = host.read_source(candidates(env, names))
@@ -347,6 +352,54 @@ local function children_table(env, children)
   }
   lib.lock(mt)
   return setmetatable({}, mt)
+end
+
+-- What print and the logging functions write: values joined, tables shown.
+local render
+
+local function render_table(t, depth, seen)
+  if seen[t] then return "{...}" end
+  if depth > 3 then return "{...}" end
+  seen[t] = true
+  local parts, n = {}, 0
+  local count = #t
+  for i = 1, count do
+    n = n + 1
+    if n > 50 then parts[n] = "..."; break end
+    parts[n] = render(t[i], depth + 1, seen)
+  end
+  if n <= 50 then
+    for k, v in next, t do
+      if not (type(k) == "number" and k >= 1 and k <= count and k % 1 == 0) then
+        n = n + 1
+        if n > 50 then parts[n] = "..."; break end
+        local key = type(k) == "string" and match(k, "^[%a_][%w_]*$") and k
+          or "[" .. render(k, depth + 1, seen) .. "]"
+        parts[n] = key .. "=" .. render(v, depth + 1, seen)
+      end
+    end
+  end
+  seen[t] = nil
+  return "{" .. concat(parts, ", ") .. "}"
+end
+
+render = function(v, depth, seen)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "table" then
+    local mt = raw_getmetatable(v)
+    if mt and mt.__tostring then return tostring(v) end
+    return render_table(v, depth or 1, seen or {})
+  end
+  return tostring(v)
+end
+
+local function render_args(sep, ...)
+  local n = select("#", ...)
+  if n == 1 then return render((...)) end
+  local parts = {}
+  for i = 1, n do parts[i] = render((select(i, ...))) end
+  return concat(parts, sep)
 end
 
 -- Build the global environment of the application at `path` (folder `dir`): its

@@ -39,7 +39,8 @@ def _source(name: str) -> bytes:
 _STDLIB: Final = _source("stdlib.lua")
 #: The prelude's three files, run in this order (see the head of prelude.lua).
 _PRELUDE: Final = tuple(
-    (name, _source(name)) for name in ("prelude.lua", "objects.lua", "applications.lua")
+    (name, _source(name))
+    for name in ("prelude.lua", "objects.lua", "applications.lua", "socket.lua")
 )
 
 #: The host functions and values the prelude names (``host.x``): the contract with the

@@ -25,7 +25,8 @@ local format, sub, gsub, match, gmatch, find =
   G.string.format, G.string.sub, G.string.gsub, G.string.match, G.string.gmatch, G.string.find
 local concat, remove, unpack = G.table.concat, G.table.remove, G.table.unpack or G.unpack
 local floor = G.math.floor
-local yield, running = G.coroutine.yield, G.coroutine.running
+local yield, running, isyieldable =
+  G.coroutine.yield, G.coroutine.running, G.coroutine.isyieldable
 local create, resume = lib.raw.create, lib.raw.resume
 local raw_debug = lib.raw.debug
 local traceback, getinfo, getlocal, raw_getmetatable, sethook =
@@ -91,6 +92,7 @@ local KEEPS_HELD = {
   log = true, stopping = true, internal_error = true, time_ms = true, digest = true,
   hexdump = true, addr_get = true, addr_compare = true, parse_address = true,
   absolute_path = true, tcp_client_new = true, tcp_server_new = true, udp_new = true,
+  adopt = true,
 }
 
 local host = {}
@@ -215,53 +217,6 @@ local log_level = { threshold = 20 } -- (a table: the other prelude files read i
 
 function api.set_log_threshold(level) log_level.threshold = level end
 
-local render
-
-local function render_table(t, depth, seen)
-  if seen[t] then return "{...}" end
-  if depth > 3 then return "{...}" end
-  seen[t] = true
-  local parts, n = {}, 0
-  local count = #t
-  for i = 1, count do
-    n = n + 1
-    if n > 50 then parts[n] = "..."; break end
-    parts[n] = render(t[i], depth + 1, seen)
-  end
-  if n <= 50 then
-    for k, v in next, t do
-      if not (type(k) == "number" and k >= 1 and k <= count and k % 1 == 0) then
-        n = n + 1
-        if n > 50 then parts[n] = "..."; break end
-        local key = type(k) == "string" and match(k, "^[%a_][%w_]*$") and k
-          or "[" .. render(k, depth + 1, seen) .. "]"
-        parts[n] = key .. "=" .. render(v, depth + 1, seen)
-      end
-    end
-  end
-  seen[t] = nil
-  return "{" .. concat(parts, ", ") .. "}"
-end
-
-render = function(v, depth, seen)
-  local t = type(v)
-  if t == "string" then return v end
-  if t == "table" then
-    local mt = raw_getmetatable(v)
-    if mt and mt.__tostring then return tostring(v) end
-    return render_table(v, depth or 1, seen or {})
-  end
-  return tostring(v)
-end
-
-local function render_args(sep, ...)
-  local n = select("#", ...)
-  if n == 1 then return render((...)) end
-  local parts = {}
-  for i = 1, n do parts[i] = render((select(i, ...))) end
-  return concat(parts, sep)
-end
-
 -- Where the code `level` frames above the caller of `code_position` is: the nearest
 -- frame from there up with a source file. A tail call in a handler leaves none of
 -- the application's frames; then the handler the runtime is running (a local of the
@@ -348,7 +303,7 @@ end
 ---------------------------------------------------------------------------
 -- Coroutine dispatch: every handler runs in a pooled coroutine.
 ---------------------------------------------------------------------------
-local DONE, SUSPEND = {}, {}
+local DONE, SUSPEND = {}, lib.SUSPEND
 local pool, pooled = {}, 0
 local suspended = {} -- token -> coroutine
 local workers = setmetatable({}, { __mode = "k" }) -- the executor's coroutines
@@ -363,7 +318,22 @@ local function worker(job, a, b, c)
   end
 end
 
+-- Coroutines of the application's own that waited (docs: lua/luasocket): the runtime
+-- resumes them from then on, until they end or yield to nobody.
+local adopted = setmetatable({}, { __mode = "k" })
+
+local function settle_adopted(co, ok, tag, value, request)
+  if ok and tag == SUSPEND then
+    suspended[value] = co
+    return request
+  end
+  adopted[co], workers[co] = nil, nil -- it ended, or yielded: the application's again
+  if not ok then report("", "coroutine", traceback(co, tostring(tag))) end
+  return 0
+end
+
 local function settle(co, ok, tag, value, request)
+  if adopted[co] then return settle_adopted(co, ok, tag, value, request) end
   if not ok then
     -- Only reachable when a job itself is broken: jobs catch handler errors.
     report("", "handler coroutine", traceback(co, tostring(tag)))
@@ -422,6 +392,22 @@ function api.set_handler_timeout(seconds) budget = seconds end
 
 -- Run a worker coroutine until it returns or yields: one job, or the rest of one that
 -- waited. What it sent and held goes to Python when it stops (see end_holding).
+local to_close, closing = {}, 0 -- handles whose Lua object was collected (__gc)
+local close_socket = host_functions.ls_close
+
+local function close_later(h)
+  closing = closing + 1
+  to_close[closing] = h
+end
+
+local function close_collected()
+  for i = 1, closing do
+    pcall(close_socket, to_close[i])
+    to_close[i] = nil
+  end
+  closing = 0
+end
+
 local function step(co, ...)
   started = nil
   running_jobs = running_jobs + 1
@@ -429,6 +415,7 @@ local function step(co, ...)
   running_jobs = running_jobs - 1
   runaway_state.expired = false
   if holding then end_holding() end
+  if closing > 0 then close_collected() end
   return ok, tag, value, request
 end
 
@@ -452,17 +439,28 @@ local function run(job, a, b, c)
   return settle(co, ok, tag, value, request)
 end
 
--- Wrap `start` (a Python function returning a token and a Suspension) as a Lua
--- function that suspends the calling handler until Python resumes it (docs: design).
-function api.suspending(name, start)
-  return function(...)
-    if not workers[running()] then
-      error(format("'%s' has to wait, so it can only be called from a handler or a main "
-        .. "chunk, not from a coroutine of your own", name), 2)
-    end
-    local token, request = start(...)
-    return yield(SUSPEND, token, request)
+-- Suspend the running coroutine until Python resumes it (docs: design): `request` is
+-- the Suspension Python made with `token`. Returns what it is resumed with. A
+-- coroutine of the application's own is adopted by its resume (_lua/stdlib.lua).
+local function wait(name, token, request)
+  local co, main = running()
+  if co == nil or main or (isyieldable ~= nil and not isyieldable()) then
+    error(format("'%s' has to wait, and it was called where Lua cannot wait (outside any "
+      .. "coroutine, or inside a C function such as a table.sort comparator)", name), 3)
   end
+  return yield(SUSPEND, token, request)
+end
+
+lib.adopt = function(co, token, request)
+  suspended[token] = co
+  workers[co], adopted[co] = true, true
+  host.adopt(request)
+end
+
+-- Wrap `start` (a Python function returning a token and a Suspension) as a Lua
+-- function that suspends the calling handler until Python resumes it.
+function api.suspending(name, start)
+  return function(...) return wait(name, start(...)) end
 end
 
 function api.resume(token, ...)
@@ -521,6 +519,8 @@ return {
   class = class,
   classes = classes,
   clock = clock,
+  close_later = close_later,
+  concat = concat,
   error = error,
   find = find,
   floor = floor,
@@ -541,11 +541,13 @@ return {
   next = next,
   owner_of = owner_of,
   pairs = pairs,
+  pcall = pcall,
+  raw_getmetatable = raw_getmetatable,
+  raw_setmetatable = raw_debug.setmetatable,
   rawget = rawget,
   rawset = rawset,
   real_require = real_require,
   remove = remove,
-  render_args = render_args,
   report = report,
   run = run,
   select = select,
@@ -560,6 +562,7 @@ return {
   type = type,
   typename = typename,
   unpack = unpack,
+  wait = wait,
   with_traceback = with_traceback,
   xpcall = xpcall,
 }

@@ -112,9 +112,23 @@ end
 local function pcall_(f, ...) return caught(raw_pcall(f, ...)) end
 local function xpcall_(f, handler, ...) return caught(raw_xpcall(f, handler, ...)) end
 
+-- What a waiting call yields (_lua/prelude.lua): a coroutine of the application's own
+-- that yields it is adopted by the runtime, which resumes it when its wait ends; the
+-- application's resume returns true at once (docs: lua/luasocket).
+local SUSPEND = {}
+lib.SUSPEND = SUSPEND
+
+local function passed(co, ok, tag, ...)
+  if ok and tag == SUSPEND then
+    lib.adopt(co, ...)
+    return true
+  end
+  return ok, tag, ...
+end
+
 local function resume(co, ...)
   own_thread(co, "resume")
-  return caught(co_resume(co, ...))
+  return caught(passed(co, co_resume(co, ...)))
 end
 
 -- Every coroutine an application creates gets the runaway bound too.
@@ -132,7 +146,12 @@ end
 
 local function wrap(f)
   local co = create(f)
-  return function(...) return wrapped(caught(co_resume(co, ...))) end
+  return function(...)
+    if private_threads[co] then
+      error("cannot resume this coroutine: it waits in a runtime call", 2)
+    end
+    return wrapped(caught(passed(co, co_resume(co, ...))))
+  end
 end
 
 local function close(co)

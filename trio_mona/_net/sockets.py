@@ -85,6 +85,8 @@ class Sockets:
         self.unsent = 0
         self.connections: set[Connection] = set()
         self.udp_sockets: set[Owned] = set()
+        #: LuaSocket objects with a socket not closed yet (``require "socket"``).
+        self.luasockets: set[Owned] = set()
         self.bound_addresses: dict[Owned, BoundAddress] = {}
         self.connections_gone = trio.Event()
         self._send, self.receive = trio.open_memory_channel[Event](math.inf)
@@ -147,12 +149,19 @@ class Sockets:
     def unregister_udp(self, udp: Owned) -> None:
         self.udp_sockets.discard(udp)
 
+    def luasocket_opened(self, handle: Owned) -> None:
+        self.luasockets.add(handle)
+
+    def luasocket_closed(self, handle: Owned) -> None:
+        self.luasockets.discard(handle)
+        self.unbound(handle)
+
     def listeners(self) -> list[Owned]:
         return [h for h, a in self.bound_addresses.items() if a.kind == "tcp"]
 
     def close_owned(self, owner: bytes) -> None:
         """Close what the application *owner* opened (it is being unloading): listeners
         and UDP sockets at once, connections after a flush, with no more Lua events."""
-        for handle in [*self.listeners(), *self.udp_sockets, *self.connections]:
+        for handle in [*self.listeners(), *self.udp_sockets, *self.connections, *self.luasockets]:
             if handle.owner == owner:
                 handle.unload()

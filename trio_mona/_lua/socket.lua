@@ -1,0 +1,517 @@
+-- trio_mona's Lua prelude, part 4 (after _lua/applications.lua): LuaSocket's API,
+-- `require "socket"` (docs: lua/luasocket). Each call that would block parks only the
+-- calling coroutine: the Python side (_net/luasocket.py) answers `nil, nil, token,
+-- request` when it has to wait, the coroutine yields that request, and when it is
+-- resumed it asks again (or, resumed with "timeout", asks for the timeout's answer).
+-- Returns `shared` with `api.socket_module(owner)` added: one module per application,
+-- so that every socket belongs to the application whose code made it.
+local shared = ...
+local api, argerror, error, floor, format, host =
+  shared.api, shared.argerror, shared.error, shared.floor, shared.format, shared.host
+local match, pairs, select, setmetatable, sub =
+  shared.match, shared.pairs, shared.select, shared.setmetatable, shared.sub
+local tonumber, tostring, type, typename, wait, pcall =
+  shared.tonumber, shared.tostring, shared.type, shared.typename, shared.wait, shared.pcall
+local raw_getmetatable, raw_setmetatable = shared.raw_getmetatable, shared.raw_setmetatable
+
+local VERSION = "LuaSocket 3.0.0"
+local BLOCKSIZE = 2048 -- what socket.source reads at a time
+
+local handle_of = setmetatable({}, { __mode = "k" })  -- socket object -> Python handle
+local address_of = setmetatable({}, { __mode = "k" }) -- socket object -> "0x..." for tostring
+local family_of = setmetatable({}, { __mode = "k" })  -- "tcp" or "udp"
+local classes = {} -- "tcp{client}" ... -> metatable
+local kind_of_mt = {} -- metatable -> "client", "server", ...
+
+local kind_of = host.ls_kind
+
+-- Give `t` the class its handle now has (a master becomes a client or a server).
+local function reclass(t)
+  local mt = classes[family_of[t] .. "{" .. kind_of(handle_of[t]) .. "}"]
+  if raw_getmetatable(t) ~= mt then raw_setmetatable(t, mt) end
+  return t
+end
+
+local function new_socket(family, h)
+  local t = {}
+  address_of[t] = match(tostring(t), "0x%x+") or "0x0"
+  handle_of[t] = h
+  family_of[t] = family
+  return reclass(t)
+end
+
+-- The handle of `self` if it is one of `kinds` ("any" for every kind of its family);
+-- a type error at the caller otherwise.
+local function check(self, method, family, kinds)
+  local h = handle_of[self]
+  if h ~= nil and family_of[self] == family then
+    if kinds == "any" then return h end
+    local kind = kind_of_mt[raw_getmetatable(self)]
+    if kinds[kind] then return h end
+  end
+  local expected = kinds == "any" and family .. "{any}"
+    or family .. "{" .. (kinds.client and "client" or kinds.server and "server"
+      or kinds.master and "master" or kinds.connected and "connected" or "unconnected") .. "}"
+  error(format("bad argument #1 to '%s' (%s expected, got %s)", method, expected,
+    typename(self)), 3)
+end
+
+-- Repeat `attempt(first, timed_out)` until it answers something other than a wait.
+local function until_done(method, attempt, ...)
+  local first, timed_out = true, false
+  while true do
+    local a, b, c, d, e = attempt(first, timed_out, ...)
+    if a ~= nil or b ~= nil then return a, b, c, d, e end
+    first = false
+    timed_out = wait(method, c, d) ~= nil
+  end
+end
+
+-- A call answered at once, or after one wait with the answer (name look-ups).
+local function answered(method, a, b, c, d, ...)
+  if a == nil and b == nil and c ~= nil then return wait(method, c, d) end
+  return a, b, c, d, ...
+end
+
+local function number_arg(method, i, v, default)
+  if v == nil and default ~= nil then return default end
+  local n = tonumber(v)
+  if n == nil then argerror(method, i, "number", v) end
+  return n
+end
+
+local function string_arg(method, i, v, default)
+  if v == nil and default ~= nil then return default end
+  local t = type(v)
+  if t == "number" then return tostring(v) end
+  if t ~= "string" then argerror(method, i, "string", v) end
+  return v
+end
+
+-- Names to addresses, without blocking the loop ("*" is every interface).
+local function addresses(method, address, family, passive)
+  address = string_arg(method, 1, address)
+  return answered(method, host.ls_resolve(address, family, passive))
+end
+
+---------------------------------------------------------------------------
+-- Methods, shared by every kind; each checks the kinds it is for.
+---------------------------------------------------------------------------
+local CLIENT, SERVER, MASTER = { client = true }, { server = true }, { master = true }
+local CONNECTABLE = { master = true }
+local tcp, udp = {}, {}
+
+local function common(methods, family)
+  function methods:close()
+    local h = check(self, "close", family, "any")
+    host.ls_close(h)
+    return 1.0
+  end
+  function methods:getsockname() return host.ls_getsockname(check(self, "getsockname", family, "any")) end
+  function methods:settimeout(value, mode)
+    local h = check(self, "settimeout", family, "any")
+    if value ~= nil then value = number_arg("settimeout", 1, value) end
+    mode = string_arg("settimeout", 2, mode, "b")
+    host.ls_settimeout(h, value, (mode == "t" or mode == "r") and "t" or "b")
+    return 1.0
+  end
+  methods.timeout = methods.settimeout -- (the old name)
+  function methods:setoption(name, value)
+    local h = check(self, "setoption", family, "any")
+    name = string_arg("setoption", 1, name)
+    if name == "linger" then
+      if type(value) ~= "table" then argerror("setoption", 2, "table", value) end
+      return host.ls_setoption(h, name, value.on and true or false, tonumber(value.timeout) or 0)
+    end
+    local r, err = host.ls_setoption(h, name, value, nil)
+    if err == "unsupported option" then
+      error(format("bad argument #1 to 'setoption' (unsupported option `%s')", name), 2)
+    end
+    return r, err
+  end
+  function methods:getoption(name)
+    local h = check(self, "getoption", family, "any")
+    name = string_arg("getoption", 1, name)
+    local a, b = host.ls_getoption(h, name)
+    if a == nil and b == "unsupported option" then
+      error(format("bad argument #1 to 'getoption' (unsupported option `%s')", name), 2)
+    end
+    if name == "linger" and a ~= nil then return { on = a, timeout = b } end
+    return a, b
+  end
+  function methods:getfd() return host.ls_getfd(check(self, "getfd", family, "any")) end
+  function methods:setfd() check(self, "setfd", family, "any") end -- (not supported: see docs)
+  function methods:dirty() return host.ls_dirty(check(self, "dirty", family, "any")) end
+end
+
+common(tcp, "tcp")
+common(udp, "udp")
+
+-- Connect a master to the first of the addresses `address` names that answers.
+local function connect_to(h, address, port, family)
+  local ips = { addresses("connect", address, family, false) }
+  if ips[1] == nil then return nil, ips[2] end
+  local err = "host not found"
+  for _, ip in pairs(ips) do
+    local ok
+    ok, err = until_done("connect", function(first, timed_out)
+      if first then return host.ls_connect_start(h, ip, port) end
+      return host.ls_connect_finish(h, timed_out)
+    end)
+    if ok then return ok end
+    if err == "timeout" then return nil, err end
+  end
+  return nil, err
+end
+
+function tcp:bind(address, port)
+  local h = check(self, "bind", "tcp", MASTER)
+  port = number_arg("bind", 2, port)
+  local ip, err = addresses("bind", address, host.ls_family(h), true)
+  if ip == nil then return nil, err end
+  return host.ls_bind(h, ip, port)
+end
+
+function tcp:listen(backlog)
+  local h = check(self, "listen", "tcp", MASTER)
+  local r, err = host.ls_listen(h, floor(number_arg("listen", 1, backlog, 32)))
+  reclass(self)
+  return r, err
+end
+
+function tcp:connect(address, port)
+  local h = check(self, "connect", "tcp", CONNECTABLE)
+  port = number_arg("connect", 2, port)
+  local r, err = connect_to(h, address, port, host.ls_family(h))
+  reclass(self)
+  return r, err
+end
+
+function tcp:accept()
+  local h = check(self, "accept", "tcp", SERVER)
+  local client, err = until_done("accept", host.ls_accept, h)
+  if client == nil then return nil, err end
+  return new_socket("tcp", client)
+end
+
+local PATTERNS = { l = "l", a = "a" }
+
+function tcp:receive(pattern, prefix)
+  local h = check(self, "receive", "tcp", CLIENT)
+  local mode, count = "l", 0
+  if type(pattern) == "number" then
+    mode, count = "n", floor(pattern)
+  elseif pattern ~= nil then
+    if type(pattern) ~= "string" then argerror("receive", 1, "string", pattern) end
+    mode = PATTERNS[sub(pattern, 1, 1) == "*" and sub(pattern, 2, 2) or sub(pattern, 1, 1)]
+    if mode == nil then error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
+  end
+  if prefix ~= nil then prefix = string_arg("receive", 2, prefix) end
+  local data, err, partial = until_done("receive", function(first, timed_out)
+    return host.ls_receive(h, mode, count, first, timed_out)
+  end)
+  if prefix == nil then return data, err, partial end
+  if data ~= nil then return prefix .. data end
+  return nil, err, prefix .. partial
+end
+
+function tcp:send(data, i, j)
+  local h = check(self, "send", "tcp", CLIENT)
+  data = string_arg("send", 1, data)
+  local size = #data
+  i, j = number_arg("send", 2, i, 1), number_arg("send", 3, j, -1)
+  if i < 0 then i = size + i + 1 end
+  if j < 0 then j = size + j + 1 end
+  if i < 1 then i = 1 end
+  if j > size then j = size end
+  if i > j then return i - 1.0 end
+  local part = (i == 1 and j == size) and data or sub(data, i, j)
+  local done = 0
+  local sent, err, last = until_done("send", function(first, timed_out)
+    local a, b, c, d, e = host.ls_send(h, part, done, first, timed_out)
+    if a == nil and b == nil then done = e end
+    return a, b, c, d
+  end)
+  if sent ~= nil then return sent + i - 1.0 end
+  return nil, err, (last or done) + i - 1.0
+end
+
+function tcp:getpeername() return host.ls_getpeername(check(self, "getpeername", "tcp", CLIENT)) end
+
+function tcp:shutdown(how)
+  local h = check(self, "shutdown", "tcp", CLIENT)
+  how = string_arg("shutdown", 1, how, "both")
+  if how ~= "both" and how ~= "send" and how ~= "receive" then
+    error("bad argument #1 to 'shutdown' (invalid shutdown method)", 2)
+  end
+  return host.ls_shutdown(h, how)
+end
+
+function tcp:getstats() return host.ls_getstats(check(self, "getstats", "tcp", "any")) end
+function tcp:setstats(received, sent, age)
+  local h = check(self, "setstats", "tcp", "any")
+  return host.ls_setstats(h, number_arg("setstats", 1, received),
+    number_arg("setstats", 2, sent), number_arg("setstats", 3, age))
+end
+
+-- UDP -----------------------------------------------------------------------
+function udp:setsockname(address, port)
+  local h = check(self, "setsockname", "udp", { unconnected = true })
+  port = number_arg("setsockname", 2, port)
+  local ip, err = addresses("setsockname", address, host.ls_family(h), true)
+  if ip == nil then return nil, err end
+  return host.ls_bind(h, ip, port)
+end
+
+function udp:setpeername(address, port)
+  local h = check(self, "setpeername", "udp", "any")
+  if address == "*" then
+    local r, err = host.ls_disconnect(h)
+    reclass(self)
+    return r, err
+  end
+  port = number_arg("setpeername", 2, port)
+  local ips = { addresses("setpeername", address, host.ls_family(h), false) }
+  if ips[1] == nil then return nil, ips[2] end
+  local r, err = host.ls_connect_start(h, ips[1], port)
+  reclass(self)
+  return r, err
+end
+
+function udp:getpeername() return host.ls_getpeername(check(self, "getpeername", "udp", "any")) end
+
+function udp:send(data)
+  local h = check(self, "send", "udp", { connected = true })
+  return host.ls_send_datagram(h, string_arg("send", 1, data), nil, 0)
+end
+
+function udp:sendto(data, address, port)
+  local h = check(self, "sendto", "udp", { unconnected = true })
+  data = string_arg("sendto", 1, data)
+  port = number_arg("sendto", 3, port)
+  local ip, err = addresses("sendto", address, host.ls_family(h), false)
+  if ip == nil then return nil, err end
+  return host.ls_send_datagram(h, data, ip, port)
+end
+
+local function receive_datagram(h, size)
+  return until_done("receive", function(first, timed_out)
+    return host.ls_receive_datagram(h, size, first, timed_out)
+  end)
+end
+
+function udp:receive(size)
+  local h = check(self, "receive", "udp", "any")
+  local data, err = receive_datagram(h, floor(number_arg("receive", 1, size, 8192)))
+  return data, err
+end
+
+function udp:receivefrom(size)
+  local h = check(self, "receivefrom", "udp", { unconnected = true })
+  return receive_datagram(h, floor(number_arg("receivefrom", 1, size, 8192)))
+end
+
+---------------------------------------------------------------------------
+-- The classes.
+---------------------------------------------------------------------------
+local function define(family, kind, methods)
+  local name = family .. "{" .. kind .. "}"
+  local mt = {
+    __index = methods,
+    __tostring = function(t) return name .. ": " .. address_of[t] end,
+    __metatable = name,
+    __gc = function(t) local h = handle_of[t]; if h ~= nil then shared.close_later(h) end end,
+    __name = name,
+  }
+  classes[name] = mt
+  kind_of_mt[mt] = kind
+end
+for _, kind in pairs({ "master", "client", "server" }) do define("tcp", kind, tcp) end
+for _, kind in pairs({ "unconnected", "connected" }) do define("udp", kind, udp) end
+
+---------------------------------------------------------------------------
+-- The module, one per application.
+---------------------------------------------------------------------------
+-- The error object of socket.try / newtry: only protect() unwraps it.
+local try_error_mt = { __tostring = function(e) return tostring(e[1]) end }
+
+local function newtry(finalizer)
+  return function(...)
+    local ok = ...
+    if ok then return ... end
+    if finalizer ~= nil then pcall(finalizer) end
+    error(setmetatable({ (select(2, ...)) }, try_error_mt), 0)
+  end
+end
+
+local function protected(ok, ...)
+  if ok then return ... end
+  local err = ...
+  if type(err) == "table" and raw_getmetatable(err) == try_error_mt then return nil, err[1] end
+  error(err, 0)
+end
+
+local function protect(f)
+  return function(...) return protected(pcall(f, ...)) end
+end
+
+-- A table of sockets for select: their handles in order, and the objects by handle index.
+local function collect(t, i)
+  local handles, objects = {}, {}
+  if t == nil then return handles, objects end
+  if type(t) ~= "table" then argerror("select", i, "table", t) end
+  local n = 0
+  for k, s in pairs(t) do
+    if type(k) == "number" then
+      local h = handle_of[s]
+      if h == nil then
+        error(format("bad argument #%d to 'select' (socket expected at index %s, got %s)", i,
+          tostring(k), typename(s)), 3)
+      end
+      n = n + 1
+      handles[n], objects[n] = h, s
+    end
+  end
+  return handles, objects
+end
+
+local function picked(objects, flags)
+  local result, n = {}, 0
+  for i = 1, #flags do
+    if sub(flags, i, i) == "1" then
+      n = n + 1
+      result[n] = objects[i]
+      result[objects[i]] = n * 1.0
+    end
+  end
+  return result
+end
+
+local function select_(recvt, sendt, timeout)
+  local rh, robjects = collect(recvt, 1)
+  local sh, sobjects = collect(sendt, 2)
+  if timeout ~= nil then timeout = number_arg("select", 3, timeout) end
+  local deadline = host.ls_deadline(timeout)
+  local rflags, sflags = until_done("select", function(_, timed_out)
+    return host.ls_select(rh, sh, deadline, timed_out)
+  end)
+  local readable, writable = picked(robjects, rflags), picked(sobjects, sflags)
+  if readable[1] == nil and writable[1] == nil then return readable, writable, "timeout" end
+  return readable, writable
+end
+
+local function sink(mode, sock)
+  mode = mode or "keep-open"
+  if mode == "close-when-done" then
+    return function(chunk)
+      if chunk == nil then sock:close(); return 1 end
+      return sock:send(chunk)
+    end
+  end
+  if mode ~= "keep-open" and mode ~= "default" then error("unknown sink mode: " .. tostring(mode), 2) end
+  return function(chunk)
+    if chunk == nil then return 1 end
+    return sock:send(chunk)
+  end
+end
+
+local function source(mode, sock, length)
+  mode = mode or "until-closed"
+  if mode == "by-length" then
+    local left = number_arg("source", 3, length)
+    return function()
+      if left <= 0 then return nil end
+      local chunk, err = sock:receive(left < BLOCKSIZE and left or BLOCKSIZE)
+      if err then return nil, err end
+      left = left - #chunk
+      return chunk
+    end
+  end
+  if mode ~= "until-closed" and mode ~= "default" then error("unknown source mode: " .. tostring(mode), 2) end
+  local done = false
+  return function()
+    if done then return nil end
+    local chunk, err, partial = sock:receive(BLOCKSIZE)
+    if chunk then return chunk end
+    if err == "closed" then
+      sock:close()
+      done = true
+      return partial
+    end
+    return nil, err
+  end
+end
+
+function api.socket_module(owner)
+  local function new(family_name, family)
+    return function()
+      local h, err = host.ls_new(owner, family_name, family)
+      if h == nil then return nil, err end
+      return new_socket(family_name, h)
+    end
+  end
+  local m = {
+    _VERSION = VERSION,
+    _SETSIZE = host.ls_setsize(),
+    _SOCKETINVALID = -1,
+    tcp = new("tcp", "unspec"), tcp4 = new("tcp", "inet"), tcp6 = new("tcp", "inet6"),
+    udp = new("udp", "unspec"), udp4 = new("udp", "inet"), udp6 = new("udp", "inet6"),
+    select = select_,
+    gettime = host.ls_gettime,
+    newtry = newtry,
+    protect = protect,
+    skip = function(d, ...) return select(d + 1, ...) end,
+    sink = sink,
+    source = source,
+    sourcet = {}, sinkt = {},
+    BLOCKSIZE = BLOCKSIZE,
+  }
+  m.try = newtry()
+  function m.sleep(seconds)
+    seconds = number_arg("sleep", 1, seconds)
+    wait("socket.sleep", host.ls_sleep(owner, seconds))
+  end
+  local function bind(family_name, family)
+    return function(address, port, backlog)
+      local s, err = new(family_name, family)()
+      if s == nil then return nil, err end
+      s:setoption("reuseaddr", true)
+      local ok
+      ok, err = s:bind(address, port)
+      if not ok then s:close(); return nil, err end
+      ok, err = s:listen(backlog)
+      if not ok then s:close(); return nil, err end
+      return s
+    end
+  end
+  m.bind = bind("tcp", "unspec")
+  local function connect(family)
+    return function(address, port, laddr, lport)
+      local s, err = new("tcp", family)()
+      if s == nil then return nil, err end
+      if laddr ~= nil then
+        local ok
+        ok, err = s:bind(laddr, lport or 0)
+        if not ok then s:close(); return nil, err end
+      end
+      local ok
+      ok, err = s:connect(address, port)
+      if not ok then s:close(); return nil, err end
+      return s
+    end
+  end
+  m.connect, m.connect4, m.connect6 = connect("unspec"), connect("inet"), connect("inet6")
+  local dns = {}
+  function dns.gethostname() return host.ls_gethostname() end
+  local function lookup(kind, name, extra)
+    return answered("socket.dns." .. kind, host.ls_dns(kind, name, extra))
+  end
+  function dns.toip(name) return lookup("toip", string_arg("toip", 1, name)) end
+  function dns.tohostname(name) return lookup("tohostname", string_arg("tohostname", 1, name)) end
+  function dns.getaddrinfo(name) return lookup("getaddrinfo", string_arg("getaddrinfo", 1, name)) end
+  function dns.getnameinfo(name, port) return lookup("getnameinfo", name, port) end
+  m.dns = dns
+  return m
+end
+
+return shared

@@ -1,0 +1,304 @@
+"""The Python functions ``_lua/socket.lua`` calls: LuaSocket's module functions and
+the doorway to its socket handles (``_net/luasocket.py``).
+
+Lua gets back plain values (bytes, floats, booleans, None), handles it keeps opaque,
+or ``None, None, token, suspension`` for a call that has to wait (docs/lua/luasocket.rst).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import resource
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import trio
+
+from .._net.luasocket import TIMED_OUT, Answer, LuaSocket, Parker
+from .._net.sockets import Sockets
+
+#: The families a Lua call names.
+FAMILIES: Final = {b"inet": socket.AF_INET, b"inet6": socket.AF_INET6, b"unspec": socket.AF_UNSPEC}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _family_name(family: int) -> bytes:
+    return b"inet6" if family == socket.AF_INET6 else b"inet"
+
+
+class SocketHost:
+    """Builds the ``ls_*`` entries of the host table for one runtime."""
+
+    def __init__(
+        self,
+        sockets: Callable[[], Sockets],
+        parker: Parker,
+        table: Callable[[Mapping[str, object]], Any],
+        sequence: Callable[[list[object]], Any],
+    ) -> None:
+        self._sockets = sockets
+        self._parker = parker
+        self._table = table
+        self._sequence = sequence
+
+    def functions(self) -> dict[str, object]:
+        return {
+            "ls_new": self.new,
+            "ls_kind": lambda h: h.kind.encode(),
+            "ls_family": lambda h: _family_name(h.family) if h.sock is not None else b"unspec",
+            "ls_close": LuaSocket.close,
+            "ls_getsockname": LuaSocket.getsockname,
+            "ls_getpeername": LuaSocket.getpeername,
+            "ls_settimeout": lambda h, value, mode: h.settimeout(value, mode),
+            "ls_setoption": self.setoption,
+            "ls_getoption": LuaSocket.getoption,
+            "ls_getfd": LuaSocket.getfd,
+            "ls_dirty": lambda h: bool(h.buffer),
+            "ls_bind": lambda h, ip, port: h.bind(_text(ip), int(port)),
+            "ls_listen": LuaSocket.listen,
+            "ls_accept": lambda first, timed_out, h: h.accept(first, timed_out),
+            "ls_connect_start": lambda h, ip, port: h.connect_start(_text(ip), int(port)),
+            "ls_connect_finish": LuaSocket.connect_finish,
+            "ls_receive": lambda h, mode, count, first, timed_out: h.receive(
+                mode, int(count), first, timed_out
+            ),
+            "ls_send": LuaSocket.send,
+            "ls_shutdown": LuaSocket.shutdown,
+            "ls_getstats": lambda h: (h.received, h.sent, time.monotonic() - h.born),
+            "ls_setstats": self.setstats,
+            "ls_disconnect": LuaSocket.disconnect,
+            "ls_send_datagram": lambda h, data, ip, port: h.send_datagram(
+                data, None if ip is None else _text(ip), int(port)
+            ),
+            "ls_receive_datagram": lambda h, size, first, timed_out: h.receive_datagram(
+                int(size), first, timed_out
+            ),
+            "ls_resolve": self.resolve,
+            "ls_select": self.select,
+            "ls_deadline": lambda timeout: (
+                math.inf if timeout is None or timeout < 0 else trio.current_time() + timeout
+            ),
+            "ls_sleep": self.sleep,
+            "ls_gettime": time.time,
+            "ls_gethostname": lambda: socket.gethostname().encode(),
+            "ls_setsize": lambda: float(resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+            "ls_dns": self.dns,
+        }
+
+    # -- sockets ------------------------------------------------------------------
+    def new(self, owner: bytes, kind: bytes, family: bytes) -> LuaSocket | tuple[None, bytes]:
+        handle = LuaSocket(
+            self._sockets(),
+            self._parker,
+            owner,
+            "unconnected" if kind == b"udp" else "master",
+            FAMILIES[family],
+        )
+        if family != b"unspec":
+            try:
+                handle.ensure(FAMILIES[family])
+            except OSError as exc:
+                return None, str(exc).encode()
+        handle.sockets.luasocket_opened(handle)
+        return handle
+
+    @staticmethod
+    def setoption(handle: LuaSocket, name: bytes, value: object, extra: object) -> Answer:
+        if name == b"linger":
+            return handle.setoption(name, (bool(value), extra))
+        return handle.setoption(name, value)
+
+    @staticmethod
+    def setstats(handle: LuaSocket, received: float, sent: float, age: float) -> float:
+        handle.received, handle.sent = float(received), float(sent)
+        handle.born = time.monotonic() - float(age)
+        return 1.0
+
+    def sleep(self, owner: bytes, seconds: float) -> tuple[int, object]:
+        seconds = 0.0 if math.isnan(seconds) or seconds < 0 else seconds
+        return self._parker.park(owner, trio.current_time() + seconds)
+
+    # -- names ----------------------------------------------------------------------
+    def resolve(self, address: bytes, family: bytes, passive: bool) -> Answer:
+        """The addresses for *address*, at once for a literal or ``*``, else a wait
+        whose answer they are (through ``trio.socket.getaddrinfo``)."""
+        host = _text(address)
+        if host == "*":
+            return (b"::" if family == b"inet6" else b"0.0.0.0",)
+        if _literal(host):
+            return (host.encode(),)
+        wanted = FAMILIES.get(family, socket.AF_UNSPEC)
+
+        async def look_up() -> tuple[object, ...]:
+            try:
+                found = await trio.socket.getaddrinfo(
+                    host, None, wanted, socket.SOCK_STREAM, 0, socket.AI_PASSIVE if passive else 0
+                )
+            except (socket.gaierror, UnicodeError):
+                return None, b"host not found"
+            ips: list[bytes] = []
+            for *_, sockaddr in found:
+                ip = str(sockaddr[0]).encode()
+                if ip not in ips:
+                    ips.append(ip)
+            return tuple(ips) if ips else (None, b"host not found")
+
+        token, suspension = self._parker.wait_for(b"", look_up)
+        return None, None, token, suspension
+
+    def dns(self, kind: bytes, name: object, extra: object) -> Answer:
+        """``socket.dns.*``: always a wait (a look-up may take time)."""
+        work: Callable[[], Awaitable[tuple[object, ...]]]
+        host = _text(name) if name is not None else None
+
+        async def toip() -> tuple[object, ...]:
+            assert host is not None
+            try:
+                found = await trio.socket.getaddrinfo(
+                    host, None, socket.AF_INET, socket.SOCK_STREAM
+                )
+            except (socket.gaierror, UnicodeError):
+                return None, b"host not found"
+            ips = list(dict.fromkeys(str(entry[4][0]).encode() for entry in found))
+            resolved = {"name": host, "alias": [], "ip": ips}
+            return ips[0], self._table(resolved)
+
+        async def tohostname() -> tuple[object, ...]:
+            assert host is not None
+            try:
+                ip = host if _literal(host) else (await toip())[0]
+                if ip is None:
+                    return None, b"host not found"
+                name, _ = await trio.socket.getnameinfo((_text(ip), 0), 0)
+            except (socket.gaierror, socket.herror, UnicodeError):
+                return None, b"host not found"
+            return name.encode(), self._table({"name": name, "alias": [], "ip": [_text(ip)]})
+
+        async def getaddrinfo() -> tuple[object, ...]:
+            assert host is not None
+            try:
+                found = await trio.socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError):
+                return None, b"host not found"
+            entries = [
+                self._table({"family": _family_name(entry[0]).decode(), "addr": str(entry[4][0])})
+                for entry in found
+            ]
+            return (self._sequence(list(entries)),)
+
+        async def getnameinfo() -> tuple[object, ...]:
+            port = 0 if extra is None else int(extra)  # type: ignore[call-overload]
+            try:
+                names, service = await trio.socket.getnameinfo((host or "0.0.0.0", port), 0)
+            except (socket.gaierror, socket.herror, UnicodeError, OverflowError):
+                return None, b"host not found"
+            return self._sequence([names]), service.encode()
+
+        work = {
+            b"toip": toip,
+            b"tohostname": tohostname,
+            b"getaddrinfo": getaddrinfo,
+            b"getnameinfo": getnameinfo,
+        }[kind]
+        token, suspension = self._parker.wait_for(b"", work)
+        return None, None, token, suspension
+
+    # -- select ---------------------------------------------------------------------
+    def select(self, recv: Any, send: Any, deadline: float, timed_out: bool) -> Answer:
+        """``socket.select``: which sockets are ready now, as two strings of ``0``/``1``
+        in table order; a wait while none is and the deadline is ahead."""
+        readers = [recv[i] for i in range(1, len(recv) + 1)]
+        writers = [send[i] for i in range(1, len(send) + 1)]
+        poll = _ready_now(readers, writers)
+        if timed_out or b"1" in poll[0] or b"1" in poll[1] or deadline <= trio.current_time():
+            return poll
+        watched = [h for h in (*readers, *writers) if h.sock is not None and not h.closed]
+
+        async def until_ready() -> tuple[object, ...]:
+            event = trio.Event()
+            for handle in watched:
+                handle.watch_for_select(event)
+            epoll = _epoll_for(readers, writers)
+            try:
+                with trio.move_on_at(deadline):
+                    async with trio.open_nursery() as nursery:
+
+                        async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                            await wait()
+                            nursery.cancel_scope.cancel()
+
+                        async def epoll_ready() -> None:
+                            await trio.lowlevel.wait_readable(epoll)
+
+                        nursery.start_soon(first, event.wait)
+                        nursery.start_soon(first, epoll_ready)
+                    return ()
+                return TIMED_OUT
+            finally:
+                epoll.close()
+                for handle in watched:
+                    handle.unwatch(event)
+
+        token, suspension = self._parker.wait_for(b"", until_ready)
+        return None, None, token, suspension
+
+
+def _ready_now(readers: list[LuaSocket], writers: list[LuaSocket]) -> tuple[bytes, bytes]:
+    import select
+
+    poller = select.poll()
+    fds: dict[int, int] = {}
+    for handle in readers:
+        if handle.sock is not None and not handle.closed:
+            fds[handle.sock.fileno()] = fds.get(handle.sock.fileno(), 0) | select.POLLIN
+    for handle in writers:
+        if handle.sock is not None and not handle.closed:
+            fds[handle.sock.fileno()] = fds.get(handle.sock.fileno(), 0) | select.POLLOUT
+    for fd, mask in fds.items():
+        poller.register(fd, mask)
+    ready = dict(poller.poll(0)) if fds else {}
+    bad = select.POLLERR | select.POLLHUP
+
+    def flags(handles: list[LuaSocket], wanted: int, buffered: bool) -> bytes:
+        marks = bytearray()
+        for handle in handles:
+            sock = handle.sock
+            live = sock is not None and not handle.closed
+            mask = ready.get(sock.fileno(), 0) if live and sock is not None else 0
+            hit = live and (bool(mask & (wanted | bad)) or (buffered and bool(handle.buffer)))
+            marks += b"1" if hit else b"0"
+        return bytes(marks)
+
+    return flags(readers, select.POLLIN, True), flags(writers, select.POLLOUT, False)
+
+
+def _epoll_for(readers: list[LuaSocket], writers: list[LuaSocket]) -> Any:
+    import select
+
+    epoll = select.epoll()
+    masks: dict[int, int] = {}
+    for handle in readers:
+        if handle.sock is not None and not handle.closed:
+            masks[handle.sock.fileno()] = masks.get(handle.sock.fileno(), 0) | select.EPOLLIN
+    for handle in writers:
+        if handle.sock is not None and not handle.closed:
+            masks[handle.sock.fileno()] = masks.get(handle.sock.fileno(), 0) | select.EPOLLOUT
+    for fd, mask in masks.items():
+        epoll.register(fd, mask)
+    return epoll
