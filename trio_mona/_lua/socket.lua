@@ -125,7 +125,7 @@ local function common(methods, family)
     end
     local r, err = host.ls_setoption(h, name, value, nil)
     if err == "unsupported option" then
-      error(format("bad argument #1 to 'setoption' (unsupported option `%s')", name), 2)
+      error(format("bad argument #2 to 'setoption' (unsupported option `%s')", name), 2)
     end
     return r, err
   end
@@ -134,10 +134,11 @@ local function common(methods, family)
     name = string_arg("getoption", 1, name)
     local a, b = host.ls_getoption(h, name)
     if a == nil and b == "unsupported option" then
-      error(format("bad argument #1 to 'getoption' (unsupported option `%s')", name), 2)
+      error(format("bad argument #2 to 'getoption' (unsupported option `%s')", name), 2)
     end
-    if name == "linger" and a ~= nil then return { on = a, timeout = b } end
-    return a, b
+    if a == nil then return nil, b end
+    if name == "linger" then return { on = a, timeout = b } end
+    return a
   end
   function methods:getfd() return host.ls_getfd(check(self, "getfd", family, "any")) end
   function methods:setfd() check(self, "setfd", family, "any") end -- (not supported: see docs)
@@ -206,13 +207,19 @@ function tcp:receive(pattern, prefix)
     mode = PATTERNS[sub(pattern, 1, 1) == "*" and sub(pattern, 2, 2) or sub(pattern, 1, 1)]
     if mode == nil then error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
   end
-  if prefix ~= nil then prefix = string_arg("receive", 2, prefix) end
+  if prefix ~= nil then
+    prefix = string_arg("receive", 2, prefix)
+    -- (a count includes the prefix, as in LuaSocket)
+    if mode == "n" and #prefix > 0 then
+      if count <= #prefix then return prefix, nil, nil end
+      count = count - #prefix
+    end
+  end
   local data, err, partial = until_done("receive", function(first, timed_out)
     return host.ls_receive(h, mode, count, first, timed_out)
   end)
-  if prefix == nil then return data, err, partial end
-  if data ~= nil then return prefix .. data end
-  return nil, err, prefix .. partial
+  if data ~= nil then return prefix and prefix .. data or data, nil, nil end
+  return nil, err, prefix and prefix .. partial or partial
 end
 
 function tcp:send(data, i, j)
@@ -224,7 +231,7 @@ function tcp:send(data, i, j)
   if j < 0 then j = size + j + 1 end
   if i < 1 then i = 1 end
   if j > size then j = size end
-  if i > j then return i - 1.0 end
+  if i > j then return i - 1.0, nil, nil end
   local part = (i == 1 and j == size) and data or sub(data, i, j)
   local done = 0
   local sent, err, last = until_done("send", function(first, timed_out)
@@ -232,7 +239,7 @@ function tcp:send(data, i, j)
     if a == nil and b == nil then done = e end
     return a, b, c, d
   end)
-  if sent ~= nil then return sent + i - 1.0 end
+  if sent ~= nil then return sent + i - 1.0, nil, nil end
   return nil, err, (last or done) + i - 1.0
 end
 
@@ -303,7 +310,8 @@ end
 function udp:receive(size)
   local h = check(self, "receive", "udp", "any")
   local data, err = receive_datagram(h, floor(number_arg("receive", 1, size, 8192)))
-  return data, err
+  if data == nil then return nil, err end
+  return data
 end
 
 function udp:receivefrom(size)

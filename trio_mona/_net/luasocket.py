@@ -277,7 +277,7 @@ class LuaSocket:
             if timed_out:
                 return None, b"timeout", self._take_partial(mode)
             if self.eof:
-                if mode == b"a":
+                if mode == b"a" and self.buffer:
                     data = bytes(self.buffer)
                     self.buffer.clear()
                     return (data,)
@@ -428,7 +428,7 @@ class LuaSocket:
         try:
             if kind == "linger":
                 on, seconds = struct.unpack("ii", self.sock.getsockopt(level, number, 8))
-                return bool(on), float(seconds)
+                return bool(on), seconds
             raw = self.sock.getsockopt(level, number)
         except OSError as exc:
             return None, error_text(exc)
@@ -518,4 +518,4 @@ def _name(sock: socket.socket | None, *, peer: bool) -> Answer:
     except OSError as exc:
         return None, error_text(exc)
     family = b"inet6" if sock.family == socket.AF_INET6 else b"inet"
-    return address[0].encode(), address[1], family
+    return address[0].encode(), str(address[1]).encode(), family  # (the port as a string)

@@ -1,0 +1,247 @@
+"""LuaSocket on the event loop: a call that would block waits in its coroutine only
+(docs/lua/luasocket.rst). What the real LuaSocket does too is in test_luasocket_compat."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from .helpers import ENGINES, connect, lua, lua_until, messages, receive_exactly, running, tcp_port
+
+#: LuaSocket's classic loop at the top of the main chunk, one coroutine per client.
+ACCEPT_LOOP = """
+local socket = require "socket"
+local server = assert(socket.bind("127.0.0.1", 0))
+started = false
+function onStart() started = true end
+while true do
+  local client = server:accept()
+  coroutine.wrap(function()
+    while true do
+      local line, err = client:receive()
+      if not line then break end
+      client:send(line .. "\\n")
+    end
+    client:close()
+  end)()
+end
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_top_level_accept_loop_serves_many_clients_at_once(
+    tmp_path: Path, engine: str
+) -> None:
+    async with running(tmp_path, ACCEPT_LOOP, engine=engine) as runtime:
+        assert await lua(runtime, "return started") is True  # onStart ran, serve() returned
+        port = tcp_port(runtime)
+        clients = [await connect(port) for _ in range(20)]
+        with trio.fail_after(5):
+            # each client's coroutine waits in receive while the others are served
+            for i, stream in enumerate(reversed(clients)):
+                await stream.send_all(b"line %d\r\n" % i)
+                assert await receive_exactly(stream, len(b"line %d\n" % i)) == b"line %d\n" % i
+        for stream in clients:
+            await stream.aclose()
+
+
+async def test_a_waiting_receive_adds_no_latency_to_other_connections(tmp_path: Path) -> None:
+    async with running(tmp_path, ACCEPT_LOOP) as runtime:
+        port = tcp_port(runtime)
+        idle = [await connect(port) for _ in range(50)]  # fifty coroutines wait in receive
+        busy = await connect(port)
+        with trio.fail_after(5):
+            start = trio.current_time()
+            for _ in range(200):
+                await busy.send_all(b"ping\n")
+                assert await receive_exactly(busy, 5) == b"ping\n"
+            per_round_trip = (trio.current_time() - start) / 200
+        assert per_round_trip < 0.01
+        for stream in [*idle, busy]:
+            await stream.aclose()
+
+
+SERVER = """
+socket = require "socket"
+server = assert(socket.bind("127.0.0.1", 0))
+"""
+
+
+async def test_timeouts_in_block_and_total_modes(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        port = tcp_port(runtime)
+        await lua(runtime, "server:settimeout(1) result = nil")
+        await lua(
+            runtime,
+            "coroutine.wrap(function() conn = server:accept() "
+            "conn:settimeout(0.2) result = { conn:receive(10) } "  # block mode: per wait
+            "conn:settimeout(-1) conn:settimeout(0.2, 't') total = { conn:receive(10) } end)()",
+        )
+        stream = await connect(port)
+        with trio.fail_after(3):
+            # a trickle that keeps each wait under 0.2 s: block mode completes
+            for _ in range(5):
+                await stream.send_all(b"ab")
+                await trio.sleep(0.08)
+            await lua_until(runtime, "return result ~= nil")
+            assert await lua(runtime, "return result[1]") == b"ababababab"
+            # the same trickle passes a 0.2 s total timeout: partial result
+            start = trio.current_time()
+            for _ in range(4):
+                await stream.send_all(b"cd")
+                await trio.sleep(0.08)
+            await lua_until(runtime, "return total ~= nil")
+            error, partial = await lua(runtime, "return total[2], total[3]")
+            assert error == b"timeout"
+            assert partial in (b"cd", b"cdcd", b"cdcdcd")  # what came within the 0.2 s
+            assert trio.current_time() - start < 0.5
+        await stream.aclose()
+
+
+async def test_closing_a_socket_wakes_the_coroutine_waiting_on_it(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        port = tcp_port(runtime)
+        await lua(
+            runtime,
+            "coroutine.wrap(function() conn = server:accept() got = { conn:receive() } end)()",
+        )
+        stream = await connect(port)
+        await lua_until(runtime, "return conn ~= nil")
+        await stream.send_all(b"part")
+        await trio.sleep(0.05)
+        with trio.fail_after(2):
+            await lua(runtime, "conn:close()")  # from another coroutine
+            await lua_until(runtime, "return got ~= nil")
+        assert await lua(runtime, "return got[1], got[2]") == (None, b"closed")
+        await stream.aclose()
+
+
+async def test_select_on_many_sockets(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        port = tcp_port(runtime)
+        await lua(
+            runtime,
+            "conns = {} coroutine.wrap(function() "
+            "for i = 1, 40 do conns[i] = server:accept() end end)()",
+        )
+        streams = [await connect(port) for _ in range(40)]
+        await lua_until(runtime, "return #conns == 40")
+        await lua(
+            runtime,
+            "coroutine.wrap(function() ready = { socket.select(conns, nil, 2) } end)()",
+        )
+        await trio.sleep(0.05)
+        assert await lua(runtime, "return ready") is None  # nothing to read yet: it waits
+        for index in (3, 17, 29):
+            await streams[index].send_all(b"x")
+        await lua_until(runtime, "return ready ~= nil")
+        found = await lua(
+            runtime,
+            "local r = ready[1] local t = {} "
+            "for i, c in ipairs(conns) do if r[c] then t[#t + 1] = i end end "
+            "return table.concat(t, ',')",
+        )
+        # (all three if they arrived together; at least the first one)
+        assert found in (b"4,18,30", b"4", b"4,18")
+        for stream in streams:
+            await stream.aclose()
+
+
+POLLING = """
+local socket = require "socket"
+listener = assert(socket.bind("127.0.0.1", 0))
+listener:settimeout(0)
+polls = 0
+echo = mona:createTCPServer()
+function echo:onConnection(client)
+  function client:onData(data) self:send(data) end
+end
+echo:start("127.0.0.1", 0)
+while true do                     -- polls forever, as a LuaSocket script may
+  local client = listener:accept()
+  polls = polls + 1
+  if client then client:close() end
+  socket.sleep(0.01)
+end
+"""
+
+
+async def test_a_polling_loop_never_starves_the_other_sockets(tmp_path: Path) -> None:
+    async with running(tmp_path, POLLING) as runtime:
+        stream = await connect(runtime.bound_addresses[-1].port)  # (the newest: the echo)
+        with trio.fail_after(3):
+            for _ in range(50):
+                await stream.send_all(b"hi")
+                assert await receive_exactly(stream, 2) == b"hi"
+        assert await lua(runtime, "return polls") > 0
+        await stream.aclose()
+
+
+async def test_names_resolve_through_trio_and_each_address_is_tried(tmp_path: Path) -> None:
+    class Resolver(trio.abc.HostnameResolver):
+        async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+            if host != b"twice.test":
+                raise socket.gaierror(socket.EAI_NONAME, "unknown")
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+            ]
+
+        async def getnameinfo(self, sockaddr, flags):  # type: ignore[no-untyped-def]
+            return ("named.test", "0")
+
+    previous = trio.socket.set_custom_hostname_resolver(Resolver())
+    try:
+        async with running(tmp_path, SERVER) as runtime:
+            port = tcp_port(runtime)
+            result = await lua(
+                runtime,
+                f"local c, err = socket.connect('twice.test', {port}) "
+                "if not c then return err end return c:getpeername()",
+            )
+            assert result[0] == b"127.0.0.1"
+            # (127.0.0.2 refuses: nothing listens there)
+            assert await lua(runtime, "return (socket.dns.toip('twice.test'))") == b"127.0.0.2"
+            assert await lua(runtime, "return select(2, socket.connect('nowhere.test', 1))") == (
+                b"host not found"
+            )
+    finally:
+        trio.socket.set_custom_hostname_resolver(previous)
+
+
+async def test_shutdown_stops_a_main_chunk_that_serves_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(5):
+        async with running(tmp_path, ACCEPT_LOOP) as runtime:
+            port = tcp_port(runtime)
+            stream = await connect(port)
+            await stream.send_all(b"x\n")
+            assert await receive_exactly(stream, 2) == b"x\n"
+    # the listener is closed: the port is free again
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+    assert not [m for m in messages(caplog) if "internal error" in m]
+
+
+async def test_luasocket_and_mona_objects_side_by_side(tmp_path: Path) -> None:
+    app = """
+    socket = require "socket"
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(data) self:send(data:upper()) end
+    end
+    server:start("127.0.0.1", 0)
+    """
+    async with running(tmp_path, app) as runtime:
+        port = tcp_port(runtime)
+        reply = await lua(
+            runtime,
+            f"local c = assert(socket.connect('127.0.0.1', {port})) c:send('hello') "
+            "local r = c:receive(5) c:close() return r",
+        )
+        assert reply == b"HELLO"
