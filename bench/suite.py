@@ -66,6 +66,12 @@ def _trio_mona(engine: str) -> Callable[[int], list[str]]:
                          f"echo.port={port}", "--log-level", "WARN", "--lua", engine]  # fmt: skip
 
 
+def _trio_mona_luasocket(port: int) -> list[str]:
+    app = str(HERE / "servers" / "luasocket_echo")
+    return [sys.executable, "-m", "trio_mona", "run", app, "--set", f"bench.port={port}",
+            "--log-level", "WARN"]  # fmt: skip
+
+
 def _copas_available() -> bool:
     if not shutil.which("luajit"):
         return False
@@ -77,6 +83,7 @@ def _copas_available() -> bool:
 SERVERS = [
     Server("trio_mona", _trio_mona("lua54")),
     Server("trio_mona jit", _trio_mona("luajit21")),
+    Server("trio_mona luasocket", _trio_mona_luasocket),
     Server("plain trio", _python(str(HERE / "servers" / "trio_echo.py"))),
     Server("asyncio", _python(str(HERE / "servers" / "asyncio_echo.py"))),
     Server(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import socket
@@ -13,6 +14,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona import testing
 
 from .helpers import connect, receive_exactly, receive_until_closed, tcp_port, wait_until
 
@@ -298,3 +300,46 @@ async def test_streaming_clients_do_not_starve_a_bystander() -> None:
         p99, joined = (float(word) for word in result.stdout.split())
         assert p99 < 0.05
         assert joined < 0.1
+
+
+async def test_luasocket_echo_serves_clients_at_once() -> None:
+    settings = {"luasocket_echo.port": "0"}
+    async with trio_mona.open_runtime(APPS / "luasocket_echo", settings=settings) as runtime:
+        port = runtime.bound_addresses[0].port
+        streams = [await connect(port) for _ in range(10)]
+        with trio.fail_after(5):
+            for index, stream in enumerate(reversed(streams)):
+                await stream.send_all(b"hello %d\r\n" % index)
+                line = b"hello %d\n" % index
+                assert await receive_exactly(stream, len(line)) == line
+        for stream in streams:
+            await stream.aclose()
+
+
+async def test_http_get_fetches_from_a_local_server() -> None:
+    body = os.urandom(100_000).hex().encode()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some(4096)
+        assert request.startswith(b"GET /data HTTP/1.1\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Test: yes\r\n\r\n" % len(body)
+        await stream.send_all(head + body)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1")
+        )
+        http_port = listeners[0].socket.getsockname()[1]
+        settings = {"http_get.port": str(http_port), "http_get.path": "/data"}
+        async with trio_mona.open_runtime(APPS / "http_get", settings=settings) as runtime:
+            with trio.fail_after(5):
+                while await testing.run_lua(runtime, "return RESPONSE == nil and FAILURE == nil"):
+                    await trio.sleep(0.01)
+            status, header, received = await testing.run_lua(
+                runtime, "return RESPONSE.status, RESPONSE.headers['x-test'], RESPONSE.body"
+            )
+        assert (status, header, received) == (200, b"yes", body)
+        nursery.cancel_scope.cancel()
