@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import resource
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -259,17 +260,22 @@ class SocketHost:
         return None, None, token, suspension
 
 
-def _ready_now(readers: list[LuaSocket], writers: list[LuaSocket]) -> tuple[bytes, bytes]:
-    import select
+def _masks(
+    readers: list[LuaSocket], writers: list[LuaSocket], reading: int, writing: int
+) -> dict[int, int]:
+    """The events to watch per descriptor (closed sockets left out)."""
+    masks: dict[int, int] = {}
+    for handles, event in ((readers, reading), (writers, writing)):
+        for handle in handles:
+            if handle.sock is not None and not handle.closed:
+                fd = handle.sock.fileno()
+                masks[fd] = masks.get(fd, 0) | event
+    return masks
 
+
+def _ready_now(readers: list[LuaSocket], writers: list[LuaSocket]) -> tuple[bytes, bytes]:
     poller = select.poll()
-    fds: dict[int, int] = {}
-    for handle in readers:
-        if handle.sock is not None and not handle.closed:
-            fds[handle.sock.fileno()] = fds.get(handle.sock.fileno(), 0) | select.POLLIN
-    for handle in writers:
-        if handle.sock is not None and not handle.closed:
-            fds[handle.sock.fileno()] = fds.get(handle.sock.fileno(), 0) | select.POLLOUT
+    fds = _masks(readers, writers, select.POLLIN, select.POLLOUT)
     for fd, mask in fds.items():
         poller.register(fd, mask)
     ready = dict(poller.poll(0)) if fds else {}
@@ -288,17 +294,8 @@ def _ready_now(readers: list[LuaSocket], writers: list[LuaSocket]) -> tuple[byte
     return flags(readers, select.POLLIN, True), flags(writers, select.POLLOUT, False)
 
 
-def _epoll_for(readers: list[LuaSocket], writers: list[LuaSocket]) -> Any:
-    import select
-
+def _epoll_for(readers: list[LuaSocket], writers: list[LuaSocket]) -> select.epoll:
     epoll = select.epoll()
-    masks: dict[int, int] = {}
-    for handle in readers:
-        if handle.sock is not None and not handle.closed:
-            masks[handle.sock.fileno()] = masks.get(handle.sock.fileno(), 0) | select.EPOLLIN
-    for handle in writers:
-        if handle.sock is not None and not handle.closed:
-            masks[handle.sock.fileno()] = masks.get(handle.sock.fileno(), 0) | select.EPOLLOUT
-    for fd, mask in masks.items():
+    for fd, mask in _masks(readers, writers, select.EPOLLIN, select.EPOLLOUT).items():
         epoll.register(fd, mask)
     return epoll
