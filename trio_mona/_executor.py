@@ -102,9 +102,12 @@ class Waits:
         token = next(self._tokens)
         return token, Suspension(token, None, deadline, owner)
 
-    def wake(self, token: int) -> None:
+    def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
         if self.executor is not None:
-            self.executor.wake(token)
+            self.executor.wake(token, values)
+
+    def waits(self, token: int) -> bool:
+        return self.executor is not None and self.executor.waits(token)
 
 
 class Subject(Protocol):
@@ -126,8 +129,11 @@ class Executor:
         post: Callable[[Event], None],
         poll_ready: Callable[[], int],
         writes: Writes,
+        deliver: Callable[[Resumed], None] | None = None,
     ) -> None:
         self._bridge = bridge
+        #: How a wake-up joins the reads of the same moment (one channel message).
+        self._deliver = deliver or post
         self._receive = receive
         self._post = post
         self._poll_ready = poll_ready
@@ -219,7 +225,7 @@ class Executor:
     def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
         """Resume a parked coroutine soon (nothing if it no longer waits)."""
         if token in self._pending:
-            self._post(Resumed(token, values))
+            self._deliver(Resumed(token, values))
 
     def adopt(self, suspension: Suspension) -> None:
         """A coroutine of the application's own waits: the runtime resumes it from
@@ -287,7 +293,7 @@ class Executor:
         batch.open = False  # reads from now on start a new batch, after this one
         data, datagram = self._data, self._datagram
         items = batch.items
-        last: DataReceived[TCPConnection] | DatagramReceived[UDPSocket] | None = items[-1]
+        last: DataReceived[TCPConnection] | DatagramReceived[UDPSocket] | Resumed | None = items[-1]
         if self._receive.statistics().current_buffer_used:
             last = None  # more events are queued: this batch's replies can wait
         writes = self._writes
@@ -296,8 +302,10 @@ class Executor:
             try:
                 if isinstance(read, DataReceived):
                     data(read)
-                else:
+                elif isinstance(read, DatagramReceived):
                     datagram(read)
+                else:
+                    self._resumed(read)
             except Exception:
                 _internal_error(read)
         writes.now = False

@@ -94,7 +94,12 @@ class Runtime:
         )
         self._sockets = sockets = Sockets(settings, nursery, self._bridge, self._blacklist)
         self._executor = Executor(
-            self._bridge, sockets.receive, sockets.post, sockets.hub.poll, sockets.writes
+            self._bridge,
+            sockets.receive,
+            sockets.post,
+            sockets.hub.poll,
+            sockets.writes,
+            sockets.deliver,
         )
         self._waits.executor = self._executor
         self._applications = Applications(

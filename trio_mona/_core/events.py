@@ -45,7 +45,8 @@ class Reads:
     """Reads in the order they happened. The batch grows while it is the newest event
     on the channel and the executor has not taken it (*open*)."""
 
-    items: list[DataReceived[Any] | DatagramReceived[Any]] = attrs.field(factory=list)
+    #: (A Resumed among them: a coroutine a read woke, docs/lua/luasocket.rst.)
+    items: list[DataReceived[Any] | DatagramReceived[Any] | Resumed] = attrs.field(factory=list)
     open: bool = True
 
 

@@ -196,6 +196,9 @@ function tcp:accept()
 end
 
 local PATTERNS = { l = "l", a = "a" }
+local ls_receive, ls_send = host.ls_receive, host.ls_send
+
+local function counted(...) return select("#", ...), ... end
 
 function tcp:receive(pattern, prefix)
   local h = check(self, "receive", "tcp", CLIENT)
@@ -215,9 +218,18 @@ function tcp:receive(pattern, prefix)
       count = count - #prefix
     end
   end
-  local data, err, partial = until_done("receive", function(first, timed_out)
-    return host.ls_receive(h, mode, count, first, timed_out)
-  end)
+  -- The wake-up carries the answer (three values; the hub read for it), or says
+  -- (one value, "timeout": the wait timed out; none: ask again)
+  local data, err, partial, token = ls_receive(h, mode, count, true, false)
+  while data == nil and err == nil do
+    local n
+    n, data, err, partial = counted(wait("receive", partial, token))
+    if n == 1 then
+      data, err, partial = ls_receive(h, mode, count, false, true)
+    elseif n == 0 then
+      data, err, partial, token = ls_receive(h, mode, count, false, false)
+    end
+  end
   if data ~= nil then return prefix and prefix .. data or data, nil, nil end
   return nil, err, prefix and prefix .. partial or partial
 end
@@ -233,14 +245,14 @@ function tcp:send(data, i, j)
   if j > size then j = size end
   if i > j then return i - 1.0, nil, nil end
   local part = (i == 1 and j == size) and data or sub(data, i, j)
-  local done = 0
-  local sent, err, last = until_done("send", function(first, timed_out)
-    local a, b, c, d, e = host.ls_send(h, part, done, first, timed_out)
-    if a == nil and b == nil then done = e end
-    return a, b, c, d
-  end)
+  -- (a wait answers nil, nil, token, request and the bytes sent so far)
+  local sent, err, last, request, done = ls_send(h, part, 0, true, false)
+  while sent == nil and err == nil do
+    local timed_out = wait("send", last, request) ~= nil
+    sent, err, last, request, done = ls_send(h, part, done, false, timed_out)
+  end
   if sent ~= nil then return sent + i - 1.0, nil, nil end
-  return nil, err, (last or done) + i - 1.0
+  return nil, err, last + i - 1.0
 end
 
 function tcp:getpeername() return host.ls_getpeername(check(self, "getpeername", "tcp", CLIENT)) end

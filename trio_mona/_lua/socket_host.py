@@ -18,7 +18,8 @@ from typing import Any, Final
 
 import trio
 
-from .._net.luasocket import TIMED_OUT, Answer, LuaSocket, Parker
+from .._net.luasocket import TIMED_OUT, LuaSocket, Parker
+from .._net.luasocket_options import Answer
 from .._net.sockets import Sockets
 
 #: The families a Lua call names.

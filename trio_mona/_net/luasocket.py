@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import errno
 import math
-import os
 import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Protocol
@@ -31,6 +29,15 @@ import trio
 from trio.lowlevel import notify_closing, wait_writable
 
 from .hub import HANGUP
+from .luasocket_options import (
+    Answer,
+    address_of,
+    dissolve,
+    error_text,
+    family_of,
+    get_option,
+    set_option,
+)
 
 if TYPE_CHECKING:
     from .sockets import Sockets
@@ -41,9 +48,6 @@ TIMED_OUT: Final = (b"timeout",)
 RECV_SIZE: Final = 65536
 #: Largest datagram ``receive``/``receivefrom`` return without a size (LuaSocket's).
 DATAGRAM_SIZE: Final = 8192
-
-#: A method's answer when it has to wait: None, None, token, suspension.
-Answer = tuple[object, ...]
 
 
 class Parker(Protocol):
@@ -57,29 +61,11 @@ class Parker(Protocol):
     ) -> tuple[int, object]:
         """A token and a suspension that waits for *work* (in a task of its own)."""
 
-    def wake(self, token: int) -> None:
-        """Resume the coroutine parked with *token* (if it still waits)."""
+    def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
+        """Resume the coroutine parked with *token* with *values* (if it still waits)."""
 
-
-def error_text(exc: OSError | int) -> bytes:
-    """LuaSocket's message for a system error (its own words for the common ones)."""
-    code = exc if isinstance(exc, int) else (exc.errno or 0)
-    if code in (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE):
-        return b"closed"
-    if code == errno.ETIMEDOUT:
-        return b"timeout"
-    known = _ERRORS.get(code)
-    if known is not None:
-        return known
-    return (os.strerror(code) if code else str(exc)).encode()
-
-
-_ERRORS: Final = {
-    errno.EADDRINUSE: b"address already in use",
-    errno.EISCONN: b"already connected",
-    errno.EACCES: b"permission denied",
-    errno.ECONNREFUSED: b"connection refused",
-}
+    def waits(self, token: int) -> bool:
+        """Whether the coroutine parked with *token* still waits."""
 
 
 @attrs.define(eq=False, repr=False)
@@ -104,6 +90,13 @@ class LuaSocket:
     total: float = -1.0
     _started: float = 0.0
     _readers: list[int] = attrs.field(factory=list)
+    #: The ``receive`` waiting for data: its token, mode and count.
+    _receiving: tuple[int, bytes, int] | None = None
+    #: The kernel may have bytes to read (False once a read found it empty while the
+    #: hub watches the socket: the hub's next report sets it again).
+    _ready: bool = True
+    #: The peer hung up: a short read does not mean the end is not there yet.
+    _hangup: bool = False
     _in_hub: bool = False
     _selects: list[trio.Event] = attrs.field(factory=list)
 
@@ -132,16 +125,22 @@ class LuaSocket:
             deadline = min(deadline, self._started + self.total)
         return deadline
 
-    def _wait_readable(self, first: bool) -> Answer | None:
-        """Park until the hub reports data (None: the deadline passed already)."""
-        deadline = self._deadline(first)
-        if deadline <= trio.current_time():
-            return None
+    def _park(self, deadline: float) -> tuple[int, object]:
+        """Park until the hub reports data (or *deadline*)."""
         assert self.sock is not None
         if not self._in_hub:
             self.sockets.hub.register(self.sock.fileno(), self)
             self._in_hub = True
-        token, suspension = self.parker.park(self.owner, deadline)
+        return self.parker.park(self.owner, deadline)
+
+    def _wait_readable(self, first: bool) -> Answer | None:
+        """Park until the hub reports data (None: the deadline passed already); the
+        call is made again then."""
+        deadline = self._deadline(first)
+        if deadline <= trio.current_time():
+            return None
+        token, suspension = self._park(deadline)
+        self._readers = [t for t in self._readers if self.parker.waits(t)]
         self._readers.append(token)
         return None, None, token, suspension
 
@@ -165,10 +164,25 @@ class LuaSocket:
         return None, None, token, suspension
 
     def on_readable(self, mask: int) -> None:
-        """The hub saw data (or a hang-up): wake whoever waits to read."""
+        """The hub saw data (or a hang-up): answer a waiting ``receive`` (read here,
+        so the coroutine resumes with its answer), or wake whoever waits to read."""
+        self._ready = True
         if mask & HANGUP:
-            pass  # the next recv returns b"" or the error
-        self._wake_readers()
+            self._hangup = True  # read on to the end of the stream
+        receiving = self._receiving
+        if receiving is not None:
+            token, mode, count = receiving
+            if not self.parker.waits(token):
+                self._receiving = None  # (it timed out, or its application unloaded)
+            else:
+                before = len(self.buffer)
+                answer = self._receive_now(mode, count)
+                if answer is not None or (self.block >= 0 and len(self.buffer) > before):
+                    # (with a block timeout, bytes that came start a new wait: ask again)
+                    self._receiving = None
+                    self.parker.wake(token, answer or ())
+        if self._readers:
+            self._wake_readers()
 
     def _wake_readers(self) -> None:
         readers, self._readers = self._readers, []
@@ -190,7 +204,7 @@ class LuaSocket:
     # -- TCP --------------------------------------------------------------------
     def bind(self, host: str, port: int) -> Answer:
         try:
-            sock = self.ensure(_family_of(host))
+            sock = self.ensure(family_of(host))
             if not self.is_udp:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
@@ -237,7 +251,7 @@ class LuaSocket:
     def connect_start(self, host: str, port: int) -> Answer:
         """Begin a connect to one address; 1, an error, or a wait for its outcome."""
         try:
-            sock = self.ensure(_family_of(host))
+            sock = self.ensure(family_of(host))
             code = sock.connect_ex((host, port))
         except OSError as exc:
             return None, error_text(exc)
@@ -267,30 +281,56 @@ class LuaSocket:
             self.sock = None
 
     def receive(self, mode: bytes, count: int, first: bool, timed_out: bool) -> Answer:
-        """``*l`` (mode ``l``), ``*a`` (``a``) or *count* bytes (``n``)."""
+        """``*l`` (mode ``l``), ``*a`` (``a``) or *count* bytes (``n``): the answer, or a
+        wait whose wake-up carries the answer (the hub reads for it: :meth:`on_readable`).
+        Called again with *timed_out* when the wait's deadline passed."""
         if self.closed:
             return None, b"closed", b""
+        if timed_out:
+            self._receiving = None
+            found = self._take(mode, count)
+            return (
+                (found, None, None)
+                if found is not None
+                else (None, b"timeout", self._take_partial(mode))
+            )
+        answer = self._receive_now(mode, count)
+        if answer is not None:
+            return answer
+        deadline = self._deadline(first)
+        if deadline <= trio.current_time():
+            if not self._ready:  # no wait: ask the kernel itself, not the hub
+                self._ready = True
+                answer = self._receive_now(mode, count)
+                if answer is not None:
+                    return answer
+            return None, b"timeout", self._take_partial(mode)
+        token, suspension = self._park(deadline)
+        self._receiving = (token, mode, count)
+        return None, None, token, suspension
+
+    def _receive_now(self, mode: bytes, count: int) -> Answer | None:
+        """The answer from what was read and what the kernel has, or None: wait."""
+        buffer = self.buffer
         while True:
             found = self._take(mode, count)
             if found is not None:
-                return (found,)
-            if timed_out:
-                return None, b"timeout", self._take_partial(mode)
+                return found, None, None
             if self.eof:
-                if mode == b"a" and self.buffer:
-                    data = bytes(self.buffer)
-                    self.buffer.clear()
-                    return (data,)
+                if mode == b"a" and buffer:
+                    data = bytes(buffer)
+                    buffer.clear()
+                    return data, None, None
                 return None, b"closed", self._take_partial(mode)
+            if not self._ready:
+                return None  # (the kernel had nothing at the last read: the hub says when)
             sock = self.sock
             assert sock is not None
             try:
                 data = sock.recv(RECV_SIZE)
             except BlockingIOError:
-                wait = self._wait_readable(first)
-                if wait is None:
-                    return None, b"timeout", self._take_partial(mode)
-                return wait
+                self._ready = not self._in_hub
+                return None
             except OSError as exc:
                 message = error_text(exc)
                 self.eof = message == b"closed"
@@ -300,9 +340,15 @@ class LuaSocket:
             if not data:
                 self.eof = True
                 continue
-            self.received += len(data)
-            self.sockets.bytes_received += len(data)
-            self.buffer += data
+            size = len(data)
+            self.received += size
+            self.sockets.bytes_received += size
+            if size < RECV_SIZE and self._in_hub and not self._hangup:
+                self._ready = False  # a short read emptied the kernel buffer
+            if buffer:
+                buffer += data
+            else:
+                self.buffer = buffer = bytearray(data)
 
     def _take(self, mode: bytes, count: int) -> bytes | None:
         buffer = self.buffer
@@ -358,7 +404,7 @@ class LuaSocket:
     # -- UDP --------------------------------------------------------------------
     def send_datagram(self, data: bytes, host: str | None, port: int) -> Answer:
         try:
-            sock = self.ensure(_family_of(host) if host else socket.AF_INET)
+            sock = self.ensure(family_of(host) if host else socket.AF_INET)
             sent = sock.send(data) if host is None else sock.sendto(data, (host, port))
         except BlockingIOError:
             return None, b"timeout"
@@ -389,7 +435,7 @@ class LuaSocket:
         """``setpeername("*")``: connect to AF_UNSPEC, which dissolves the association."""
         if self.sock is not None:
             try:
-                _dissolve(self.sock)
+                dissolve(self.sock)
             except OSError as exc:
                 return None, error_text(exc)
         self.kind = "unconnected"
@@ -397,48 +443,16 @@ class LuaSocket:
 
     # -- either ---------------------------------------------------------------------
     def setoption(self, name: bytes, value: object) -> Answer:
-        option = _OPTIONS.get(name)
-        if option is None or self.sock is None:
-            return None, b"unsupported option" if option is None else b"closed"
-        level, number, kind = option
-        try:
-            if kind == "linger":
-                on, seconds = value if isinstance(value, tuple) else (False, 0)
-                packed = struct.pack("ii", 1 if on else 0, int(seconds))
-                self.sock.setsockopt(level, number, packed)
-            elif kind == "bool":
-                self.sock.setsockopt(level, number, 1 if value else 0)
-            else:
-                assert isinstance(value, int | float)
-                self.sock.setsockopt(level, number, int(value))
-        except OSError as exc:
-            return None, error_text(exc)
-        return (1.0,)
+        return set_option(self.sock, name, value)
 
     def getoption(self, name: bytes) -> Answer:
-        if name == b"error":
-            if self.sock is None:
-                return None, b"closed"
-            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            return (error_text(code) if code else None,)
-        option = _OPTIONS.get(name)
-        if option is None or self.sock is None:
-            return None, b"unsupported option" if option is None else b"closed"
-        level, number, kind = option
-        try:
-            if kind == "linger":
-                on, seconds = struct.unpack("ii", self.sock.getsockopt(level, number, 8))
-                return bool(on), seconds
-            raw = self.sock.getsockopt(level, number)
-        except OSError as exc:
-            return None, error_text(exc)
-        return (bool(raw),) if kind == "bool" else (float(raw),)
+        return get_option(self.sock, name)
 
     def getsockname(self) -> Answer:
-        return _name(self.sock, peer=False)
+        return address_of(self.sock, peer=False)
 
     def getpeername(self) -> Answer:
-        return _name(self.sock, peer=True)
+        return address_of(self.sock, peer=True)
 
     def getfd(self) -> float:
         return float(self.sock.fileno()) if self.sock is not None and not self.closed else -1.0
@@ -456,6 +470,9 @@ class LuaSocket:
                 self._in_hub = False
             notify_closing(sock)
             sock.close()
+        receiving, self._receiving = self._receiving, None
+        if receiving is not None:
+            self.parker.wake(receiving[0], (None, b"closed", self._take_partial(receiving[1])))
         self._wake_readers()
         for event in self._selects:
             event.set()
@@ -471,51 +488,3 @@ class LuaSocket:
     def unwatch(self, event: trio.Event) -> None:
         if event in self._selects:
             self._selects.remove(event)
-
-
-_OPTIONS: Final = {
-    b"keepalive": (socket.SOL_SOCKET, socket.SO_KEEPALIVE, "bool"),
-    b"linger": (socket.SOL_SOCKET, socket.SO_LINGER, "linger"),
-    b"reuseaddr": (socket.SOL_SOCKET, socket.SO_REUSEADDR, "bool"),
-    b"reuseport": (socket.SOL_SOCKET, socket.SO_REUSEPORT, "bool"),
-    b"broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST, "bool"),
-    b"dontroute": (socket.SOL_SOCKET, socket.SO_DONTROUTE, "bool"),
-    b"tcp-nodelay": (socket.IPPROTO_TCP, socket.TCP_NODELAY, "bool"),
-    b"tcp-keepidle": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, "int"),
-    b"tcp-keepcnt": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, "int"),
-    b"tcp-keepintvl": (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, "int"),
-    b"ipv6-v6only": (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, "bool"),
-    b"ip-multicast-ttl": (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, "int"),
-    b"ip-multicast-loop": (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, "bool"),
-    b"ipv6-unicast-hops": (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, "int"),
-    b"ipv6-multicast-hops": (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, "int"),
-    b"ipv6-multicast-loop": (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, "bool"),
-}
-
-
-def _dissolve(sock: socket.socket) -> None:
-    """Dissolve a UDP association (connect to AF_UNSPEC, as LuaSocket does)."""
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    unspec = (ctypes.c_ubyte * 16)()  # sa_family 0 = AF_UNSPEC
-    if libc.connect(sock.fileno(), unspec, 16) != 0:
-        code = ctypes.get_errno()
-        if code not in (0, errno.EAFNOSUPPORT):
-            raise OSError(code, os.strerror(code))
-
-
-def _family_of(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def _name(sock: socket.socket | None, *, peer: bool) -> Answer:
-    if sock is None:
-        return None, b"closed"
-    try:
-        address = sock.getpeername() if peer else sock.getsockname()
-    except OSError as exc:
-        return None, error_text(exc)
-    family = b"inet6" if sock.family == socket.AF_INET6 else b"inet"
-    return address[0].encode(), str(address[1]).encode(), family  # (the port as a string)

@@ -20,7 +20,7 @@ import trio
 from .._core.addresses import IPAddress, SocketAddress
 from .._core.blacklist import Blacklist
 from .._core.config import Settings
-from .._core.events import DatagramReceived, DataReceived, Event, Reads
+from .._core.events import DatagramReceived, DataReceived, Event, Reads, Resumed
 from .._lua.bridge import LuaBridge
 from .hub import Hub
 from .tasks import Crashable, start_contained
@@ -103,7 +103,7 @@ class Sockets:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # shutting down: no Lua runs any more
 
-    def deliver(self, read: DataReceived[Any] | DatagramReceived[Any]) -> None:
+    def deliver(self, read: DataReceived[Any] | DatagramReceived[Any] | Resumed) -> None:
         """Hand a read to the executor: it joins the batch posted last, when the batch
         is still the newest thing on the channel, so events keep the order they
         happened in while a burst of reads costs one channel message."""

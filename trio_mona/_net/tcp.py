@@ -21,7 +21,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -36,14 +35,12 @@ from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
 from .tasks import INTERNAL_ERROR
+from .writes import send_queued
 
 if TYPE_CHECKING:
     from .._lua.bridge import LuaTable
 
 log = logging.getLogger("trio_mona")
-
-#: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
-GATHER_MAX: Final = 64
 
 
 class Accepting(Protocol):
@@ -375,26 +372,19 @@ class TCPConnection(Endpoint):
         await event.wait()
 
     def _write_some(self, sock: socket.socket) -> None:
-        """Send from the queue until it is empty or the kernel buffer is full; several
-        queued chunks go in one gathering ``sendmsg`` (no copy to join them)."""
+        """Send from the queue until it is empty or the kernel buffer is full."""
         out = self._out
         while out:
-            chunks = list(islice(out, GATHER_MAX))
             try:
-                sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
+                sent, full = send_queued(sock, out)
             except BlockingIOError:
                 break
             self._out_size -= sent
             self.sockets.unsent -= sent
             self.sockets.bytes_sent += sent
             self._last_send = time.monotonic()
-            for chunk in chunks:
-                if sent < len(chunk):  # the kernel buffer is full
-                    out[0] = memoryview(chunk)[sent:]
-                    self._read_more()
-                    return
-                sent -= len(chunk)
-                out.popleft()
+            if full:
+                break
         self._read_more()
 
     async def _flush(self) -> None:

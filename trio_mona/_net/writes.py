@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+import socket
+from collections import deque
+from itertools import islice
+from typing import Final, Protocol
 
 import attrs
 
 from .tasks import Crashable
 
 log = logging.getLogger("trio_mona")
+
+#: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
+GATHER_MAX: Final = 64
+
+
+def send_queued(sock: socket.socket, out: deque[bytes | memoryview]) -> tuple[int, bool]:
+    """One gathering send from the front of *out* (no copy to join the chunks): drop
+    what the kernel took, trimming a chunk it took part of. Returns the bytes sent and
+    whether the kernel buffer is full. Raises ``BlockingIOError`` when it took nothing,
+    ``OSError`` when the socket failed."""
+    chunks = list(islice(out, GATHER_MAX))
+    sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
+    left = sent
+    for chunk in chunks:
+        if left < len(chunk):
+            out[0] = memoryview(chunk)[left:]
+            return sent, True
+        left -= len(chunk)
+        out.popleft()
+    return sent, False
 
 
 class Writable(Crashable, Protocol):

@@ -1,0 +1,123 @@
+"""LuaSocket's words and options for what the system says (``_net/luasocket.py``)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from typing import Final
+
+#: A LuaSocket method's answer (see ``_net/luasocket.py``).
+Answer = tuple[object, ...]
+
+
+def error_text(exc: OSError | int) -> bytes:
+    """LuaSocket's message for a system error (its own words for the common ones)."""
+    code = exc if isinstance(exc, int) else (exc.errno or 0)
+    if code in (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE):
+        return b"closed"
+    if code == errno.ETIMEDOUT:
+        return b"timeout"
+    known = _ERRORS.get(code)
+    if known is not None:
+        return known
+    return (os.strerror(code) if code else str(exc)).encode()
+
+
+_ERRORS: Final = {
+    errno.EADDRINUSE: b"address already in use",
+    errno.EISCONN: b"already connected",
+    errno.EACCES: b"permission denied",
+    errno.ECONNREFUSED: b"connection refused",
+}
+
+
+_OPTIONS: Final = {
+    b"keepalive": (socket.SOL_SOCKET, socket.SO_KEEPALIVE, "bool"),
+    b"linger": (socket.SOL_SOCKET, socket.SO_LINGER, "linger"),
+    b"reuseaddr": (socket.SOL_SOCKET, socket.SO_REUSEADDR, "bool"),
+    b"reuseport": (socket.SOL_SOCKET, socket.SO_REUSEPORT, "bool"),
+    b"broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST, "bool"),
+    b"dontroute": (socket.SOL_SOCKET, socket.SO_DONTROUTE, "bool"),
+    b"tcp-nodelay": (socket.IPPROTO_TCP, socket.TCP_NODELAY, "bool"),
+    b"tcp-keepidle": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, "int"),
+    b"tcp-keepcnt": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, "int"),
+    b"tcp-keepintvl": (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, "int"),
+    b"ipv6-v6only": (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, "bool"),
+    b"ip-multicast-ttl": (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, "int"),
+    b"ip-multicast-loop": (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, "bool"),
+    b"ipv6-unicast-hops": (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, "int"),
+    b"ipv6-multicast-hops": (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, "int"),
+    b"ipv6-multicast-loop": (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, "bool"),
+}
+
+
+def dissolve(sock: socket.socket) -> None:
+    """Dissolve a UDP association (connect to AF_UNSPEC, as LuaSocket does)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    unspec = (ctypes.c_ubyte * 16)()  # sa_family 0 = AF_UNSPEC
+    if libc.connect(sock.fileno(), unspec, 16) != 0:
+        code = ctypes.get_errno()
+        if code not in (0, errno.EAFNOSUPPORT):
+            raise OSError(code, os.strerror(code))
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def address_of(sock: socket.socket | None, *, peer: bool) -> Answer:
+    if sock is None:
+        return None, b"closed"
+    try:
+        address = sock.getpeername() if peer else sock.getsockname()
+    except OSError as exc:
+        return None, error_text(exc)
+    family = b"inet6" if sock.family == socket.AF_INET6 else b"inet"
+    return address[0].encode(), str(address[1]).encode(), family  # (the port as a string)
+
+
+def set_option(sock: socket.socket | None, name: bytes, value: object) -> Answer:
+    """``setoption``: 1, or nil and an error (\"unsupported option\": Lua raises)."""
+    option = _OPTIONS.get(name)
+    if option is None or sock is None:
+        return None, b"unsupported option" if option is None else b"closed"
+    level, number, kind = option
+    try:
+        if kind == "linger":
+            on, seconds = value if isinstance(value, tuple) else (False, 0)
+            packed = struct.pack("ii", 1 if on else 0, int(seconds))
+            sock.setsockopt(level, number, packed)
+        elif kind == "bool":
+            sock.setsockopt(level, number, 1 if value else 0)
+        else:
+            assert isinstance(value, int | float)
+            sock.setsockopt(level, number, int(value))
+    except OSError as exc:
+        return None, error_text(exc)
+    return (1.0,)
+
+
+def get_option(sock: socket.socket | None, name: bytes) -> Answer:
+    """``getoption``: the value(s), or nil and an error."""
+    if name == b"error":
+        if sock is None:
+            return None, b"closed"
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return (error_text(code) if code else None,)
+    option = _OPTIONS.get(name)
+    if option is None or sock is None:
+        return None, b"unsupported option" if option is None else b"closed"
+    level, number, kind = option
+    try:
+        if kind == "linger":
+            on, seconds = struct.unpack("ii", sock.getsockopt(level, number, 8))
+            return bool(on), seconds
+        raw = sock.getsockopt(level, number)
+    except OSError as exc:
+        return None, error_text(exc)
+    return (bool(raw),) if kind == "bool" else (float(raw),)
