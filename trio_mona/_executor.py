@@ -77,6 +77,9 @@ class _Pending:
     owner: bytes
     #: Cancels the task that awaits the work or the deadline (None: no task).
     scope: trio.CancelScope | None = None
+    #: Its resumption is on its way (a second wake-up, e.g. data after the
+    #: deadline fired, is refused: the data stays for the next call).
+    woken: bool = False
 
 
 #: What a parked coroutine resumes with when its deadline passes.
@@ -90,7 +93,11 @@ class Waits:
 
     def __init__(self) -> None:
         self._tokens = itertools.count(1)
-        self.executor: Executor | None = None
+
+    def bind(self, executor: Executor) -> None:
+        """Wake through *executor* from now on."""
+        self.wake = executor.wake  # type: ignore[method-assign]
+        self.waits = executor.waits  # type: ignore[method-assign]
 
     def wait_for(
         self, owner: bytes, work: Callable[[], Awaitable[tuple[object, ...]]]
@@ -103,11 +110,10 @@ class Waits:
         return token, Suspension(token, None, deadline, owner)
 
     def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
-        if self.executor is not None:
-            self.executor.wake(token, values)
+        """(Before :meth:`bind`, nothing waits.)"""
 
     def waits(self, token: int) -> bool:
-        return self.executor is not None and self.executor.waits(token)
+        return False
 
 
 class Subject(Protocol):
@@ -219,12 +225,16 @@ class Executor:
         self._bridge.drop(token)
 
     def waits(self, token: int) -> bool:
-        """Whether the coroutine of *token* still waits."""
-        return token in self._pending
+        """Whether the coroutine of *token* still waits (and no wake-up is on its way)."""
+        entry = self._pending.get(token)
+        return entry is not None and not entry.woken
 
     def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
-        """Resume a parked coroutine soon (nothing if it no longer waits)."""
-        if token in self._pending:
+        """Resume a parked coroutine soon (nothing if it no longer waits, or a wake-up
+        is on its way already)."""
+        entry = self._pending.get(token)
+        if entry is not None and not entry.woken:
+            entry.woken = True
             self._deliver(Resumed(token, values))
 
     def adopt(self, suspension: Suspension) -> None:
@@ -255,7 +265,8 @@ class Executor:
             work = suspension.work
             if work is None:
                 await trio.sleep_until(suspension.deadline)
-                values = TIMED_OUT
+                self.wake(suspension.token, TIMED_OUT)  # (unless a wake-up came first)
+                return
             else:
                 try:
                     values = await work()

@@ -101,7 +101,7 @@ class Runtime:
             sockets.writes,
             sockets.deliver,
         )
-        self._waits.executor = self._executor
+        self._waits.bind(self._executor)
         self._applications = Applications(
             self._bridge, nursery, self._in_executor, self._close_owned, apps_dir
         )

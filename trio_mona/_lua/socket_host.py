@@ -77,9 +77,7 @@ class SocketHost:
             "ls_accept": lambda first, timed_out, h: h.accept(first, timed_out),
             "ls_connect_start": lambda h, ip, port: h.connect_start(_text(ip), int(port)),
             "ls_connect_finish": LuaSocket.connect_finish,
-            "ls_receive": lambda h, mode, count, first, timed_out: h.receive(
-                mode, int(count), first, timed_out
-            ),
+            "ls_receive": LuaSocket.receive,
             "ls_send": LuaSocket.send,
             "ls_shutdown": LuaSocket.shutdown,
             "ls_getstats": lambda h: (h.received, h.sent, time.monotonic() - h.born),

@@ -38,6 +38,7 @@ from .luasocket_options import (
     get_option,
     set_option,
 )
+from .luasocket_send import Outgoing
 
 if TYPE_CHECKING:
     from .sockets import Sockets
@@ -99,6 +100,8 @@ class LuaSocket:
     _hangup: bool = False
     _in_hub: bool = False
     _selects: list[trio.Event] = attrs.field(factory=list)
+    #: What sends queued (a TCP client).
+    _outgoing: Outgoing | None = None
 
     def __repr__(self) -> str:
         return f"<LuaSocket {self.kind}>"
@@ -117,6 +120,8 @@ class LuaSocket:
 
     def _deadline(self, first: bool) -> float:
         """When the current wait gives up (inf: never; <= now: at once)."""
+        if self.block < 0 and self.total < 0:
+            return math.inf  # (the default: no clock to read)
         now = trio.current_time()
         if first:
             self._started = now
@@ -280,12 +285,13 @@ class LuaSocket:
             self.sock.close()
             self.sock = None
 
-    def receive(self, mode: bytes, count: int, first: bool, timed_out: bool) -> Answer:
+    def receive(self, mode: bytes, size: float, first: bool, timed_out: bool) -> Answer:
         """``*l`` (mode ``l``), ``*a`` (``a``) or *count* bytes (``n``): the answer, or a
         wait whose wake-up carries the answer (the hub reads for it: :meth:`on_readable`).
         Called again with *timed_out* when the wait's deadline passed."""
         if self.closed:
             return None, b"closed", b""
+        count = int(size)  # (a float on LuaJIT)
         if timed_out:
             self._receiving = None
             found = self._take(mode, count)
@@ -298,7 +304,7 @@ class LuaSocket:
         if answer is not None:
             return answer
         deadline = self._deadline(first)
-        if deadline <= trio.current_time():
+        if deadline < math.inf and deadline <= trio.current_time():
             if not self._ready:  # no wait: ask the kernel itself, not the hub
                 self._ready = True
                 answer = self._receive_now(mode, count)
@@ -373,32 +379,53 @@ class LuaSocket:
         return data.replace(b"\r", b"") if mode == b"l" else data
 
     def send(self, data: bytes, done: int, first: bool, timed_out: bool) -> Answer:
-        """Send ``data[done:]``; the number sent so far, an error with it, or a wait."""
+        """Queue ``data[done:]`` (docs: lua/luasocket): the bytes taken, an error with
+        the bytes taken so far, or a wait while the queue is full."""
         if self.closed or self.sock is None:
             return None, b"closed", done
-        if timed_out:
-            return None, b"timeout", done
-        view = memoryview(data)
-        while done < len(data):
-            try:
-                sent = self.sock.send(view[done:])
-            except BlockingIOError:
-                wait = self._wait_writable(first)
+        outgoing = self._outgoing
+        if outgoing is None:
+            outgoing = self._outgoing = Outgoing(self.sockets, self.sock)
+        size = len(data)
+        while done < size:
+            if outgoing.error is not None:
+                return None, outgoing.error, done
+            room = outgoing.room
+            if room <= 0:
+                outgoing.write_queued()
+                if outgoing.room > 0 or outgoing.error is not None:
+                    continue
+                if timed_out:
+                    return None, b"timeout", done
+                wait = self._wait_drained(outgoing, first)
                 return (*wait, done) if wait is not None else (None, b"timeout", done)
-            except OSError as exc:
-                return None, error_text(exc), done
-            done += sent
-            self.sent += sent
-            self.sockets.bytes_sent += sent
+            take = min(room, size - done)
+            outgoing.add(data if take == size else data[done : done + take])
+            done += take
+            self.sent += take
         return (done,)
+
+    def _wait_drained(self, outgoing: Outgoing, first: bool) -> Answer | None:
+        deadline = self._deadline(first)
+        if deadline <= trio.current_time():
+            return None
+        drained = outgoing.drained = outgoing.drained or trio.Event()
+
+        async def until_drained() -> tuple[object, ...]:
+            with trio.move_on_at(deadline):
+                await drained.wait()
+                return ()
+            return TIMED_OUT
+
+        token, suspension = self.parker.wait_for(self.owner, until_drained)
+        return None, None, token, suspension
 
     def shutdown(self, how: bytes) -> Answer:
         modes = {b"both": socket.SHUT_RDWR, b"send": socket.SHUT_WR, b"receive": socket.SHUT_RD}
         if self.sock is not None:
-            try:
-                self.sock.shutdown(modes[how])
-            except OSError:
-                pass  # (LuaSocket returns 1 whatever happened)
+            if self._outgoing is None:
+                self._outgoing = Outgoing(self.sockets, self.sock)
+            self._outgoing.shutdown(modes[how])
         return (1.0,)
 
     # -- UDP --------------------------------------------------------------------
@@ -468,8 +495,11 @@ class LuaSocket:
             if self._in_hub:
                 self.sockets.hub.unregister(sock.fileno())
                 self._in_hub = False
-            notify_closing(sock)
-            sock.close()
+            if self._outgoing is not None:
+                self._outgoing.close()  # (after what is queued)
+            else:
+                notify_closing(sock)
+                sock.close()
         receiving, self._receiving = self._receiving, None
         if receiving is not None:
             self.parker.wake(receiving[0], (None, b"closed", self._take_partial(receiving[1])))

@@ -1,0 +1,164 @@
+"""What a LuaSocket TCP client's ``send`` accepted and the kernel has not taken yet
+(docs/lua/luasocket.rst, "How waiting works").
+
+A ``send`` hands its bytes over at once, up to :data:`SEND_ROOM` queued per socket, and
+the executor writes every queue when its batch of events ends (:class:`Writes`), so a
+batch of replies leaves back to back as MonaServer-style sends do. Past the room the
+sending coroutine waits until the queue drains. Closing flushes what is queued first
+(within ``trio_mona.linger``), as the kernel does with what it buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+from trio.lowlevel import notify_closing, wait_writable
+
+from .luasocket_options import error_text
+from .writes import send_queued
+
+if TYPE_CHECKING:
+    from .sockets import Sockets
+
+log = logging.getLogger("trio_mona")
+
+#: Bytes a socket's sends may have queued before a send waits for them to drain.
+SEND_ROOM: Final = 256 * 1024
+
+
+@attrs.define(eq=False, repr=False)
+class Outgoing:
+    sockets: Sockets
+    sock: socket.socket
+    out: deque[bytes | memoryview] = attrs.field(factory=deque)
+    size: int = 0
+    #: Why writing failed (the next ``send`` reports it).
+    error: bytes | None = None
+    _flushing: bool = False
+    #: Set when the queue has room again (a waiting send goes on).
+    drained: trio.Event | None = None
+    #: ``shutdown`` came with bytes queued: done once they are written.
+    _then_shutdown: int | None = None
+    #: ``close`` came with bytes queued: the socket closes once they are written.
+    _then_close: bool = False
+    _linger_scope: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<LuaSocket send queue {self.size} bytes>"
+
+    @property
+    def room(self) -> int:
+        return SEND_ROOM - self.size
+
+    def add(self, chunk: bytes) -> None:
+        """Queue *chunk*; it is written when the batch ends (at once for the last known
+        event, which keeps a lone connection's latency)."""
+        self.out.append(chunk)
+        self.size += len(chunk)
+        if self._flushing:
+            return
+        writes = self.sockets.writes
+        if writes.now:
+            self.write_queued()
+        elif len(self.out) == 1:
+            writes.pending.append(self)
+
+    def write_queued(self) -> None:
+        """Write what the kernel takes now; a task writes the rest as it drains."""
+        if self._flushing or not self.out:
+            return
+        self._write()
+        if self.out and self.error is None:
+            self._flushing = True
+            self.sockets.spawn(self, self._flush)
+
+    def _write(self) -> None:
+        out = self.out
+        try:
+            while out:
+                sent, full = send_queued(self.sock, out)
+                self.size -= sent
+                self.sockets.bytes_sent += sent
+                if full:
+                    break
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._fail(error_text(exc))
+        if self.size < SEND_ROOM and self.drained is not None:
+            self.drained.set()
+            self.drained = None
+
+    def _fail(self, error: bytes) -> None:
+        self.error = error
+        self.out.clear()
+        self.size = 0
+
+    def crashed(self) -> None:
+        self._fail(b"closed")
+
+    async def _flush(self) -> None:
+        sock = self.sock
+        try:
+            while self.out and self.error is None:
+                await wait_writable(sock)
+                self._write()
+        except (OSError, trio.ClosedResourceError):
+            self._fail(b"closed")
+        finally:
+            self._flushing = False
+            if self.drained is not None:
+                self.drained.set()
+                self.drained = None
+        self._after_flush()
+
+    def shutdown(self, how: int) -> None:
+        """Shut down part of the connection, after what is queued for ``SHUT_WR``."""
+        if self.out and how != socket.SHUT_RD:
+            self._then_shutdown = how
+            return
+        try:
+            self.sock.shutdown(how)
+        except OSError:
+            pass  # (LuaSocket returns 1 whatever happened)
+
+    def close(self) -> None:
+        """Close the socket, once what is queued is written (within the linger time)."""
+        self.write_queued()
+        if not self.out or self.error is not None:
+            _close(self.sock)
+            return
+        self._then_close = True
+        linger = self.sockets.settings.linger
+
+        async def give_up() -> None:
+            with trio.CancelScope() as self._linger_scope:
+                await trio.sleep(linger)
+                if self._then_close:
+                    log.warning("%r: closed after the linger time with bytes unsent", self)
+                    self._fail(b"closed")
+                    self._then_close = False
+                    _close(self.sock)
+
+        self.sockets.spawn(self, give_up)
+
+    def _after_flush(self) -> None:
+        if self._then_shutdown is not None and self.error is None:
+            how, self._then_shutdown = self._then_shutdown, None
+            self.shutdown(how)
+        if self._then_close:
+            self._then_close = False
+            _close(self.sock)
+            if self._linger_scope is not None:
+                self._linger_scope.cancel()
+
+
+def _close(sock: socket.socket) -> None:
+    if sock.fileno() >= 0:
+        notify_closing(sock)
+        sock.close()
