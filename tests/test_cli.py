@@ -223,3 +223,30 @@ def test_a_signal_stops_a_handler_that_never_returns(tmp_path: Path) -> None:
         assert process.wait(timeout=10) == 0
     assert time.monotonic() - started < 2  # the handler bound is 5 s
     assert "shutting down: handler stopped" in process.stderr.read()
+
+
+def test_os_exit_stops_in_order_with_its_code(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "main.lua").write_text(
+        "function onStop() NOTE('onStop ran') end\n"
+        "local socket = require 'socket'\n"
+        "socket.sleep(0.05)\n"  # (after the start: the main chunk waited first)
+        "pcall(os.exit, 7)\n"  # no pcall catches it
+        "NOTE('not reached')\n"
+    )
+    result = trio_mona("run", str(apps), "--log-level", "NOTE")
+    assert result.returncode == 7, result.stderr
+    assert "onStop ran" in result.stderr
+    assert "not reached" not in result.stderr
+    assert "failed" not in result.stderr
+
+
+def test_os_exit_in_the_main_chunk_before_it_waits(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "main.lua").write_text("print('working') os.exit(false)\n")
+    result = trio_mona("run", str(apps))
+    assert result.returncode == 1
+    assert "working" in result.stderr
+    assert "cannot" not in result.stderr

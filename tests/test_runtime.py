@@ -238,3 +238,31 @@ async def test_hot_reload_keeps_the_applications_when_it_cannot_look(
         await stream.send_all(b"x")  # the connection is still open (no onData: ignored)
         await wait_until(lambda: runtime.statistics().bytes_received == 1)
         assert runtime.statistics().tcp_connections == 1
+
+
+async def test_serve_returns_the_code_given_to_os_exit(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "main.lua").write_text(
+        "stopped = false\n"
+        "function onStop() stopped = true end\n"
+        "server = mona:createTCPServer()\n"
+        "function server:onConnection(client)\n"
+        "  function client:onData(data) os.exit(tonumber(data)) self:send('after') end\n"
+        "end\n"
+        "server:start('127.0.0.1', 0)\n"
+    )
+    results: list[int] = []
+
+    async def run(task_status: trio.TaskStatus[trio_mona.Runtime]) -> None:
+        results.append(await trio_mona.serve(apps, task_status=task_status))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            runtime = await nursery.start(run)
+            stream = await trio.open_tcp_stream("127.0.0.1", runtime.bound_addresses[0].port)
+            await stream.send_all(b"5")
+            received = await stream.receive_some(10)
+    assert results == [5]
+    assert runtime.exit_code == 5
+    assert received == b""  # the handler stopped at os.exit: nothing after it was sent

@@ -1,6 +1,7 @@
 """The ``trio-mona`` command line (docs/cli.rst).
 
-Exit codes: 0 after a signal, 1 when the applications cannot start, 2 on a usage error.
+Exit codes: 0 after a signal, the code an application gave ``os.exit``, 1 when the
+applications cannot start, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace) -> int:
     # The signal handlers come first: a signal stops even a handler that never returns
     # (see _signals.py), and one during the start ends it with exit code 0.
     stop = trio.Event()
@@ -87,13 +88,24 @@ async def _serve(args: argparse.Namespace) -> None:
                 settings=args.settings,
                 engine=args.lua,
                 arguments=args.arguments,
-            ):
-                await stop.wait()
+            ) as runtime:
+                async with trio.open_nursery() as nursery:
+
+                    async def on_exit() -> None:
+                        await runtime.wait_for_exit()
+                        stop.set()
+
+                    nursery.start_soon(on_exit)
+                    await stop.wait()
+                    nursery.cancel_scope.cancel()
+                if runtime.exit_code is not None:
+                    return runtime.exit_code
                 log.info("%s received: shutting down", signal.Signals(received[0]).name)
         except StartupError:
             if not received:
                 raise
             log.info("%s received during the start", signal.Signals(received[0]).name)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,11 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-6s %(name)s %(filename)s:%(lineno)d %(message)s",
     )
     try:
-        trio.run(_serve, args)
+        return trio.run(_serve, args)
     except StartupError as exc:
         print(f"trio-mona: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def console_main() -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn, final
+from typing import Any, final
 
 import attrs
 import trio
@@ -106,6 +106,8 @@ class Runtime:
             self._bridge, nursery, self._in_executor, self._close_owned, apps_dir
         )
         self._background_scope = trio.CancelScope()
+        self._exit_code: int | None = None
+        self._exit_requested = trio.Event()
 
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
@@ -131,6 +133,7 @@ class Runtime:
         table: dict[str, object] = {
             **socket_host.functions(),
             "adopt": lambda suspension: self._executor.adopt(suspension),
+            "exit": self._exit,
             "internal_error": host.internal_error,
             "stopping": stop_requested,
             "log": host.LuaLog(),
@@ -193,6 +196,25 @@ class Runtime:
     def bound_addresses(self) -> tuple[BoundAddress, ...]:
         """Where the applications' servers and sockets are bound, oldest first."""
         return tuple(self._sockets.bound_addresses.values())
+
+    @property
+    def exit_code(self) -> int | None:
+        """The code an application passed to ``os.exit``, or None (it did not)."""
+        return self._exit_code
+
+    async def wait_for_exit(self) -> int:
+        """Wait until an application calls ``os.exit``; return its code. (The runtime
+        goes on serving until the ``open_runtime`` block ends: :func:`serve` and the
+        command line end it then.)"""
+        await self._exit_requested.wait()
+        assert self._exit_code is not None
+        return self._exit_code
+
+    def _exit(self, code: int) -> None:
+        if self._exit_code is None:
+            log.info("an application called os.exit(%d): stopping", code)
+            self._exit_code = int(code)
+        self._exit_requested.set()
 
     def statistics(self) -> RuntimeStatistics:
         """Counters and gauges, for monitoring and tests."""
@@ -280,7 +302,7 @@ class Runtime:
             main = self._apps_dir / "main.lua"
             raise StartupError(f"{main}: cannot read the root application: no such file")
         error = await self._applications.start(found)
-        if error is not None:
+        if error is not None and self._exit_code is None:
             raise StartupError(error)
         self._nursery.start_soon(self._background)
 
@@ -421,8 +443,9 @@ async def serve(
     engine: str | None = None,
     arguments: Sequence[str] = (),
     task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Serve the applications in *apps_dir* until cancelled.
+) -> int:
+    """Serve the applications in *apps_dir* until cancelled, or until an application
+    calls ``os.exit``: then stop in order and return its exit code.
 
     Use it as ``runtime = await nursery.start(serve, apps_dir)``: the runtime is handed
     back once every ``onStart`` has run. Arguments are as for :func:`open_runtime`.
@@ -431,5 +454,5 @@ async def serve(
         apps_dir, config_file=config_file, settings=settings, engine=engine, arguments=arguments
     ) as runtime:
         task_status.started(runtime)
-        await trio.sleep_forever()
-    raise AssertionError("unreachable")  # pragma: no cover
+        code = await runtime.wait_for_exit()
+    return code

@@ -132,7 +132,7 @@ end
 -- returns nil on success or the error message.
 local function call_job(fn, what, owner_and_arg)
   local ok, err = xpcall(fn, with_traceback, owner_and_arg[2])
-  if ok then return nil end
+  if ok or err == shared.EXIT then return nil end -- (os.exit: the runtime stops)
   report(owner_and_arg[1], what, err, fn)
   return tostring(err)
 end

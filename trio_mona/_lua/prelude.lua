@@ -269,7 +269,11 @@ end
 -- The message handler of every handler call: the error and the stack where it was
 -- raised; an error object that is no string is named as the standalone interpreter
 -- does (its __tostring, or its type).
+-- What os.exit raises to end its handler: not an error to report.
+local EXIT = setmetatable({}, { __tostring = function() return "os.exit: the runtime stops" end })
+
 local function with_traceback(err)
+  if err == EXIT then return EXIT end
   if type(err) ~= "string" then
     local mt = raw_getmetatable(err)
     if mt ~= nil and rawget(mt, "__tostring") ~= nil then
@@ -284,6 +288,7 @@ end
 -- Log an error raised by `fn` (a handler, a main chunk), with the file and line from
 -- the error, or where `fn` is defined when the error has none (out of memory).
 local function report(owner, what, err, fn)
+  if err == EXIT then return end
   -- Drop the frames of the prelude's own dispatch below the handler.
   local text = gsub(tostring(err), "\n%s*%[C%]: in %a+ 'xpcall'.*$", "")
   local source, line = error_position(text)
@@ -328,7 +333,7 @@ local function settle_adopted(co, ok, tag, value, request)
     return request
   end
   adopted[co], workers[co] = nil, nil -- it ended, or yielded: the application's again
-  if not ok then report("", "coroutine", traceback(co, tostring(tag))) end
+  if not ok and tag ~= EXIT then report("", "coroutine", traceback(co, tostring(tag))) end
   return 0
 end
 
@@ -389,6 +394,23 @@ runaway_state.hook = function(co)
 end
 
 function api.set_handler_timeout(seconds) budget = seconds end
+
+-- os.exit([code]): the runtime stops in order, with that exit code (true or none: 0,
+-- false: 1); the calling handler ends here, and no pcall can catch that.
+lib.on_exit = function(code)
+  if code == nil or code == true then
+    code = 0
+  elseif code == false then
+    code = 1
+  else
+    code = tonumber(code)
+    if code == nil then argerror("exit", 1, "number or boolean", code) end
+    code = floor(code)
+  end
+  host.exit(code)
+  runaway_state.expired = true
+  error(EXIT, 0)
+end
 
 -- Run a worker coroutine until it returns or yields: one job, or the rest of one that
 -- waited. What it sent and held goes to Python when it stops (see end_holding).
@@ -510,6 +532,7 @@ end
 -- What _lua/objects.lua and _lua/applications.lua use, re-bound as locals there.
 return {
   ERROR_LEVEL = ERROR_LEVEL,
+  EXIT = EXIT,
   INFO_LEVEL = INFO_LEVEL,
   LEVELS = LEVELS,
   WARN_LEVEL = WARN_LEVEL,

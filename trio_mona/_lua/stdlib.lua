@@ -308,6 +308,14 @@ coroutine.resume, coroutine.close = resume, co_close and close
 coroutine.create, coroutine.wrap = create, wrap
 G.pcall, G.xpcall = pcall_, xpcall_
 
+-- os.exit stops the runtime in order instead of ending the process at once (the
+-- prelude sets `lib.on_exit`; docs: lua/luasocket, "os.exit").
+os.exit = function(code)
+  local on_exit = lib.on_exit
+  if on_exit == nil then error("os.exit is not available before the runtime runs", 2) end
+  return on_exit(code)
+end
+
 local text_load = lib.loader(G)
 G.load = text_load
 G.loadstring = text_load
