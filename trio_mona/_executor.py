@@ -53,7 +53,7 @@ INLINE_POLLS = 8
 ROUND_SECONDS = 0.002
 
 
-@attrs.frozen
+@attrs.define(eq=False)  # (not frozen: one per wait, and a frozen init costs more)
 class Suspension:
     """What a suspending call hands the executor: a token and the work to await.
 

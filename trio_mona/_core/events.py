@@ -66,7 +66,7 @@ class Closed(Generic[Conn]):
     conn: Conn
 
 
-@attrs.frozen
+@attrs.define(eq=False)  # (not frozen: one per wake-up, and a frozen init costs more)
 class Resumed:
     """A suspended handler's awaited work finished with *values*."""
 
