@@ -245,3 +245,34 @@ async def test_luasocket_and_mona_objects_side_by_side(tmp_path: Path) -> None:
             "local r = c:receive(5) c:close() return r",
         )
         assert reply == b"HELLO"
+
+
+async def test_sockets_close_when_their_object_is_collected_or_the_app_unloads(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        assert runtime.statistics().luasockets == 1
+        await lua(runtime, "for i = 1, 5 do socket.udp():setsockname('127.0.0.1', 0) end")
+        assert runtime.statistics().luasockets == 6
+        if runtime.engine == "Lua 5.4":  # (LuaJIT's tables have no __gc)
+            await lua(runtime, "collectgarbage() collectgarbage()")
+            await lua(runtime, "return 1")  # (closed when the next job ends)
+            assert runtime.statistics().luasockets == 1
+    assert runtime.statistics().luasockets == 0
+
+
+async def test_connect_timeout_then_select_for_writing(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        port = tcp_port(runtime)
+        result = await lua(
+            runtime,
+            f"local c = socket.tcp() c:settimeout(0) "
+            f"local ok, err = c:connect('127.0.0.1', {port}) "
+            "local _, w = socket.select(nil, { c }, 2) "
+            f"local again = c:connect('127.0.0.1', {port}) "  # (says how it went)
+            "return tostring(ok), tostring(err), w[c] ~= nil, again, (c:getpeername())",
+        )
+        # (on loopback the connect may finish at once: 1, or "timeout" then writable)
+        assert result[0] in (b"1.0", b"nil")
+        assert result[1] in (b"nil", b"timeout")
+        assert result[2:] == (True, 1.0, b"127.0.0.1")

@@ -66,6 +66,8 @@ class RuntimeStatistics:
     #: Paths of the applications in the tree that are down: failed to load, or below
     #: one that did.
     applications_down: tuple[str, ...] = ()
+    #: LuaSocket objects (``require "socket"``) with a socket not closed yet.
+    luasockets: int = 0
 
 
 @final
@@ -232,6 +234,7 @@ class Runtime:
             lua_memory=self._bridge.memory_used(),
             applications=tuple(a.path for a in self._applications.all() if a.env is not None),
             applications_down=tuple(a.path for a in self._applications.all() if a.env is None),
+            luasockets=len(sockets.luasockets),
         )
 
     def _suspending(
@@ -336,7 +339,7 @@ class Runtime:
             await self._applications.stop()
         self._executor.stop_lua()
         sockets = self._sockets
-        for udp in [*sockets.udp_sockets, *sockets.luasockets]:
+        for udp in [*sockets.udp_sockets, *sockets.luasockets.values()]:
             udp.unload()
         sockets.connections_gone = trio.Event()
         for conn in list(sockets.connections):

@@ -414,12 +414,13 @@ end
 
 -- Run a worker coroutine until it returns or yields: one job, or the rest of one that
 -- waited. What it sent and held goes to Python when it stops (see end_holding).
-local to_close, closing = {}, 0 -- handles whose Lua object was collected (__gc)
-local close_socket = host_functions.ls_close
+-- LuaSocket objects collected (__gc), by serial number: their handles went with them.
+local to_close, closing = {}, 0
+local close_socket = host_functions.ls_close_collected
 
-local function close_later(h)
+local function close_later(serial)
   closing = closing + 1
-  to_close[closing] = h
+  to_close[closing] = serial
 end
 
 local function close_collected()

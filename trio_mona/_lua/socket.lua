@@ -20,6 +20,7 @@ local BLOCKSIZE = 2048 -- what socket.source reads at a time
 local handle_of = setmetatable({}, { __mode = "k" })  -- socket object -> Python handle
 local address_of = setmetatable({}, { __mode = "k" }) -- socket object -> "0x..." for tostring
 local family_of = setmetatable({}, { __mode = "k" })  -- "tcp" or "udp"
+local serial_of = setmetatable({}, { __mode = "k" })  -- the handle's number (for __gc)
 local classes = {} -- "tcp{client}" ... -> metatable
 local kind_of_mt = {} -- metatable -> "client", "server", ...
 
@@ -37,6 +38,7 @@ local function new_socket(family, h)
   address_of[t] = match(tostring(t), "0x%x+") or "0x0"
   handle_of[t] = h
   family_of[t] = family
+  serial_of[t] = host.ls_serial(h)
   return reclass(t)
 end
 
@@ -52,8 +54,9 @@ local function check(self, method, family, kinds)
   local expected = kinds == "any" and family .. "{any}"
     or family .. "{" .. (kinds.client and "client" or kinds.server and "server"
       or kinds.master and "master" or kinds.connected and "connected" or "unconnected") .. "}"
-  error(format("bad argument #1 to '%s' (%s expected, got %s)", method, expected,
-    typename(self)), 3)
+  local mt = raw_getmetatable(self)
+  local got = kind_of_mt[mt] and mt.__name or typename(self)
+  error(format("bad argument #1 to '%s' (%s expected, got %s)", method, expected, got), 3)
 end
 
 -- Repeat `attempt(first, timed_out)` until it answers something other than a wait.
@@ -98,7 +101,7 @@ end
 -- Methods, shared by every kind; each checks the kinds it is for.
 ---------------------------------------------------------------------------
 local CLIENT, SERVER, MASTER = { client = true }, { server = true }, { master = true }
-local CONNECTABLE = { master = true }
+local CONNECTABLE = { master = true, client = true }
 local tcp, udp = {}, {}
 
 local function common(methods, family)
@@ -340,7 +343,8 @@ local function define(family, kind, methods)
     __index = methods,
     __tostring = function(t) return name .. ": " .. address_of[t] end,
     __metatable = name,
-    __gc = function(t) local h = handle_of[t]; if h ~= nil then shared.close_later(h) end end,
+    -- (the handle itself may be collected with the object: its number stays)
+    __gc = function(t) local n = serial_of[t]; if n ~= nil then shared.close_later(n) end end,
     __name = name,
   }
   classes[name] = mt

@@ -65,6 +65,8 @@ class SocketHost:
             "ls_kind": lambda h: h.kind.encode(),
             "ls_family": lambda h: _family_name(h.family) if h.sock is not None else b"unspec",
             "ls_close": LuaSocket.close,
+            "ls_serial": lambda h: h.serial,
+            "ls_close_collected": self.close_collected,
             "ls_getsockname": LuaSocket.getsockname,
             "ls_getpeername": LuaSocket.getpeername,
             "ls_settimeout": lambda h, value, mode: h.settimeout(value, mode),
@@ -117,6 +119,12 @@ class SocketHost:
                 return None, str(exc).encode()
         handle.sockets.luasocket_opened(handle)
         return handle
+
+    def close_collected(self, serial: int) -> None:
+        """The Lua object of socket *serial* was collected: close the socket."""
+        handle = self._sockets().luasockets.get(serial)
+        if handle is not None:
+            handle.unload()
 
     @staticmethod
     def setoption(handle: LuaSocket, name: bytes, value: object, extra: object) -> Answer:

@@ -79,6 +79,8 @@ class LuaSocket:
     #: "master", "client", "server" (TCP), "unconnected", "connected" (UDP).
     kind: str
     family: int  #: AF_INET, AF_INET6, or AF_UNSPEC (a master that has no socket yet)
+    #: A number for it while it is open (``Sockets.luasocket_serials``).
+    serial: int = 0
     sock: socket.socket | None = None
     closed: bool = False
     #: Read from the kernel, not yet returned by ``receive``.
@@ -249,32 +251,42 @@ class LuaSocket:
         except OSError as exc:
             return None, error_text(exc)
         sock.setblocking(False)
-        client = LuaSocket(self.sockets, self.parker, self.owner, "client", sock.family, sock)
+        client = LuaSocket(self.sockets, self.parker, self.owner, "client", sock.family, sock=sock)
         self.sockets.luasocket_opened(client)
         return (client,)
 
     def connect_start(self, host: str, port: int) -> Answer:
-        """Begin a connect to one address; 1, an error, or a wait for its outcome."""
+        """Begin a connect to one address; 1, an error, or a wait for its outcome. A
+        connect that timed out leaves a client whose connect goes on: calling it
+        again answers how that went (as LuaSocket 3 does)."""
         try:
             sock = self.ensure(family_of(host))
             code = sock.connect_ex((host, port))
         except OSError as exc:
             return None, error_text(exc)
-        if code == 0:
+        if code in (0, errno.EISCONN):
             self.kind = "connected" if self.is_udp else "client"
             return (1.0,)
         if code not in (errno.EINPROGRESS, errno.EALREADY):
+            if self.kind == "master":
+                self.drop_socket()  # the next address starts on a fresh socket
             return None, error_text(code)
-        return self._wait_writable(True) or (None, b"timeout")
+        wait = self._wait_writable(True)
+        if wait is None:
+            self.kind = "client"
+            return None, b"timeout"
+        return wait
 
     def connect_finish(self, timed_out: bool) -> Answer:
         if self.sock is None or self.closed:
             return None, b"closed"
         if timed_out:
+            self.kind = "client"
             return None, b"timeout"
         code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
-            self.drop_socket()  # the next address starts on a fresh socket
+            if self.kind == "master":
+                self.drop_socket()
             return None, error_text(code)
         self.kind = "client"
         return (1.0,)

@@ -9,6 +9,7 @@ everything. It knows no handle class: only the small protocols below.
 
 from __future__ import annotations
 
+import itertools
 import math
 import socket
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,10 @@ class Owned(Protocol):
 
     def unload(self) -> None:
         """Its application is unloading: close it, with no more Lua events."""
+
+
+class Numbered(Owned, Protocol):
+    serial: int
 
 
 class Connection(Owned, Protocol):
@@ -85,8 +90,9 @@ class Sockets:
         self.unsent = 0
         self.connections: set[Connection] = set()
         self.udp_sockets: set[Owned] = set()
-        #: LuaSocket objects with a socket not closed yet (``require "socket"``).
-        self.luasockets: set[Owned] = set()
+        #: LuaSocket objects not closed yet (``require "socket"``), by serial number.
+        self.luasockets: dict[int, Owned] = {}
+        self._serials = itertools.count(1)
         self.bound_addresses: dict[Owned, BoundAddress] = {}
         self.connections_gone = trio.Event()
         self._send, self.receive = trio.open_memory_channel[Event](math.inf)
@@ -149,11 +155,12 @@ class Sockets:
     def unregister_udp(self, udp: Owned) -> None:
         self.udp_sockets.discard(udp)
 
-    def luasocket_opened(self, handle: Owned) -> None:
-        self.luasockets.add(handle)
+    def luasocket_opened(self, handle: Numbered) -> None:
+        handle.serial = next(self._serials)
+        self.luasockets[handle.serial] = handle
 
-    def luasocket_closed(self, handle: Owned) -> None:
-        self.luasockets.discard(handle)
+    def luasocket_closed(self, handle: Numbered) -> None:
+        self.luasockets.pop(handle.serial, None)
         self.unbound(handle)
 
     def listeners(self) -> list[Owned]:
@@ -162,6 +169,11 @@ class Sockets:
     def close_owned(self, owner: bytes) -> None:
         """Close what the application *owner* opened (it is being unloading): listeners
         and UDP sockets at once, connections after a flush, with no more Lua events."""
-        for handle in [*self.listeners(), *self.udp_sockets, *self.connections, *self.luasockets]:
+        for handle in [
+            *self.listeners(),
+            *self.udp_sockets,
+            *self.connections,
+            *self.luasockets.values(),
+        ]:
             if handle.owner == owner:
                 handle.unload()
