@@ -59,6 +59,12 @@ local function check(self, method, family, kinds)
   error(format("bad argument #1 to '%s' (%s expected, got %s)", method, expected, got), 3)
 end
 
+-- One value on success, nil and the message on failure (LuaSocket's counts).
+local function answer(r, err)
+  if r == nil then return nil, err end
+  return r
+end
+
 -- Repeat `attempt(first, timed_out)` until it answers something other than a wait.
 local function until_done(method, attempt, ...)
   local first, timed_out = true, false
@@ -126,11 +132,15 @@ local function common(methods, family)
       if type(value) ~= "table" then argerror("setoption", 2, "table", value) end
       return host.ls_setoption(h, name, value.on and true or false, tonumber(value.timeout) or 0)
     end
+    if sub(name, -11) == "-membership" then
+      if type(value) ~= "table" then argerror("setoption", 2, "table", value) end
+      return host.ls_setoption(h, name, value.multiaddr, value.interface)
+    end
     local r, err = host.ls_setoption(h, name, value, nil)
     if err == "unsupported option" then
       error(format("bad argument #2 to 'setoption' (unsupported option `%s')", name), 2)
     end
-    return r, err
+    return answer(r, err)
   end
   function methods:getoption(name)
     local h = check(self, "getoption", family, "any")
@@ -180,7 +190,7 @@ function tcp:listen(backlog)
   local h = check(self, "listen", "tcp", MASTER)
   local r, err = host.ls_listen(h, floor(number_arg("listen", 1, backlog, 32)))
   reclass(self)
-  return r, err
+  return answer(r, err)
 end
 
 function tcp:connect(address, port)
@@ -188,7 +198,7 @@ function tcp:connect(address, port)
   port = number_arg("connect", 2, port)
   local r, err = connect_to(h, address, port, host.ls_family(h))
   reclass(self)
-  return r, err
+  return answer(r, err)
 end
 
 function tcp:accept()
@@ -290,14 +300,14 @@ function udp:setpeername(address, port)
   if address == "*" then
     local r, err = host.ls_disconnect(h)
     reclass(self)
-    return r, err
+    return answer(r, err)
   end
   port = number_arg("setpeername", 2, port)
   local ips = { addresses("setpeername", address, host.ls_family(h), false) }
   if ips[1] == nil then return nil, ips[2] end
   local r, err = host.ls_connect_start(h, ips[1], port)
   reclass(self)
-  return r, err
+  return answer(r, err)
 end
 
 function udp:getpeername() return host.ls_getpeername(check(self, "getpeername", "udp", "any")) end

@@ -130,6 +130,8 @@ class SocketHost:
     def setoption(handle: LuaSocket, name: bytes, value: object, extra: object) -> Answer:
         if name == b"linger":
             return handle.setoption(name, (bool(value), extra))
+        if name.endswith(b"-membership"):
+            return handle.setoption(name, (value, extra))
         return handle.setoption(name, value)
 
     @staticmethod

@@ -50,7 +50,38 @@ _OPTIONS: Final = {
     b"ipv6-unicast-hops": (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, "int"),
     b"ipv6-multicast-hops": (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, "int"),
     b"ipv6-multicast-loop": (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, "bool"),
+    b"ip-multicast-if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF, "address"),
+    b"ip-add-membership": (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, "membership"),
+    b"ip-drop-membership": (socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, "membership"),
+    b"ipv6-add-membership": (socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, "membership6"),
+    b"ipv6-drop-membership": (socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, "membership6"),
 }
+
+
+def _ipv4(text: object) -> bytes:
+    """A packed IPv4 address (``*``: any), ``OSError`` when it is none."""
+    value = text.decode() if isinstance(text, bytes) else str(text)
+    return socket.inet_aton("0.0.0.0" if value == "*" else value)
+
+
+def _packed(kind: str, value: object) -> bytes | int:
+    """What ``setsockopt`` takes for an option of *kind* (tables come as tuples)."""
+    if kind == "bool":
+        return 1 if value else 0
+    if kind == "linger":
+        on, seconds = value if isinstance(value, tuple) else (False, 0)
+        return struct.pack("ii", 1 if on else 0, int(seconds))
+    if kind == "address":
+        return _ipv4(value)
+    if kind == "membership":
+        group, interface = value if isinstance(value, tuple) else (value, "*")
+        return _ipv4(group) + _ipv4(interface if interface is not None else "*")
+    if kind == "membership6":
+        group, interface = value if isinstance(value, tuple) else (value, 0)
+        text = group.decode() if isinstance(group, bytes) else str(group)
+        return socket.inet_pton(socket.AF_INET6, text) + struct.pack("@I", int(interface or 0))
+    assert isinstance(value, int | float)
+    return int(value)
 
 
 def dissolve(sock: socket.socket) -> None:
@@ -71,8 +102,8 @@ def family_of(host: str) -> int:
 
 
 def address_of(sock: socket.socket | None, *, peer: bool) -> Answer:
-    if sock is None:
-        return None, b"closed"
+    if sock is None:  # (no socket yet, or closed: what LuaSocket's system call says)
+        return None, b"Bad file descriptor"
     try:
         address = sock.getpeername() if peer else sock.getsockname()
     except OSError as exc:
@@ -84,21 +115,13 @@ def address_of(sock: socket.socket | None, *, peer: bool) -> Answer:
 def set_option(sock: socket.socket | None, name: bytes, value: object) -> Answer:
     """``setoption``: 1, or nil and an error (\"unsupported option\": Lua raises)."""
     option = _OPTIONS.get(name)
-    if option is None or sock is None:
-        return None, b"unsupported option" if option is None else b"closed"
+    if option is None or sock is None:  # (no socket yet, or closed: LuaSocket's words)
+        return None, b"unsupported option" if option is None else b"setsockopt failed"
     level, number, kind = option
     try:
-        if kind == "linger":
-            on, seconds = value if isinstance(value, tuple) else (False, 0)
-            packed = struct.pack("ii", 1 if on else 0, int(seconds))
-            sock.setsockopt(level, number, packed)
-        elif kind == "bool":
-            sock.setsockopt(level, number, 1 if value else 0)
-        else:
-            assert isinstance(value, int | float)
-            sock.setsockopt(level, number, int(value))
-    except OSError as exc:
-        return None, error_text(exc)
+        sock.setsockopt(level, number, _packed(kind, value))
+    except (OSError, ValueError, TypeError) as exc:
+        return None, error_text(exc) if isinstance(exc, OSError) else b"invalid option value"
     return (1.0,)
 
 
@@ -111,12 +134,16 @@ def get_option(sock: socket.socket | None, name: bytes) -> Answer:
         return (error_text(code) if code else None,)
     option = _OPTIONS.get(name)
     if option is None or sock is None:
-        return None, b"unsupported option" if option is None else b"closed"
+        return None, b"unsupported option" if option is None else b"getsockopt failed"
     level, number, kind = option
     try:
         if kind == "linger":
             on, seconds = struct.unpack("ii", sock.getsockopt(level, number, 8))
             return bool(on), seconds
+        if kind == "address":
+            return (socket.inet_ntoa(sock.getsockopt(level, number, 4)).encode(),)
+        if kind.startswith("membership"):
+            return None, b"unsupported option"  # (set only, as in LuaSocket)
         raw = sock.getsockopt(level, number)
     except OSError as exc:
         return None, error_text(exc)
