@@ -250,3 +250,13 @@ def test_os_exit_in_the_main_chunk_before_it_waits(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "working" in result.stderr
     assert "cannot" not in result.stderr
+
+
+def test_http_get_example_exits_with_its_outcome() -> None:
+    apps = Path(__file__).resolve().parent.parent / "lua_apps" / "http_get"
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = trio_mona("run", str(apps), "--set", f"http_get.port={port}")
+    assert result.returncode == 1, result.stderr
+    assert "connect: connection refused" in result.stderr

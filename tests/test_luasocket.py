@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from .helpers import ENGINES, connect, lua, lua_until, messages, receive_exactly, running, tcp_port
+from .helpers import (
+    ENGINES,
+    connect,
+    lua,
+    lua_until,
+    messages,
+    receive_exactly,
+    running,
+    tcp_port,
+    wait_until,
+)
 
 #: LuaSocket's classic loop at the top of the main chunk, one coroutine per client.
 ACCEPT_LOOP = """
@@ -276,3 +286,60 @@ async def test_connect_timeout_then_select_for_writing(tmp_path: Path) -> None:
         assert result[0] in (b"1.0", b"nil")
         assert result[1] in (b"nil", b"timeout")
         assert result[2:] == (True, 1.0, b"127.0.0.1")
+
+
+async def test_select_refuses_what_is_no_socket(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        message = await lua(runtime, "return select(2, pcall(socket.select, { 1 }, nil, 0))")
+        assert b"bad argument #1 to 'select' (socket expected at index 1, got number)" in message
+        message = await lua(runtime, "return select(2, pcall(socket.select, 'x'))")
+        assert b"bad argument #1 to 'select'" in message
+
+
+async def test_a_wait_where_lua_cannot_wait_is_a_clear_error(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        message = await lua(
+            runtime,
+            "local ok, err = pcall(table.sort, { 2, 1 }, function(a, b) "
+            "socket.sleep(0) return a < b end) return err",
+        )
+        assert b"'socket.sleep' has to wait" in message
+
+
+async def test_hot_reload_stops_the_old_accept_loop_and_starts_the_new(tmp_path: Path) -> None:
+    loop = ACCEPT_LOOP.replace('socket.bind("127.0.0.1", 0)', 'socket.bind("127.0.0.1", PORT)')
+    async with running(tmp_path, "", trio_mona__reload_interval="0.05") as runtime:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        main = tmp_path / "apps" / "main.lua"
+        main.write_text(f"PORT = {port}\n" + loop)
+        with trio.fail_after(5):
+            while True:
+                try:
+                    stream = await connect(port)
+                    break
+                except OSError:
+                    await trio.sleep(0.02)
+            await stream.send_all(b"one\n")
+            assert await receive_exactly(stream, 4) == b"one\n"
+            # the new version replies in capitals; the old loop and its sockets are gone
+            main.write_text(
+                f"PORT = {port}\n" + loop.replace('line .. "\\n"', 'line:upper() .. "\\n"')
+            )
+            while True:
+                await trio.sleep(0.05)
+                try:
+                    other = await connect(port)
+                except OSError:
+                    continue
+                await other.send_all(b"two\n")
+                reply = await receive_exactly(other, 4)
+                await other.aclose()
+                if reply == b"TWO\n":
+                    break
+        # the old connection was closed with its application
+        with trio.fail_after(2):
+            assert await stream.receive_some(10) == b""
+        # the new listener only (the last client's socket closes as its loop ends)
+        await wait_until(lambda: runtime.statistics().luasockets == 1)

@@ -1,7 +1,9 @@
 -- A small HTTP/1.1 client written against LuaSocket (docs: lua/luasocket): it fetches
 -- http_get.path (default "/") from http_get.host:http_get.port (default
 -- 127.0.0.1:8000) once the application starts, logs the status and the body's size,
--- and keeps the response in the global RESPONSE (status, headers, body).
+-- keeps the response in the global RESPONSE (status, headers, body), and exits: 0
+-- when it got a response, 1 when not (under trio_mona, os.exit stops the runtime in
+-- order; an embedding program keeps serving until it ends its open_runtime block).
 local socket = require "socket"
 
 local configs = mona and mona.configs or {}
@@ -46,3 +48,5 @@ else
   print("http_get: " .. err)
   FAILURE = err
 end
+
+if os.exit then os.exit(response ~= nil) end -- (sandbox mode has no os.exit)
