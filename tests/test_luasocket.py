@@ -343,3 +343,42 @@ async def test_hot_reload_stops_the_old_accept_loop_and_starts_the_new(tmp_path:
             assert await stream.receive_some(10) == b""
         # the new listener only (the last client's socket closes as its loop ends)
         await wait_until(lambda: runtime.statistics().luasockets == 1)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
+    tmp_path: Path, engine: str
+) -> None:
+    # After each answer the next receive's wait is handed out ahead (docs: lua/luasocket,
+    # "Speed"); what arrives before the coroutine parks on it, or when it asks with
+    # another pattern or a timeout instead, must still reach it, in order.
+    app = SERVER + """
+    got = {}
+    coroutine.wrap(function()
+      local conn = server:accept()
+      while true do
+        local line, err = conn:receive()
+        if not line then got[#got + 1] = "end:" .. err break end
+        got[#got + 1] = line
+        if line == "sleep" then socket.sleep(0.1) end
+        if line == "count" then got[#got + 1] = conn:receive(3) end
+        if line == "timeout" then conn:settimeout(1) end
+      end
+    end)()
+    """
+    async with running(tmp_path, app, engine=engine) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"sleep\n")
+        await trio.sleep(0.03)  # the coroutine sleeps with the next wait handed out
+        await stream.send_all(b"a\n")
+        await trio.sleep(0.15)
+        await stream.send_all(b"count\n")
+        await trio.sleep(0.03)
+        await stream.send_all(b"xyz")
+        await stream.send_all(b"timeout\nb\n")
+        await trio.sleep(0.03)
+        await stream.send_all(b"c\n")
+        await stream.aclose()
+        await lua_until(runtime, "return got[#got] and got[#got]:sub(1, 4) == 'end:'")
+        seen = await lua(runtime, "return table.concat(got, ',')")
+        assert seen == b"sleep,a,count,xyz,timeout,b,c,end:closed"

@@ -68,6 +68,9 @@ class Suspension:
     work: Callable[[], Awaitable[tuple[object, ...]]] | None
     deadline: float = math.inf
     owner: bytes = b""
+    #: Called with the token once the coroutine is parked on it (a wait handed out
+    #: ahead of time checks then whether what it waits for came meanwhile).
+    parked: Callable[[int], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -105,9 +108,11 @@ class Waits:
         token = next(self._tokens)
         return token, Suspension(token, work, owner=owner)
 
-    def park(self, owner: bytes, deadline: float) -> tuple[int, Suspension]:
+    def park(
+        self, owner: bytes, deadline: float, parked: Callable[[int], None] | None = None
+    ) -> tuple[int, Suspension]:
         token = next(self._tokens)
-        return token, Suspension(token, None, deadline, owner)
+        return token, Suspension(token, None, deadline, owner, parked)
 
     def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
         """(Before :meth:`bind`, nothing waits.)"""
@@ -254,6 +259,8 @@ class Executor:
                 entry.scope = trio.CancelScope()
                 assert self._nursery is not None
                 self._nursery.start_soon(self._await, result, entry.scope)
+            if result.parked is not None:
+                result.parked(result.token)
             return
         then(result)
         for subject in subjects:

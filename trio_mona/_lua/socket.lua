@@ -107,6 +107,8 @@ end
 -- Methods, shared by every kind; each checks the kinds it is for.
 ---------------------------------------------------------------------------
 local CLIENT, SERVER, MASTER = { client = true }, { server = true }, { master = true }
+-- Per client: the wait handed out for its next receive (token, request, mode, count).
+local armed = setmetatable({}, { __mode = "k" })
 local CONNECTABLE = { master = true, client = true }
 local tcp, udp = {}, {}
 
@@ -121,6 +123,7 @@ local function common(methods, family)
     local h = check(self, "settimeout", family, "any")
     if value ~= nil then value = number_arg("settimeout", 1, value) end
     mode = string_arg("settimeout", 2, mode, "b")
+    armed[self] = nil -- (a wait handed out ahead has no deadline)
     host.ls_settimeout(h, value, (mode == "t" or mode == "r") and "t" or "b")
     return 1.0
   end
@@ -231,16 +234,28 @@ function tcp:receive(pattern, prefix)
       count = count - #prefix
     end
   end
-  -- The wake-up carries the answer (three values; the hub read for it), or says
-  -- (one value, "timeout": the wait timed out; none: ask again)
-  local data, err, partial, token = ls_receive(h, mode, count, true, false)
+  -- The wake-up carries the answer (three values; the hub read for it), and may hand
+  -- out the wait for the next receive of the same pattern (two more: parked on with
+  -- no call); one value, "timeout": the wait timed out; none: ask again.
+  local data, err, partial, request
+  local a = armed[self]
+  if a ~= nil and a[1] ~= nil and a[3] == mode and a[4] == count then
+    partial, request = a[1], a[2]
+    a[1], a[2] = nil, nil
+  else
+    if a ~= nil then a[1], a[2] = nil, nil end
+    data, err, partial, request = ls_receive(h, mode, count, true, false)
+  end
   while data == nil and err == nil do
-    local n
-    n, data, err, partial = counted(wait("receive", partial, token))
+    local n, next_token, next_request
+    n, data, err, partial, next_token, next_request = counted(wait("receive", partial, request))
     if n == 1 then
       data, err, partial = ls_receive(h, mode, count, false, true)
     elseif n == 0 then
-      data, err, partial, token = ls_receive(h, mode, count, false, false)
+      data, err, partial, request = ls_receive(h, mode, count, false, false)
+    elseif n == 5 then
+      if a == nil then a = {}; armed[self] = a end
+      a[1], a[2], a[3], a[4] = next_token, next_request, mode, count
     end
   end
   if data ~= nil then return prefix and prefix .. data or data, nil, nil end

@@ -54,8 +54,11 @@ DATAGRAM_SIZE: Final = 8192
 class Parker(Protocol):
     """How a handle parks the calling coroutine (the executor, through the runtime)."""
 
-    def park(self, owner: bytes, deadline: float) -> tuple[int, object]:
-        """A token and a suspension that waits until :meth:`wake` or *deadline*."""
+    def park(
+        self, owner: bytes, deadline: float, parked: Callable[[int], None] | None = None
+    ) -> tuple[int, object]:
+        """A token and a suspension that waits until :meth:`wake` or *deadline*
+        (*parked* is called with the token once a coroutine waits on it)."""
 
     def wait_for(
         self, owner: bytes, work: Callable[[], Awaitable[tuple[object, ...]]]
@@ -95,6 +98,8 @@ class LuaSocket:
     _readers: list[int] = attrs.field(factory=list)
     #: The ``receive`` waiting for data: its token, mode and count.
     _receiving: tuple[int, bytes, int] | None = None
+    #: The token of a wait handed out ahead of the next ``receive`` (see :meth:`_arm`).
+    _armed: int | None = None
     #: The kernel may have bytes to read (False once a read found it empty while the
     #: hub watches the socket: the hub's next report sets it again).
     _ready: bool = True
@@ -176,20 +181,50 @@ class LuaSocket:
         self._ready = True
         if mask & HANGUP:
             self._hangup = True  # read on to the end of the stream
-        receiving = self._receiving
-        if receiving is not None:
-            token, mode, count = receiving
-            if not self.parker.waits(token):
-                self._receiving = None  # (it timed out, or its application unloaded)
-            else:
-                before = len(self.buffer)
-                answer = self._receive_now(mode, count)
-                if answer is not None or (self.block >= 0 and len(self.buffer) > before):
-                    # (with a block timeout, bytes that came start a new wait: ask again)
-                    self._receiving = None
-                    self.parker.wake(token, answer or ())
+        if self._receiving is not None:
+            self._answer_receiving()
         if self._readers:
             self._wake_readers()
+
+    def _answer_receiving(self) -> None:
+        assert self._receiving is not None
+        token, mode, count = self._receiving
+        if token == self._armed:
+            return  # handed out, not parked on yet: parking answers (_armed_parked)
+        if not self.parker.waits(token):
+            self._receiving = None  # (it timed out, or its application unloaded)
+            return
+        before = len(self.buffer)
+        answer = self._receive_now(mode, count)
+        if answer is None:
+            if self.block >= 0 and len(self.buffer) > before:
+                # (with a block timeout, bytes that came start a new wait: ask again)
+                self._receiving = None
+                self.parker.wake(token, ())
+            return
+        self._receiving = None
+        nothing_left = not self.buffer and not self.eof
+        if answer[0] is not None and nothing_left and self.block < 0 and self.total < 0:
+            answer = (*answer, *self._arm(mode, count))
+        self.parker.wake(token, answer)
+
+    def _arm(self, mode: bytes, count: int) -> tuple[int, object]:
+        """The wait for the next ``receive`` of the same pattern, handed out with this
+        answer: Lua parks on it without a call (docs/lua/luasocket.rst, "Speed")."""
+        token, suspension = self.parker.park(self.owner, math.inf, self._armed_parked)
+        self._receiving = (token, mode, count)
+        self._armed = token
+        return token, suspension
+
+    def _armed_parked(self, token: int) -> None:
+        """Lua parked on the wait handed out ahead: answer it if its data came."""
+        if self._armed != token:
+            return
+        self._armed = None
+        if self.closed:
+            self.parker.wake(token, (None, b"closed", self._take_partial(b"n")))
+        elif self._receiving is not None and (self._ready or self.buffer or self.eof):
+            self._answer_receiving()
 
     def _wake_readers(self) -> None:
         readers, self._readers = self._readers, []
@@ -312,6 +347,7 @@ class LuaSocket:
                 if found is not None
                 else (None, b"timeout", self._take_partial(mode))
             )
+        self._armed = None  # (a wait handed out ahead is not used: this one replaces it)
         answer = self._receive_now(mode, count)
         if answer is not None:
             return answer
