@@ -371,10 +371,11 @@ async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
         await stream.send_all(b"sleep\n")
         await trio.sleep(0.03)  # the coroutine sleeps with the next wait handed out
         await stream.send_all(b"a\n")
-        await trio.sleep(0.15)
+        await lua_until(runtime, "return got[2] == 'a'", limit=2)  # (nothing else came)
         await stream.send_all(b"count\n")
         await trio.sleep(0.03)
         await stream.send_all(b"xyz")
+        await lua_until(runtime, "return got[4] == 'xyz'", limit=2)
         await stream.send_all(b"timeout\nb\n")
         await trio.sleep(0.03)
         await stream.send_all(b"c\n")
