@@ -352,7 +352,9 @@ async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
     # After each answer the next receive's wait is handed out ahead (docs: lua/luasocket,
     # "Speed"); what arrives before the coroutine parks on it, or when it asks with
     # another pattern or a timeout instead, must still reach it, in order.
-    app = SERVER + """
+    app = (
+        SERVER
+        + """
     got = {}
     coroutine.wrap(function()
       local conn = server:accept()
@@ -366,6 +368,7 @@ async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
       end
     end)()
     """
+    )
     async with running(tmp_path, app, engine=engine) as runtime:
         stream = await connect(tcp_port(runtime))
         await stream.send_all(b"sleep\n")
@@ -383,3 +386,59 @@ async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
         await lua_until(runtime, "return got[#got] and got[#got]:sub(1, 4) == 'end:'")
         seen = await lua(runtime, "return table.concat(got, ',')")
         assert seen == b"sleep,a,count,xyz,timeout,b,c,end:closed"
+
+
+async def test_dns_functions_go_through_trios_resolver(tmp_path: Path) -> None:
+    class Resolver(trio.abc.HostnameResolver):
+        async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+            if host != b"box.test":
+                raise socket.gaierror(socket.EAI_NONAME, "unknown")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.9", 0))]
+
+        async def getnameinfo(self, sockaddr, flags):  # type: ignore[no-untyped-def]
+            if sockaddr[0] != "127.0.0.9":
+                raise socket.gaierror(socket.EAI_NONAME, "unknown")
+            return ("box.test", str(sockaddr[1]))
+
+    previous = trio.socket.set_custom_hostname_resolver(Resolver())
+    try:
+        async with running(tmp_path, SERVER) as runtime:
+            ip, resolved = await lua(
+                runtime,
+                "local ip, r = socket.dns.toip('box.test') return ip, r.name .. ' ' .. r.ip[1]",
+            )
+            assert (ip, resolved) == (b"127.0.0.9", b"box.test 127.0.0.9")
+            assert await lua(runtime, "return (socket.dns.tohostname('127.0.0.9'))") == b"box.test"
+            assert (
+                await lua(
+                    runtime,
+                    "local names, service = socket.dns.getnameinfo('127.0.0.9', 80) "
+                    "return names[1] .. ' ' .. service",
+                )
+                == b"box.test 80"
+            )
+            assert await lua(
+                runtime,
+                "local t = socket.dns.getaddrinfo('box.test') return t[1].addr, t[1].family",
+            ) == (b"127.0.0.9", b"inet")
+            assert await lua(runtime, "return select(2, socket.dns.toip('gone.test'))") == (
+                b"host not found"
+            )
+            assert await lua(runtime, "return type(socket.dns.gethostname())") == b"string"
+    finally:
+        trio.socket.set_custom_hostname_resolver(previous)
+
+
+async def test_sources_sinks_and_the_small_methods(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER) as runtime:
+        port = tcp_port(runtime)
+        result = await lua(
+            runtime,
+            f"local c = socket.connect('127.0.0.1', {port}) local s = server:accept() "
+            "local sink = socket.sink('close-when-done', c) sink('0123456789') sink(nil) "
+            "local src = socket.source('by-length', s, 6) local a = src() "
+            "local dirty = s:dirty() "  # (the rest was read with the first part)
+            "local rest = s:receive('*a') "
+            "return a, tostring(dirty), rest, s:getfd() > 0, c:getfd(), s:setfd(3)",
+        )
+        assert result[:5] == (b"012345", b"true", b"6789", True, -1.0)

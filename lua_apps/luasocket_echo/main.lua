@@ -10,7 +10,7 @@ local configs = mona and mona.configs or {}
 local host = configs["luasocket_echo.host"] or "127.0.0.1"
 local port = configs["luasocket_echo.port"] or 1236
 
-local server = assert(socket.bind(host, port))
+local server = assert(socket.bind(host, port, 128)) -- (LuaSocket's default backlog is 32)
 local ip, bound = server:getsockname()
 print("luasocket_echo: listening on " .. ip .. ":" .. bound)
 

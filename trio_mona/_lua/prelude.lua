@@ -465,11 +465,17 @@ end
 -- Suspend the running coroutine until Python resumes it (docs: design): `request` is
 -- the Suspension Python made with `token`. Returns what it is resumed with. A
 -- coroutine of the application's own is adopted by its resume (_lua/stdlib.lua).
+local function cannot_wait(name)
+  error(format("'%s' has to wait, and it was called where Lua cannot wait (outside any "
+    .. "coroutine, or inside a C function such as a table.sort comparator)", name), 4)
+end
+
 local function wait(name, token, request)
-  local co, main = running()
-  if co == nil or main or (isyieldable ~= nil and not isyieldable()) then
-    error(format("'%s' has to wait, and it was called where Lua cannot wait (outside any "
-      .. "coroutine, or inside a C function such as a table.sort comparator)", name), 3)
+  if isyieldable ~= nil then
+    if not isyieldable() then cannot_wait(name) end -- (false outside any coroutine too)
+  else
+    local co, main = running()
+    if co == nil or main then cannot_wait(name) end
   end
   return yield(SUSPEND, token, request)
 end

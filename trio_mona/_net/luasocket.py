@@ -401,6 +401,11 @@ class LuaSocket:
                 self._ready = False  # a short read emptied the kernel buffer
             if buffer:
                 buffer += data
+            elif (mode == b"n" and size == count) or (
+                mode == b"l" and data.find(b"\n") == size - 1 and b"\r" not in data
+            ):
+                # One read that is exactly the answer (an echo's usual case): no copy.
+                return (data[:-1] if mode == b"l" else data), None, None
             else:
                 self.buffer = buffer = bytearray(data)
 

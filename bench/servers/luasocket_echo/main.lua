@@ -5,7 +5,7 @@ local socket = require "socket"
 local port = mona.configs["bench.port"]
 local size = mona.configs["bench.size"] or 64
 
-local server = assert(socket.bind("127.0.0.1", port))
+local server = assert(socket.bind("127.0.0.1", port, 1024)) -- (LuaSocket's default backlog is 32)
 
 local function serve(client)
   client:setoption("tcp-nodelay", true)
