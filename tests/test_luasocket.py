@@ -21,6 +21,13 @@ from .helpers import (
     wait_until,
 )
 
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both engines."""
+    return str(request.param)
+
+
 #: LuaSocket's classic loop at the top of the main chunk, one coroutine per client.
 ACCEPT_LOOP = """
 local socket = require "socket"
@@ -41,7 +48,6 @@ end
 """
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 async def test_a_top_level_accept_loop_serves_many_clients_at_once(
     tmp_path: Path, engine: str
 ) -> None:
@@ -58,8 +64,10 @@ async def test_a_top_level_accept_loop_serves_many_clients_at_once(
             await stream.aclose()
 
 
-async def test_a_waiting_receive_adds_no_latency_to_other_connections(tmp_path: Path) -> None:
-    async with running(tmp_path, ACCEPT_LOOP) as runtime:
+async def test_a_waiting_receive_adds_no_latency_to_other_connections(
+    tmp_path: Path, engine: str
+) -> None:
+    async with running(tmp_path, ACCEPT_LOOP, engine=engine) as runtime:
         port = tcp_port(runtime)
         idle = [await connect(port) for _ in range(50)]  # fifty coroutines wait in receive
         busy = await connect(port)
@@ -80,8 +88,8 @@ server = assert(socket.bind("127.0.0.1", 0))
 """
 
 
-async def test_timeouts_in_block_and_total_modes(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_timeouts_in_block_and_total_modes(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         port = tcp_port(runtime)
         await lua(runtime, "server:settimeout(1) result = nil")
         await lua(
@@ -111,8 +119,10 @@ async def test_timeouts_in_block_and_total_modes(tmp_path: Path) -> None:
         await stream.aclose()
 
 
-async def test_closing_a_socket_wakes_the_coroutine_waiting_on_it(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_closing_a_socket_wakes_the_coroutine_waiting_on_it(
+    tmp_path: Path, engine: str
+) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         port = tcp_port(runtime)
         await lua(
             runtime,
@@ -129,8 +139,8 @@ async def test_closing_a_socket_wakes_the_coroutine_waiting_on_it(tmp_path: Path
         await stream.aclose()
 
 
-async def test_select_on_many_sockets(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_select_on_many_sockets(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         port = tcp_port(runtime)
         await lua(
             runtime,
@@ -179,8 +189,8 @@ end
 """
 
 
-async def test_a_polling_loop_never_starves_the_other_sockets(tmp_path: Path) -> None:
-    async with running(tmp_path, POLLING) as runtime:
+async def test_a_polling_loop_never_starves_the_other_sockets(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, POLLING, engine=engine) as runtime:
         stream = await connect(runtime.bound_addresses[-1].port)  # (the newest: the echo)
         with trio.fail_after(3):
             for _ in range(50):
@@ -190,7 +200,9 @@ async def test_a_polling_loop_never_starves_the_other_sockets(tmp_path: Path) ->
         await stream.aclose()
 
 
-async def test_names_resolve_through_trio_and_each_address_is_tried(tmp_path: Path) -> None:
+async def test_names_resolve_through_trio_and_each_address_is_tried(
+    tmp_path: Path, engine: str
+) -> None:
     class Resolver(trio.abc.HostnameResolver):
         async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
             if host != b"twice.test":
@@ -205,7 +217,7 @@ async def test_names_resolve_through_trio_and_each_address_is_tried(tmp_path: Pa
 
     previous = trio.socket.set_custom_hostname_resolver(Resolver())
     try:
-        async with running(tmp_path, SERVER) as runtime:
+        async with running(tmp_path, SERVER, engine=engine) as runtime:
             port = tcp_port(runtime)
             result = await lua(
                 runtime,
@@ -223,10 +235,10 @@ async def test_names_resolve_through_trio_and_each_address_is_tried(tmp_path: Pa
 
 
 async def test_shutdown_stops_a_main_chunk_that_serves_forever(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(5):
-        async with running(tmp_path, ACCEPT_LOOP) as runtime:
+        async with running(tmp_path, ACCEPT_LOOP, engine=engine) as runtime:
             port = tcp_port(runtime)
             stream = await connect(port)
             await stream.send_all(b"x\n")
@@ -238,7 +250,7 @@ async def test_shutdown_stops_a_main_chunk_that_serves_forever(
     assert not [m for m in messages(caplog) if "internal error" in m]
 
 
-async def test_luasocket_and_mona_objects_side_by_side(tmp_path: Path) -> None:
+async def test_luasocket_and_mona_objects_side_by_side(tmp_path: Path, engine: str) -> None:
     app = """
     socket = require "socket"
     server = mona:createTCPServer()
@@ -247,7 +259,7 @@ async def test_luasocket_and_mona_objects_side_by_side(tmp_path: Path) -> None:
     end
     server:start("127.0.0.1", 0)
     """
-    async with running(tmp_path, app) as runtime:
+    async with running(tmp_path, app, engine=engine) as runtime:
         port = tcp_port(runtime)
         reply = await lua(
             runtime,
@@ -259,8 +271,9 @@ async def test_luasocket_and_mona_objects_side_by_side(tmp_path: Path) -> None:
 
 async def test_sockets_close_when_their_object_is_collected_or_the_app_unloads(
     tmp_path: Path,
+    engine: str,
 ) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         assert runtime.statistics().luasockets == 1
         await lua(runtime, "for i = 1, 5 do socket.udp():setsockname('127.0.0.1', 0) end")
         assert runtime.statistics().luasockets == 6
@@ -271,8 +284,8 @@ async def test_sockets_close_when_their_object_is_collected_or_the_app_unloads(
     assert runtime.statistics().luasockets == 0
 
 
-async def test_connect_timeout_then_select_for_writing(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_connect_timeout_then_select_for_writing(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         port = tcp_port(runtime)
         result = await lua(
             runtime,
@@ -288,16 +301,16 @@ async def test_connect_timeout_then_select_for_writing(tmp_path: Path) -> None:
         assert result[2:] == (True, 1.0, b"127.0.0.1")
 
 
-async def test_select_refuses_what_is_no_socket(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_select_refuses_what_is_no_socket(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         message = await lua(runtime, "return select(2, pcall(socket.select, { 1 }, nil, 0))")
         assert b"bad argument #1 to 'select' (socket expected at index 1, got number)" in message
         message = await lua(runtime, "return select(2, pcall(socket.select, 'x'))")
         assert b"bad argument #1 to 'select'" in message
 
 
-async def test_a_wait_where_lua_cannot_wait_is_a_clear_error(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_a_wait_where_lua_cannot_wait_is_a_clear_error(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         message = await lua(
             runtime,
             "local ok, err = pcall(table.sort, { 2, 1 }, function(a, b) "
@@ -306,9 +319,11 @@ async def test_a_wait_where_lua_cannot_wait_is_a_clear_error(tmp_path: Path) -> 
         assert b"'socket.sleep' has to wait" in message
 
 
-async def test_hot_reload_stops_the_old_accept_loop_and_starts_the_new(tmp_path: Path) -> None:
+async def test_hot_reload_stops_the_old_accept_loop_and_starts_the_new(
+    tmp_path: Path, engine: str
+) -> None:
     loop = ACCEPT_LOOP.replace('socket.bind("127.0.0.1", 0)', 'socket.bind("127.0.0.1", PORT)')
-    async with running(tmp_path, "", trio_mona__reload_interval="0.05") as runtime:
+    async with running(tmp_path, "", trio_mona__reload_interval="0.05", engine=engine) as runtime:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -345,7 +360,6 @@ async def test_hot_reload_stops_the_old_accept_loop_and_starts_the_new(tmp_path:
         await wait_until(lambda: runtime.statistics().luasockets == 1)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
     tmp_path: Path, engine: str
 ) -> None:
@@ -388,7 +402,7 @@ async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
         assert seen == b"sleep,a,count,xyz,timeout,b,c,end:closed"
 
 
-async def test_dns_functions_go_through_trios_resolver(tmp_path: Path) -> None:
+async def test_dns_functions_go_through_trios_resolver(tmp_path: Path, engine: str) -> None:
     class Resolver(trio.abc.HostnameResolver):
         async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
             if host != b"box.test":
@@ -402,7 +416,7 @@ async def test_dns_functions_go_through_trios_resolver(tmp_path: Path) -> None:
 
     previous = trio.socket.set_custom_hostname_resolver(Resolver())
     try:
-        async with running(tmp_path, SERVER) as runtime:
+        async with running(tmp_path, SERVER, engine=engine) as runtime:
             ip, resolved = await lua(
                 runtime,
                 "local ip, r = socket.dns.toip('box.test') return ip, r.name .. ' ' .. r.ip[1]",
@@ -429,8 +443,8 @@ async def test_dns_functions_go_through_trios_resolver(tmp_path: Path) -> None:
         trio.socket.set_custom_hostname_resolver(previous)
 
 
-async def test_sources_sinks_and_the_small_methods(tmp_path: Path) -> None:
-    async with running(tmp_path, SERVER) as runtime:
+async def test_sources_sinks_and_the_small_methods(tmp_path: Path, engine: str) -> None:
+    async with running(tmp_path, SERVER, engine=engine) as runtime:
         port = tcp_port(runtime)
         result = await lua(
             runtime,
