@@ -9,6 +9,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona import testing
 
 from .helpers import (
     connect,
@@ -266,3 +267,13 @@ async def test_serve_returns_the_code_given_to_os_exit(tmp_path: Path) -> None:
     assert results == [5]
     assert runtime.exit_code == 5
     assert received == b""  # the handler stopped at os.exit: nothing after it was sent
+
+
+async def test_os_exit_refuses_a_code_that_is_no_number(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "main.lua").write_text("")
+    async with trio_mona.open_runtime(apps) as runtime:
+        message = await testing.run_lua(runtime, "return select(2, pcall(os.exit, {}))")
+        assert message == b"bad argument #1 to 'exit' (number or boolean expected, got table)"
+        assert runtime.exit_code is None

@@ -403,9 +403,9 @@ lib.on_exit = function(code)
   elseif code == false then
     code = 1
   else
-    code = tonumber(code)
-    if code == nil then argerror("exit", 1, "number or boolean", code) end
-    code = floor(code)
+    local number = tonumber(code)
+    if number == nil then argerror("exit", 1, "number or boolean", code) end
+    code = floor(number)
   end
   host.exit(code)
   runaway_state.expired = true
