@@ -456,3 +456,27 @@ async def test_sources_sinks_and_the_small_methods(tmp_path: Path, engine: str) 
             "return a, tostring(dirty), rest, s:getfd() > 0, c:getfd(), s:setfd(3)",
         )
         assert result[:5] == (b"012345", b"true", b"6789", True, -1.0)
+
+
+async def test_a_socket_closed_between_two_receives(tmp_path: Path, engine: str) -> None:
+    # (the second receive would park on the wait handed out with the first answer)
+    app = (
+        SERVER
+        + """
+    coroutine.wrap(function()
+      conn = server:accept()
+      first = conn:receive()
+      socket.sleep(0.1)
+      second = { conn:receive() }
+    end)()
+    """
+    )
+    async with running(tmp_path, app, engine=engine) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"one\n")
+        await lua_until(runtime, "return first == 'one'")
+        await lua(runtime, "conn:close()")
+        with trio.fail_after(2):
+            await lua_until(runtime, "return second ~= nil")
+        assert await lua(runtime, "return second[1], second[2]") == (None, b"closed")
+        await stream.aclose()

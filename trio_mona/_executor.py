@@ -89,6 +89,19 @@ class _Pending:
 TIMED_OUT: Final = (b"timeout",)
 
 
+class _ByToken:
+    """What Lua hands back, with the token, for a park it knows only by its token."""
+
+    def __repr__(self) -> str:
+        return "<park by token>"
+
+
+#: A park's suspension never crosses into Lua (a Python object handed to Lua costs an
+#: allocation and a finalizer there): Lua yields its token, and a Lua call that parked
+#: returns ``(BY_TOKEN, token)``; the suspension waits in :attr:`Waits.parks` till then.
+BY_TOKEN: Final = _ByToken()
+
+
 class Waits:
     """Makes the suspensions of calls that wait, each with a fresh token, and wakes
     parked ones through the executor (set once it exists: the Lua host table, which
@@ -96,6 +109,8 @@ class Waits:
 
     def __init__(self) -> None:
         self._tokens = itertools.count(1)
+        #: Parks handed out and not yet parked on (see BY_TOKEN), by token.
+        self.parks: dict[int, Suspension] = {}
 
     def bind(self, executor: Executor) -> None:
         """Wake through *executor* from now on."""
@@ -110,9 +125,14 @@ class Waits:
 
     def park(
         self, owner: bytes, deadline: float, parked: Callable[[int], None] | None = None
-    ) -> tuple[int, Suspension]:
+    ) -> tuple[int, None]:
         token = next(self._tokens)
-        return token, Suspension(token, None, deadline, owner, parked)
+        self.parks[token] = Suspension(token, None, deadline, owner, parked)
+        return token, None
+
+    def forget(self, token: int) -> None:
+        """A park handed out will not be parked on."""
+        self.parks.pop(token, None)
 
     def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
         """(Before :meth:`bind`, nothing waits.)"""
@@ -141,8 +161,10 @@ class Executor:
         poll_ready: Callable[[], int],
         writes: Writes,
         deliver: Callable[[Resumed], None] | None = None,
+        parks: dict[int, Suspension] | None = None,
     ) -> None:
         self._bridge = bridge
+        self._parks = {} if parks is None else parks
         #: How a wake-up joins the reads of the same moment (one channel message).
         self._deliver = deliver or post
         self._receive = receive
@@ -242,15 +264,31 @@ class Executor:
             entry.woken = True
             self._deliver(Resumed(token, values))
 
-    def adopt(self, suspension: Suspension) -> None:
+    def adopt(self, token: int, request: Suspension | None) -> None:
         """A coroutine of the application's own waits: the runtime resumes it from
         now on (docs/lua/luasocket.rst); nothing waits for its result."""
-        self.settle(suspension, (), _ignore)
+        self.settle(request if request is not None else (BY_TOKEN, token), (), _ignore)
+
+    def suspension_of(self, result: Any) -> Suspension | None:
+        """The suspension a Lua call's *result* says it waits on, or None."""
+        cls = result.__class__
+        if cls is Suspension:
+            return result  # type: ignore[no-any-return]
+        if cls is tuple and len(result) == 2 and result[0] is BY_TOKEN:
+            token = result[1]
+            found = self._parks.pop(token, None)
+            # (a park given up on meanwhile, e.g. its socket closed: it ends at once)
+            return found or Suspension(token, None, -math.inf)
+        return None
 
     # -- suspension ---------------------------------------------------------------
     def settle(self, result: Any, subjects: tuple[Subject, ...], then: Continuation) -> None:
         """Finish a Lua call: continue with its result, or park it if it suspended."""
-        if result.__class__ is Suspension:
+        cls = result.__class__
+        if cls is tuple:
+            result = self.suspension_of(result) or result
+            cls = result.__class__
+        if cls is Suspension:
             for subject in subjects:
                 if subject.waiting is None:
                     subject.waiting = deque()
@@ -341,7 +379,8 @@ class Executor:
         if table is None or not conn.connected or not self.lua_enabled:
             return
         rest = self._on_data(table, data)
-        if rest.__class__ is Suspension:
+        cls = rest.__class__
+        if cls is Suspension or cls is tuple:
             self.settle(rest, (conn,), lambda r: conn.keep(data, r))
         elif rest or conn.inbound.kept:  # (the usual answer, 0 with nothing kept: free)
             conn.keep(data, rest)
@@ -356,7 +395,7 @@ class Executor:
         if table is None or not self.lua_enabled:
             return
         result = self._on_packet(table, event.data, udp.sender(event.sender))
-        if result.__class__ is Suspension:
+        if result.__class__ is Suspension or result.__class__ is tuple:
             self.settle(result, (udp,), _ignore)
 
     def _accepted(self, event: Accepted[TCPConnection]) -> None:

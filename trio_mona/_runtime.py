@@ -27,7 +27,7 @@ from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
-from ._executor import Executor, Suspension, Waits
+from ._executor import BY_TOKEN, Executor, Suspension, Waits
 from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
@@ -102,6 +102,7 @@ class Runtime:
             sockets.hub.poll,
             sockets.writes,
             sockets.deliver,
+            self._waits.parks,
         )
         self._waits.bind(self._executor)
         self._applications = Applications(
@@ -134,7 +135,8 @@ class Runtime:
         )
         table: dict[str, object] = {
             **socket_host.functions(),
-            "adopt": lambda suspension: self._executor.adopt(suspension),
+            "adopt": lambda token, request: self._executor.adopt(token, request),
+            "by_token": BY_TOKEN,
             "exit": self._exit,
             "internal_error": host.internal_error,
             "stopping": stop_requested,
@@ -272,11 +274,12 @@ class Runtime:
                 box.append(exc)
                 done.set()
                 raise
-            if until_waits and result.__class__ is Suspension:
-                self._executor.settle(result, (), _ignore)
+            suspension = self._executor.suspension_of(result)
+            if until_waits and suspension is not None:
+                self._executor.settle(suspension, (), _ignore)
                 finish(None)
                 return
-            self._executor.settle(result, (), finish)
+            self._executor.settle(suspension or result, (), finish)
 
         self._sockets.post(Call(start))
         await done.wait()

@@ -448,6 +448,23 @@ function api.new_app_env(path, name, dir, parent_env)
   return setmetatable(env, mt)
 end
 
+-- os.exit([code]): the runtime stops in order, with that exit code (true or none: 0,
+-- false: 1); the calling handler ends here, and no pcall can catch that.
+lib.on_exit = function(code)
+  if code == nil or code == true then
+    code = 0
+  elseif code == false then
+    code = 1
+  else
+    local number = shared.tonumber(code)
+    if number == nil then argerror("exit", 1, "number or boolean", code) end
+    code = shared.floor(number)
+  end
+  host.exit(code)
+  lib.runaway.expired = true
+  error(shared.EXIT, 0)
+end
+
 -- Make `child_env` the child `name` of `parent_env`: an environment, false for a
 -- child not loaded yet, nil for none.
 function api.set_child(parent_env, name, child_env)

@@ -327,9 +327,13 @@ end
 -- resumes them from then on, until they end or yield to nobody.
 local adopted = setmetatable({}, { __mode = "k" })
 
+-- (a park Python knows by its token: its suspension never crosses into Lua)
+local BY_TOKEN = host_functions.by_token
+
 local function settle_adopted(co, ok, tag, value, request)
   if ok and tag == SUSPEND then
     suspended[value] = co
+    if request == nil then return BY_TOKEN, value end
     return request
   end
   adopted[co], workers[co] = nil, nil -- it ended, or yielded: the application's again
@@ -351,6 +355,7 @@ local function settle(co, ok, tag, value, request)
   end
   if tag == SUSPEND then
     suspended[value] = co
+    if request == nil then return BY_TOKEN, value end
     return request
   end
   report("", "handler", "coroutine.yield() outside a suspending call; the handler was dropped")
@@ -394,23 +399,6 @@ runaway_state.hook = function(co)
 end
 
 function api.set_handler_timeout(seconds) budget = seconds end
-
--- os.exit([code]): the runtime stops in order, with that exit code (true or none: 0,
--- false: 1); the calling handler ends here, and no pcall can catch that.
-lib.on_exit = function(code)
-  if code == nil or code == true then
-    code = 0
-  elseif code == false then
-    code = 1
-  else
-    local number = tonumber(code)
-    if number == nil then argerror("exit", 1, "number or boolean", code) end
-    code = floor(number)
-  end
-  host.exit(code)
-  runaway_state.expired = true
-  error(EXIT, 0)
-end
 
 -- Run a worker coroutine until it returns or yields: one job, or the rest of one that
 -- waited. What it sent and held goes to Python when it stops (see end_holding).
@@ -483,7 +471,7 @@ end
 lib.adopt = function(co, token, request)
   suspended[token] = co
   workers[co], adopted[co] = true, true
-  host.adopt(request)
+  host.adopt(token, request)
 end
 
 -- Wrap `start` (a Python function returning a token and a Suspension) as a Lua

@@ -68,6 +68,9 @@ class Parker(Protocol):
     def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
         """Resume the coroutine parked with *token* with *values* (if it still waits)."""
 
+    def forget(self, token: int) -> None:
+        """A wait handed out by :meth:`park` will not be parked on."""
+
     def waits(self, token: int) -> bool:
         """Whether the coroutine parked with *token* still waits."""
 
@@ -347,7 +350,9 @@ class LuaSocket:
                 if found is not None
                 else (None, b"timeout", self._take_partial(mode))
             )
-        self._armed = None  # (a wait handed out ahead is not used: this one replaces it)
+        if self._armed is not None:  # (a wait handed out ahead is not used: this replaces it)
+            self.parker.forget(self._armed)
+            self._armed = None
         answer = self._receive_now(mode, count)
         if answer is not None:
             return answer
@@ -556,6 +561,9 @@ class LuaSocket:
         receiving, self._receiving = self._receiving, None
         if receiving is not None:
             self.parker.wake(receiving[0], (None, b"closed", self._take_partial(receiving[1])))
+        if self._armed is not None:  # (parked on later, it ends at once: "closed" then)
+            self.parker.forget(self._armed)
+            self._armed = None
         self._wake_readers()
         for event in self._selects:
             event.set()
