@@ -27,9 +27,13 @@ local kind_of_mt = {} -- metatable -> "client", "server", ...
 local kind_of = host.ls_kind
 
 -- Give `t` the class its handle now has (a master becomes a client or a server).
+local client_handle = setmetatable({}, { __mode = "k" }) -- TCP clients: the hot paths' check
+
 local function reclass(t)
-  local mt = classes[family_of[t] .. "{" .. kind_of(handle_of[t]) .. "}"]
+  local kind = kind_of(handle_of[t])
+  local mt = classes[family_of[t] .. "{" .. kind .. "}"]
   if raw_getmetatable(t) ~= mt then raw_setmetatable(t, mt) end
+  if kind == "client" and family_of[t] == "tcp" then client_handle[t] = handle_of[t] end
   return t
 end
 
@@ -217,7 +221,7 @@ local ls_receive, ls_send = host.ls_receive, host.ls_send
 local function counted(...) return select("#", ...), ... end
 
 function tcp:receive(pattern, prefix)
-  local h = check(self, "receive", "tcp", CLIENT)
+  local h = client_handle[self] or check(self, "receive", "tcp", CLIENT)
   local mode, count = "l", 0
   if type(pattern) == "number" then
     mode, count = "n", floor(pattern)
@@ -263,10 +267,14 @@ function tcp:receive(pattern, prefix)
 end
 
 function tcp:send(data, i, j)
-  local h = check(self, "send", "tcp", CLIENT)
-  data = string_arg("send", 1, data)
+  local h = client_handle[self] or check(self, "send", "tcp", CLIENT)
+  if type(data) ~= "string" then data = string_arg("send", 1, data) end
   local size = #data
-  i, j = number_arg("send", 2, i, 1), number_arg("send", 3, j, -1)
+  if i == nil and j == nil then -- (the usual call: all of it)
+    i, j = 1, size
+  else
+    i, j = number_arg("send", 2, i, 1), number_arg("send", 3, j, -1)
+  end
   if i < 0 then i = size + i + 1 end
   if j < 0 then j = size + j + 1 end
   if i < 1 then i = 1 end
