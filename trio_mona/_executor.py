@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from ._core.events import (
+    TIMED_OUT,
     Accepted,
     Call,
     Closed,
@@ -83,10 +84,6 @@ class _Pending:
     #: Its resumption is on its way (a second wake-up, e.g. data after the
     #: deadline fired, is refused: the data stays for the next call).
     woken: bool = False
-
-
-#: What a parked coroutine resumes with when its deadline passes.
-TIMED_OUT: Final = (b"timeout",)
 
 
 class _ByToken:
@@ -305,22 +302,19 @@ class Executor:
             self._release(subject)
 
     async def _await(self, suspension: Suspension, scope: trio.CancelScope) -> None:
-        values: tuple[object, ...] | None = None
+        work = suspension.work
         with scope:
-            work = suspension.work
-            if work is None:
+            if work is None:  # a park with a deadline
                 await trio.sleep_until(suspension.deadline)
                 self.wake(suspension.token, TIMED_OUT)  # (unless a wake-up came first)
                 return
-            else:
-                try:
-                    values = await work()
-                except Exception:
-                    # The waiting call fails like any call whose Python side failed:
-                    # logged here, a plain error message for Lua (the host boundary).
-                    log.exception("internal error in a call that waits")
-                    values = (None, b"internal error (logged by the runtime)")
-        if values is not None:
+            try:
+                values = await work()
+            except Exception:
+                # The waiting call fails like any call whose Python side failed: logged
+                # here, a plain error message for Lua (the host boundary).
+                log.exception("internal error in a call that waits")
+                values = (None, b"internal error (logged by the runtime)")
             self._post(Resumed(suspension.token, values))
 
     def _resumed(self, event: Resumed) -> None:

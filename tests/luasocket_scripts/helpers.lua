@@ -24,6 +24,8 @@ emit("protect fail", f(nil), finalized)
 emit("try ok", socket.try(1, 2))
 emit("version", socket._VERSION, socket._SOCKETINVALID)
 emit("stats", conn:receive(1), conn:getstats() >= 1)
+emit("modes", type(socket.sinkt["close-when-done"]), type(socket.sinkt["keep-open"]),
+  type(socket.sourcet["by-length"]), type(socket.sourcet["until-closed"]))
 local sink = socket.sink("keep-open", client)
 sink("chunk1 ")
 sink("chunk2")

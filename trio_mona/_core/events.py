@@ -13,7 +13,7 @@ per batch instead of one per read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import attrs
 
@@ -64,6 +64,10 @@ class Closed(Generic[Conn]):
     """A connection (or connection attempt) ended: fire ``onDisconnection`` once."""
 
     conn: Conn
+
+
+#: What a waiting coroutine resumes with when its deadline passes.
+TIMED_OUT: Final = (b"timeout",)
 
 
 @attrs.define(eq=False)  # (not frozen: one per wake-up, and a frozen init costs more)

@@ -1,8 +1,10 @@
 -- trio_mona's Lua prelude, part 4 (after _lua/applications.lua): LuaSocket's API,
 -- `require "socket"` (docs: lua/luasocket). Each call that would block parks only the
 -- calling coroutine: the Python side (_net/luasocket.py) answers `nil, nil, token,
--- request` when it has to wait, the coroutine yields that request, and when it is
--- resumed it asks again (or, resumed with "timeout", asks for the timeout's answer).
+-- request` when it has to wait (request nil: a park Python keeps by its token), the
+-- coroutine yields them, and when it is resumed it asks again (or, resumed with
+-- "timeout", asks for the timeout's answer); a waiting receive is resumed with its
+-- answer.
 -- Returns `shared` with `api.socket_module(owner)` added: one module per application,
 -- so that every socket belongs to the application whose code made it.
 local shared = ...
@@ -26,9 +28,9 @@ local kind_of_mt = {} -- metatable -> "client", "server", ...
 
 local kind_of = host.ls_kind
 
--- Give `t` the class its handle now has (a master becomes a client or a server).
 local client_handle = setmetatable({}, { __mode = "k" }) -- TCP clients: the hot paths' check
 
+-- Give `t` the class its handle now has (a master becomes a client or a server).
 local function reclass(t)
   local kind = kind_of(handle_of[t])
   local mt = classes[family_of[t] .. "{" .. kind .. "}"]
@@ -457,34 +459,37 @@ local function select_(recvt, sendt, timeout)
   return readable, writable
 end
 
-local function sink(mode, sock)
-  mode = mode or "keep-open"
-  if mode == "close-when-done" then
-    return function(chunk)
-      if chunk == nil then sock:close(); return 1 end
-      return sock:send(chunk)
-    end
+-- socket.sinkt / socket.sourcet: the modes of socket.sink / socket.source (the ltn12
+-- protocol: a sink takes chunks then nil, a source gives chunks then nil).
+local sinkt, sourcet = {}, {}
+
+sinkt["close-when-done"] = function(sock)
+  return function(chunk)
+    if chunk == nil then sock:close(); return 1 end
+    return sock:send(chunk)
   end
-  if mode ~= "keep-open" and mode ~= "default" then error("unknown sink mode: " .. tostring(mode), 2) end
+end
+
+sinkt["keep-open"] = function(sock)
   return function(chunk)
     if chunk == nil then return 1 end
     return sock:send(chunk)
   end
 end
+sinkt.default = sinkt["keep-open"]
 
-local function source(mode, sock, length)
-  mode = mode or "until-closed"
-  if mode == "by-length" then
-    local left = number_arg("source", 3, length)
-    return function()
-      if left <= 0 then return nil end
-      local chunk, err = sock:receive(left < BLOCKSIZE and left or BLOCKSIZE)
-      if err then return nil, err end
-      left = left - #chunk
-      return chunk
-    end
+sourcet["by-length"] = function(sock, length)
+  local left = number_arg("source", 3, length)
+  return function()
+    if left <= 0 then return nil end
+    local chunk, err = sock:receive(left < BLOCKSIZE and left or BLOCKSIZE)
+    if err then return nil, err end
+    left = left - #chunk
+    return chunk
   end
-  if mode ~= "until-closed" and mode ~= "default" then error("unknown source mode: " .. tostring(mode), 2) end
+end
+
+sourcet["until-closed"] = function(sock)
   local done = false
   return function()
     if done then return nil end
@@ -497,6 +502,25 @@ local function source(mode, sock, length)
     end
     return nil, err
   end
+end
+sourcet.default = sourcet["until-closed"]
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function sink(mode, sock)
+  local make = sinkt[mode or "default"]
+  if make == nil then error("unknown sink mode: " .. tostring(mode), 2) end
+  return make(sock)
+end
+
+local function source(mode, sock, length)
+  local make = sourcet[mode or "default"]
+  if make == nil then error("unknown source mode: " .. tostring(mode), 2) end
+  return make(sock, length)
 end
 
 function api.socket_module(owner)
@@ -520,7 +544,7 @@ function api.socket_module(owner)
     skip = function(d, ...) return select(d + 1, ...) end,
     sink = sink,
     source = source,
-    sourcet = {}, sinkt = {},
+    sourcet = copy(sourcet), sinkt = copy(sinkt), -- (each application its own)
     BLOCKSIZE = BLOCKSIZE,
   }
   m.try = newtry()

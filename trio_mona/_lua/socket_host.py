@@ -18,8 +18,9 @@ from typing import Any, Final
 
 import trio
 
-from .._net.luasocket import TIMED_OUT, LuaSocket, Parker
-from .._net.luasocket_options import Answer
+from .._core.events import TIMED_OUT
+from .._net.luasocket import LuaSocket, Parker
+from .._net.luasocket_options import Answer, error_text
 from .._net.sockets import Sockets
 
 #: The families a Lua call names.
@@ -116,7 +117,7 @@ class SocketHost:
             try:
                 handle.ensure(FAMILIES[family])
             except OSError as exc:
-                return None, str(exc).encode()
+                return None, error_text(exc)
         handle.sockets.luasocket_opened(handle)
         return handle
 

@@ -9,10 +9,12 @@ wait in a task of their own. Only the calling coroutine waits: every other socke
 on being served.
 
 Lua's half of the protocol: a method returns its results, or ``None, None, token,
-suspension`` when it has to wait; the coroutine yields the suspension, and when it is
-woken (``()``) it calls the method again, or with ``"timeout"`` it asks for the timeout
-result. Timeouts follow LuaSocket: a *block* timeout bounds each wait, a *total* one
-the whole call, measured from the method's first attempt.
+request`` when it has to wait (the request is None for a park, which Python keeps by
+its token); the coroutine yields them, and when it is woken with ``()`` it calls the
+method again, with ``"timeout"`` it asks for the timeout's answer. A waiting
+``receive`` is woken with its answer instead (the hub reads for it). Timeouts follow
+LuaSocket: a *block* timeout bounds each wait, a *total* one the whole call, measured
+from the method's first attempt.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_writable
 
+from .._core.addresses import SocketAddress
+from .._core.events import TIMED_OUT
 from .hub import HANGUP
 from .luasocket_options import (
     Answer,
@@ -43,12 +47,8 @@ from .luasocket_send import Outgoing
 if TYPE_CHECKING:
     from .sockets import Sockets
 
-#: What a waiting coroutine is resumed with when its deadline passes.
-TIMED_OUT: Final = (b"timeout",)
 #: Bytes one ``recv`` asks for (LuaSocket reads 8 KiB at a time; more costs nothing).
 RECV_SIZE: Final = 65536
-#: Largest datagram ``receive``/``receivefrom`` return without a size (LuaSocket's).
-DATAGRAM_SIZE: Final = 8192
 
 
 class Parker(Protocol):
@@ -85,7 +85,7 @@ class LuaSocket:
     #: "master", "client", "server" (TCP), "unconnected", "connected" (UDP).
     kind: str
     family: int  #: AF_INET, AF_INET6, or AF_UNSPEC (a master that has no socket yet)
-    #: A number for it while it is open (``Sockets.luasocket_serials``).
+    #: A number for it while it is open (the key in ``Sockets.luasockets``).
     serial: int = 0
     sock: socket.socket | None = None
     closed: bool = False
@@ -160,22 +160,31 @@ class LuaSocket:
         return None, None, token, suspension
 
     def _wait_writable(self, first: bool) -> Answer | None:
-        deadline = self._deadline(first)
-        if deadline <= trio.current_time():
-            return None
         sock = self.sock
         assert sock is not None
 
-        async def writable() -> tuple[object, ...]:
+        async def writable() -> None:
+            try:
+                await wait_writable(sock)
+            except (trio.ClosedResourceError, OSError):
+                pass  # closed meanwhile: the call tries again and says so
+
+        return self._wait_in_task(first, writable)
+
+    def _wait_in_task(self, first: bool, until: Callable[[], Awaitable[object]]) -> Answer | None:
+        """Wait in a task until *until* returns or the deadline passes (None: it has
+        passed already); the call is made again then."""
+        deadline = self._deadline(first)
+        if deadline <= trio.current_time():
+            return None
+
+        async def work() -> tuple[object, ...]:
             with trio.move_on_at(deadline):
-                try:
-                    await wait_writable(sock)
-                except (trio.ClosedResourceError, OSError):
-                    pass  # closed meanwhile: the call tries again and says so
+                await until()
                 return ()
             return TIMED_OUT
 
-        token, suspension = self.parker.wait_for(self.owner, writable)
+        token, suspension = self.parker.wait_for(self.owner, work)
         return None, None, token, suspension
 
     def on_readable(self, mask: int) -> None:
@@ -222,11 +231,9 @@ class LuaSocket:
     def _armed_parked(self, token: int) -> None:
         """Lua parked on the wait handed out ahead: answer it if its data came."""
         if self._armed != token:
-            return
+            return  # (forgotten: close() or another receive came first)
         self._armed = None
-        if self.closed:
-            self.parker.wake(token, (None, b"closed", self._take_partial(b"n")))
-        elif self._receiving is not None and (self._ready or self.buffer or self.eof):
+        if self._receiving is not None and (self._ready or self.buffer or self.eof):
             self._answer_receiving()
 
     def _wake_readers(self) -> None:
@@ -260,8 +267,6 @@ class LuaSocket:
         return (1.0,)
 
     def _bound(self) -> None:
-        from .._core.addresses import SocketAddress
-
         assert self.sock is not None
         kind = "udp" if self.is_udp else "tcp"
         self.sockets.bound(self, kind, SocketAddress.from_sockaddr(self.sock.getsockname()))
@@ -352,7 +357,7 @@ class LuaSocket:
             )
         if self._armed is not None:  # (a wait handed out ahead is not used: this replaces it)
             self.parker.forget(self._armed)
-            self._armed = None
+            self._armed = self._receiving = None
         answer = self._receive_now(mode, count)
         if answer is not None:
             return answer
@@ -464,19 +469,8 @@ class LuaSocket:
         return (done,)
 
     def _wait_drained(self, outgoing: Outgoing, first: bool) -> Answer | None:
-        deadline = self._deadline(first)
-        if deadline <= trio.current_time():
-            return None
         drained = outgoing.drained = outgoing.drained or trio.Event()
-
-        async def until_drained() -> tuple[object, ...]:
-            with trio.move_on_at(deadline):
-                await drained.wait()
-                return ()
-            return TIMED_OUT
-
-        token, suspension = self.parker.wait_for(self.owner, until_drained)
-        return None, None, token, suspension
+        return self._wait_in_task(first, drained.wait)
 
     def shutdown(self, how: bytes) -> Answer:
         modes = {b"both": socket.SHUT_RDWR, b"send": socket.SHUT_WR, b"receive": socket.SHUT_RD}
