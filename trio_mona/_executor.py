@@ -99,6 +99,11 @@ class _ByToken:
 BY_TOKEN: Final = _ByToken()
 
 
+#: A park handed out and not yet parked on: its deadline, owner and ``parked`` hook
+#: (the fields of its :class:`Suspension` to be).
+Park = tuple[float, bytes, Callable[[int], None] | None]
+
+
 class Waits:
     """Makes the suspensions of calls that wait, each with a fresh token, and wakes
     parked ones through the executor (set once it exists: the Lua host table, which
@@ -107,7 +112,7 @@ class Waits:
     def __init__(self) -> None:
         self._tokens = itertools.count(1)
         #: Parks handed out and not yet parked on (see BY_TOKEN), by token.
-        self.parks: dict[int, Suspension] = {}
+        self.parks: dict[int, Park] = {}
 
     def bind(self, executor: Executor) -> None:
         """Wake through *executor* from now on."""
@@ -124,7 +129,7 @@ class Waits:
         self, owner: bytes, deadline: float, parked: Callable[[int], None] | None = None
     ) -> tuple[int, None]:
         token = next(self._tokens)
-        self.parks[token] = Suspension(token, None, deadline, owner, parked)
+        self.parks[token] = (deadline, owner, parked)
         return token, None
 
     def forget(self, token: int) -> None:
@@ -158,7 +163,7 @@ class Executor:
         poll_ready: Callable[[], int],
         writes: Writes,
         deliver: Callable[[Resumed], None] | None = None,
-        parks: dict[int, Suspension] | None = None,
+        parks: dict[int, Park] | None = None,
     ) -> None:
         self._bridge = bridge
         self._parks = {} if parks is None else parks
@@ -275,7 +280,7 @@ class Executor:
             token = result[1]
             found = self._parks.pop(token, None)
             # (a park given up on meanwhile, e.g. its socket closed: it ends at once)
-            return found or Suspension(token, None, -math.inf)
+            return Suspension(token, None, *found) if found else Suspension(token, None, -math.inf)
         return None
 
     # -- suspension ---------------------------------------------------------------
@@ -324,6 +329,19 @@ class Executor:
         if entry.scope is not None:
             entry.scope.cancel()
         result = self._bridge.resume(event.token, *event.values)
+        if result.__class__ is tuple and len(result) == 2 and result[0] is BY_TOKEN:
+            # Parked again with no deadline (a LuaSocket receive loop's next receive):
+            # the same wait goes on under the new token, with no new records.
+            token = result[1]
+            park = self._parks.get(token)
+            if park is not None and park[0] == math.inf and entry.scope is None:
+                del self._parks[token]
+                entry.woken = False
+                entry.owner = park[1]
+                self._pending[token] = entry
+                if park[2] is not None:
+                    park[2](token)
+                return
         self.settle(result, entry.subjects, entry.then)
 
     def _release(self, subject: Subject) -> None:

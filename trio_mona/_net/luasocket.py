@@ -42,7 +42,7 @@ from .luasocket_options import (
     get_option,
     set_option,
 )
-from .luasocket_send import Outgoing
+from .luasocket_send import SEND_ROOM, Outgoing
 
 if TYPE_CHECKING:
     from .sockets import Sockets
@@ -377,7 +377,7 @@ class LuaSocket:
         """The answer from what was read and what the kernel has, or None: wait."""
         buffer = self.buffer
         while True:
-            found = self._take(mode, count)
+            found = self._take(mode, count) if buffer else None
             if found is not None:
                 return found, None, None
             if self.eof:
@@ -450,6 +450,10 @@ class LuaSocket:
         if outgoing is None:
             outgoing = self._outgoing = Outgoing(self.sockets, self.sock)
         size = len(data)
+        if done == 0 and outgoing.error is None and 0 < size <= SEND_ROOM - outgoing.size:
+            outgoing.add(data)  # (the usual call: all of it fits)
+            self.sent += size
+            return (size,)
         while done < size:
             if outgoing.error is not None:
                 return None, outgoing.error, done
