@@ -113,7 +113,7 @@ end
 -- Methods, shared by every kind; each checks the kinds it is for.
 ---------------------------------------------------------------------------
 local CLIENT, SERVER, MASTER = { client = true }, { server = true }, { master = true }
--- Per client: the wait handed out for its next receive (token, request, mode, count).
+-- Per client: the wait handed out for its next receive (token, mode, count).
 local armed = setmetatable({}, { __mode = "k" })
 local CONNECTABLE = { master = true, client = true }
 local tcp, udp = {}, {}
@@ -241,27 +241,27 @@ function tcp:receive(pattern, prefix)
     end
   end
   -- The wake-up carries the answer (three values; the hub read for it), and may hand
-  -- out the wait for the next receive of the same pattern (two more: parked on with
-  -- no call); one value, "timeout": the wait timed out; none: ask again.
+  -- out the wait for the next receive of the same pattern (its token, a fourth: parked
+  -- on with no call); one value, "timeout": the wait timed out; none: ask again.
   local data, err, partial, request
   local a = armed[self]
-  if a ~= nil and a[1] ~= nil and a[3] == mode and a[4] == count then
-    partial, request = a[1], a[2]
-    a[1], a[2] = nil, nil
+  if a ~= nil and a[1] ~= nil and a[2] == mode and a[3] == count then
+    partial = a[1]
+    a[1] = nil
   else
-    if a ~= nil then a[1], a[2] = nil, nil end
+    if a ~= nil then a[1] = nil end
     data, err, partial, request = ls_receive(h, mode, count, true, false)
   end
   while data == nil and err == nil do
-    local n, next_token, next_request
-    n, data, err, partial, next_token, next_request = counted(wait("receive", partial, request))
+    local n, next_token
+    n, data, err, partial, next_token = counted(wait("receive", partial, request))
     if n == 1 then
       data, err, partial = ls_receive(h, mode, count, false, true)
     elseif n == 0 then
       data, err, partial, request = ls_receive(h, mode, count, false, false)
-    elseif n == 5 then
+    elseif n == 4 then
       if a == nil then a = {}; armed[self] = a end
-      a[1], a[2], a[3], a[4] = next_token, next_request, mode, count
+      a[1], a[2], a[3] = next_token, mode, count
     end
   end
   if data ~= nil then return prefix and prefix .. data or data, nil, nil end

@@ -217,16 +217,17 @@ class LuaSocket:
         self._receiving = None
         nothing_left = not self.buffer and not self.eof
         if answer[0] is not None and nothing_left and self.block < 0 and self.total < 0:
-            answer = (*answer, *self._arm(mode, count))
+            answer = (*answer, self._arm(mode, count))
         self.parker.wake(token, answer)
 
-    def _arm(self, mode: bytes, count: int) -> tuple[int, object]:
+    def _arm(self, mode: bytes, count: int) -> int:
         """The wait for the next ``receive`` of the same pattern, handed out with this
-        answer: Lua parks on it without a call (docs/lua/luasocket.rst, "Speed")."""
-        token, suspension = self.parker.park(self.owner, math.inf, self._armed_parked)
+        answer (its token: Lua parks on it without a call; docs/lua/luasocket.rst,
+        "Speed")."""
+        token, _ = self.parker.park(self.owner, math.inf, self._armed_parked)
         self._receiving = (token, mode, count)
         self._armed = token
-        return token, suspension
+        return token
 
     def _armed_parked(self, token: int) -> None:
         """Lua parked on the wait handed out ahead: answer it if its data came."""
