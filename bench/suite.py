@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import select
 import shutil
 import socket
 import statistics
@@ -54,6 +55,9 @@ class Server:
     name: str
     command: Callable[[int], list[str]]
     available: Callable[[], bool] = lambda: True
+    #: The command for the idle-memory process, when it differs (the generator echoes
+    #: one byte per connection).
+    idle_command: Callable[[int], list[str]] | None = None
 
 
 def _python(*args: str) -> Callable[[int], list[str]]:
@@ -66,10 +70,12 @@ def _trio_mona(engine: str) -> Callable[[int], list[str]]:
                          f"echo.port={port}", "--log-level", "WARN", "--lua", engine]  # fmt: skip
 
 
-def _trio_mona_luasocket(port: int) -> list[str]:
+def _trio_mona_luasocket(size: int) -> Callable[[int], list[str]]:
+    """The LuaSocket-style echo, which answers each *size* bytes it receives."""
     app = str(HERE / "servers" / "luasocket_echo")
-    return [sys.executable, "-m", "trio_mona", "run", app, "--set", f"bench.port={port}",
-            "--log-level", "WARN"]  # fmt: skip
+    return lambda port: [sys.executable, "-m", "trio_mona", "run", app, "--set",
+                         f"bench.port={port}", "--set", f"bench.size={size}",
+                         "--log-level", "WARN"]  # fmt: skip
 
 
 def _copas_available() -> bool:
@@ -83,7 +89,7 @@ def _copas_available() -> bool:
 SERVERS = [
     Server("trio_mona", _trio_mona("lua54")),
     Server("trio_mona jit", _trio_mona("luajit21")),
-    Server("trio_mona luasocket", _trio_mona_luasocket),
+    Server("trio_mona luasocket", _trio_mona_luasocket(64), idle_command=_trio_mona_luasocket(1)),
     Server("plain trio", _python(str(HERE / "servers" / "trio_echo.py"))),
     Server("asyncio", _python(str(HERE / "servers" / "asyncio_echo.py"))),
     Server(
@@ -175,8 +181,10 @@ def idle_memory(binary: Path, port: int, pid: int) -> dict[str, float]:
     )  # fmt: skip
     assert holder.stdout is not None
     assert holder.stdin is not None
-    line = holder.stdout.readline()
+    ready, _, _ = select.select([holder.stdout], [], [], 120)
+    line = holder.stdout.readline() if ready else ""
     if not line:
+        holder.kill()
         holder.wait()
         raise RuntimeError("idle: the generator could not open its connections")
     time.sleep(1.0)  # let the server settle
@@ -194,27 +202,32 @@ class Running:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
-    def ensure(self) -> None:
+    def ensure(self, idle: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             return
         if self.process is not None:
             print(f"  {self.server.name}: exited; restarting it", file=sys.stderr)
         self.port = free_port()
+        command = (idle and self.server.idle_command) or self.server.command
         self.process = subprocess.Popen(
-            pinned(0, self.server.command(self.port)),
+            pinned(0, command(self.port)),
             stderr=subprocess.DEVNULL,
             preexec_fn=raise_fd_limit,
         )
         wait_listening(self.port, self.process)
 
     def measure(self, binary: Path, workload: str, seconds: float) -> dict[str, float] | None:
-        if workload == "idle memory, 10k conns":
+        idle = workload == "idle memory, 10k conns"
+        if idle:
             self.stop()  # a fresh process: memory freed by earlier runs would be reused
-        self.ensure()
+        self.ensure(idle)
         assert self.process is not None
         try:
-            if workload == "idle memory, 10k conns":
-                return idle_memory(binary, self.port, self.process.pid)
+            if idle:
+                try:
+                    return idle_memory(binary, self.port, self.process.pid)
+                finally:
+                    self.stop()  # (the next workload wants the usual process)
             return loadgen(binary, self.port, WORKLOADS[workload][0](seconds), seconds)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"  {self.server.name}, {workload}: failed: {exc}", file=sys.stderr)
