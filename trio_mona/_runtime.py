@@ -28,6 +28,9 @@ from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest,
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
+from ._formats import helpers as format_helpers
+from ._formats import json as json_format
+from ._formats.tape import Tapes
 from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
@@ -118,6 +121,8 @@ class Runtime:
         def new_tcp_client(owner: bytes) -> TCPConnection:
             return TCPConnection(self._sockets, owner)
 
+        tapes = Tapes()
+
         def new_tcp_server(owner: bytes) -> TCPServer:
             return TCPServer(self._sockets, owner)
 
@@ -179,6 +184,10 @@ class Runtime:
             "addr_get": host.addr_get,
             "addr_compare": host.addr_compare,
             "parse_address": host.parse_address,
+            "b64encode": format_helpers.b64encode,
+            "valid_utf8": format_helpers.valid_utf8,
+            "json_read": functools.partial(json_format.read, tapes),
+            "tape_more": tapes.more,
             "properties": {  # (the one list of each class's properties)
                 "IPAddress": list(IP_PROPERTIES),
                 "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),

@@ -19,8 +19,8 @@ local select, setmetatable, sub, tostring =
   shared.select, shared.setmetatable, shared.sub, shared.tostring
 local type, typename, unpack, with_traceback =
   shared.type, shared.typename, shared.unpack, shared.with_traceback
-local xpcall =
-  shared.xpcall
+local xpcall, formats =
+  shared.xpcall, shared.formats
 ---------------------------------------------------------------------------
 -- Applications: environment, `mona` object, logging functions.
 ---------------------------------------------------------------------------
@@ -68,6 +68,7 @@ local function new_file(entry)
     __tostring = function() return entry.value end,
     __metatable = "File",
   }
+  formats.values.add_view(mt, function() return entry end, raw_getmetatable)
   lib.lock(mt)
   return setmetatable({}, mt)
 end
@@ -85,6 +86,51 @@ local function digest(name, ...)
     end
   end
   return host.digest(name, unpack(values, 1, n))
+end
+
+-- mona:toJSON(...) / mona:fromJSON(data) and the other conversions (docs:
+-- lua/conversions): an optional error callback first; on a failure it is called with
+-- the message (or an ERROR is logged) and the conversion returns nil.
+local raw_pcall, runaway = lib.raw.pcall, lib.runaway
+
+local function failed(path, name, onerror, message)
+  if runaway.expired then error(message, 0) end -- (the runaway bound is not a failure)
+  message = name .. ": " .. tostring(message)
+  if onerror then
+    onerror(message)
+  else
+    log_at(path, LEVELS.ERROR, 2, message)
+  end
+  return nil
+end
+
+local function write_with(path, name, encode, onerror, ...)
+  local ok, result = raw_pcall(encode, select("#", ...), ...)
+  if ok then return result end
+  return failed(path, name, onerror, result)
+end
+
+local function read_with(path, name, decode, onerror, data)
+  if type(data) ~= "string" then argerror(name, onerror and 2 or 1, "string", data) end
+  local ok, values, count = raw_pcall(decode, data)
+  if ok then return unpack(values, 1, count) end
+  return failed(path, name, onerror, values)
+end
+
+-- format, writer's name, reader's name
+local CONVERSIONS = { { "json", "toJSON", "fromJSON" }, { "query", "toQuery", "fromQuery" } }
+
+local function converters(path, format_name, to_name, from_name)
+  local encode, decode = formats[format_name].encode, formats[format_name].decode
+  local function to(...)
+    if type((...)) == "function" then return write_with(path, to_name, encode, ...) end
+    return write_with(path, to_name, encode, nil, ...)
+  end
+  local function from(first, second)
+    if type(first) == "function" then return read_with(path, from_name, decode, first, second) end
+    return read_with(path, from_name, decode, nil, first)
+  end
+  return to, from
 end
 
 local function mona_factory(app, path)
@@ -201,6 +247,10 @@ local function mona_factory(app, path)
       return blacklist("removeFromBlacklist", false, ...)
     end),
   }
+  for _, names in ipairs(CONVERSIONS) do
+    local to, from = converters(path, names[1], names[2], names[3])
+    members[names[2]], members[names[3]] = method(to), method(from)
+  end
   local props = {
     configs = host.configs,
     environment = host.environment,

@@ -43,11 +43,18 @@ _PRELUDE: Final = tuple(
     for name in ("prelude.lua", "objects.lua", "applications.lua", "socket.lua")
 )
 
+#: The conversions (docs/lua/conversions.rst): the shared rules, then one file per
+#: format, each run with the real globals and the host table.
+_FORMATS: Final = tuple(
+    (name, importlib.resources.files("trio_mona._formats").joinpath(f"{name}.lua").read_bytes())
+    for name in ("values", "json", "query")
+)
+
 #: The host functions and values the prelude names (``host.x``): the contract with the
 #: table the runtime builds, checked when a bridge is made.
 HOST_NAMES: Final = frozenset(
     name.decode()
-    for _, source in _PRELUDE
+    for _, source in (*_PRELUDE, *_FORMATS)
     for name in re.findall(rb"\bhost(?:_functions)?\.([A-Za-z_]\w*)", source)
 )
 
@@ -114,6 +121,7 @@ class LuaBridge:
         shared = loader(source, b"=trio_mona/_lua/" + first.encode())(
             host_table, real_globals, stdlib
         )
+        shared[b"formats"] = self._formats(loader, real_globals, host_table)
         for name, source in rest:
             shared = loader(source, b"=trio_mona/_lua/" + name.encode())(shared)
         api = shared.api
@@ -135,6 +143,18 @@ class LuaBridge:
         self.drop: Callable[[int], None] = api.drop
         self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
         self._load_chunk = api.load_chunk
+
+    def _formats(self, loader: Any, real_globals: LuaTable, host: LuaTable) -> LuaTable:
+        """The conversions, by format name (``values``: the rules they share)."""
+        formats = self._lua.table()
+        (_, source), *rest = _FORMATS
+        values = formats[b"values"] = loader(source, b"=trio_mona/_formats/values.lua")(
+            real_globals, host
+        )
+        for name, source in rest:
+            chunk = loader(source, b"=trio_mona/_formats/" + name.encode() + b".lua")
+            formats[name.encode()] = chunk(real_globals, host, values)
+        return formats
 
     def table(self, data: Mapping[str, object] | None = None) -> LuaTable:
         """A new Lua table from a mapping (str keys become Lua strings; nested dicts too)."""

@@ -311,4 +311,13 @@ local resolve = {
 }
 
 shared.resolve = resolve
+
+-- The conversions write an object as a map of its properties (docs: lua/conversions).
+for name, props in pairs(properties) do
+  shared.formats.values.add_view(classes[name], function(t)
+    local view = {}
+    for i = 1, #props do view[props[i]] = t[props[i]] end
+    return view
+  end, shared.raw_getmetatable)
+end
 return shared

@@ -1,0 +1,43 @@
+"""How a reader written in Python hands its values to Lua: as one flat *tape* of plain
+values, built into tables by ``V.build`` in ``_formats/values.lua``, so a document
+costs one crossing instead of one per element (docs/lua/conversions.rst, "Speed").
+
+A tape holds bytes, integers, floats, booleans and None (nil); :data:`MARK` (a NaN,
+which no reader yields as a value) followed by a code starts a table or a date: code
+``2n`` an array of the next n values, ``2n + 1`` a map of the next n key/value pairs,
+``-1`` a date whose milliseconds follow.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MARK: Final = float("nan")
+DATE: Final = -1
+#: Tables nested deeper than this are refused (as by the Lua writers: values.lua).
+MAX_DEPTH: Final = 500
+#: Values handed over per crossing (the rest on request: :class:`Tapes`).
+CHUNK: Final = 50_000
+
+
+class TooDeep(Exception):
+    """A document nests tables deeper than :data:`MAX_DEPTH`."""
+
+
+class Tapes:
+    """Hands a long tape over in chunks (a Lua call takes its results on the Lua stack,
+    which has a bound): the first with the reader's answer, the others on request."""
+
+    def __init__(self) -> None:
+        self._rest: list[object] = []
+
+    def first(self, count: int, tape: list[object]) -> tuple[object, ...]:
+        """What a reader returns: the count of top values, the tape's length, and the
+        tape's first chunk."""
+        self._rest = tape[CHUNK:] if len(tape) > CHUNK else []
+        return (count, len(tape), *tape[:CHUNK])
+
+    def more(self) -> tuple[object, ...]:
+        """The next chunk of the tape being handed over, after its length."""
+        chunk, self._rest = self._rest[:CHUNK], self._rest[CHUNK:]
+        return (len(chunk), *chunk)

@@ -1,0 +1,186 @@
+-- What the conversions share (docs: lua/conversions): how a Lua table reads as a
+-- value of a format (array, map, mixed, byte array, date, object view), dates, and
+-- the bounds every format keeps. Run once with the real globals (`G`, taken before any
+-- application runs) and the host table; returns the table the format files use.
+local G, host = ...
+local type, next, tostring, tonumber, error, select =
+  G.type, G.next, G.tostring, G.tonumber, G.error, G.select
+local format, find, match, sub, byte = G.string.format, G.string.find, G.string.match,
+  G.string.sub, G.string.byte
+local floor, huge = G.math.floor, G.math.huge
+local math_type = G.math.type -- (nil on LuaJIT: every number is a float there)
+local os_date = G.os.date
+local utf8_len = G.utf8 and G.utf8.len
+
+local V = {}
+
+-- Tables nested deeper than this are refused both ways (stacks and time stay bounded);
+-- the Python half of the readers keeps the same bound (_formats/tape.py).
+V.MAX_DEPTH = 500
+
+-- Whether `v` is an integral number that the format should write without a fraction.
+if math_type ~= nil then
+  V.is_integer = function(v) return math_type(v) == "integer" end
+else
+  V.is_integer = function(v) return v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53 end
+end
+
+-- A float written so that it reads back as the same float (Lua's %.14g first: it is
+-- what tostring writes, and the shortest in the usual case).
+function V.float_text(v)
+  if v ~= v or v == huge or v == -huge then return nil end
+  local s = format("%.14g", v)
+  if tonumber(s) ~= v then s = format("%.17g", v) end
+  if math_type ~= nil and not find(s, "[%.eEn]") then s = s .. ".0" end
+  return s
+end
+
+-- Whether `s` is valid UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
+if utf8_len ~= nil then
+  V.valid_utf8 = function(s) return utf8_len(s) ~= nil end
+else
+  V.valid_utf8 = host.valid_utf8
+end
+
+-- Lua-visible objects (addresses, sockets, File objects) as maps of their documented
+-- properties: the prelude registers each class's metatable with how to view it.
+local views = G.setmetatable({}, { __mode = "k" }) -- metatable -> view(object)
+local raw_getmetatable = nil -- (set with the first view: the prelude holds the raw one)
+
+function V.add_view(mt, view, getmetatable_)
+  views[mt] = view
+  raw_getmetatable = getmetatable_
+end
+
+function V.object_view(t)
+  local view = raw_getmetatable and views[raw_getmetatable(t)]
+  if view == nil then return nil end
+  return view(t)
+end
+
+-- The array part of a table: keys 1..n, where n is its largest positive integer key
+-- if at least half of 1..n are there (a hole in it is nil; sparser, its integer keys are
+-- fields: the same answer on both engines, whatever #t says). Every other key is a
+-- field. Returns n and whether the table has fields.
+function V.shape(t)
+  local count, max, fields = 0, 0, false
+  for k in next, t do
+    if type(k) == "number" and k >= 1 and k == floor(k) then
+      count = count + 1
+      if k > max then max = k end
+    else
+      fields = true
+    end
+  end
+  if max > 2 * count then return 0, true end
+  return max, fields
+end
+
+local date
+
+-- Dates: a table with `__time` (milliseconds since 1970, UTC). The ISO 8601 text is
+-- what JSON and XML-RPC carry.
+local function civil_days(y, m, d) -- days since 1970-01-01 of a proleptic Gregorian date
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+date = function(ms)
+  ms = floor(ms)
+  local t = os_date("!*t", floor(ms / 1000))
+  t.msec = ms % 1000
+  t.__time = ms
+  t.isdst = false
+  return t
+end
+
+V.date = date
+
+function V.iso_text(ms)
+  ms = floor(ms)
+  return os_date("!%Y-%m-%dT%H:%M:%S", floor(ms / 1000)) .. format(".%03dZ", ms % 1000)
+end
+
+-- The milliseconds of an ISO 8601 UTC text as iso_text writes it (the fraction and
+-- the zone are optional), or nil.
+function V.iso_time(s)
+  local y, mo, d, h, mi, sec, rest =
+    match(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)(.*)$")
+  if y == nil then return nil end
+  local frac, zone = match(rest, "^%.(%d+)(Z?)$")
+  if frac == nil then
+    if rest ~= "" and rest ~= "Z" then return nil end
+    frac = "0"
+  end
+  mo, d, h, mi, sec = tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(sec)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or sec > 60 then return nil end
+  local ms = floor(tonumber(sub(frac .. "00", 1, 3)))
+  local t = ((civil_days(tonumber(y), mo, d) * 24 + h) * 60 + mi) * 60 + sec
+  return t * 1000 + ms
+end
+
+-- Whether a text has the date layout iso_text writes (JSON reads such strings back as
+-- dates): a cheap look at fixed positions first.
+function V.looks_like_date(s)
+  return #s == 24 and byte(s, 11) == 84 and byte(s, 24) == 90 and V.iso_time(s) ~= nil
+end
+
+V.b64encode = host.b64encode
+
+-- The values a Python reader hands over (_formats/tape.py): its results are the count
+-- of top values, the tape's length and its first chunk (or nil and a message).
+-- Returns the values in a table and their count.
+local tape, at, tape_more = nil, 1, host.tape_more
+
+local function build()
+  local v = tape[at]
+  at = at + 1
+  if v ~= v then -- the mark: a table or a date follows
+    local code = tape[at]
+    at = at + 1
+    if code < 0 then
+      at = at + 1
+      return date(tape[at - 1])
+    end
+    local t = {}
+    if code % 2 == 0 then
+      for i = 1, floor(code / 2) do t[i] = build() end
+    else
+      for _ = 1, floor(code / 2) do
+        local k = tape[at]
+        at = at + 1
+        t[k] = build()
+      end
+    end
+    return t
+  end
+  return v
+end
+
+function V.values(count, total, ...)
+  if count == nil then return nil, total end
+  tape, at = { ... }, 1
+  local have = select("#", ...)
+  while have < total do
+    local chunk = { tape_more() } -- (its first value is how many follow)
+    for i = 1, chunk[1] do tape[have + i] = chunk[i + 1] end
+    have = have + chunk[1]
+  end
+  local values = {}
+  for i = 1, count do values[i] = build() end
+  tape = nil
+  return values, count
+end
+
+-- Raises a converter's error: a message with no position (the caller names the
+-- converter; docs: lua/conversions, "Errors").
+function V.fail(message, ...)
+  error(select("#", ...) > 0 and format(message, ...) or message, 0)
+end
+
+return V
