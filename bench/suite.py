@@ -10,7 +10,7 @@ at 1, 10, 100 and 1,000 connections (64-byte messages; round trips/s, p50/p99), 
 ping-pong with 10 clients, bulk streaming through one connection (MB/s), connection
 churn (connect, echo 64 bytes, close; connections/s), and idle memory (KiB per
 connection, server RSS, 10,000 connections). In process: Lua dispatch cost per event and
-the ``onData`` framing loop (``dispatch.py``).
+the ``onData`` framing loop (``dispatch.py``), and the conversions (``conversions.py``).
 
 Each server runs pinned to core 0 and the generator to core 1 (``taskset``). All
 servers run for the whole suite; each workload is measured on every server in turn, the
@@ -254,6 +254,12 @@ def dispatch(engine: str) -> dict[str, float]:
     return dict(data["us_per_event"])
 
 
+def conversions() -> dict[str, dict[str, float]]:
+    subprocess.run([sys.executable, str(HERE / "conversions.py")], check=True,
+                   capture_output=True)  # fmt: skip
+    return dict(json.loads((RESULTS / "conversions.json").read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -300,7 +306,13 @@ def main() -> None:
 
     table = summarize(runs, workloads)
     in_process = {engine: dispatch(engine) for engine in ("lua54", "luajit21")}
+    converting = conversions()
     print_table(table, in_process)
+    print("\nConversions, microseconds per call (in process; conversions.py)")
+    for engine, values in converting.items():
+        for name, value in values.items():
+            if not name.endswith("_bytes"):
+                print(f"  {engine:<9} {name:<38} {value:10.1f}")
     if skipped:
         print(f"skipped (not installed): {', '.join(skipped)}")
     report = {
@@ -315,6 +327,7 @@ def main() -> None:
         "skipped": skipped,
         "rows": table,
         "dispatch_us_per_event": in_process,
+        "conversions_us_per_call": converting,
     }
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     print(f"written {RESULTS / 'suite.json'}")

@@ -211,17 +211,34 @@ async def test_from_json_refuses_what_is_not_a_string(tmp_path: Path, engine: st
             await lua(runtime, "return mona:fromJSON(print, 5)")
 
 
-async def test_from_json_large_document(tmp_path: Path) -> None:
+async def test_from_json_large_document(tmp_path: Path, engine: str) -> None:
     """More values than one crossing hands over (the tape comes in chunks)."""
-    async with running(tmp_path, "") as runtime:
+    async with running(tmp_path, "", engine=engine) as runtime:
         got = await lua(
             runtime,
-            """local t = {} for i = 1, 120000 do t[i] = i % 7 == 0 and "s" .. i or i end
+            """local t = {} for i = 1, 120000 do t[i] = i % 7 == 0 and "s" .. i or {i} end
             local back = mona:fromJSON(mona:toJSON(t))
-            for i = 1, 120000 do if back[i] ~= t[i] then return i end end
+            for i = 1, 120000 do
+              if (type(t[i]) == "table" and back[i][1] ~= t[i][1]) or (type(t[i]) ~= "table" and back[i] ~= t[i]) then return i end
+            end
             return #back""",
         )
         assert got == 120000
+
+
+async def test_from_json_too_many_top_values(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As many top values as one call can return (LuaJIT's stack has a bound)."""
+    limit = 500_000 if engine == "lua54" else 7000
+    async with running(tmp_path, "", engine=engine) as runtime:
+        ok = f"return select('#', mona:fromJSON('[' .. string.rep('1,', {limit - 1}) .. '1]'))"
+        assert await lua(runtime, ok) == limit
+        too_many = f"return mona:fromJSON('[' .. string.rep('1,', {limit}) .. '1]')"
+        assert await lua(runtime, too_many) is None
+        assert any(
+            f"values are more than one call returns ({limit})" in m for m in messages(caplog)
+        )
 
 
 # -- query strings ----------------------------------------------------------------------

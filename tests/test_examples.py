@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import resource
 import socket
@@ -343,3 +344,28 @@ async def test_http_get_fetches_from_a_local_server() -> None:
             )
         assert (status, header, received) == (200, b"yes", body)
         nursery.cancel_scope.cancel()
+
+
+async def test_json_api() -> None:
+    settings = {"json_api.port": "0"}
+    async with trio_mona.open_runtime(APPS / "json_api", settings=settings) as runtime:
+        stream = await connect(tcp_port(runtime))
+        requests = (
+            b'[{"op":"add","args":[1,2]}]\n[{"op":"concat","args":["a",2.5]}]\n'
+            b'[{"op":"nope"}]\n[1,\n[{"op":"mul","args":[1]}]\n[{"op":"stats"}]\n'
+        )
+        await stream.send_all(requests[:10])  # (a line in two reads)
+        await stream.send_all(requests[10:])
+        lines: list[bytes] = []
+        received = b""
+        with trio.fail_after(5):
+            while len(lines) < 6:
+                received += await stream.receive_some(65536)
+                *lines, _ = received.split(b"\n")
+        replies = [json.loads(line)[0] for line in lines]
+        assert replies[:3] == [{"result": 3}, {"result": "a2.5"}, {"error": "unknown op nope"}]
+        assert replies[3]["error"].startswith("fromJSON: Expecting value")
+        assert replies[4] == {"error": "bad arguments for mul"}
+        stats = replies[5]["result"]
+        assert stats["running"] is True
+        assert stats["port"] == tcp_port(runtime)

@@ -18,7 +18,7 @@ from typing import Any, Final
 from .tape import DATE, MARK, MAX_DEPTH, Tapes, TooDeep
 
 _DATE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z\Z")
-_INT64: Final = range(-(2**63), 2**63)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _no_constant(name: str) -> object:
@@ -38,35 +38,41 @@ def _date_ms(match: re.Match[str]) -> int | None:
 
 
 def _walk(value: Any, out: list[object], depth: int) -> None:
-    cls = value.__class__
-    if cls is str:
-        found = _DATE.match(value) if len(value) == 24 else None
-        ms = _date_ms(found) if found else None
-        if ms is None:
-            out.append(value.encode())
-        else:
-            out += (MARK, DATE, ms)
-    elif cls is list:
-        if depth >= MAX_DEPTH:
-            raise TooDeep
-        out += (MARK, 2 * len(value))
-        for item in value:
-            _walk(item, out, depth + 1)
-    elif cls is dict:
-        if depth >= MAX_DEPTH:
-            raise TooDeep
+    """Append *value* (a list or a dict) to *out*; scalars inline, tables recursively."""
+    if depth >= MAX_DEPTH:
+        raise TooDeep
+    append = out.append
+    if value.__class__ is list:
+        append(MARK)
+        append(2 * len(value))
+        items = value
+    else:
         raw = value.get("__raw") if len(value) == 1 else None
         if isinstance(raw, str):
             out += (MARK, 3, b"__raw", base64.b64decode(raw, validate=True))
             return
-        out += (MARK, 2 * len(value) + 1)
-        for key, item in value.items():
-            out.append(key.encode())
+        append(MARK)
+        append(2 * len(value) + 1)
+        items = value.values()
+        keys = iter(value)
+    is_map = items is not value
+    for item in items:
+        if is_map:
+            append(next(keys).encode())
+        cls = item.__class__
+        if cls is str:
+            if len(item) == 24 and item[10] == "T" and (found := _DATE.match(item)):
+                ms = _date_ms(found)
+                if ms is not None:
+                    out += (MARK, DATE, ms)
+                    continue
+            append(item.encode())
+        elif cls is int:
+            append(item if _INT64_MIN <= item <= _INT64_MAX else float(item))
+        elif cls is list or cls is dict:
             _walk(item, out, depth + 1)
-    elif cls is int:
-        out.append(value if value in _INT64 else float(value))
-    else:
-        out.append(value)  # float, bool, None
+        else:
+            append(item)  # float, bool, None
 
 
 def read(tapes: Tapes, document: bytes) -> tuple[object, ...]:
@@ -79,12 +85,12 @@ def read(tapes: Tapes, document: bytes) -> tuple[object, ...]:
     try:
         value = _decoder.decode(text)
         out: list[object] = []
-        if value.__class__ is list:
-            for item in value:
-                _walk(item, out, 1)
-            return tapes.first(len(value), out)
-        _walk(value, out, 0)
-        return tapes.first(1, out)
+        cls = value.__class__
+        if cls is list:
+            _walk(value, out, 0)
+            return tapes.first(len(value), out[2:])  # (its items, not the array)
+        _walk([value], out, 0)
+        return tapes.first(1, out[2:])
     except json.JSONDecodeError as exc:
         where = len(text[: exc.pos].encode()) + 1
         return None, f"{exc.msg} (at byte {where})".encode()

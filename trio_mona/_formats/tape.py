@@ -16,8 +16,9 @@ MARK: Final = float("nan")
 DATE: Final = -1
 #: Tables nested deeper than this are refused (as by the Lua writers: values.lua).
 MAX_DEPTH: Final = 500
-#: Values handed over per crossing (the rest on request: :class:`Tapes`).
-CHUNK: Final = 50_000
+#: Values handed over per crossing (the rest on request: :class:`Tapes`); LuaJIT takes
+#: at most ~8,000 results from one call.
+CHUNK: Final = 4_000
 
 
 class TooDeep(Exception):
@@ -29,15 +30,19 @@ class Tapes:
     which has a bound): the first with the reader's answer, the others on request."""
 
     def __init__(self) -> None:
-        self._rest: list[object] = []
+        self._tape: list[object] = []
+        self._at = 0
 
     def first(self, count: int, tape: list[object]) -> tuple[object, ...]:
         """What a reader returns: the count of top values, the tape's length, and the
         tape's first chunk."""
-        self._rest = tape[CHUNK:] if len(tape) > CHUNK else []
+        self._tape, self._at = (tape, CHUNK) if len(tape) > CHUNK else ([], 0)
         return (count, len(tape), *tape[:CHUNK])
 
     def more(self) -> tuple[object, ...]:
         """The next chunk of the tape being handed over, after its length."""
-        chunk, self._rest = self._rest[:CHUNK], self._rest[CHUNK:]
+        chunk = self._tape[self._at : self._at + CHUNK]
+        self._at += CHUNK
+        if self._at >= len(self._tape):
+            self._tape, self._at = [], 0
         return (len(chunk), *chunk)

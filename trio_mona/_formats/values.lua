@@ -14,6 +14,10 @@ local utf8_len = G.utf8 and G.utf8.len
 
 local V = {}
 
+-- The most values one call returns (LuaJIT's C stack takes ~8,000): a reader with more
+-- top values asks for an array.
+V.MAX_RESULTS = math_type ~= nil and 500000 or 7000
+
 -- Tables nested deeper than this are refused both ways (stacks and time stay bounded);
 -- the Python half of the readers keeps the same bound (_formats/tape.py).
 V.MAX_DEPTH = 500
@@ -137,33 +141,38 @@ V.b64encode = host.b64encode
 -- Returns the values in a table and their count.
 local tape, at, tape_more = nil, 1, host.tape_more
 
-local function build()
-  local v = tape[at]
+local function build() -- the table or date at the mark just read
+  local code = tape[at]
   at = at + 1
-  if v ~= v then -- the mark: a table or a date follows
-    local code = tape[at]
+  if code < 0 then
     at = at + 1
-    if code < 0 then
-      at = at + 1
-      return date(tape[at - 1])
-    end
-    local t = {}
-    if code % 2 == 0 then
-      for i = 1, floor(code / 2) do t[i] = build() end
-    else
-      for _ = 1, floor(code / 2) do
-        local k = tape[at]
-        at = at + 1
-        t[k] = build()
-      end
-    end
-    return t
+    return date(tape[at - 1])
   end
-  return v
+  local t = {}
+  if code % 2 == 0 then
+    for i = 1, floor(code / 2) do
+      local v = tape[at]
+      at = at + 1
+      if v ~= v then v = build() end -- (the mark: a NaN, never a value)
+      t[i] = v
+    end
+  else
+    for _ = 1, floor(code / 2) do
+      local k, v = tape[at], tape[at + 1]
+      at = at + 2
+      if v ~= v then v = build() end
+      t[k] = v
+    end
+  end
+  return t
 end
 
 function V.values(count, total, ...)
   if count == nil then return nil, total end
+  if count > V.MAX_RESULTS then
+    return nil, format("%d values are more than one call returns (%d): wrap them in an array",
+      count, V.MAX_RESULTS)
+  end
   tape, at = { ... }, 1
   local have = select("#", ...)
   while have < total do
@@ -172,7 +181,12 @@ function V.values(count, total, ...)
     have = have + chunk[1]
   end
   local values = {}
-  for i = 1, count do values[i] = build() end
+  for i = 1, count do
+    local v = tape[at]
+    at = at + 1
+    if v ~= v then v = build() end
+    values[i] = v
+  end
   tape = nil
   return values, count
 end
