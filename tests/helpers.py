@@ -3,7 +3,9 @@ talked to over real loopback sockets."""
 
 from __future__ import annotations
 
+import math
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -99,3 +101,68 @@ def messages(caplog: pytest.LogCaptureFixture, level: int = 0) -> list[str]:
 
 async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, limit: float = 5.0) -> None:
     await wait_until(lambda: any(text in m for m in messages(caplog)), limit)
+
+
+class ThreadedRuntime:
+    """A runtime on its own thread, so that Hypothesis (synchronous) can run Lua in it."""
+
+    def __init__(self, engine: str, folder: Path) -> None:
+        self.ready = threading.Event()
+        self.stop: trio.Event | None = None
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.runtime: Runtime | None = None
+        self.thread = threading.Thread(target=trio.run, args=(self.main, engine, folder))
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("the runtime did not start")
+
+    async def main(self, engine: str, folder: Path) -> None:
+        async with trio_mona.open_runtime(folder, engine=engine) as runtime:
+            self.runtime, self.stop = runtime, trio.Event()
+            self.token = trio.lowlevel.current_trio_token()
+            self.ready.set()
+            await self.stop.wait()
+
+    def lua(self, code: str) -> Any:
+        assert self.runtime is not None
+        return trio.from_thread.run(lua, self.runtime, code, trio_token=self.token)
+
+    def close(self) -> None:
+        assert self.stop is not None
+        trio.from_thread.run_sync(self.stop.set, trio_token=self.token)
+        self.thread.join()
+
+
+#: same(a, b): deep equality of Lua values, integer and float told apart (Lua 5.4), dates
+#: by their time.
+SAME_LUA = """
+function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) == "number" and math.type and math.type(a) ~= math.type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  if a.__time ~= nil then return a.__time == b.__time end -- (a date read back has its fields)
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+"""
+
+
+def lua_literal(value: object) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        assert math.isfinite(value)
+        return f"({value!r})"  # (repr has a "." or an exponent: a float in Lua 5.4)
+    if isinstance(value, bytes):
+        return '"' + "".join(f"\\{byte}" for byte in value) + '"'
+    if isinstance(value, str):
+        return lua_literal(value.encode())
+    if isinstance(value, list):
+        return "{" + ", ".join(lua_literal(item) for item in value) + "}"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"[{lua_literal(k)}] = {lua_literal(v)}" for k, v in value.items()) + "}"

@@ -5,21 +5,14 @@ values (Hypothesis)."""
 from __future__ import annotations
 
 import json
-import math
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-import trio_mona
-from trio_mona import Runtime
-
-from .helpers import ENGINES, lua, messages, running
+from .helpers import ENGINES, SAME_LUA, ThreadedRuntime, lua, lua_literal, messages, running
 
 
 @pytest.fixture(params=ENGINES)
@@ -190,12 +183,12 @@ async def test_from_json_bad_input(
     tmp_path: Path, document: bytes, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with running(tmp_path, "") as runtime:
-        assert await lua(runtime, f"return mona:fromJSON({_lua_literal(document)})") is None
+        assert await lua(runtime, f"return mona:fromJSON({lua_literal(document)})") is None
         assert any(f"fromJSON: {error}" in m for m in messages(caplog))
         # the error callback instead of the log
         called = await lua(
             runtime,
-            f"local e local r = mona:fromJSON(function(m) e = m end, {_lua_literal(document)}) return r, e",
+            f"local e local r = mona:fromJSON(function(m) e = m end, {lua_literal(document)}) return r, e",
         )
         assert called[0] is None
         assert error in called[1].decode()
@@ -281,82 +274,15 @@ async def test_query_failures(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
 
 
 # -- round trips of generated values ------------------------------------------------------
-class _Runner:
-    """A runtime on its own thread, so that Hypothesis (synchronous) can run Lua in it."""
-
-    def __init__(self, engine: str, folder: Path) -> None:
-        self.ready = threading.Event()
-        self.stop: trio.Event | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.runtime: Runtime | None = None
-        self.thread = threading.Thread(target=trio.run, args=(self.main, engine, folder))
-        self.thread.start()
-        if not self.ready.wait(30):
-            raise RuntimeError("the runtime did not start")
-
-    async def main(self, engine: str, folder: Path) -> None:
-        async with trio_mona.open_runtime(folder, engine=engine) as runtime:
-            self.runtime, self.stop = runtime, trio.Event()
-            self.token = trio.lowlevel.current_trio_token()
-            self.ready.set()
-            await self.stop.wait()
-
-    def lua(self, code: str) -> Any:
-        assert self.runtime is not None
-        return trio.from_thread.run(lua, self.runtime, code, trio_token=self.token)
-
-    def close(self) -> None:
-        assert self.stop is not None
-        trio.from_thread.run_sync(self.stop.set, trio_token=self.token)
-        self.thread.join()
-
-
 @pytest.fixture(scope="module", params=ENGINES)
 def runner(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[_Runner]:
+) -> Iterator[ThreadedRuntime]:
     folder = tmp_path_factory.mktemp("apps")
-    (folder / "main.lua").write_text(_SAME)
-    found = _Runner(str(request.param), folder)
+    (folder / "main.lua").write_text(SAME_LUA)
+    found = ThreadedRuntime(str(request.param), folder)
     yield found
     found.close()
-
-
-#: same(a, b): deep equality of Lua values, integer and float told apart (Lua 5.4), dates
-#: by their time.
-_SAME = """
-function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) == "number" and math.type and math.type(a) ~= math.type(b) then return false end
-  if type(a) ~= "table" then return a == b end
-  if a.__time ~= nil then return a.__time == b.__time end -- (a date read back has its fields)
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
-"""
-
-
-def _lua_literal(value: object) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        assert math.isfinite(value)
-        return f"({value!r})"  # (repr has a "." or an exponent: a float in Lua 5.4)
-    if isinstance(value, bytes):
-        return '"' + "".join(f"\\{byte}" for byte in value) + '"'
-    if isinstance(value, str):
-        return _lua_literal(value.encode())
-    if isinstance(value, list):
-        return "{" + ", ".join(_lua_literal(item) for item in value) + "}"
-    assert isinstance(value, dict)
-    return (
-        "{" + ", ".join(f"[{_lua_literal(k)}] = {_lua_literal(v)}" for k, v in value.items()) + "}"
-    )
 
 
 _names = st.text(max_size=8).filter(lambda s: not s.startswith("__"))
@@ -381,8 +307,8 @@ _json_values = st.recursive(
 
 
 @given(st.lists(_json_values, max_size=4))
-def test_json_round_trip(runner: _Runner, values: list[object]) -> None:
-    args = ", ".join(_lua_literal(v) for v in values)
+def test_json_round_trip(runner: ThreadedRuntime, values: list[object]) -> None:
+    args = ", ".join(lua_literal(v) for v in values)
     code = f"""local values = table.pack({args})
     local back = table.pack(mona:fromJSON(mona:toJSON({args})))
     return back.n == values.n and same(values, back)"""
@@ -400,8 +326,8 @@ _query_scalars = st.booleans() | st.integers(-(10**12), 10**12) | _query_text
                     item for i, item in enumerate(items)
                     if not (isinstance(item, dict) and i and isinstance(items[i - 1], dict))
                 ]))  # fmt: skip
-def test_query_round_trip(runner: _Runner, values: list[object]) -> None:
-    args = ", ".join(_lua_literal(v) for v in values)
+def test_query_round_trip(runner: ThreadedRuntime, values: list[object]) -> None:
+    args = ", ".join(lua_literal(v) for v in values)
     code = f"""local values = table.pack({args})
     local back = table.pack(mona:fromQuery(mona:toQuery({args})))
     return back.n == values.n and same(values, back)"""

@@ -30,6 +30,8 @@ from ._core.events import Call
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
 from ._formats import helpers as format_helpers
 from ._formats import json as json_format
+from ._formats import xml as xml_format
+from ._formats import xmlrpc as xmlrpc_format
 from ._formats.tape import Tapes
 from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
@@ -187,6 +189,8 @@ class Runtime:
             "b64encode": format_helpers.b64encode,
             "valid_utf8": format_helpers.valid_utf8,
             "json_read": functools.partial(json_format.read, tapes),
+            "xml_read": functools.partial(xml_format.read, tapes),
+            "xmlrpc_read": functools.partial(xmlrpc_format.read, tapes),
             "tape_more": tapes.more,
             "properties": {  # (the one list of each class's properties)
                 "IPAddress": list(IP_PROPERTIES),

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
-import datetime
 import json
 import re
 from typing import Any, Final
 
-from .tape import DATE, MARK, MAX_DEPTH, Tapes, TooDeep
+from .tape import DATE, MARK, MAX_DEPTH, Tapes, TooDeep, date_ms
 
 _DATE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z\Z")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -26,15 +24,6 @@ def _no_constant(name: str) -> object:
 
 
 _decoder: Final = json.JSONDecoder(parse_constant=_no_constant)
-
-
-def _date_ms(match: re.Match[str]) -> int | None:
-    y, mo, d, h, mi, s, ms = (int(part) for part in match.groups())
-    try:
-        datetime.datetime(y, mo, d, h, mi, s)
-    except ValueError:
-        return None  # (not a real date: it stays a string)
-    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1000 + ms
 
 
 def _walk(value: Any, out: list[object], depth: int) -> None:
@@ -62,7 +51,7 @@ def _walk(value: Any, out: list[object], depth: int) -> None:
         cls = item.__class__
         if cls is str:
             if len(item) == 24 and item[10] == "T" and (found := _DATE.match(item)):
-                ms = _date_ms(found)
+                ms = date_ms(found.groups())
                 if ms is not None:
                     out += (MARK, DATE, ms)
                     continue

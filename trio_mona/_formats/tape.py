@@ -5,20 +5,37 @@ costs one crossing instead of one per element (docs/lua/conversions.rst, "Speed"
 A tape holds bytes, integers, floats, booleans and None (nil); :data:`MARK` (a NaN,
 which no reader yields as a value) followed by a code starts a table or a date: code
 ``2n`` an array of the next n values, ``2n + 1`` a map of the next n key/value pairs,
-``-1`` a date whose milliseconds follow.
+``-1`` a date whose milliseconds follow, ``-2`` the same table as the k-th one the tape
+made (k follows, counting from 1 in the order the tables start), so that one table can
+be in several places (an XML element is its parent's child by index and by name).
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime
+from collections.abc import Sequence
 from typing import Final
 
 MARK: Final = float("nan")
 DATE: Final = -1
+REF: Final = -2
 #: Tables nested deeper than this are refused (as by the Lua writers: values.lua).
 MAX_DEPTH: Final = 500
 #: Values handed over per crossing (the rest on request: :class:`Tapes`); LuaJIT takes
 #: at most ~8,000 results from one call.
 CHUNK: Final = 4_000
+
+
+def date_ms(parts: Sequence[str]) -> int | None:
+    """The milliseconds since 1970 (UTC) of a date's year, month, day, hour, minute,
+    second and fraction (up to 3 digits), or None if it is not a real date."""
+    y, mo, d, h, mi, s = (int(part) for part in parts[:6])
+    try:
+        datetime.datetime(y, mo, d, h, mi, s)
+    except ValueError:
+        return None
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1000 + int(parts[6].ljust(3, "0"))
 
 
 class TooDeep(Exception):

@@ -5,8 +5,8 @@
 local G, host = ...
 local type, next, tostring, tonumber, error, select =
   G.type, G.next, G.tostring, G.tonumber, G.error, G.select
-local format, find, match, sub, byte = G.string.format, G.string.find, G.string.match,
-  G.string.sub, G.string.byte
+local format, find, match, sub, byte, gsub = G.string.format, G.string.find, G.string.match,
+  G.string.sub, G.string.byte, G.string.gsub
 local floor, huge = G.math.floor, G.math.huge
 local math_type = G.math.type -- (nil on LuaJIT: every number is a float there)
 local os_date = G.os.date
@@ -136,19 +136,39 @@ end
 
 V.b64encode = host.b64encode
 
+-- A string as XML text (an attribute value, when `attribute`): & < > escaped (and " in
+-- an attribute), and the line ends and tabs that a parser would change (CR always; in an
+-- attribute LF and TAB too). Other control characters have no XML 1.0 form.
+local XML_ESCAPES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
+  ["\r"] = "&#13;", ["\n"] = "&#10;", ["\t"] = "&#9;" }
+
+function V.xml_text(s, attribute)
+  if find(s, '[%c&<>"\128-\255]') == nil then return s end
+  if find(s, "[\1-\8\11\12\14-\31]") or find(s, "\0", 1, true) then
+    V.fail("a control character has no XML form")
+  end
+  if find(s, "[\128-\255]") and not V.valid_utf8(s) then V.fail("a string is not valid UTF-8") end
+  return (gsub(s, attribute and '[&<>"\r\n\t]' or "[&<>\r]", XML_ESCAPES))
+end
+
 -- The values a Python reader hands over (_formats/tape.py): its results are the count
 -- of top values, the tape's length and its first chunk (or nil and a message).
 -- Returns the values in a table and their count.
 local tape, at, tape_more = nil, 1, host.tape_more
 
-local function build() -- the table or date at the mark just read
+local made, made_count = {}, 0 -- the tables built so far, for a reference (code -2)
+
+local function build() -- the table, date or reference at the mark just read
   local code = tape[at]
   at = at + 1
   if code < 0 then
     at = at + 1
-    return date(tape[at - 1])
+    if code == -1 then return date(tape[at - 1]) end
+    return made[tape[at - 1]]
   end
   local t = {}
+  made_count = made_count + 1
+  made[made_count] = t
   if code % 2 == 0 then
     for i = 1, floor(code / 2) do
       local v = tape[at]
@@ -188,6 +208,7 @@ function V.values(count, total, ...)
     values[i] = v
   end
   tape = nil
+  if made_count > 0 then made, made_count = {}, 0 end
   return values, count
 end
 

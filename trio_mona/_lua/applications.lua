@@ -118,7 +118,8 @@ local function read_with(path, name, decode, onerror, data)
 end
 
 -- format, writer's name, reader's name
-local CONVERSIONS = { { "json", "toJSON", "fromJSON" }, { "query", "toQuery", "fromQuery" } }
+local CONVERSIONS = { { "json", "toJSON", "fromJSON" }, { "query", "toQuery", "fromQuery" },
+  { "xml", "toXML", "fromXML" }, { "xmlrpc", "toXMLRPC", "fromXMLRPC" } }
 
 local function converters(path, format_name, to_name, from_name)
   local encode, decode = formats[format_name].encode, formats[format_name].decode
