@@ -134,17 +134,20 @@ class ThreadedRuntime:
 
 
 #: same(a, b): deep equality of Lua values, integer and float told apart (Lua 5.4), dates
-#: by their time.
+#: by their time; same_value(a, b): numbers by value only.
 SAME_LUA = """
-function same(a, b)
+function same(a, b, by_value)
   if type(a) ~= type(b) then return false end
-  if type(a) == "number" and math.type and math.type(a) ~= math.type(b) then return false end
+  if type(a) == "number" and not by_value and math.type and math.type(a) ~= math.type(b) then
+    return false
+  end
   if type(a) ~= "table" then return a == b end
   if a.__time ~= nil then return a.__time == b.__time end -- (a date read back has its fields)
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k, v in pairs(a) do if not same(v, b[k], by_value) then return false end end
   for k in pairs(b) do if a[k] == nil then return false end end
   return true
 end
+function same_value(a, b) return same(a, b, true) end
 """
 
 
@@ -156,6 +159,8 @@ def lua_literal(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if math.isinf(value):
+            return "(1/0)" if value > 0 else "(-1/0)"
         assert math.isfinite(value)
         return f"({value!r})"  # (repr has a "." or an exponent: a float in Lua 5.4)
     if isinstance(value, bytes):

@@ -28,6 +28,7 @@ from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest,
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
+from ._formats import amf_tape
 from ._formats import helpers as format_helpers
 from ._formats import json as json_format
 from ._formats import xml as xml_format
@@ -192,6 +193,9 @@ class Runtime:
             "xml_read": functools.partial(xml_format.read, tapes),
             "xmlrpc_read": functools.partial(xmlrpc_format.read, tapes),
             "tape_more": tapes.more,
+            "tape_push": tapes.push,
+            "amf_write": functools.partial(amf_tape.write, tapes),
+            "amf_read": functools.partial(amf_tape.read, tapes),
             "properties": {  # (the one list of each class's properties)
                 "IPAddress": list(IP_PROPERTIES),
                 "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),

@@ -7,7 +7,8 @@ which no reader yields as a value) followed by a code starts a table or a date: 
 ``2n`` an array of the next n values, ``2n + 1`` a map of the next n key/value pairs,
 ``-1`` a date whose milliseconds follow, ``-2`` the same table as the k-th one the tape
 made (k follows, counting from 1 in the order the tables start), so that one table can
-be in several places (an XML element is its parent's child by index and by name).
+be in several places (an XML element is its parent's child by index and by name, an AMF
+graph may share and cycle), ``-3`` the next table has weak keys.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Final
 MARK: Final = float("nan")
 DATE: Final = -1
 REF: Final = -2
+WEAK: Final = -3
 #: Tables nested deeper than this are refused (as by the Lua writers: values.lua).
 MAX_DEPTH: Final = 500
 #: Values handed over per crossing (the rest on request: :class:`Tapes`); LuaJIT takes
@@ -49,6 +51,17 @@ class Tapes:
     def __init__(self) -> None:
         self._tape: list[object] = []
         self._at = 0
+        self._pushed: list[object] = []
+
+    def push(self, *chunk: object) -> None:
+        """A chunk of a tape from Lua, before the call that hands over its last one."""
+        self._pushed += chunk
+
+    def pushed(self, last: tuple[object, ...]) -> list[object]:
+        """The whole tape from Lua: what was pushed, then *last*."""
+        tape, self._pushed = self._pushed, []
+        tape += last
+        return tape
 
     def first(self, count: int, tape: list[object]) -> tuple[object, ...]:
         """What a reader returns: the count of top values, the tape's length, and the

@@ -119,10 +119,11 @@ end
 
 -- format, writer's name, reader's name
 local CONVERSIONS = { { "json", "toJSON", "fromJSON" }, { "query", "toQuery", "fromQuery" },
-  { "xml", "toXML", "fromXML" }, { "xmlrpc", "toXMLRPC", "fromXMLRPC" } }
+  { "xml", "toXML", "fromXML" }, { "xmlrpc", "toXMLRPC", "fromXMLRPC" },
+  { "amf", "toAMF", "fromAMF" } }
 
-local function converters(path, format_name, to_name, from_name)
-  local encode, decode = formats[format_name].encode, formats[format_name].decode
+local function converters(path, format_name, to_name, from_name, encoder)
+  local encode, decode = formats[format_name][encoder or "encode"], formats[format_name].decode
   local function to(...)
     if type((...)) == "function" then return write_with(path, to_name, encode, ...) end
     return write_with(path, to_name, encode, nil, ...)
@@ -252,6 +253,7 @@ local function mona_factory(app, path)
     local to, from = converters(path, names[1], names[2], names[3])
     members[names[2]], members[names[3]] = method(to), method(from)
   end
+  members.toAMF0 = method((converters(path, "amf", "toAMF0", "fromAMF", "encode0")))
   local props = {
     configs = host.configs,
     environment = host.environment,

@@ -47,7 +47,7 @@ _PRELUDE: Final = tuple(
 #: format, each run with the real globals and the host table.
 _FORMATS: Final = tuple(
     (name, importlib.resources.files("trio_mona._formats").joinpath(f"{name}.lua").read_bytes())
-    for name in ("values", "json", "query", "xml", "xmlrpc")
+    for name in ("values", "json", "query", "xml", "xmlrpc", "amf")
 )
 
 #: The host functions and values the prelude names (``host.x``): the contract with the
