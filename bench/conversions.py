@@ -1,6 +1,8 @@
-"""The conversions, in process: mona:toJSON/fromJSON and toQuery/fromQuery of a typical
-message (a 20-field table with nested arrays, ~0.6 KB of JSON) and of a ~1 MB document
-(2,000 such messages), beside a plain-Lua JSON codec (``bench/lua/json_reference.lua``)
+"""The conversions, in process: mona:toJSON/fromJSON, toAMF/fromAMF and
+toQuery/fromQuery of a typical message (a 20-field table with nested arrays, ~0.5 KB of
+JSON) and of a ~1 MB document (2,000 such messages; for AMF 2,000 copies, since AMF
+writes a table that repeats once and refers to it), beside a plain-Lua JSON codec
+(``bench/lua/json_reference.lua``)
 running in the same Lua state and Python's own ``json`` on the equivalent dict.
 
 Every Lua figure is measured by a loop inside Lua (``os.clock``), so no crossing per
@@ -59,6 +61,15 @@ reference = load(REFERENCE)()
 message = MESSAGE
 document = {}
 for i = 1, COUNT do document[i] = message end
+-- (AMF writes a table that repeats once and refers to it: copies for the 1 MB case)
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return c
+end
+copies = {}
+for i = 1, COUNT do copies[i] = copy(message) end
 query = QUERY
 function bench(f, seconds)
   f() -- (warm)
@@ -91,6 +102,13 @@ CASES = {
     "plain-Lua decode, 1 MB": (
         "local s = reference.encode(document) return function() reference.decode(s) end"
     ),
+    "toAMF, message": "local m = message return function() mona:toAMF(m) end",
+    "fromAMF, message": "local s = mona:toAMF(message) return function() mona:fromAMF(s) end",
+    "round trip AMF, message": (
+        "local m = message return function() mona:fromAMF(mona:toAMF(m)) end"
+    ),
+    "toAMF, 1 MB": "local d = copies return function() mona:toAMF(d) end",
+    "fromAMF, 1 MB": "local s = mona:toAMF(copies) return function() mona:fromAMF(s) end",
     "toQuery, 10 fields": "local q = query return function() mona:toQuery(q) end",
     "fromQuery, 10 fields": (
         "local s = mona:toQuery(query) return function() mona:fromQuery(s) end"
@@ -135,9 +153,16 @@ async def lua_cases(engine: str, seconds: float) -> dict[str, Any]:
             )
             await testing.run_lua(runtime, setup)
             sizes = await testing.run_lua(
-                runtime, "return #mona:toJSON(message), #mona:toJSON(document)"
+                runtime,
+                "return #mona:toJSON(message), #mona:toJSON(document), #mona:toAMF(message),"
+                " #mona:toAMF(copies)",
             )
-            results: dict[str, Any] = {"message_bytes": sizes[0], "document_bytes": sizes[1]}
+            results: dict[str, Any] = {
+                "message_bytes": sizes[0],
+                "document_bytes": sizes[1],
+                "amf_message_bytes": sizes[2],
+                "amf_document_bytes": sizes[3],
+            }
             for name, case in CASES.items():
                 code = f"return bench((function() {case} end)(), {seconds})"
                 results[name] = await testing.run_lua(runtime, code)

@@ -244,20 +244,26 @@ class _Reader:
         return chunk
 
     def byte(self) -> int:
-        if self.at >= len(self.data):
-            raise AMFError("truncated")
-        self.at += 1
-        return self.data[self.at - 1]
+        at = self.at
+        self.at = at + 1
+        return self.data[at]  # (past the end: IndexError, "truncated" for decode)
 
     # AMF3
     def u29(self) -> int:
-        n = 0
-        for _ in range(3):
-            b = self.byte()
+        data, at = self.data, self.at
+        b = data[at]
+        if b < 0x80:
+            self.at = at + 1
+            return b
+        n = b & 0x7F
+        for i in range(1, 3):
+            b = data[at + i]
             if b < 0x80:
+                self.at = at + i + 1
                 return n << 7 | b
             n = n << 7 | (b & 0x7F)
-        return n << 8 | self.byte()
+        self.at = at + 4
+        return n << 8 | data[at + 3]
 
     def text3(self) -> bytes:
         n = self.u29()
@@ -399,4 +405,6 @@ def decode(data: bytes) -> list[Any]:
             values.append(reader.value0(0))
     except RecursionError:  # (the caller's stack was deep already)
         raise TooDeep from None
+    except IndexError:
+        raise AMFError("truncated") from None
     return values
