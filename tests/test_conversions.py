@@ -12,7 +12,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .helpers import ENGINES, SAME_LUA, ThreadedRuntime, lua, lua_literal, messages, running
+from .helpers import (
+    ENGINES,
+    SAME_LUA,
+    ThreadedRuntime,
+    connect,
+    lua,
+    lua_literal,
+    lua_until,
+    messages,
+    running,
+    tcp_port,
+)
 
 
 @pytest.fixture(params=ENGINES)
@@ -70,6 +81,7 @@ async def test_to_json_numbers_strings_dates_bytes(tmp_path: Path, engine: str) 
 async def test_to_json_objects_are_maps_of_their_properties(tmp_path: Path, engine: str) -> None:
     source = """
     server = mona:createTCPServer()
+    function server:onConnection(client) seen = mona:toJSON(client) end
     server:start("127.0.0.1", 0)
     """
     async with running(tmp_path, source, engine=engine) as runtime:
@@ -85,6 +97,19 @@ async def test_to_json_objects_are_maps_of_their_properties(tmp_path: Path, engi
         assert server[0]["address"]["host"]["value"] == "127.0.0.1"
         files = json.loads(await lua(runtime, 'return mona:toJSON(mona:listPaths(""))'))
         assert [f["name"] for f in files[0]] == ["main.lua"]
+        udp = json.loads(
+            await lua(
+                runtime,
+                "local u = mona:createUDPSocket() u:bind('127.0.0.1', 0) local s = mona:toJSON(u) u:close() return s",
+            )
+        )
+        assert udp[0]["address"]["host"]["value"] == "127.0.0.1"
+        stream = await connect(tcp_port(runtime))
+        await lua_until(runtime, "return seen ~= nil")
+        client = json.loads(await lua(runtime, "return seen"))[0]
+        assert client["connected"] is True
+        assert client["peerAddress"]["port"] == stream.socket.getsockname()[1]
+        await stream.aclose()
 
 
 async def test_to_json_failures(

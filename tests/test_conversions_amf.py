@@ -80,6 +80,14 @@ async def test_amf_tables(tmp_path: Path, engine: str) -> None:
             return getmetatable(a).__mode, a.__size, a[5], found, next(b) == nil, c.x, #d""",
         )
         assert got == (b"k", 2, b"five", b"1t", True, 1, 2)
+        # a table with weak keys and no __size is a (weak) dictionary too
+        weak = await lua(
+            runtime,
+            """local t = setmetatable({}, {__mode = "k"}) t.a = 1
+            local back = mona:fromAMF(mona:toAMF(t))
+            return getmetatable(back).__mode, back.__size, back.a""",
+        )
+        assert weak == (b"k", 1, 1)
         kinds = await lua(
             runtime,
             """local a, b, c = mona:fromAMF(mona:toAMF(7, 7.5, 2^40))

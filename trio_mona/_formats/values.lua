@@ -277,10 +277,10 @@ flat = function(v, depth)
   if type(v.__time) == "number" then return put(NAN, "t", v.__time) end
   if G.getmetatable(v) ~= nil then v = V.object_view(v) or v end
   depth = depth + 1
-  if v.__size ~= nil then -- a dictionary (weak keys: a weak-keyed table)
-    local mt = raw_getmetatable and raw_getmetatable(v)
-    local mode = mt and type(mt.__mode) == "string" and mt.__mode or ""
-    put(NAN, "d", find(mode, "k", 1, true) ~= nil)
+  local mt = raw_getmetatable and raw_getmetatable(v)
+  local weak = mt ~= nil and type(mt.__mode) == "string" and find(mt.__mode, "k", 1, true) ~= nil
+  if weak or v.__size ~= nil then -- a dictionary: `__size`, or weak keys (kept as such)
+    put(NAN, "d", weak)
     return flat_pairs(v, "__size", 0, depth)
   end
   local count, fields = V.shape(v)
