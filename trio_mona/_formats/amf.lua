@@ -1,6 +1,6 @@
 -- AMF for mona:toAMF / mona:toAMF0 / mona:fromAMF (docs: lua/conversions): the codec is
 -- Python's (_formats/amf.py); the values cross as tapes that keep shared and cyclic
--- tables (_formats/values.lua). Run once with the real globals (`G`), the host table and
+-- tables (_formats/tape.lua). Run once with the real globals (`G`), the host table and
 -- the shared rules; returns `encode(n, ...)`, `encode0(n, ...)` and `decode(data)`.
 local _, host, V = ...
 local fail = V.fail

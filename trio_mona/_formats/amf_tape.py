@@ -1,5 +1,5 @@
 """toAMF/fromAMF's bridge: Lua's values as a tape (written by ``V.flatten`` in
-``_formats/values.lua``) become :class:`~trio_mona._formats.amf.Node` graphs, and decoded
+``_formats/tape.lua``) become :class:`~trio_mona._formats.amf.Node` graphs, and decoded
 graphs become the tape ``V.values`` builds (``tape.py``). Both keep shared and cyclic
 tables (docs/lua/conversions.rst, "AMF").
 

@@ -1,5 +1,5 @@
 """How a reader written in Python hands its values to Lua: as one flat *tape* of plain
-values, built into tables by ``V.build`` in ``_formats/values.lua``, so a document
+values, built into tables by ``V.values`` in ``_formats/tape.lua``, so a document
 costs one crossing instead of one per element (docs/lua/conversions.rst, "Speed").
 
 A tape holds bytes, integers, floats, booleans and None (nil); :data:`MARK` (a NaN,

@@ -43,11 +43,11 @@ _PRELUDE: Final = tuple(
     for name in ("prelude.lua", "objects.lua", "applications.lua", "socket.lua")
 )
 
-#: The conversions (docs/lua/conversions.rst): the shared rules, then one file per
-#: format, each run with the real globals and the host table.
+#: The conversions (docs/lua/conversions.rst): the shared rules, the tapes (which add to
+#: them), then one file per format, each run with the real globals and the host table.
 _FORMATS: Final = tuple(
     (name, importlib.resources.files("trio_mona._formats").joinpath(f"{name}.lua").read_bytes())
-    for name in ("values", "json", "query", "xml", "xmlrpc", "amf")
+    for name in ("values", "tape", "json", "query", "xml", "xmlrpc", "amf")
 )
 
 #: The host functions and values the prelude names (``host.x``): the contract with the
