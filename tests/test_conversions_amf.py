@@ -96,6 +96,20 @@ async def test_amf_tables(tmp_path: Path, engine: str) -> None:
         )
         assert kinds[1:] == (7.5, 2.0**40, 7, 7.5)
         assert kinds[0] == (b"integer" if engine == "lua54" else b"number")
+        # the date of the AMF conversion table, field by field
+        date = await lua(
+            runtime,
+            """local d = mona:fromAMF(mona:toAMF({__time=905989690435}))
+            return d.year, d.month, d.day, d.yday, d.wday, d.hour, d.min, d.sec, d.msec, d.isdst, d.__time""",
+        )
+        assert date == (1998, 9, 16, 259, 4, 23, 48, 10, 435, False, 905989690435)
+        # the dictionary of that table: {10="test","test"=10,__size=2}
+        dictionary = await lua(
+            runtime,
+            """local d = mona:fromAMF(mona:toAMF({[10]="test", test=10, __size=2}))
+            return d[10], d.test, d.__size""",
+        )
+        assert dictionary == (b"test", 10, 2)
         # a Lua-visible object: a map of its properties
         assert (
             await lua(
