@@ -25,6 +25,7 @@ _DOUBLE: Final = struct.Struct(">d")
 _U16: Final = struct.Struct(">H")
 _U32: Final = struct.Struct(">I")
 _DATE0: Final = struct.Struct(">dh")
+_MARKERS: Final = {"object": 0x0A, "array": 0x09, "dictionary": 0x11, "date": 0x08, "bytes": 0x0C}
 
 
 @attrs.define(eq=False)
@@ -67,36 +68,42 @@ class _Writer:
             out += bytes((n >> 22 | 0x80, n >> 15 & 0x7F | 0x80, n >> 8 & 0x7F | 0x80, n & 0xFF))
 
     def text3(self, value: bytes) -> None:
+        strings = self.strings
         if value:
-            index = self.strings.get(value)
+            index = strings.get(value)
             if index is not None:
                 self.u29(index << 1)
                 return
-            self.strings[value] = len(self.strings)
-        if len(value) >= 1 << 28:
+            strings[value] = len(strings)
+        size = len(value)
+        if size < 0x40:  # (the usual short string: one length byte)
+            self.out.append(size << 1 | 1)
+        elif size >= 1 << 28:
             raise AMFError("a string of 256 MiB or more has no AMF3 form")
-        self.u29(len(value) << 1 | 1)
+        else:
+            self.u29(size << 1 | 1)
         self.out += value
 
     def value3(self, value: Any, depth: int) -> None:
         out = self.out
-        if value is None:
+        cls = value.__class__
+        if cls is bytes:  # (the most common value first)
+            out.append(0x06)
+            self.text3(value)
+        elif value is None:
             out.append(0x01)
-        elif value is True or value is False:
+        elif cls is bool:
             out.append(0x03 if value else 0x02)
-        elif value.__class__ is int:
+        elif cls is int:
             if MIN_INTEGER <= value <= MAX_INTEGER:
                 out.append(0x04)
                 self.u29(value & 0x1FFFFFFF)
             else:
                 out.append(0x05)
                 out += _DOUBLE.pack(value)
-        elif value.__class__ is float:
+        elif cls is float:
             out.append(0x05)
             out += _DOUBLE.pack(value)
-        elif value.__class__ is bytes:
-            out.append(0x06)
-            self.text3(value)
         else:
             self.node3(value, depth)
 
@@ -104,8 +111,7 @@ class _Writer:
         if depth > MAX_DEPTH:
             raise TooDeep
         out = self.out
-        marker = {"object": 0x0A, "array": 0x09, "dictionary": 0x11, "date": 0x08, "bytes": 0x0C}
-        out.append(marker[node.kind])
+        out.append(_MARKERS[node.kind])
         index = self.objects.get(id(node))
         if index is not None:
             self.u29(index << 1)
@@ -266,6 +272,17 @@ class _Reader:
         return n << 8 | data[at + 3]
 
     def text3(self) -> bytes:
+        data, at = self.data, self.at
+        n = data[at]
+        if n < 0x80 and n & 1:  # (the usual short inline string)
+            end = at + 1 + (n >> 1)
+            if end > len(data):
+                raise AMFError(f"{n >> 1} bytes announced at byte {at + 2}, past the end")
+            self.at = end
+            value = data[at + 1 : end]
+            if value:
+                self.strings.append(value)
+            return value
         n = self.u29()
         if not n & 1:
             known: bytes = self.ref(self.strings, n >> 1, "string")

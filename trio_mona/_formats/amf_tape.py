@@ -20,18 +20,13 @@ from . import amf
 from .tape import DATE, MARK, MAX_DEPTH, REF, WEAK, Tapes, TooDeep
 
 _NAN: Final = float("nan")
+_Node: Final = amf.Node
 
 
 class _FromLua:
     def __init__(self, tape: list[Any]) -> None:
-        self.tape = tape
-        self.at = 0
+        self.next = iter(tape).__next__  # (a C method: the tape is read in order)
         self.made: list[amf.Node] = []
-
-    def next(self) -> Any:
-        value = self.tape[self.at]
-        self.at += 1
-        return value
 
     def value(self, depth: int) -> Any:
         value = self.next()
@@ -101,7 +96,7 @@ class _ToLua:
         self.made: dict[int, int] = {}  # id(node) -> its table's number in the tape
 
     def value(self, value: Any, depth: int) -> None:
-        if value.__class__ is not amf.Node:
+        if value.__class__ is not _Node:
             self.out.append(value)
             return
         out = self.out
@@ -130,10 +125,20 @@ class _ToLua:
         out += (MARK, 2 * (len(value.items) + len(fields) + len(extra)) + 1)
         for index, item in enumerate(value.items, start=1):
             out.append(index)
-            self.value(item, depth + 1)
+            if item.__class__ is _Node:
+                self.value(item, depth + 1)
+            else:
+                out.append(item)
+        append = out.append
         for key, item in fields:
-            self.value(key, depth + 1)
-            self.value(item, depth + 1)
+            if key.__class__ is bytes:
+                append(key)
+            else:
+                self.value(key, depth + 1)
+            if item.__class__ is _Node:
+                self.value(item, depth + 1)
+            else:
+                append(item)
         for pair in extra:
             out += pair
 
