@@ -1,11 +1,15 @@
-"""Test configuration: every log level captured; Hypothesis profiles."""
+"""Test configuration: every log level captured; Hypothesis profiles; the engine
+fixtures."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
+
+from .helpers import ENGINES, SAME_LUA, ThreadedRuntime
 
 # The suite's profile stays quick; `nox -s fuzz` selects "fuzz" (100,000 inputs each).
 settings.register_profile("suite", max_examples=150, deadline=None)
@@ -16,3 +20,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 @pytest.fixture(autouse=True)
 def _capture_all_levels(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(1)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """A test that takes it runs on both engines."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def runner(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedRuntime]:
+    """A runtime on its own thread per engine (its root app defines same/same_value),
+    for Hypothesis tests, which are synchronous."""
+    folder = tmp_path_factory.mktemp("apps")
+    (folder / "main.lua").write_text(SAME_LUA)
+    found = ThreadedRuntime(str(request.param), folder)
+    yield found
+    found.close()

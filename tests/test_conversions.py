@@ -5,7 +5,6 @@ values (Hypothesis)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from .helpers import (
-    ENGINES,
-    SAME_LUA,
     ThreadedRuntime,
     connect,
     lua,
@@ -24,11 +21,6 @@ from .helpers import (
     running,
     tcp_port,
 )
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # -- JSON: writing --------------------------------------------------------------------
@@ -299,17 +291,6 @@ async def test_query_failures(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
 
 
 # -- round trips of generated values ------------------------------------------------------
-@pytest.fixture(scope="module", params=ENGINES)
-def runner(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedRuntime]:
-    folder = tmp_path_factory.mktemp("apps")
-    (folder / "main.lua").write_text(SAME_LUA)
-    found = ThreadedRuntime(str(request.param), folder)
-    yield found
-    found.close()
-
-
 _names = st.text(max_size=8).filter(lambda s: not s.startswith("__"))
 _json_scalars = (
     st.none()

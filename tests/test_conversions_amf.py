@@ -4,20 +4,13 @@ round trips of generated values."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .helpers import ENGINES, SAME_LUA, ThreadedRuntime, lua, lua_literal, messages, running
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
+from .helpers import ThreadedRuntime, lua, lua_literal, messages, running
 
 #: MonaServer's conversion test values (cyclic and mixed, as its AMF checks use them).
 VALUES = """
@@ -156,17 +149,6 @@ async def test_amf_long_tape(tmp_path: Path) -> None:
             return #back""",
         )
         assert got == 30000
-
-
-@pytest.fixture(scope="module", params=ENGINES)
-def runner(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedRuntime]:
-    folder = tmp_path_factory.mktemp("apps")
-    (folder / "main.lua").write_text(SAME_LUA)
-    found = ThreadedRuntime(str(request.param), folder)
-    yield found
-    found.close()
 
 
 _names = st.binary(min_size=1, max_size=6).filter(lambda s: not s.startswith(b"__"))

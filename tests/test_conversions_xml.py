@@ -4,20 +4,13 @@ tests, safety against entity tricks, bad input, and round trips of generated val
 from __future__ import annotations
 
 import xmlrpc.client
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .helpers import ENGINES, SAME_LUA, ThreadedRuntime, lua, lua_literal, messages, running
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
+from .helpers import SAME_LUA, ThreadedRuntime, lua, lua_literal, messages, running
 
 LAYOUT = (
     '<?xml version="1.0" ?><document ><article ><p >This is the first paragraph.</p>'
@@ -195,17 +188,6 @@ async def test_xmlrpc_failures(tmp_path: Path) -> None:
 
 
 # -- round trips ----------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=ENGINES)
-def runner(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedRuntime]:
-    folder = tmp_path_factory.mktemp("apps")
-    (folder / "main.lua").write_text(SAME_LUA)
-    found = ThreadedRuntime(str(request.param), folder)
-    yield found
-    found.close()
-
-
 _xml_char = st.characters(codec="utf-8").filter(lambda c: c >= " " or c in "\t\n\r")
 _names = st.text(_xml_char, max_size=8).filter(lambda s: not s.startswith("__"))
 _scalars = (

@@ -10,7 +10,6 @@ import pytest
 import trio
 
 from .helpers import (
-    ENGINES,
     connect,
     lua,
     lua_until,
@@ -20,13 +19,6 @@ from .helpers import (
     tcp_port,
     wait_until,
 )
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on both engines."""
-    return str(request.param)
-
 
 #: LuaSocket's classic loop at the top of the main chunk, one coroutine per client.
 ACCEPT_LOOP = """

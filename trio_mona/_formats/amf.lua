@@ -18,9 +18,5 @@ local write3, write0 = writer(false), writer(true)
 return {
   encode = function(count, ...) return V.flatten(write3, count, ...) end,
   encode0 = function(count, ...) return V.flatten(write0, count, ...) end,
-  decode = function(data)
-    local values, count = V.values(amf_read(data))
-    if values == nil then fail(count) end
-    return values, count
-  end,
+  decode = V.reader(amf_read),
 }

@@ -152,12 +152,6 @@ local function encode(count, ...)
 end
 
 -- Reading is Python's parser (_formats/json.py), its values handed over as a tape.
-local json_read = host.json_read
-
-local function decode(document)
-  local values, count = V.values(json_read(document))
-  if values == nil then fail(count) end
-  return values, count
-end
+local decode = V.reader(host.json_read)
 
 return { encode = encode, decode = decode }

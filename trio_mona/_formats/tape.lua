@@ -168,3 +168,13 @@ function V.flatten(writer, count, ...)
   return writer(count, unpack(tape, at, size))
 end
 
+-- The `decode` of a format whose reader is Python's `read(data)` (results as V.values
+-- takes them): the values in a table and their count, or the reader's error raised.
+function V.reader(read)
+  return function(data)
+    local values, count = V.values(read(data))
+    if values == nil then V.fail(count) end
+    return values, count
+  end
+end
+

@@ -125,12 +125,6 @@ end
 ---------------------------------------------------------------------------
 -- Reading is expat (_formats/xml.py), the tree handed over as a tape.
 ---------------------------------------------------------------------------
-local xml_read = host.xml_read
-
-local function decode(document)
-  local values, count = V.values(xml_read(document))
-  if values == nil then fail(count) end
-  return values, count
-end
+local decode = V.reader(host.xml_read)
 
 return { encode = encode, decode = decode }

@@ -123,12 +123,6 @@ local function encode(count, ...)
 end
 
 -- Reading is expat (_formats/xmlrpc.py), the values handed over as a tape.
-local xmlrpc_read = host.xmlrpc_read
-
-local function decode(document)
-  local values, count = V.values(xmlrpc_read(document))
-  if values == nil then fail(count) end
-  return values, count
-end
+local decode = V.reader(host.xmlrpc_read)
 
 return { encode = encode, decode = decode }
