@@ -103,6 +103,16 @@ async def test_amf_tables(tmp_path: Path, engine: str) -> None:
             return d[10], d.test, d.__size""",
         )
         assert dictionary == (b"test", 10, 2)
+        # a table whose __index converts another value while it is written
+        nested = await lua(
+            runtime,
+            """local inner = setmetatable({1, 2}, {__index = function(t, k)
+              if k == "__raw" then mona:toAMF({9, 9, 9}, "x") end
+            end})
+            local back = mona:fromAMF(mona:toAMF({inner, "after"}))
+            return back[1][2], back[2]""",
+        )
+        assert nested == (2, b"after")
         # a Lua-visible object: a map of its properties
         assert (
             await lua(

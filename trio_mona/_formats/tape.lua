@@ -155,11 +155,18 @@ flat = function(v, depth)
   flat_pairs(v, "__type", count, depth)
 end
 
-function V.flatten(writer, count, ...)
-  out, n, ids, id_count = {}, 0, {}, 0
+local function flat_all(count, ...)
   for i = 1, count do flat((select(i, ...)), 1) end
+end
+
+function V.flatten(writer, count, ...)
+  -- (a table's __index may convert another value meanwhile: its walk has its own state)
+  local outer_out, outer_n, outer_ids, outer_count = out, n, ids, id_count
+  out, n, ids, id_count = {}, 0, {}, 0
+  local ok, err = G.pcall(flat_all, count, ...)
   local tape, size = out, n
-  out, ids = nil, nil
+  out, n, ids, id_count = outer_out, outer_n, outer_ids, outer_count
+  if not ok then G.error(err, 0) end
   local at = 1
   while size - at + 1 > CHUNK do
     tape_push(unpack(tape, at, at + CHUNK - 1))
