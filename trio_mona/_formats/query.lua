@@ -9,7 +9,7 @@ local byte, char, find, format, gmatch, gsub, match =
   G.string.gsub, G.string.match
 local concat = G.table.concat
 local floor = G.math.floor
-local fail, shape, is_integer, float_text = V.fail, V.shape, V.is_integer, V.float_text
+local fail, shape, number_text = V.fail, V.shape, V.number_text
 
 ---------------------------------------------------------------------------
 -- Writing: arguments joined by "&"; a map as key=value pairs, an array as its items.
@@ -25,12 +25,7 @@ end
 local function text_of(v, where)
   local t = type(v)
   if t == "string" then return escaped(v) end
-  if t == "number" then
-    if is_integer(v) then return format("%d", v) end
-    local s = float_text(v)
-    if s == nil then fail("inf and nan have no query form") end
-    return s
-  end
+  if t == "number" then return number_text(v, "query") end
   if t == "boolean" then return v and "true" or "false" end
   if t == "nil" then return "null" end
   if t == "table" then

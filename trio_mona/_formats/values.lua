@@ -3,8 +3,8 @@
 -- the bounds every format keeps. Run once with the real globals (`G`, taken before any
 -- application runs) and the host table; returns the table the format files use.
 local G, host = ...
-local type, next, tostring, tonumber, error, select, setmetatable =
-  G.type, G.next, G.tostring, G.tonumber, G.error, G.select, G.setmetatable
+local type, next, tostring, tonumber, error, select =
+  G.type, G.next, G.tostring, G.tonumber, G.error, G.select
 local format, find, match, sub, byte, gsub = G.string.format, G.string.find, G.string.match,
   G.string.sub, G.string.byte, G.string.gsub
 local floor, huge = G.math.floor, G.math.huge
@@ -39,6 +39,15 @@ function V.float_text(v)
   return s
 end
 
+-- A number as the text formats write it (integers without a fraction); inf and nan
+-- have no such form: the error names the format.
+function V.number_text(v, format_name)
+  if V.is_integer(v) then return format("%d", v) end
+  local s = V.float_text(v)
+  if s == nil then V.fail("inf and nan have no %s form", format_name) end
+  return s
+end
+
 -- Whether `s` is valid UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
 if utf8_len ~= nil then
   V.valid_utf8 = function(s) return utf8_len(s) ~= nil end
@@ -49,15 +58,15 @@ end
 -- Lua-visible objects (addresses, sockets, File objects) as maps of their documented
 -- properties: the prelude registers each class's metatable with how to view it.
 local views = G.setmetatable({}, { __mode = "k" }) -- metatable -> view(object)
-local raw_getmetatable = nil -- (set with the first view: the prelude holds the raw one)
 
+-- (`getmetatable_`: the raw one, which the prelude holds; kept as V.raw_getmetatable)
 function V.add_view(mt, view, getmetatable_)
   views[mt] = view
-  raw_getmetatable = getmetatable_
   V.raw_getmetatable = getmetatable_
 end
 
 function V.object_view(t)
+  local raw_getmetatable = V.raw_getmetatable
   local view = raw_getmetatable and views[raw_getmetatable(t)]
   if view == nil then return nil end
   return view(t)

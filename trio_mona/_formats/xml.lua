@@ -5,9 +5,9 @@
 -- (_formats/values.lua); returns `encode(n, ...)` and `decode(text)`.
 local G, host, V = ...
 local type, next, tostring, select = G.type, G.next, G.tostring, G.select
-local find, format = G.string.find, G.string.format
+local find = G.string.find
 local concat, sort = G.table.concat, G.table.sort
-local fail, is_integer, float_text, MAX_DEPTH = V.fail, V.is_integer, V.float_text, V.MAX_DEPTH
+local fail, number_text, MAX_DEPTH = V.fail, V.number_text, V.MAX_DEPTH
 
 ---------------------------------------------------------------------------
 -- Writing
@@ -19,12 +19,7 @@ local function escaped(s) return xml_text(s, false) end
 local function text_of(v)
   local t = type(v)
   if t == "string" then return escaped(v) end
-  if t == "number" then
-    if is_integer(v) then return format("%d", v) end
-    local s = float_text(v)
-    if s == nil then fail("inf and nan have no XML form") end
-    return s
-  end
+  if t == "number" then return number_text(v, "XML") end
   if t == "boolean" then return v and "true" or "false" end
   return nil
 end

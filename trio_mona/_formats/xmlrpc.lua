@@ -4,11 +4,10 @@
 -- `decode(text)`.
 local G, host, V = ...
 local type, next, tostring, select = G.type, G.next, G.tostring, G.select
-local find, format = G.string.find, G.string.format
 local concat = G.table.concat
 local floor = G.math.floor
-local fail, shape, is_integer, float_text, MAX_DEPTH =
-  V.fail, V.shape, V.is_integer, V.float_text, V.MAX_DEPTH
+local fail, shape, is_integer, number_text, MAX_DEPTH =
+  V.fail, V.shape, V.is_integer, V.number_text, V.MAX_DEPTH
 
 local xml_text = V.xml_text
 
@@ -89,13 +88,8 @@ write_value = function(v, out, n, depth, seen)
   if vt == "string" then
     out[n] = "<string>" .. escaped(v) .. "</string>"
   elseif vt == "number" then
-    if is_integer(v) then
-      out[n] = format("<int>%d</int>", v)
-    else
-      local s = float_text(v)
-      if s == nil then fail("inf and nan have no XML-RPC form") end
-      out[n] = "<double>" .. s .. "</double>"
-    end
+    local text = number_text(v, "XML-RPC")
+    out[n] = is_integer(v) and "<int>" .. text .. "</int>" or "<double>" .. text .. "</double>"
   elseif vt == "boolean" then
     out[n] = v and "<boolean>1</boolean>" or "<boolean>0</boolean>"
   elseif vt == "table" then
