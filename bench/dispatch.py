@@ -85,8 +85,11 @@ async def run(events: int, engine: str, repeat: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "main.lua").write_text("")
         async with (
-            trio_mona.open_runtime(folder, engine=engine) as bounded,
-            trio_mona.open_runtime(folder, engine=engine, settings=unbounded) as free,
+            # (two runtimes of one folder: each keeps its `data` in memory)
+            trio_mona.open_runtime(folder, engine=engine, data=":memory:") as bounded,
+            trio_mona.open_runtime(
+                folder, engine=engine, settings=unbounded, data=":memory:"
+            ) as free,
         ):
             cases = [(name, bounded, handler) for name, handler in HANDLERS.items()]
             cases += [

@@ -65,9 +65,11 @@ def _python(*args: str) -> Callable[[int], list[str]]:
 
 
 def _trio_mona(engine: str) -> Callable[[int], list[str]]:
+    # (both engines serve lua_apps/echo at once: each keeps its `data` in memory)
     echo = str(ROOT / "lua_apps" / "echo")
     return lambda port: [sys.executable, "-m", "trio_mona", "run", echo, "--set",
-                         f"echo.port={port}", "--log-level", "WARN", "--lua", engine]  # fmt: skip
+                         f"echo.port={port}", "--log-level", "WARN", "--lua", engine,
+                         "--data", ":memory:"]  # fmt: skip
 
 
 def _trio_mona_luasocket(size: int) -> Callable[[int], list[str]]:

@@ -4,12 +4,24 @@ fixtures."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
 from .helpers import ENGINES, SAME_LUA, ThreadedRuntime
+
+# Every runtime the tests start (subprocesses too) keeps its default data file here,
+# not in the user's ~/.local/share (docs/lua/data.rst, "Where").
+_DATA_HOME = tempfile.mkdtemp(prefix="trio-mona-tests-data-")
+os.environ["XDG_DATA_HOME"] = _DATA_HOME
+
+
+def pytest_sessionfinish() -> None:
+    shutil.rmtree(_DATA_HOME, ignore_errors=True)
+
 
 # The suite's profile stays quick; `nox -s fuzz` selects "fuzz" (100,000 inputs each).
 settings.register_profile("suite", max_examples=150, deadline=None)

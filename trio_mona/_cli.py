@@ -11,11 +11,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
 from ._core.config import ENGINES, ConfigError, parse_setting
 from ._core.errors import StartupError
+from ._data.monaserver import import_into, read_folder
+from ._data.persistence import open_store
+from ._data.store import StoreError
 from ._levels import NOTE, TRACE
 from ._runtime import open_runtime
 from ._signals import catching_stop_signals
@@ -72,8 +76,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
+    run.add_argument("--data", metavar="PATH", help="the SQLite file holding `data`")
     run.epilog = "Arguments after -- reach Lua as mona.configs['arguments.1'], ..."
+    moving = commands.add_parser(
+        "import-data", help="load a MonaServer data/ folder into the store of `data`"
+    )
+    moving.add_argument("mona_data", metavar="MONA_DATA_DIR", help="MonaServer's data folder")
+    target = moving.add_mutually_exclusive_group(required=True)
+    target.add_argument("--data", metavar="PATH", help="the SQLite file to load it into")
+    target.add_argument(
+        "--apps", metavar="APPS_DIR", help="into the default data file of these applications"
+    )
     return parser
+
+
+def _import_data(args: argparse.Namespace) -> int:
+    folder = Path(args.mona_data)
+    if not folder.is_dir():
+        print(f"trio-mona: {folder}: no such folder", file=sys.stderr)
+        return 1
+    try:
+        imported = read_folder(folder)
+    except OSError as exc:
+        print(f"trio-mona: {folder}: cannot read: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store = open_store(args.data or "", Path(args.apps or ".").resolve(), "normal")
+        try:
+            written = import_into(store, imported)
+        finally:
+            store.close()
+    except (StartupError, StoreError) as exc:
+        print(f"trio-mona: {exc}", file=sys.stderr)
+        return 1
+    for reason in imported.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    print(f"imported {written} entries from {folder} into {store.name}")
+    return 0
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -88,6 +127,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 settings=args.settings,
                 engine=args.lua,
                 arguments=args.arguments,
+                data=args.data,
             ) as runtime:
                 async with trio.open_nursery() as nursery:
 
@@ -117,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         words, extra = words[:split], words[split + 1 :]
     args = _parser().parse_args(words)
     args.arguments = extra
+    if args.command == "import-data":
+        return _import_data(args)
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,

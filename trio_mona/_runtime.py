@@ -27,6 +27,8 @@ from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
+from ._data.persistence import Persistence, open_store
+from ._data.store import StoreError
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
 from ._formats import amf_tape
 from ._formats import helpers as format_helpers
@@ -93,6 +95,7 @@ class Runtime:
         self._blacklist = Blacklist()
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self._waits = Waits()
+        self._persistence = Persistence(lambda: self._sockets.writes)
         self._bridge = LuaBridge(
             settings.engine,
             self._host(config),
@@ -143,6 +146,7 @@ class Runtime:
         )
         table: dict[str, object] = {
             **socket_host.functions(),
+            **self._persistence.functions(),
             "adopt": lambda token, request: self._executor.adopt(token, request),
             "by_token": BY_TOKEN,
             "exit": self._exit,
@@ -324,10 +328,23 @@ class Runtime:
         if "" not in found:
             main = self._apps_dir / "main.lua"
             raise StartupError(f"{main}: cannot read the root application: no such file")
+        self._load_data()
         error = await self._applications.start(found)
         if error is not None and self._exit_code is None:
             raise StartupError(error)
         self._nursery.start_soon(self._background)
+
+    def _load_data(self) -> None:
+        """Open the store and load the ``data`` tree into Lua, before any application
+        runs (so Lua is called here, outside the executor, while nothing else can)."""
+        settings = self._settings
+        store = open_store(settings.data, self._apps_dir, settings.data_sync)
+        try:
+            count = self._persistence.load(store, self._bridge.data_load)
+        except StoreError as exc:
+            store.close()
+            raise StartupError(str(exc)) from None
+        log.info("data: %s (%d entries)", store.name, count)
 
     async def _background(self) -> None:
         """onManage and the reload watcher: both stop as soon as shutdown begins."""
@@ -358,6 +375,7 @@ class Runtime:
         with trio.move_on_after(self._settings.linger + 1):
             await self._applications.stop()
         self._executor.stop_lua()
+        self._persistence.close()
         sockets = self._sockets
         for udp in [*sockets.udp_sockets, *sockets.luasockets.values()]:
             udp.unload()
@@ -411,6 +429,7 @@ async def open_runtime(
     settings: Mapping[str, str] | Iterable[str] = (),
     engine: str | None = None,
     arguments: Sequence[str] = (),
+    data: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Load the Lua applications in *apps_dir* and serve them while the block runs.
 
@@ -420,6 +439,7 @@ async def open_runtime(
       settings: overrides, as ``{"section.key": "value"}`` or ``["section.key=value"]``.
       engine: ``"lua54"`` (default) or ``"luajit21"``; overrides ``trio_mona.engine``.
       arguments: extra values for Lua as ``mona.configs["arguments.1"]``, ...
+      data: the SQLite file holding ``data``; overrides ``trio_mona.data``.
 
     Raises:
       StartupError: the folder, the configuration or the root ``main.lua`` is unusable
@@ -434,7 +454,9 @@ async def open_runtime(
         runtime_settings = Settings.from_config(config)
         if engine is not None:
             runtime_settings = attrs.evolve(runtime_settings, engine=engine)
-            runtime_settings.check()
+        if data is not None:
+            runtime_settings = attrs.evolve(runtime_settings, data=os.fspath(data))
+        runtime_settings.check()
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
@@ -465,6 +487,7 @@ async def serve(
     settings: Mapping[str, str] | Iterable[str] = (),
     engine: str | None = None,
     arguments: Sequence[str] = (),
+    data: str | os.PathLike[str] | None = None,
     task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Serve the applications in *apps_dir* until cancelled, or until an application
@@ -474,7 +497,12 @@ async def serve(
     back once every ``onStart`` has run. Arguments are as for :func:`open_runtime`.
     """
     async with open_runtime(
-        apps_dir, config_file=config_file, settings=settings, engine=engine, arguments=arguments
+        apps_dir,
+        config_file=config_file,
+        settings=settings,
+        engine=engine,
+        arguments=arguments,
+        data=data,
     ) as runtime:
         task_status.started(runtime)
         code = await runtime.wait_for_exit()

@@ -171,6 +171,12 @@ class Settings:
     manage_interval: float = 2.0
     #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.
     reload_interval: float = 1.0
+    #: The SQLite file holding ``data`` (docs: lua/data); empty: one per applications
+    #: folder under ``$XDG_DATA_HOME/trio_mona``; ``:memory:`` keeps nothing.
+    data: str = ""
+    #: ``normal``: a commit survives the process being killed; ``full``: also the
+    #: machine losing power (an fsync per commit, which the executor waits for).
+    data_sync: str = "normal"
 
     @classmethod
     def from_config(cls, config: Mapping[str, ConfigValue]) -> Settings:
@@ -217,6 +223,8 @@ class Settings:
         _within("manage_interval", self.manage_interval, 0.01, _DAY)
         if self.reload_interval:
             _within("reload_interval", self.reload_interval, 0.01, _DAY, zero=True)
+        if self.data_sync not in ("normal", "full"):
+            raise ConfigError("trio_mona.data_sync must be normal or full")
 
 
 _MAX_BYTES: Final = 1 << 40

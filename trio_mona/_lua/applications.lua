@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 3 (after _lua/objects.lua): the `mona` object, file
+-- trio_mona's Lua prelude, part 4 (after _lua/data.lua): the `mona` object, file
 -- objects, and the application tree. Returns `shared`.
 local shared = ...
 local INFO_LEVEL, LEVELS, WARN_LEVEL, address_arg =
@@ -480,7 +480,7 @@ function api.new_app_env(path, name, dir, parent_env)
   env.module = lib.module_function(env, package_loaded)
   local properties = {
     name = name, path = path, this = env, super = parent_env,
-    children = children_table(env, children),
+    children = children_table(env, children), data = shared.data_of(path),
   }
   local mt = {
     __index = function(_, k)
@@ -497,7 +497,8 @@ function api.new_app_env(path, name, dir, parent_env)
       rawset(t, k, v)
     end,
   }
-  lib.lock(mt, { name = true, path = true, this = true, super = true, children = true })
+  lib.lock(mt, { name = true, path = true, this = true, super = true, children = true,
+    data = true })
   return setmetatable(env, mt)
 end
 

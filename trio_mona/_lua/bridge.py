@@ -37,10 +37,10 @@ def _source(name: str) -> bytes:
 
 
 _STDLIB: Final = _source("stdlib.lua")
-#: The prelude's three files, run in this order (see the head of prelude.lua).
+#: The prelude's files, run in this order (see the head of prelude.lua).
 _PRELUDE: Final = tuple(
     (name, _source(name))
-    for name in ("prelude.lua", "objects.lua", "applications.lua", "socket.lua")
+    for name in ("prelude.lua", "objects.lua", "data.lua", "applications.lua", "socket.lua")
 )
 
 #: The conversions (docs/lua/conversions.rst): the shared rules, the tapes (which add to
@@ -142,6 +142,7 @@ class LuaBridge:
         self.suspending: Callable[[bytes, Callable[..., Any]], LuaTable] = api.suspending
         self.drop: Callable[[int], None] = api.drop
         self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
+        self.data_load: Callable[..., None] = api.data_load
         self._load_chunk = api.load_chunk
 
     def _formats(self, loader: Any, real_globals: LuaTable, host: LuaTable) -> LuaTable:

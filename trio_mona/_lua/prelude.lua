@@ -1,7 +1,8 @@
--- trio_mona's Lua prelude: the Lua half of the bridge, in three files run in order:
+-- trio_mona's Lua prelude: the Lua half of the bridge, in five files run in order:
 -- this one (the host boundary, held sends, classes, logging, the coroutine pool and
--- the runaway bound), _lua/objects.lua (jobs, address, TCP and UDP objects) and
--- _lua/applications.lua (the `mona` object and the application tree).
+-- the runaway bound), _lua/objects.lua (jobs, address, TCP and UDP objects),
+-- _lua/data.lua (the persistent `data` tree), _lua/applications.lua (the `mona`
+-- object and the application tree) and _lua/socket.lua (LuaSocket's API).
 --
 -- Run once per runtime with `host`, a table of Python functions (the only Python
 -- objects Lua ever holds, kept here as upvalues that applications cannot reach).
@@ -92,7 +93,7 @@ local KEEPS_HELD = {
   log = true, stopping = true, internal_error = true, time_ms = true, digest = true,
   hexdump = true, addr_get = true, addr_compare = true, parse_address = true,
   absolute_path = true, tcp_client_new = true, tcp_server_new = true, udp_new = true,
-  adopt = true,
+  adopt = true, data_put = true, data_delete = true,
 }
 
 local host = {}

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 4 (after _lua/applications.lua): LuaSocket's API,
+-- trio_mona's Lua prelude, part 5 (after _lua/applications.lua): LuaSocket's API,
 -- `require "socket"` (docs: lua/luasocket). Each call that would block parks only the
 -- calling coroutine: the Python side (_net/luasocket.py) answers `nil, nil, token,
 -- request` when it has to wait (request nil: a park Python keeps by its token), the

@@ -78,6 +78,7 @@ class Outgoing:
             self.sockets.spawn(self, self._flush)
 
     def _write(self) -> None:
+        self.sockets.writes.durable()
         out = self.out
         try:
             while out:

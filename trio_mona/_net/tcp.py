@@ -373,6 +373,9 @@ class TCPConnection(Endpoint):
 
     def _write_some(self, sock: socket.socket) -> None:
         """Send from the queue until it is empty or the kernel buffer is full."""
+        writes = self.sockets.writes
+        if writes.commit is not None:
+            writes.durable()
         out = self._out
         while out:
             try:

@@ -233,6 +233,7 @@ class UDPSocket(Endpoint):
             return None
         # The executor's last known event, or a socket's first send (the kernel binds
         # it, and `address` must tell at once): written now, a failure returned.
+        self.sockets.writes.durable()
         try:
             _transmit(sock, data, destination)
         except BlockingIOError:
@@ -377,6 +378,7 @@ class UDPSocket(Endpoint):
 
     def _write_some(self, sock: socket.socket) -> None:
         """Send queued datagrams until none is left or the kernel buffer is full."""
+        self.sockets.writes.durable()
         out = self._out
         while out:
             data, destination = out[0]

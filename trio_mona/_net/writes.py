@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Final, Protocol
 
@@ -56,8 +57,23 @@ class Writes:
     now: bool = False
     #: Handles (TCP connections, UDP sockets) with bytes queued since the last flush.
     pending: list[Writable] = attrs.field(factory=list)
+    #: Set while ``data`` holds changes not committed yet: what commits them.
+    commit: Callable[[], None] | None = None
+
+    def durable(self) -> None:
+        """Commit what ``data`` holds uncommitted: every path that writes to the network
+        calls this first, so no byte sent after an assignment leaves before the
+        assignment is committed (docs/lua/data.rst, "Durability")."""
+        commit = self.commit
+        if commit is not None:
+            self.commit = None
+            commit()
 
     def flush(self) -> None:
+        # (also before the executor lets other tasks run: a flusher task then writes
+        # only bytes sent before the last commit)
+        if self.commit is not None:
+            self.durable()
         pending = self.pending
         if pending:
             self.pending = []

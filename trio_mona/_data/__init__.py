@@ -1,0 +1,1 @@
+"""The persistent ``data`` tree: where it is stored (docs/lua/data.rst)."""

@@ -1,0 +1,125 @@
+"""The runtime's side of ``data`` (docs/lua/data.rst): the Lua tree's changes go to
+the store, and are committed before any byte sent after them is written.
+
+The tree itself lives in Lua (``_lua/data.lua``), which reads it without calling
+here. Each change calls :meth:`Persistence.put` or :meth:`Persistence.delete`; the
+first change after a commit arms :attr:`Writes.commit`, so the next write to the
+network (or the end of the executor's batch, whichever comes first) commits every
+change made so far in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from .._core.errors import StartupError
+from .._net.writes import Writes
+from .sqlite import SQLiteStore
+from .store import Store, StoreError, Value
+
+log = logging.getLogger("trio_mona")
+
+#: Entries handed to Lua per call while the tree loads.
+LOAD_CHUNK: Final = 32
+
+
+def default_path(apps_dir: Path) -> Path:
+    """Where ``data`` lives when no path is given: outside the applications folder
+    (which hot reload watches), one file per applications folder, under
+    ``$XDG_DATA_HOME/trio_mona`` (``~/.local/share/trio_mona``)."""
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    name = apps_dir.name or "root"
+    digest = hashlib.sha256(os.fsencode(apps_dir)).hexdigest()[:12]
+    return Path(base) / "trio_mona" / f"{name}-{digest}.sqlite"
+
+
+def open_store(setting: str, apps_dir: Path, sync: str) -> Store:
+    """The store that ``trio_mona.data`` names (a file; empty: :func:`default_path`).
+
+    Raises:
+      StartupError: it cannot be used; the message names it and says why.
+    """
+    try:
+        if setting:
+            return SQLiteStore(setting, sync=sync)
+        path = default_path(apps_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path, sync=sync)
+    except (StoreError, OSError) as exc:
+        raise StartupError(str(exc)) from None
+
+
+class Persistence:
+    """Changes from Lua into the store, committed through the runtime's
+    :class:`Writes` (see the module; *writes* hands it over once it exists)."""
+
+    def __init__(self, writes: Callable[[], Writes]) -> None:
+        self._get_writes = writes
+        self.store: Store | None = None
+
+    def functions(self) -> dict[str, Callable[..., None]]:
+        """The host functions ``_lua/data.lua`` calls."""
+        return {"data_put": self.put, "data_delete": self.delete}
+
+    def load(self, store: Store, into: Callable[..., None]) -> int:
+        """Hand every stored entry to Lua (*into*: path, value pairs); returns how many."""
+        self.store = store
+        chunk: list[object] = []
+        count = 0
+        for path, value in store.load():
+            chunk += (path, value)
+            count += 1
+            if len(chunk) >= 2 * LOAD_CHUNK:
+                into(*chunk)
+                chunk.clear()
+        if chunk:
+            into(*chunk)
+        return count
+
+    def put(self, *pairs: bytes | Value) -> None:
+        store = self.store
+        if store is None:
+            return  # (no store: the runtime is stopping, or never started)
+        for index in range(0, len(pairs), 2):
+            path = pairs[index]
+            assert isinstance(path, bytes)
+            store.put(path, pairs[index + 1])
+        self._get_writes().commit = self.commit
+
+    def delete(self, path: bytes) -> None:
+        if self.store is not None:
+            self.store.delete(path)
+            self._get_writes().commit = self.commit
+
+    def commit(self) -> None:
+        """Commit the changes made so far; a failure is logged, and they stay pending
+        (they are tried again with the next change's commit, and at shutdown)."""
+        if self.store is None:
+            return
+        try:
+            self.store.commit()
+        except StoreError as exc:
+            failure = str(exc)
+        else:
+            return
+        log.error("data: cannot commit: %s (the changes stay in memory)", failure)
+
+    def close(self) -> None:
+        """Commit what is pending and release the store."""
+        store, self.store = self.store, None
+        self._get_writes().commit = None
+        if store is None:
+            return
+        try:
+            store.close()
+        except StoreError as exc:
+            failure = str(exc)
+        else:
+            return
+        log.error("data: the last changes are lost: %s", failure)
