@@ -11,6 +11,8 @@ ping-pong with 10 clients, bulk streaming through one connection (MB/s), connect
 churn (connect, echo 64 bytes, close; connections/s), and idle memory (KiB per
 connection, server RSS, 10,000 connections). In process: Lua dispatch cost per event and
 the ``onData`` framing loop (``dispatch.py``), and the conversions (``conversions.py``).
+And ``data`` (``data.py``): assignments and reads per second, and the echo with one
+assignment per message beside the same echo without.
 
 Each server runs pinned to core 0 and the generator to core 1 (``taskset``). All
 servers run for the whole suite; each workload is measured on every server in turn, the
@@ -262,6 +264,12 @@ def conversions() -> dict[str, dict[str, float]]:
     return dict(json.loads((RESULTS / "conversions.json").read_text()))
 
 
+def persistent_data(seconds: float, repeat: int) -> dict[str, Any]:
+    subprocess.run([sys.executable, str(HERE / "data.py"), "--seconds", str(seconds),
+                    "--repeat", str(repeat)], check=True, capture_output=True)  # fmt: skip
+    return dict(json.loads((RESULTS / "data.json").read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -309,12 +317,22 @@ def main() -> None:
     table = summarize(runs, workloads)
     in_process = {engine: dispatch(engine) for engine in ("lua54", "luajit21")}
     converting = conversions()
+    storing = persistent_data(args.seconds, args.repeat)
     print_table(table, in_process)
     print("\nConversions, microseconds per call (in process; conversions.py)")
     for engine, values in converting.items():
         for name, value in values.items():
             if not name.endswith("_bytes"):
                 print(f"  {engine:<9} {name:<38} {value:10.1f}")
+    print("\ndata (data.py)")
+    for engine in ("lua54", "luajit21"):
+        burst, reads = storing[engine]["burst_assignments_per_s"], storing[engine]["reads_per_s"]
+        print(f"  {engine:<9} 10,000 assignments {burst:10.0f}/s   reads {reads:10.0f}/s")
+    plain = storing["plain_sqlite3_commit_per_write_per_s"]
+    print(f"  python    sqlite3, a commit per write {plain:8.0f}/s")
+    request = storing["per_request_100_conns_lua54"]
+    rate, ratio = request["with_data_round_trips_per_s"], request["ratio"]
+    print(f"  lua54     echo + 1 assignment, 100 conns {rate:8.0f}/s ({ratio:.2f}x without)")
     if skipped:
         print(f"skipped (not installed): {', '.join(skipped)}")
     report = {
@@ -330,6 +348,7 @@ def main() -> None:
         "rows": table,
         "dispatch_us_per_event": in_process,
         "conversions_us_per_call": converting,
+        "data": storing,
     }
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     print(f"written {RESULTS / 'suite.json'}")

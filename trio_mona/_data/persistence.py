@@ -62,6 +62,7 @@ class Persistence:
     def __init__(self, writes: Callable[[], Writes]) -> None:
         self._get_writes = writes
         self.store: Store | None = None
+        self._commit = self.commit  # (one bound method, armed on every change)
 
     def functions(self) -> dict[str, Callable[..., None]]:
         """The host functions ``_lua/data.lua`` calls."""
@@ -86,16 +87,15 @@ class Persistence:
         store = self.store
         if store is None:
             return  # (no store: the runtime is stopping, or never started)
+        put = store.put
         for index in range(0, len(pairs), 2):
-            path = pairs[index]
-            assert isinstance(path, bytes)
-            store.put(path, pairs[index + 1])
-        self._get_writes().commit = self.commit
+            put(pairs[index], pairs[index + 1])  # type: ignore[arg-type]
+        self._get_writes().commit = self._commit
 
     def delete(self, path: bytes) -> None:
         if self.store is not None:
             self.store.delete(path)
-            self._get_writes().commit = self.commit
+            self._get_writes().commit = self._commit
 
     def commit(self) -> None:
         """Commit the changes made so far; a failure is logged, and they stay pending

@@ -13,8 +13,11 @@ local log_at, next, select, setmetatable = shared.log_at, shared.next, shared.se
 local tostring, type, unpack, floor = shared.tostring, shared.type, shared.unpack, shared.floor
 local gmatch, sub, api, concat = shared.gmatch, shared.sub, shared.api, shared.concat
 local V = shared.formats.values
+-- (an integer's text, by concatenation: Lua 5.4's integers, LuaJIT's integral floats)
+local is_integer = V.is_integer
 local ERROR_LEVEL = shared.ERROR_LEVEL
 local data_put, data_delete = host.data_put, host.data_delete
+local changes = shared.data_changes
 
 local SEP = "\0"
 local SUBTREE = setmetatable({}, { __metatable = "subtree" }) -- (never reaches an application)
@@ -63,6 +66,7 @@ local function key_name(k)
     if find(k, SEP, 1, true) then return nil, "a key with a zero byte" end
     return k
   elseif t == "number" then
+    if is_integer(k) and k < 1e14 and k > -1e14 then return k .. "" end
     if k ~= k then return nil, "a NaN key" end
     if k == floor(k) and k > -2 ^ 63 and k < 2 ^ 63 then return format("%d", k) end
     return V.float_text(k) or tostring(k)
@@ -87,19 +91,25 @@ local function proxy_of(path)
   return p
 end
 
--- Changes go to Python in calls of up to 32 entries.
+-- Changes go to Python in calls of up to 32 entries: when 32 are waiting, before any
+-- other host call, and when the job stops (the prelude's `data_changes`), so Python
+-- has every change before anything can be written to the network.
 local pending, pending_n = {}, 0
 
 local function send_pending()
+  changes.due = false
   if pending_n > 0 then
-    data_put(unpack(pending, 1, pending_n))
+    local n = pending_n
     pending_n = 0
+    data_put(unpack(pending, 1, n))
   end
 end
+changes.flush = send_pending
 
 local function put(path, value) -- (value nil: a table)
   pending[pending_n + 1], pending[pending_n + 2] = path, value
   pending_n = pending_n + 2
+  changes.due = true
   if pending_n >= 64 then send_pending() end
 end
 
@@ -207,7 +217,6 @@ local function assign(proxy, k, v)
     children, why = table_at(path)
     if children == nil then
       log_at("", ERROR_LEVEL, 2, "data: cannot store " .. shown(path, key) .. ": " .. why)
-      send_pending()
       return
     end
   end
@@ -216,12 +225,10 @@ local function assign(proxy, k, v)
     if old == nil then return end
     children[key] = nil
     if old == SUBTREE then forget(below(path, key)) else counts[path] = counts[path] - 1 end
-    send_pending()
-    data_delete(below(path, key))
+    data_delete(below(path, key)) -- (the changes before it go first: see send_pending)
     return
   end
   if old == SUBTREE then
-    send_pending()
     log_at("", ERROR_LEVEL, 2, format("data: %s is a table: assign nil to it first to delete "
       .. "it, then store the new value", shown(path, key)))
     return
@@ -235,7 +242,6 @@ local function assign(proxy, k, v)
     children[key] = v
     put(below(path, key), v)
   end
-  send_pending()
 end
 
 local function read(proxy, k)

@@ -96,14 +96,22 @@ local KEEPS_HELD = {
   adopt = true, data_put = true, data_delete = true,
 }
 
+-- Changes to `data` made in Lua and not handed to Python yet (_lua/data.lua sets
+-- `due` and `flush`): they go before any other host call, and when a job stops.
+local data_changes = { due = false, flush = nil }
+
 local host = {}
 for name, value in pairs(host_functions) do
   if type(value) ~= "userdata" then
     host[name] = value
   elseif KEEPS_HELD[name] then
-    host[name] = function(...) return host_result(name, pcall(value, ...)) end
+    host[name] = function(...)
+      if data_changes.due then data_changes.flush() end
+      return host_result(name, pcall(value, ...))
+    end
   else
     host[name] = function(...)
+      if data_changes.due then data_changes.flush() end
       if holding then end_holding() end
       return host_result(name, pcall(value, ...))
     end
@@ -426,6 +434,7 @@ local function step(co, ...)
   local ok, tag, value, request = resume(co, ...)
   running_jobs = running_jobs - 1
   runaway_state.expired = false
+  if data_changes.due then data_changes.flush() end
   if holding then end_holding() end
   if closing > 0 then close_collected() end
   return ok, tag, value, request
@@ -540,6 +549,7 @@ return {
   clock = clock,
   close_later = close_later,
   concat = concat,
+  data_changes = data_changes,
   error = error,
   find = find,
   floor = floor,
