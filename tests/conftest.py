@@ -9,9 +9,10 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from aiosmtpd.controller import Controller
 from hypothesis import settings
 
-from .helpers import ENGINES, SAME_LUA, ThreadedRuntime
+from .helpers import ENGINES, SAME_LUA, Inbox, ThreadedRuntime, free_port
 
 # Every runtime the tests start (subprocesses too) keeps its default data file here,
 # not in the user's ~/.local/share (docs/lua/data.rst, "Where").
@@ -51,3 +52,15 @@ def runner(
     found = ThreadedRuntime(str(request.param), folder)
     yield found
     found.close()
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    found = Inbox(refuse=("nobody@example.org",))
+    port = free_port()
+    controller = Controller(found, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield found, port
+    finally:
+        controller.stop()

@@ -4,6 +4,7 @@ talked to over real loopback sockets."""
 from __future__ import annotations
 
 import math
+import socket
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+from aiosmtpd.smtp import Envelope, Session
 
 import trio_mona
 from trio_mona import Runtime, testing
@@ -171,3 +173,29 @@ def lua_literal(value: object) -> str:
         return "{" + ", ".join(lua_literal(item) for item in value) + "}"
     assert isinstance(value, dict)
     return "{" + ", ".join(f"[{lua_literal(k)}] = {lua_literal(v)}" for k, v in value.items()) + "}"
+
+
+class Inbox:
+    """What the SMTP server received; recipients named in *refuse* are refused."""
+
+    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
+        self.envelopes: list[Envelope] = []
+        self.refuse = refuse
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

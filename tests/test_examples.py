@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import functools
 import json
 import os
@@ -17,7 +19,14 @@ import trio
 import trio_mona
 from trio_mona import testing
 
-from .helpers import connect, receive_exactly, receive_until_closed, tcp_port, wait_until
+from .helpers import (
+    Inbox,
+    connect,
+    receive_exactly,
+    receive_until_closed,
+    tcp_port,
+    wait_until,
+)
 
 APPS = Path(__file__).resolve().parent.parent / "lua_apps"
 
@@ -369,3 +378,53 @@ async def test_json_api() -> None:
         stats = replies[5]["result"]
         assert stats["running"] is True
         assert stats["port"] == tcp_port(runtime)
+
+
+async def test_notify_mails_each_line_and_answers_when_it_went_out(
+    inbox: tuple[Inbox, int],
+) -> None:
+    received, port = inbox
+    settings = {
+        "notify.port": "0",
+        "notify.from": "notify@example.com",
+        "notify.to": "ops@example.org, nobody@example.org",
+        "smtp.host": "127.0.0.1",
+        "smtp.port": str(port),
+    }
+    async with trio_mona.open_runtime(
+        APPS / "notify", settings=settings, data=":memory:"
+    ) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all("disk full on db1 ✓\r\n".encode())
+        reply = b""
+        with trio.fail_after(5):
+            while not reply.endswith(b"\n"):
+                reply += await stream.receive_some(1024)
+        # (one recipient of two is refused: the mail went to the other, and says so)
+        assert reply.startswith(b"not sent: recipient refused: nobody@example.org: 550")
+        await stream.aclose()
+    (envelope,) = received.envelopes
+    assert envelope.mail_from == "notify@example.com"
+    assert envelope.rcpt_tos == ["ops@example.org"]
+    message = email.message_from_bytes(
+        envelope.original_content or b"", policy=email.policy.default
+    )
+    assert message["Subject"] == "notify: disk full on db1 ✓"
+
+
+async def test_kv_stores_and_answers(tmp_path: Path) -> None:
+    store = tmp_path / "kv.sqlite"
+    for round_ in (1, 2):  # (the second run finds what the first stored)
+        async with trio_mona.open_runtime(
+            APPS / "kv", settings={"kv.port": "0"}, data=store
+        ) as runtime:
+            stream = await connect(tcp_port(runtime))
+            lines = b"set a 1\nset b two words\nget b\ndel a\ncount\nkeys\nnope\nget zz\n"
+            await stream.send_all(lines if round_ == 1 else b"get b\nkeys\n")
+            expected = (
+                b"ok\nok\ntwo words\nok\n1\nb\nunknown command\nnil\n"
+                if round_ == 1
+                else b"two words\nb\n"
+            )
+            assert await receive_exactly(stream, len(expected)) == expected
+            await stream.aclose()

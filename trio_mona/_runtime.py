@@ -27,6 +27,7 @@ from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
+from ._core.mail import SMTPSettings
 from ._data.persistence import Persistence, open_store
 from ._data.store import StoreError
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
@@ -40,6 +41,7 @@ from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
 from ._lua.socket_host import SocketHost
+from ._net.mail import Mailer
 from ._net.sockets import BoundAddress, Sockets
 from ._net.tcp import TCP_PROPERTIES, TCPConnection
 from ._net.tcp_server import TCP_SERVER_PROPERTIES, TCPServer
@@ -88,6 +90,7 @@ class Runtime:
         config: Mapping[str, ConfigValue],
         settings: Settings,
         nursery: trio.Nursery,
+        smtp: SMTPSettings | None = None,
     ) -> None:
         self._apps_dir = apps_dir
         self._settings = settings
@@ -96,6 +99,7 @@ class Runtime:
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self._waits = Waits()
         self._persistence = Persistence(lambda: self._sockets.writes)
+        self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
         self._bridge = LuaBridge(
             settings.engine,
             self._host(config),
@@ -147,6 +151,7 @@ class Runtime:
         table: dict[str, object] = {
             **socket_host.functions(),
             **self._persistence.functions(),
+            "mail_send": self._mailer.send,
             "adopt": lambda token, request: self._executor.adopt(token, request),
             "by_token": BY_TOKEN,
             "exit": self._exit,
@@ -308,6 +313,14 @@ class Runtime:
             raise box[0]
         return box[0]
 
+    async def _mail_sent(self, mail: LuaTable, error: bytes | None) -> bool:
+        """Run the mail object's onSent(error); whether it had one."""
+        if not self._executor.lua_enabled:
+            return False
+        on_event = self._bridge.on_event
+        result = await self._in_executor(lambda: on_event(mail, b"onSent", error))
+        return bool(result != self._bridge.no_handler)
+
     def _lua_table(self, data: Mapping[str, object]) -> LuaTable:
         return self._bridge.table(data)
 
@@ -374,6 +387,8 @@ class Runtime:
             listener.unload()
         with trio.move_on_after(self._settings.linger + 1):
             await self._applications.stop()
+        with trio.move_on_after(self._settings.linger):
+            await self._mailer.drain()  # (their onSent still runs)
         self._executor.stop_lua()
         self._persistence.close()
         sockets = self._sockets
@@ -457,12 +472,13 @@ async def open_runtime(
         if data is not None:
             runtime_settings = attrs.evolve(runtime_settings, data=os.fspath(data))
         runtime_settings.check()
+        smtp = SMTPSettings.from_config(config)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
     failure: StartupError | None = None
     async with trio.open_nursery() as nursery:
-        runtime = Runtime(folder, config, runtime_settings, nursery)
+        runtime = Runtime(folder, config, runtime_settings, nursery, smtp)
         nursery.start_soon(runtime._sockets.hub.run)
         await nursery.start(runtime._executor.run)
         try:

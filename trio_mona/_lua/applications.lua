@@ -135,6 +135,10 @@ local function converters(path, format_name, to_name, from_name, encoder)
   return to, from
 end
 
+-- mona:sendMail(...)'s mail objects (docs: lua/mail): a table for `onSent`.
+local MAIL = { __metatable = "Mail", __tostring = function() return "Mail" end }
+lib.lock(MAIL)
+
 local function mona_factory(app, path)
   local mona = {}
   local function method(impl)
@@ -243,6 +247,19 @@ local function mona_factory(app, path)
     createIPAddressWithDNS = method(function(...) return create_address("ip", true, ...) end),
     createSocketAddressWithDNS = method(function(...)
       return create_address("socket", true, ...)
+    end),
+    sendMail = method(function(sender, subject, content, ...)
+      for i, v in ipairs({ sender, subject, content }) do
+        if type(v) ~= "string" then argerror("sendMail", i, "string", v) end
+      end
+      for i = 1, select("#", ...) do
+        local recipient = select(i, ...)
+        if type(recipient) ~= "string" then argerror("sendMail", i + 3, "string", recipient) end
+      end
+      local mail = setmetatable({}, MAIL)
+      local err = host.mail_send(mail, sender, subject, content, ...)
+      if err ~= nil then error("sendMail: " .. err, 2) end
+      return mail
     end),
     addToBlacklist = method(function(...) return blacklist("addToBlacklist", true, ...) end),
     removeFromBlacklist = method(function(...)
