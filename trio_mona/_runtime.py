@@ -358,6 +358,13 @@ class Runtime:
             store.close()
             raise StartupError(str(exc)) from None
         log.info("data: %s (%d entries)", store.name, count)
+        torn = getattr(store, "torn_bytes", 0)
+        if torn:
+            log.warning(
+                "data: the last %d bytes of the change log were a commit cut short when the "
+                "process died (never acknowledged): ignored",
+                torn,
+            )
 
     async def _background(self) -> None:
         """onManage and the reload watcher: both stop as soon as shutdown begins."""

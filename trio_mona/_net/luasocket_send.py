@@ -63,7 +63,7 @@ class Outgoing:
         if self._flushing:
             return
         writes = self.sockets.writes
-        if writes.now:
+        if writes.now and writes.commit is None:
             self.write_queued()
         elif len(self.out) == 1:
             writes.pending.append(self)

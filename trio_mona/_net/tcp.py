@@ -139,7 +139,7 @@ class TCPConnection(Endpoint):
         sockets.unsent = unsent
         if state is State.CONNECTED and not self._flushing:
             writes = sockets.writes
-            if writes.now:
+            if writes.now and writes.commit is None:  # (else with the commit: Writes)
                 self.write_queued()
                 if self._state is not state:  # the write failed: closing
                     return None, (self._error or "socket not connected").encode()
@@ -160,7 +160,7 @@ class TCPConnection(Endpoint):
         self.sockets.unsent += len(data)
         if self._state is State.CONNECTED and not self._flushing:
             writes = self.sockets.writes
-            if writes.now:
+            if writes.now and writes.commit is None:  # (else with the commit: Writes)
                 self.write_queued()
             elif len(out) == 1:
                 writes.pending.append(self)

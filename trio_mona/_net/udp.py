@@ -221,7 +221,8 @@ class UDPSocket(Endpoint):
         if len(data) > limit:
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
         out = self._out
-        if out or not (self.sockets.writes.now or self._local is None):
+        writes = self.sockets.writes
+        if out or not ((writes.now and writes.commit is None) or self._local is None):
             # Written with the executor's batch (Writes), or behind datagrams that
             # wait for room: the order of sends is kept either way.
             if self._out_size + len(data) > QUEUE_LIMIT:

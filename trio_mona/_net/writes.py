@@ -50,7 +50,9 @@ class Writes:
     Measured: at 100 busy connections that is ~1.5x the round trips of writing inside
     each ``send``, as peers are woken in one burst. While the executor runs the last
     event it knows of (:attr:`now`), a ``send`` writes at once instead: the reply then
-    travels while the handler finishes, which keeps a lone connection as fast as before.
+    travels while the handler finishes, which keeps a lone connection as fast as before
+    (unless ``data`` has changes to commit first: they are committed once for the whole
+    batch, at :meth:`flush`).
     """
 
     #: The executor sets this while it runs its last known event.
