@@ -107,6 +107,7 @@ def per_request(binary: Path, seconds: float, repeat: int) -> dict[str, float]:
                 rates[instance.server.name].append(result["round_trips_per_s"])
                 time.sleep(0.2)
             ratios.append(found["with data"] / found["without data"])
+            print(f"  repetition {repetition + 1}: {ratios[-1]:.2f}", file=sys.stderr)
     finally:
         for instance in (with_data, without):
             instance.stop()

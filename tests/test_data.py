@@ -34,6 +34,10 @@ def rows(store: Path) -> dict[bytes, object]:
         db.close()
 
 
+def change_log(store: Path) -> Path:
+    return store.with_name(store.name + "-log")
+
+
 @pytest.fixture
 def apps(tmp_path: Path) -> Path:
     return write_app(tmp_path / "apps", "")
@@ -273,3 +277,15 @@ async def test_memory_keeps_nothing(apps: Path) -> None:
             assert (
                 await lua(runtime, "local before = data.x; data.x = 1; return before") is expected
             )
+
+
+async def test_a_change_log_cut_short_is_ignored_with_a_warning(
+    apps: Path, store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    change_log(store).write_bytes(b"\x40\x00\x00\x00garbage")  # (a record that never ended)
+    assert await run_with(apps, store, "data.x = 1; return data.x", engine="lua54") == b"1"
+    assert any(
+        "the last 11 bytes of the change log were a commit cut short" in m for m in messages(caplog)
+    )
+    assert rows(store) == {b"x": b"1"}
+    assert not change_log(store).exists()

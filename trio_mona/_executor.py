@@ -209,12 +209,6 @@ class Executor:
                 try:
                     event = receive.receive_nowait()
                 except trio.WouldBlock:
-                    # Changes to `data` wait for the commit that lets the replies go: what
-                    # else is ready joins them first, so that one commit serves them all
-                    # (docs/lua/data.rst, "Durability").
-                    if writes.commit is not None and polls < INLINE_POLLS and poll_ready():
-                        polls += 1
-                        continue
                     # What the handlers sent goes out now, in one burst (Writes).
                     writes.flush()
                     # Before waiting, read what became ready while Lua ran: under load
