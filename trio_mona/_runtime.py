@@ -24,7 +24,7 @@ from . import _levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' rec
 from ._apps import Applications, discover
 from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
-from ._core.config import ConfigError, ConfigValue, Settings, load_config, nest, typed
+from ._core.config import ConfigError, ConfigValue, Settings, load_raw_config, nest, typed
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._core.mail import SMTPSettings
@@ -427,12 +427,8 @@ def _configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
     return table
 
 
-def _full_config(
-    config_file: str | os.PathLike[str] | None,
-    settings: Mapping[str, str] | Iterable[str],
-    arguments: Sequence[str],
-) -> dict[str, ConfigValue]:
-    config = load_config(config_file, settings)
+def _full_config(raw: Mapping[str, str], arguments: Sequence[str]) -> dict[str, ConfigValue]:
+    config = {key: typed(value) for key, value in raw.items()}
     program = Path(sys.argv[0] or "trio-mona").resolve()
     config.setdefault("application.path", str(program))
     config.setdefault("application.dir", str(program.parent))
@@ -472,14 +468,15 @@ async def open_runtime(
     """
     folder = Path(apps_dir)
     try:
-        config = _full_config(config_file, settings, arguments)
+        raw = load_raw_config(config_file, settings)
+        config = _full_config(raw, arguments)
         runtime_settings = Settings.from_config(config)
         if engine is not None:
             runtime_settings = attrs.evolve(runtime_settings, engine=engine)
         if data is not None:
             runtime_settings = attrs.evolve(runtime_settings, data=os.fspath(data))
         runtime_settings.check()
-        smtp = SMTPSettings.from_config(config)
+        smtp = SMTPSettings.from_config(raw)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -95,6 +95,14 @@ def load_config(
     Raises:
         ConfigError: the file cannot be read or parsed, or an override is malformed.
     """
+    return {key: typed(value) for key, value in load_raw_config(path, overrides).items()}
+
+
+def load_raw_config(
+    path: str | os.PathLike[str] | None = None, overrides: Iterable[str] | Mapping[str, str] = ()
+) -> dict[str, str]:
+    """:func:`load_config` before typing: every value as written (a password stays
+    ``0123``)."""
     raw: dict[str, str] = {}
     if path is not None:
         try:
@@ -106,7 +114,7 @@ def load_config(
         raw.update({str(k): str(v) for k, v in overrides.items()})
     else:
         raw.update(parse_setting(s) for s in overrides)
-    return {key: typed(value) for key, value in raw.items()}
+    return raw
 
 
 def nest(flat: Mapping[str, ConfigValue]) -> NestedConfig:
@@ -185,20 +193,8 @@ class Settings:
         Raises:
             ConfigError: a setting has the wrong type or an impossible value.
         """
-        values: dict[str, object] = {}
-        for field in attrs.fields(cls):
-            key = f"trio_mona.{field.name}"
-            if key not in config:
-                continue
-            value = config[key]
-            expected = field.type
-            if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value).__name__ != expected:
-                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-                raise ConfigError(f"{key} must be {expected}, got {shown}")
-            values[field.name] = value
-        settings = cls(**values)  # type: ignore[arg-type]
+        settings = cls(**read_section(cls, config, "trio_mona"))
+
         settings.check()
         return settings
 
@@ -225,6 +221,35 @@ class Settings:
             _within("reload_interval", self.reload_interval, 0.01, _DAY, zero=True)
         if self.data_sync not in ("normal", "full"):
             raise ConfigError("trio_mona.data_sync must be normal or full")
+
+
+def read_section(
+    cls: type[attrs.AttrsInstance], config: Mapping[str, ConfigValue], section: str
+) -> dict[str, Any]:
+    """The entries of *section* that name fields of the attrs class *cls*, each of its
+    field's type (an integer where a float is expected is taken). A value still as
+    written (a string) is typed first, unless its field is a string: that keeps it as
+    written.
+
+    Raises:
+        ConfigError: a value of another type, naming the key.
+    """
+    values: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        key = f"{section}.{field.name}"
+        if key not in config:
+            continue
+        value = config[key]
+        expected = field.type
+        if isinstance(value, str) and expected != "str":
+            value = typed(value)
+        if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value).__name__ != expected:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            raise ConfigError(f"{key} must be {expected}, got {shown}")
+        values[field.name] = value
+    return values
 
 
 _MAX_BYTES: Final = 1 << 40

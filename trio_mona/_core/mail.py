@@ -12,7 +12,7 @@ from typing import Final
 
 import attrs
 
-from .config import ConfigError, ConfigValue
+from .config import ConfigError, read_section
 from .errors import MonaError
 
 
@@ -39,26 +39,13 @@ class SMTPSettings:
     max_concurrent: int = 4
 
     @classmethod
-    def from_config(cls, config: Mapping[str, ConfigValue]) -> SMTPSettings:
-        """Read and check the ``smtp.*`` keys.
+    def from_config(cls, raw: Mapping[str, str]) -> SMTPSettings:
+        """Read and check the ``smtp.*`` keys of the configuration as written.
 
         Raises:
           ConfigError: a setting has the wrong type or an impossible value.
         """
-        values: dict[str, object] = {}
-        for field in attrs.fields(cls):
-            key = f"smtp.{field.name}"
-            if key not in config:
-                continue
-            value = config[key]
-            if field.type == "str":
-                value = str(value)  # (a numeric password is still text)
-            elif field.type == "float" and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value).__name__ != field.type:
-                raise ConfigError(f"{key} must be {field.type}, got {value!r}")
-            values[field.name] = value
-        settings = cls(**values)  # type: ignore[arg-type]
+        settings = cls(**read_section(cls, raw, "smtp"))
         if not 1 <= settings.port <= 65535:
             raise ConfigError(f"smtp.port must be 1 to 65535, got {settings.port}")
         if not 0.1 <= settings.timeout <= 3600:  # (NaN is never within)
