@@ -185,6 +185,7 @@ async def test_a_number_key_and_its_decimal_text_are_one_entry(
         ("cyclic", "data.bad.inner.back is cyclic"),
         ("{[true] = 1}", "data.bad has a boolean key"),
         ("{{{{}}}}", None),
+        ("data", "data.bad is data, which would hold itself"),
     ],
 )
 async def test_what_data_cannot_hold_is_refused_and_nothing_is_stored(
@@ -204,6 +205,21 @@ async def test_what_data_cannot_hold_is_refused_and_nothing_is_stored(
     assert why in err.decode()
     assert left is None
     assert rows(store) == {}
+
+
+async def test_a_data_table_copied_inside_itself_is_refused(apps: Path, store: Path) -> None:
+    code = """
+    data.a = {}
+    local ok1, err1 = pcall(function() data.a.b = data.a end)
+    local ok2, err2 = pcall(function() data.a.c = {x = {y = data.a}} end)
+    local left = 0
+    for _ in pairs(data.a) do left = left + 1 end
+    return ok1, err1, ok2, err2, left
+    """
+    ok1, err1, ok2, err2, left = await run_with(apps, store, code, engine="lua54")
+    assert (ok1, ok2, left) == (False, False, 0)
+    assert b"data.a.b is data.a, which would hold itself" in err1
+    assert b"data.a.c.x.y is data.a, which would hold itself" in err2
 
 
 async def test_bad_keys_raise(apps: Path, store: Path) -> None:

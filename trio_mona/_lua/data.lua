@@ -124,17 +124,23 @@ end
 -- Why the plain table `t` cannot be stored (nil: it can): a key or a value of a
 -- type data does not hold, a cycle, or nesting past the bound. Checked before
 -- anything is stored.
-local function refusal(t, seen, depth, where)
+local function refusal(t, seen, depth, where, target)
   if depth > V.MAX_DEPTH then return format("%s is nested deeper than %d", where, V.MAX_DEPTH) end
   if seen[t] then return format("%s is cyclic (a table inside itself)", where) end
-  if path_of[t] ~= nil then return nil end -- a data table: it holds only what data can
+  local from = path_of[t]
+  if from ~= nil then -- a data table: it holds only what data can, unless it holds `target`
+    if from == "" or target == from or sub(target, 1, #from + 1) == from .. SEP then
+      return format("%s is %s, which would hold itself", where, shown(from))
+    end
+    return nil
+  end
   seen[t] = true
   for k, v in next, t do
     local name, why = key_name(k)
     if name == nil then return format("%s has %s (keys are strings or numbers)", where, why) end
     local tv = type(v)
     if tv == "table" then
-      local refused = refusal(v, seen, depth + 1, where .. "." .. name)
+      local refused = refusal(v, seen, depth + 1, where .. "." .. name, target)
       if refused then return refused end
     elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
       return format("%s.%s is a %s (data holds strings, numbers, booleans and tables)", where,
@@ -205,7 +211,7 @@ local function assign(proxy, k, v)
   if tv == "number" then
     v, tv = number_value(v), "string"
   elseif tv == "table" then
-    local refused = refusal(v, {}, 1, shown(path, key))
+    local refused = refusal(v, {}, 1, shown(path, key), below(path, key))
     if refused then error(format("data: cannot store %s: %s", shown(path, key), refused), 2) end
   elseif tv ~= "string" and tv ~= "boolean" and tv ~= "nil" then
     error(format("data: cannot store a %s in %s (data holds strings, numbers, booleans and "
