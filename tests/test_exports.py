@@ -11,6 +11,7 @@ PUBLIC = {
     "BoundAddress",
     "ConfigError",
     "IPAddress",
+    "LuaError",
     "MonaError",
     "Runtime",
     "RuntimeStatistics",
@@ -39,7 +40,15 @@ async def test_runtime_shows_only_its_documented_members(tmp_path: Path) -> None
     (tmp_path / "main.lua").write_text("")
     async with trio_mona.open_runtime(tmp_path) as runtime:
         public = {n for n in [*dir(type(runtime)), *vars(runtime)] if not n.startswith("_")}
-    assert public == {"engine", "bound_addresses", "statistics", "exit_code", "wait_for_exit"}
+    assert public == {
+        "engine",
+        "bound_addresses",
+        "statistics",
+        "exit_code",
+        "wait_for_exit",
+        "expose",
+        "call",
+    }
     for name in public:
         assert getattr(trio_mona.Runtime, name).__doc__, f"Runtime.{name} has no docstring"
 

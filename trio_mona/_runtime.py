@@ -30,6 +30,7 @@ from ._core.events import Call
 from ._core.mail import SMTPSettings
 from ._data.persistence import Persistence, open_store
 from ._data.store import StoreError
+from ._embedding import HostAPI, HostFunction
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
 from ._formats import amf_tape
 from ._formats import helpers as format_helpers
@@ -120,6 +121,15 @@ class Runtime:
         self._waits.bind(self._executor)
         self._applications = Applications(
             self._bridge, nursery, self._in_executor, self._close_owned, apps_dir
+        )
+        self._stopped = trio.Event()
+        self._host_api = HostAPI(
+            self._bridge,
+            self._applications,
+            self._suspending,
+            self._in_executor,
+            lambda: self._executor.lua_enabled and not self._stopped.is_set(),
+            self._stopped,
         )
         self._background_scope = trio.CancelScope()
         self._exit_code: int | None = None
@@ -239,6 +249,32 @@ class Runtime:
         await self._exit_requested.wait()
         assert self._exit_code is not None
         return self._exit_code
+
+    def expose(self, name: str, function: HostFunction, *, text: bool = True) -> None:
+        """Make *function* callable from every application as ``mona.host.<name>(...)``.
+
+        A plain function runs at once, inside the executor (keep it quick); an ``async``
+        one suspends only its Lua caller until it returns. Arguments and results
+        convert as docs/embedding.rst says; strings arrive as ``str`` (UTF-8), or as
+        ``bytes`` with ``text=False``. An exception becomes a Lua error with its text.
+
+        Raises:
+          ValueError: *name* is no Lua identifier, or is exposed already.
+        """
+        self._host_api.expose(name, function, text=text)
+
+    async def call(self, app_path: str, name: str, *args: object, text: bool = True) -> Any:
+        """Call the global function *name* of the application at *app_path* (``"/"``
+        or ``""``: the root; ``"/chat"``) in the executor, inside a coroutine (so it may
+        wait), and return its results: none as ``None``, one as is, several as a tuple.
+
+        Raises:
+          LuaError: the function raised an error (message and Lua traceback).
+          LookupError: no such application, it is not running, or no such function.
+          RuntimeError: the runtime is stopping, or stopped before the call ended.
+          TypeError: an argument has no Lua form.
+        """
+        return await self._host_api.call(app_path, name, args, text)
 
     def _exit(self, code: int) -> None:
         if self._exit_code is None:
@@ -397,6 +433,7 @@ class Runtime:
         with trio.move_on_after(self._settings.linger):
             await self._mailer.drain()  # (their onSent still runs)
         self._executor.stop_lua()
+        self._stopped.set()
         self._persistence.close()
         sockets = self._sockets
         for udp in [*sockets.udp_sockets, *sockets.luasockets.values()]:
@@ -448,6 +485,7 @@ async def open_runtime(
     engine: str | None = None,
     arguments: Sequence[str] = (),
     data: str | os.PathLike[str] | None = None,
+    expose: Mapping[str, HostFunction] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Load the Lua applications in *apps_dir* and serve them while the block runs.
 
@@ -458,6 +496,8 @@ async def open_runtime(
       engine: ``"lua54"`` (default) or ``"luajit21"``; overrides ``trio_mona.engine``.
       arguments: extra values for Lua as ``mona.configs["arguments.1"]``, ...
       data: the SQLite file holding ``data``; overrides ``trio_mona.data``.
+      expose: functions for ``mona.host``, there before any application loads (see
+        :meth:`Runtime.expose`).
 
     Raises:
       StartupError: the folder, the configuration or the root ``main.lua`` is unusable
@@ -483,6 +523,8 @@ async def open_runtime(
     failure: StartupError | None = None
     async with trio.open_nursery() as nursery:
         runtime = Runtime(folder, config, runtime_settings, nursery, smtp)
+        for name, function in (expose or {}).items():
+            runtime.expose(name, function)
         nursery.start_soon(runtime._sockets.hub.run)
         await nursery.start(runtime._executor.run)
         try:
@@ -508,6 +550,7 @@ async def serve(
     engine: str | None = None,
     arguments: Sequence[str] = (),
     data: str | os.PathLike[str] | None = None,
+    expose: Mapping[str, HostFunction] | None = None,
     task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Serve the applications in *apps_dir* until cancelled, or until an application
@@ -523,6 +566,7 @@ async def serve(
         engine=engine,
         arguments=arguments,
         data=data,
+        expose=expose,
     ) as runtime:
         task_status.started(runtime)
         code = await runtime.wait_for_exit()

@@ -16,3 +16,15 @@ def os_message(exc: OSError) -> str:
     """What Lua reads for an OS error: its text (``"Connection refused"``), without the
     number; the exception's own text when it has none."""
     return exc.strerror or str(exc)
+
+
+class LuaError(MonaError):
+    """A Lua function that :meth:`~trio_mona.Runtime.call` called raised an error.
+
+    ``message`` is the Lua error (with its file and line), ``traceback`` Lua's stack at
+    that point."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback

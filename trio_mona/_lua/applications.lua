@@ -274,6 +274,7 @@ local function mona_factory(app, path)
   local props = {
     configs = host.configs,
     environment = host.environment,
+    host = shared.host_api,
   }
   local mt = {
     __index = function(_, k)

@@ -78,6 +78,16 @@ end
 """
 
 
+_IDENTITY: Final = """(function()
+  local ids, n = setmetatable({}, { __mode = "k" }), 0
+  return function(t)
+    local id = ids[t]
+    if id == nil then n = n + 1; id = n; ids[t] = id end
+    return id
+  end
+end)()"""
+
+
 class LuaBridge:
     """One Lua state with trio_mona's prelude loaded.
 
@@ -143,6 +153,13 @@ class LuaBridge:
         self.drop: Callable[[int], None] = api.drop
         self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
         self.data_load: Callable[..., None] = api.data_load
+        self.expose: Callable[[bytes, object], None] = api.expose
+        #: A number naming a Lua table while it lives (lupa hands Python a new wrapper
+        #: for each access: Python's `is` cannot tell a cycle).
+        self.identity: Callable[[object], int] = self._lua.eval(_IDENTITY)
+        #: What a Lua value lupa hands Python is: "table", "function", "thread", ...
+        self.lua_type: Callable[[object], str | None] = module.lua_type
+        self.host_call: Callable[..., Any] = api.host_call
         self._load_chunk = api.load_chunk
 
     def _formats(self, loader: Any, real_globals: LuaTable, host: LuaTable) -> LuaTable:

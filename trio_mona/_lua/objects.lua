@@ -151,6 +151,55 @@ end
 
 function api.call_timer(fn, owner) return run(timer_job, fn, owner) end
 
+-- The host API (docs: embedding). Functions the host exposes, by name (`mona.host`):
+-- each answers true and its results, or false and an error message for the caller.
+local host_api = {}
+shared.host_api = setmetatable({}, {
+  __index = host_api,
+  __newindex = function(_, k) error(format("'%s' is read-only on mona.host", tostring(k)), 2) end,
+  __pairs = function() return shared.next, host_api, nil end,
+  __metatable = "host",
+})
+shared.lib.lock(shared.raw_getmetatable(shared.host_api))
+
+local function host_answer(ok, ...)
+  if ok then return ... end
+  error((...), 2)
+end
+
+function api.expose(name, fn)
+  local changes = shared.data_changes
+  host_api[name] = function(...)
+    if changes.due then changes.flush() end -- (the host may write: data first)
+    return host_answer(fn(...))
+  end
+end
+
+-- runtime.call: `env[name](unpack(box.args))` in a job; its results in `box` (n: how
+-- many), or box.error and box.traceback; box.missing when `name` is no function of `env`.
+local traceback, select_ = shared.traceback, shared.select
+
+local function host_call_job(env, name, box)
+  local args = box.args
+  local fn = rawget(env, name)
+  if type(fn) ~= "function" then
+    box.missing = type(fn)
+    return 0
+  end
+  local function keep(ok, ...)
+    if not ok then return end
+    box.n = select_("#", ...)
+    for i = 1, box.n do box[i] = (select_(i, ...)) end
+  end
+  keep(xpcall(fn, function(e)
+    box.error, box.traceback = tostring(e), traceback("", 2)
+    return e
+  end, shared.unpack(args, 1, args.n)))
+  return 0
+end
+
+function api.host_call(env, name, box) return run(host_call_job, env, name, box) end
+
 ---------------------------------------------------------------------------
 -- Address objects.
 ---------------------------------------------------------------------------

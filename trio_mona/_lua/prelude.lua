@@ -588,6 +588,7 @@ return {
   tonumber = tonumber,
   tostring = tostring,
   touched = touched,
+  traceback = traceback,
   type = type,
   typename = typename,
   unpack = unpack,

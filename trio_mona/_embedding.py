@@ -1,0 +1,146 @@
+"""The host API (docs/embedding.rst): a Trio program's functions callable from Lua as
+``mona.host.<name>(...)``, and Lua functions callable from the program with
+:meth:`Runtime.call`. Values cross as plain data (``_lua/values.py``)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from ._core.errors import LuaError
+from ._lua.values import ValueFormError, from_lua, to_lua
+
+if TYPE_CHECKING:
+    from ._apps import Applications
+    from ._lua.bridge import LuaBridge, LuaTable
+
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LUA_KEYWORDS: Final = frozenset({
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+})  # fmt: skip
+
+#: What an exposed function may be: plain (runs at once in the executor) or async
+#: (suspends only its Lua caller).
+HostFunction = Callable[..., Any]
+
+
+class HostAPI:
+    """What :meth:`Runtime.expose` and :meth:`Runtime.call` do."""
+
+    def __init__(
+        self,
+        bridge: LuaBridge,
+        applications: Applications,
+        suspending: Callable[[str, Callable[..., Awaitable[tuple[object, ...]]]], LuaTable],
+        in_executor: Callable[[Callable[[], Any]], Awaitable[Any]],
+        running: Callable[[], bool],
+        stopped: trio.Event,
+    ) -> None:
+        self._bridge = bridge
+        self._applications = applications
+        self._suspending = suspending
+        self._in_executor = in_executor
+        self._running = running
+        self._stopped = stopped
+        self.names: set[str] = set()
+
+    def expose(self, name: str, function: HostFunction, *, text: bool = True) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in _LUA_KEYWORDS:
+            raise ValueError(f"cannot expose {name!r}: a name is a Lua identifier")
+        if name in self.names:
+            raise ValueError(f"cannot expose {name!r}: mona.host.{name} exists already")
+        if not callable(function):
+            raise TypeError(f"cannot expose {name!r}: {function!r} is not callable")
+        bridge = self._bridge
+        new_table = bridge.table
+        where = f"mona.host.{name}"
+
+        def arguments(args: tuple[object, ...]) -> list[Any]:
+            return [
+                from_lua(value, bridge, text=text, where=f"argument #{index} to '{where}'")
+                for index, value in enumerate(args, start=1)
+            ]
+
+        def results(found: object) -> tuple[object, ...]:
+            values = found if isinstance(found, tuple) else (found,)
+            return (True, *(to_lua(new_table, v, f"what {where} returned") for v in values))
+
+        if inspect.iscoroutinefunction(function):
+
+            async def work(*args: object) -> tuple[object, ...]:
+                try:
+                    return results(await function(*arguments(args)))
+                except Exception as exc:
+                    return False, _message(exc)
+
+            lua_function = self._suspending(where, work)
+        else:
+
+            def lua_function(*args: object) -> tuple[object, ...]:
+                try:
+                    return results(function(*arguments(args)))
+                except Exception as exc:
+                    return False, _message(exc)
+
+        self._bridge.expose(name.encode(), lua_function)
+        self.names.add(name)
+
+    async def call(self, app_path: str, name: str, args: tuple[object, ...], text: bool) -> Any:
+        if not self._running():
+            raise RuntimeError(f"cannot call {name!r}: the runtime is not running")
+        app = self._applications.find("" if app_path == "/" else app_path.rstrip("/"))
+        if app is None:
+            raise LookupError(f"no application at {app_path!r}")
+        if app.env is None:
+            raise LookupError(f"the application {app_path!r} is not running (failed, or reloading)")
+        bridge = self._bridge
+        lua_args = bridge.table()
+        for index, value in enumerate(args, start=1):
+            lua_args[index] = to_lua(bridge.table, value, f"argument #{index} to {name!r}")
+        lua_args[b"n"] = len(args)
+        box = bridge.table()
+        box[b"args"] = lua_args
+        env = app.env
+        finished = False
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                nonlocal finished
+                await self._in_executor(lambda: bridge.host_call(env, name.encode(), box))
+                finished = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            await self._stopped.wait()  # (a call still waiting when the runtime stops)
+            nursery.cancel_scope.cancel()
+        if not finished:
+            raise RuntimeError(f"{name!r} did not finish: the runtime stopped")
+        if box[b"missing"] is not None:
+            kind = box[b"missing"].decode()
+            raise LookupError(f"{app_path!r} has no function {name!r} (its global is {kind})")
+        error = box[b"error"]
+        if error is not None:
+            trace = box[b"traceback"]
+            raise LuaError(
+                error.decode("utf-8", "replace"), (trace or b"").decode("utf-8", "replace")
+            )
+        try:
+            values = tuple(
+                from_lua(box[i], bridge, text=text, where=f"what {name!r} returned")
+                for i in range(1, (box[b"n"] or 0) + 1)
+            )
+        except ValueFormError as exc:
+            raise LuaError(str(exc)) from None
+        if len(values) == 1:
+            return values[0]
+        return values or None
+
+
+def _message(exc: Exception) -> bytes:
+    """What the Lua caller reads for a Python exception: its text."""
+    return (str(exc) or type(exc).__name__).encode("utf-8", "replace")
