@@ -12,7 +12,7 @@ churn (connect, echo 64 bytes, close; connections/s), and idle memory (KiB per
 connection, server RSS, 10,000 connections). In process: Lua dispatch cost per event and
 the ``onData`` framing loop (``dispatch.py``), and the conversions (``conversions.py``).
 And ``data`` (``data.py``): assignments and reads per second, and the echo with one
-assignment per message beside the same echo without.
+assignment per message beside the same echo without; the host API (``host_api.py``).
 
 Each server runs pinned to core 0 and the generator to core 1 (``taskset``). All
 servers run for the whole suite; each workload is measured on every server in turn, the
@@ -270,6 +270,11 @@ def persistent_data(seconds: float, repeat: int) -> dict[str, Any]:
     return dict(json.loads((RESULTS / "data.json").read_text()))
 
 
+def host_api() -> dict[str, dict[str, float]]:
+    subprocess.run([sys.executable, str(HERE / "host_api.py")], check=True, capture_output=True)
+    return dict(json.loads((RESULTS / "host_api.json").read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -318,6 +323,7 @@ def main() -> None:
     in_process = {engine: dispatch(engine) for engine in ("lua54", "luajit21")}
     converting = conversions()
     storing = persistent_data(args.seconds, args.repeat)
+    hosting = host_api()
     print_table(table, in_process)
     print("\nConversions, microseconds per call (in process; conversions.py)")
     for engine, values in converting.items():
@@ -333,6 +339,10 @@ def main() -> None:
     request = storing["per_request_100_conns_lua54"]
     rate, ratio = request["with_data_round_trips_per_s"], request["ratio"]
     print(f"  lua54     echo + 1 assignment, 100 conns {rate:8.0f}/s ({ratio:.2f}x without)")
+    print("\nhost API, microseconds per call (host_api.py)")
+    for engine, values in hosting.items():
+        for name, value in values.items():
+            print(f"  {engine:<9} {name:<38} {value:10.2f}")
     if skipped:
         print(f"skipped (not installed): {', '.join(skipped)}")
     report = {
@@ -349,6 +359,7 @@ def main() -> None:
         "dispatch_us_per_event": in_process,
         "conversions_us_per_call": converting,
         "data": storing,
+        "host_api_us_per_call": hosting,
     }
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     print(f"written {RESULTS / 'suite.json'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
+import importlib.util
 import json
 import os
 import resource
@@ -428,3 +429,27 @@ async def test_kv_stores_and_answers(tmp_path: Path) -> None:
             )
             assert await receive_exactly(stream, len(expected)) == expected
             await stream.aclose()
+
+
+async def test_embedded_host_and_lua_call_each_other() -> None:
+    spec = importlib.util.spec_from_file_location("embedded_host", APPS / "embedded" / "host.py")
+    assert spec is not None
+    assert spec.loader is not None
+    host = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(host)
+    async with trio.open_nursery() as nursery:
+        http_port, lua_port = await nursery.start(host.serve, 0, 0)
+        stream = await connect(lua_port)
+        await stream.send_all(b"who ada\nwho nobody\nhello\n")
+        expected = b"Ada is engineer\nnobody\nusage: who NAME\n"
+        with trio.fail_after(5):
+            assert await receive_exactly(stream, len(expected)) == expected
+        web = await connect(http_port)
+        await web.send_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(5):
+            answer = await receive_until_closed(web)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        stats = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert stats == {"connections": 1, "lookups": 2, "engine": "trio_mona"}
+        await stream.aclose()
+        nursery.cancel_scope.cancel()

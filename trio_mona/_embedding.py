@@ -24,6 +24,9 @@ _LUA_KEYWORDS: Final = frozenset({
     "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
 })  # fmt: skip
 
+#: Values that cross as they are (no conversion to make, nothing to check).
+_SCALARS: Final = frozenset({type(None), bool, int, float})
+
 #: What an exposed function may be: plain (runs at once in the executor) or async
 #: (suspends only its Lua caller).
 HostFunction = Callable[..., Any]
@@ -39,15 +42,19 @@ class HostAPI:
         suspending: Callable[[str, Callable[..., Awaitable[tuple[object, ...]]]], LuaTable],
         in_executor: Callable[[Callable[[], Any]], Awaitable[Any]],
         running: Callable[[], bool],
-        stopped: trio.Event,
     ) -> None:
         self._bridge = bridge
         self._applications = applications
         self._suspending = suspending
         self._in_executor = in_executor
         self._running = running
-        self._stopped = stopped
+        self._calls: set[trio.CancelScope] = set()
         self.names: set[str] = set()
+
+    def stop(self) -> None:
+        """Lua runs no more: calls still waiting for it raise RuntimeError."""
+        for scope in self._calls:
+            scope.cancel()
 
     def expose(self, name: str, function: HostFunction, *, text: bool = True) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name) or name in _LUA_KEYWORDS:
@@ -60,13 +67,24 @@ class HostAPI:
         new_table = bridge.table
         where = f"mona.host.{name}"
 
+        scalars = _SCALARS
+
         def arguments(args: tuple[object, ...]) -> list[Any]:
-            return [
-                from_lua(value, bridge, text=text, where=f"argument #{index} to '{where}'")
-                for index, value in enumerate(args, start=1)
-            ]
+            found = list(args)
+            for index, value in enumerate(found):
+                cls = value.__class__
+                if cls in scalars:
+                    continue
+                if cls is bytes and not text:
+                    continue
+                found[index] = from_lua(
+                    value, bridge, text=text, where=f"argument #{index + 1} to '{where}'"
+                )
+            return found
 
         def results(found: object) -> tuple[object, ...]:
+            if found.__class__ in scalars:
+                return True, found
             values = found if isinstance(found, tuple) else (found,)
             return (True, *(to_lua(new_table, v, f"what {where} returned") for v in values))
 
@@ -106,19 +124,13 @@ class HostAPI:
         box = bridge.table()
         box[b"args"] = lua_args
         env = app.env
-        finished = False
-        async with trio.open_nursery() as nursery:
-
-            async def run() -> None:
-                nonlocal finished
+        with trio.CancelScope() as scope:  # (cancelled by stop(): a call still waiting)
+            self._calls.add(scope)
+            try:
                 await self._in_executor(lambda: bridge.host_call(env, name.encode(), box))
-                finished = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(run)
-            await self._stopped.wait()  # (a call still waiting when the runtime stops)
-            nursery.cancel_scope.cancel()
-        if not finished:
+            finally:
+                self._calls.discard(scope)
+        if scope.cancelled_caught:
             raise RuntimeError(f"{name!r} did not finish: the runtime stopped")
         if box[b"missing"] is not None:
             kind = box[b"missing"].decode()

@@ -122,14 +122,12 @@ class Runtime:
         self._applications = Applications(
             self._bridge, nursery, self._in_executor, self._close_owned, apps_dir
         )
-        self._stopped = trio.Event()
         self._host_api = HostAPI(
             self._bridge,
             self._applications,
             self._suspending,
             self._in_executor,
-            lambda: self._executor.lua_enabled and not self._stopped.is_set(),
-            self._stopped,
+            lambda: self._executor.lua_enabled,
         )
         self._background_scope = trio.CancelScope()
         self._exit_code: int | None = None
@@ -433,7 +431,7 @@ class Runtime:
         with trio.move_on_after(self._settings.linger):
             await self._mailer.drain()  # (their onSent still runs)
         self._executor.stop_lua()
-        self._stopped.set()
+        self._host_api.stop()
         self._persistence.close()
         sockets = self._sockets
         for udp in [*sockets.udp_sockets, *sockets.luasockets.values()]:
