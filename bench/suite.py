@@ -270,6 +270,17 @@ def persistent_data(seconds: float, repeat: int) -> dict[str, Any]:
     return dict(json.loads((RESULTS / "data.json").read_text()))
 
 
+def chart(report: dict[str, Any]) -> None:
+    """The chart of the docs (chart.py), after a full run, when matplotlib is there."""
+    if importlib.util.find_spec("matplotlib") is None:
+        print("chart: matplotlib is not installed (the bench dependency group has it)")
+        return
+    from chart import DEFAULT_OUT, draw  # (bench/ is the script's folder)
+
+    draw(report, DEFAULT_OUT)
+    print(f"written {DEFAULT_OUT}")
+
+
 def host_api() -> dict[str, dict[str, float]]:
     subprocess.run([sys.executable, str(HERE / "host_api.py")], check=True, capture_output=True)
     return dict(json.loads((RESULTS / "host_api.json").read_text()))
@@ -363,6 +374,8 @@ def main() -> None:
     }
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     print(f"written {RESULTS / 'suite.json'}")
+    if not (args.only or args.workloads or args.quick):
+        chart(report)
 
 
 def summarize(

@@ -1,0 +1,66 @@
+"""The suite as a chart (docs/performance.rst): each throughput workload of
+``bench/results/suite.json`` as bars per server, in multiples of plain Trio's figure
+from the same run (1.0: as fast as plain Trio). Written as ``docs/images/suite.svg``;
+``bench/suite.py`` runs it after each full run when matplotlib is installed (the
+bench's dependency group).
+
+    python bench/chart.py [--results bench/results/suite.json] [--out docs/images/suite.svg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("svg")
+import matplotlib.pyplot as plt  # (after the backend is chosen)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_RESULTS = HERE / "results" / "suite.json"
+DEFAULT_OUT = HERE.parent / "docs" / "images" / "suite.svg"
+
+
+def draw(report: dict[str, Any], out: Path) -> None:
+    rows = [r for r in report["rows"] if "vs_trio" in r and r["metric"] != "kib_per_connection"]
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    # (plain Trio is the line at 1.0)
+    servers = list(dict.fromkeys(r["server"] for r in rows if r["server"] != "plain trio"))
+    ratio = {(r["workload"], r["server"]): r["vs_trio"] for r in rows}
+    height = 0.8 / max(len(servers), 1)
+    figure, axes = plt.subplots(figsize=(8, 0.9 + 0.55 * len(workloads) * max(len(servers), 2) / 2))
+    for index, server in enumerate(servers):
+        positions = [w + index * height for w in range(len(workloads))]
+        values = [ratio.get((w, server), 0.0) for w in workloads]
+        axes.barh(positions, values, height=height, label=server)
+    axes.set_yticks([w + 0.4 - height / 2 for w in range(len(workloads))], workloads)
+    axes.invert_yaxis()
+    axes.axvline(1.0, color="black", linewidth=0.8, label="plain trio")
+    axes.set_xlabel("throughput, in multiples of plain Trio in the same run")
+    machine = report.get("machine", {})
+    axes.set_title(
+        f"bench/suite.py: medians of {report.get('repeat')} repetitions, "
+        f"{machine.get('cpus')} cores, Python {machine.get('python')}",
+        fontsize=9,
+    )
+    figure.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="svg", metadata={"Date": None})
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    draw(json.loads(args.results.read_text()), args.out)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
