@@ -24,6 +24,14 @@ def send_queued(sock: socket.socket, out: deque[bytes | memoryview]) -> tuple[in
     what the kernel took, trimming a chunk it took part of. Returns the bytes sent and
     whether the kernel buffer is full. Raises ``BlockingIOError`` when it took nothing,
     ``OSError`` when the socket failed."""
+    if len(out) == 1:  # (the usual reply: one chunk, no list to build)
+        chunk = out[0]
+        sent = sock.send(chunk)
+        if sent < len(chunk):
+            out[0] = memoryview(chunk)[sent:]
+            return sent, True
+        out.popleft()
+        return sent, False
     chunks = list(islice(out, GATHER_MAX))
     sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
     left = sent
