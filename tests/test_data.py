@@ -305,3 +305,17 @@ async def test_a_change_log_cut_short_is_ignored_with_a_warning(
     )
     assert rows(store) == {b"x": b"1"}
     assert not change_log(store).exists()
+
+
+async def test_full_sync_keeps_values_and_a_bad_mode_stops_the_start(
+    apps: Path, store: Path
+) -> None:
+    settings = {"trio_mona.data_sync": "full"}
+    async with trio_mona.open_runtime(apps, data=store, settings=settings) as runtime:
+        await lua(runtime, "data.synced = true")
+    assert rows(store) == {b"synced": 1}
+    with pytest.raises(
+        trio_mona.StartupError, match=r"trio_mona\.data_sync must be normal or full"
+    ):
+        async with trio_mona.open_runtime(apps, data=store, settings={"trio_mona.data_sync": "x"}):
+            pass

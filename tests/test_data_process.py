@@ -189,6 +189,19 @@ def test_import_data_loads_a_monaserver_folder(tmp_path: Path) -> None:
     assert "seen\t42\tx y\ttrue\tboolean\tnil" in shown.stderr
 
 
+def test_import_data_into_the_default_file_of_an_applications_folder(tmp_path: Path) -> None:
+    mona = tmp_path / "data"
+    (mona / "greeting").mkdir(parents=True)
+    name = hashlib.md5(b"hello", usedforsecurity=False).hexdigest()
+    (mona / "greeting" / name).write_bytes(b"hello")
+    apps = write_app(tmp_path / "apps", "print('found', data.greeting) os.exit(0)")
+    found = subprocess.run(command("import-data", str(mona), "--apps", str(apps)),
+                           capture_output=True, text=True)  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    shown = subprocess.run(command("run", str(apps)), capture_output=True, text=True, timeout=20)
+    assert "found\thello" in shown.stderr
+
+
 def test_import_data_into_a_file_in_use_fails_clearly(tmp_path: Path) -> None:
     store = tmp_path / "kv.sqlite"
     (tmp_path / "data").mkdir()

@@ -81,18 +81,18 @@ def to_lua(new_table: Callable[[], Any], value: object, where: str = "value") ->
 def _to_lua(
     new_table: Callable[[], Any], value: object, where: str, depth: int, seen: set[int]
 ) -> object:
-    if value is None or value is True or value is False or value.__class__ in (bytes, float):
+    if value is None or value is True or value is False:
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):  # (subclasses as plain ints: Lua gets the number)
         if not -_INT64 <= value < _INT64:
             raise ValueFormError(f"{where} is an integer beyond 64 bits, which has no Lua form")
         return int(value)
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
-    if isinstance(value, float):
-        return float(value)
     if isinstance(value, list | tuple | Mapping):
         if depth >= MAX_DEPTH:
             raise ValueFormError(f"{where} is nested deeper than {MAX_DEPTH}")
