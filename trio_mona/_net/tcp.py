@@ -57,6 +57,15 @@ class State(enum.Enum):
     CLOSED = "closed"  # socket closed, onDisconnection not yet fired
 
 
+# The states as plain names: Python 3.11 looks up an Enum's members through
+# ``EnumType.__getattr__``, ~0.1 us each, several times per message (docs/performance.rst).
+IDLE: Final = State.IDLE
+CONNECTING: Final = State.CONNECTING
+CONNECTED: Final = State.CONNECTED
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+
 @attrs.define(eq=False, repr=False)
 class TCPConnection(Endpoint):
     """A TCP client (``mona:createTCPClient()``) or an accepted connection."""
@@ -92,12 +101,8 @@ class TCPConnection(Endpoint):
     # -- Lua methods (synchronous, never wait) -------------------------------------
     def connect(self, table: LuaTable, first: object, second: object) -> bytes | None:
         """Start connecting; return None, or an error message when it cannot start."""
-        if self._state is not State.IDLE:
-            return (
-                b"already connected"
-                if self._state is State.CONNECTED
-                else b"connection in progress"
-            )
+        if self._state is not IDLE:
+            return b"already connected" if self._state is CONNECTED else b"connection in progress"
         try:
             target = parse_target(first, second, default_host=LOCALHOST, allow_names=True)
         except AddressError as exc:
@@ -108,7 +113,7 @@ class TCPConnection(Endpoint):
         if limit and self.sockets.connection_count >= limit:
             return f"too many connections: {limit} open (trio_mona.max_connections)".encode()
         self._reset(table)
-        self._state = State.CONNECTING
+        self._state = CONNECTING
         self._spawn(target)
         return None
 
@@ -118,7 +123,7 @@ class TCPConnection(Endpoint):
         asks again (sends held during a job: docs/lua/tcp.rst), or ``None`` and an
         error message (socket closed, or the queue past a limit)."""
         state = self._state
-        if state is not State.CONNECTED and state is not State.CONNECTING:
+        if state is not CONNECTED and state is not CONNECTING:
             return None, b"socket not connected"
         sockets = self.sockets
         settings = sockets.settings
@@ -137,7 +142,7 @@ class TCPConnection(Endpoint):
         out.append(data)
         self._out_size = size
         sockets.unsent = unsent
-        if state is State.CONNECTED and not self._flushing:
+        if state is CONNECTED and not self._flushing:
             writes = sockets.writes
             if writes.now and writes.commit is None:  # (else with the commit: Writes)
                 self.write_queued()
@@ -150,7 +155,7 @@ class TCPConnection(Endpoint):
 
     def send_held(self, data: bytes) -> None:
         """Queue what Lua held at the end of a job, within the room :meth:`send` gave."""
-        if self._state is State.CONNECTED or self._state is State.CONNECTING:
+        if self._state is CONNECTED or self._state is CONNECTING:
             self._enqueue(data)
 
     def _enqueue(self, data: bytes) -> None:
@@ -158,7 +163,7 @@ class TCPConnection(Endpoint):
         out.append(data)
         self._out_size += len(data)
         self.sockets.unsent += len(data)
-        if self._state is State.CONNECTED and not self._flushing:
+        if self._state is CONNECTED and not self._flushing:
             writes = self.sockets.writes
             if writes.now and writes.commit is None:  # (else with the commit: Writes)
                 self.write_queued()
@@ -171,9 +176,9 @@ class TCPConnection(Endpoint):
         While still connecting with bytes queued, the attempt goes on (within the
         linger time) so that they are delivered; without any, it is abandoned."""
         state = self._state
-        if state is State.CONNECTING or state is State.CONNECTED:
-            self._state = State.CLOSING
-            if state is State.CONNECTING and self._out:
+        if state is CONNECTING or state is CONNECTED:
+            self._state = CLOSING
+            if state is CONNECTING and self._out:
                 return
             if self._read_scope is not None:
                 self._read_scope.cancel()
@@ -181,7 +186,7 @@ class TCPConnection(Endpoint):
     # -- Lua properties ----------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._state is State.CONNECTED
+        return self._state is CONNECTED
 
     def lua_error(self) -> bytes | None:
         return None if self._error is None else self._error.encode()
@@ -199,12 +204,12 @@ class TCPConnection(Endpoint):
     def detach(self) -> LuaTable | None:
         """Closed is being reported: the object may connect again from now on."""
         table, self.table = self.table, None
-        self._state = State.IDLE
+        self._state = IDLE
         return table
 
     def forget(self) -> None:
         """After onDisconnection: drop what described the finished connection."""
-        if self._state is State.IDLE:
+        if self._state is IDLE:
             self._set_local(None)
             self._set_peer(None)
 
@@ -257,7 +262,7 @@ class TCPConnection(Endpoint):
 
     def close_now(self) -> None:
         """Close without flushing (shutdown, or an accept nobody will see)."""
-        self._state = State.CLOSING
+        self._state = CLOSING
         self._drop_queue()
         if self._read_scope is not None:
             self._read_scope.cancel()
@@ -283,7 +288,7 @@ class TCPConnection(Endpoint):
         if self._flushing or sock is None or not self._out:
             return
         state = self._state
-        if state is not State.CONNECTED and state is not State.CLOSING:
+        if state is not CONNECTED and state is not CLOSING:
             return
         try:
             self._write_some(sock)
@@ -307,8 +312,8 @@ class TCPConnection(Endpoint):
         if self._error is None:
             self._error = exc if isinstance(exc, str) else os_message(exc)
         self._drop_queue()
-        if self._state is State.CONNECTED or self._state is State.CONNECTING:
-            self._state = State.CLOSING
+        if self._state is CONNECTED or self._state is CONNECTING:
+            self._state = CLOSING
         if self._read_scope is not None:
             self._read_scope.cancel()
 
@@ -328,7 +333,7 @@ class TCPConnection(Endpoint):
         may go on: the hub (new data), the executor (data taken) or the flusher (queue
         drained). It never waits.
         """
-        if self._state is not State.CONNECTED:
+        if self._state is not CONNECTED:
             return
         sock = self._sock
         if sock is None:
@@ -412,11 +417,11 @@ class TCPConnection(Endpoint):
         """The handle's task: connect (unless accepted), read, then close and report."""
         try:
             with trio.CancelScope() as self._read_scope:
-                if target is not None and self._state is State.CONNECTING:
+                if target is not None and self._state is CONNECTING:
                     await self._connect(target)  # (skipped if disconnect() came first)
                 elif target is not None and self._out:
                     await self._connect_to_flush(target)
-                if self._state is State.CONNECTED:
+                if self._state is CONNECTED:
                     if self._out and not self._flushing:
                         self._start_flusher()  # what Lua sent while connecting
                     await self._serve()
@@ -473,8 +478,8 @@ class TCPConnection(Endpoint):
         self._set_local(SocketAddress.from_sockaddr(sock.getsockname()))
         self._set_peer(peer or SocketAddress.from_sockaddr(sock.getpeername()))
         self._last_send = time.monotonic()
-        if self._state is State.CONNECTING or self._state is State.IDLE:
-            self._state = State.CONNECTED
+        if self._state is CONNECTING or self._state is IDLE:
+            self._state = CONNECTED
 
     async def _serve(self) -> None:
         """While connected: the hub reads; this task waits for the end of the stream."""
@@ -496,10 +501,10 @@ class TCPConnection(Endpoint):
                 with trio.move_on_after(idle - quiet):
                     await self._sleep()
             # Peer closed: let Lua see the data already read (and answer it), then close.
-            while self.inbound.unconsumed > 0 and self._state is State.CONNECTED:
+            while self.inbound.unconsumed > 0 and self._state is CONNECTED:
                 await self._sleep()
-            if self._state is State.CONNECTED:
-                self._state = State.CLOSING
+            if self._state is CONNECTED:
+                self._state = CLOSING
         finally:
             hub.unregister(sock.fileno())
 
@@ -528,7 +533,7 @@ class TCPConnection(Endpoint):
                 self._flushed = None
                 self._wake = None
                 self._drop_queue()
-                self._state = State.CLOSED
+                self._state = CLOSED
                 self.sockets.post(Closed(self))
 
 
