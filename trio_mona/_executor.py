@@ -19,6 +19,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -52,6 +53,8 @@ INLINE_POLLS = 8
 #: coming: a socket that streams refills the channel itself (each read it consumes
 #: lets it read more), so "until the channel is empty" may never come.
 ROUND_SECONDS = 0.002
+#: Reads handed to Lua in one call at most (each is two arguments on Lua's stack).
+MANY_MAX = 128
 
 
 @attrs.define(eq=False)  # (not frozen: one per wait, and a frozen init costs more)
@@ -176,6 +179,7 @@ class Executor:
         self._nursery: trio.Nursery | None = None
         self._pending: dict[int, _Pending] = {}
         self._on_data = bridge.on_data
+        self._on_data_many = bridge.on_data_many
         self._on_event = bridge.on_event
         self._no_handler = bridge.no_handler
         self._on_packet = bridge.on_packet
@@ -365,7 +369,17 @@ class Executor:
         if self._receive.statistics().current_buffer_used:
             last = None  # more events are queued: this batch's replies can wait
         writes = self._writes
-        for read in items:
+        count = len(items)
+        index = 0
+        while index < count:
+            read = items[index]
+            index += 1
+            if read.__class__ is DataReceived and index < count:
+                index = self._data_many(items, index - 1)
+                if index < 0:  # (a group of one: dispatched alone, below)
+                    index = -index
+                else:
+                    continue
             writes.now = read is last
             try:
                 if isinstance(read, DataReceived):
@@ -378,6 +392,67 @@ class Executor:
                 _internal_error(read)
         writes.now = False
         self.events_dispatched += len(items) - 1
+
+    def _data_many(self, items: list[Any], start: int) -> int:
+        """Run onData for the connections whose reads follow one another in *items*
+        from *start*, in one Lua call (each connection once, and none with bytes kept
+        by the rest rule: those go alone). Return the index of the first read not
+        handled, or minus that index when the group would be one read only (the caller
+        dispatches that one itself, writing its reply at once if it is the last)."""
+        following = items[start + 1]
+        if following.__class__ is not DataReceived or following.conn is items[start].conn:
+            return -(start + 1)
+        group: list[Any] = []  # t1, data1, t2, data2, ...
+        conns: list[TCPConnection] = []
+        seen: set[TCPConnection] = set()
+        index, count = start, min(len(items), start + MANY_MAX)
+        lua_enabled = self.lua_enabled
+        while index < count:
+            read = items[index]
+            if read.__class__ is not DataReceived:
+                break
+            conn = read.conn
+            inbound = conn.inbound
+            if inbound.kept or inbound.unseen or conn in seen:
+                break
+            seen.add(conn)
+            index += 1
+            if conn.waiting is not None:
+                conn.waiting.append(read)
+                continue
+            data = conn.take(read.data)
+            table = conn.table
+            if data is None or table is None or not conn.connected or not lua_enabled:
+                continue
+            group += (table, data)
+            conns.append(conn)
+        if index == start:  # (the first read has bytes kept: it goes alone)
+            return -(start + 1)
+        if group:
+            try:
+                self._run_many(group, conns)
+            except Exception:
+                log.exception("internal error while dispatching reads")
+                for conn in conns:
+                    conn.crashed()
+        return index
+
+    def _run_many(self, group: list[Any], conns: list[TCPConnection]) -> None:
+        """Hand *group* to Lua; settle each job that did not return 0 before the
+        rest of the group runs (its order with later events stays)."""
+        on_data_many = self._on_data_many
+        while group:
+            result = on_data_many(*group)
+            if result == 0:
+                return
+            at = (result[0] - 1) // 2  # (Lua's index of the pair's table)
+            conn, data = conns[at], group[2 * at + 1]
+            rest = result[1] if result[1] is not BY_TOKEN else result[1:]
+            del group[: 2 * at + 2], conns[: at + 1]
+            if rest.__class__ is Suspension or rest.__class__ is tuple:
+                self.settle(rest, (conn,), partial(conn.keep, data))
+            else:
+                conn.keep(data, rest)
 
     def _data(self, event: DataReceived[TCPConnection]) -> None:
         conn = event.conn

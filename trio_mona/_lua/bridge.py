@@ -136,6 +136,7 @@ class LuaBridge:
             shared = loader(source, b"=trio_mona/_lua/" + name.encode())(shared)
         api = shared.api
         self.on_data: Callable[[LuaTable, bytes], Any] = api.on_data
+        self.on_data_many: Callable[..., Any] = api.on_data_many
         self.on_event: Callable[..., Any] = api.on_event
         #: What :attr:`on_event` returns when the object has no handler for the event.
         self.no_handler: bytes = api.NO_HANDLER

@@ -93,6 +93,19 @@ end
 
 function api.on_data(t, data) return run(data_job, t, data) end
 
+-- Several connections' data in one call from Python (pairs `t, data`, each connection
+-- once): the crossing is paid per batch (docs/performance.rst). Stops at the first job
+-- that returns anything but 0 (a rest, or a wait) and returns its pair's index with it,
+-- so that Python settles it before the next pairs run; 0 when every job returned 0.
+function api.on_data_many(...)
+  local pairs_ = { ... }
+  for i = 1, #pairs_, 2 do
+    local r, token = run(data_job, pairs_[i], pairs_[i + 1])
+    if r ~= 0 then return i, r, token end
+  end
+  return 0
+end
+
 local function packet_job(t, data, sender)
   local handler = rawget(t, "onPacket") or rawget(t, "onReception")
   if handler == nil then return 0 end
