@@ -61,9 +61,7 @@ async def receive_lines(sock: socket.socket, count: int, limit: float = 5.0) -> 
     return received.decode().splitlines()
 
 
-async def test_many_connections_in_one_batch_keep_their_order(
-    tmp_path: Path, engine: str
-) -> None:
+async def test_many_connections_in_one_batch_keep_their_order(tmp_path: Path, engine: str) -> None:
     folder = write_app(tmp_path / "apps", LINES)
     async with trio_mona.open_runtime(
         folder, engine=engine, data=":memory:", expose={"pause": pause}
@@ -86,7 +84,7 @@ async def test_many_connections_in_one_batch_keep_their_order(
         for round_ in range(2):
             for i, sock in enumerate(clients):
                 sock.send(plans[i % len(plans)][round_].encode())
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         for i in range(len(clients)):
             lines = "".join(plans[i % len(plans)]).splitlines()
             expected[i] = [f"{line}={n}" for n, line in enumerate(lines, 1)]

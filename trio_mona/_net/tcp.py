@@ -30,7 +30,7 @@ from trio.lowlevel import notify_closing, wait_writable
 from .._core.addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from .._core.errors import os_message
 from .._core.events import Closed, DataReceived
-from .._core.inbound import RECV_SIZE, Inbound
+from .._core.inbound import READ_AHEAD, RECV_SIZE, Inbound
 from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
@@ -217,8 +217,13 @@ class TCPConnection(Endpoint):
         """A read reaches the executor: what onData is to get now (None: nothing yet;
         see :meth:`Inbound.take`). Reading may go on."""
         inbound = self.inbound
-        taken = inbound.take(data)
-        self._read_more()
+        if data and not inbound.unseen and not inbound.kept:  # (Inbound.take's usual case)
+            inbound.unconsumed -= len(data)
+            taken: bytes | None = data
+        else:
+            taken = inbound.take(data)
+        if self._ready:
+            self._pump()
         if self._eof and not inbound.unconsumed:
             self._wake_task()
         return taken
@@ -234,7 +239,7 @@ class TCPConnection(Endpoint):
         self._ready = True
         if mask & HANGUP:
             self._hangup = True
-        self._read_more()
+        self._pump()
 
     def abandon(self) -> None:
         """Its application is unloading: flush and close, with no more Lua events."""
@@ -317,21 +322,12 @@ class TCPConnection(Endpoint):
         if self._read_scope is not None:
             self._read_scope.cancel()
 
-    def _reading_paused(self) -> bool:
-        return self._out_size > self.sockets.settings.soft_limit or self.inbound.full
-
-    def _read_more(self) -> None:
-        """Reading may go on (data arrived, Lua took some, or the send queue shrank):
-        the one route to :meth:`_pump`, from whichever task noticed it."""
-        if self._ready:
-            self._pump()
-
     def _pump(self) -> None:
         """Read until the kernel buffer is empty or back-pressure says stop.
 
-        Called only through :meth:`_read_more`, in whichever task noticed that reading
-        may go on: the hub (new data), the executor (data taken) or the flusher (queue
-        drained). It never waits.
+        Called by whichever task noticed that reading may go on, while the hub's last
+        report is not read to the end (``_ready``): the hub (new data), the executor
+        (data taken) or the flusher (queue drained). It never waits.
         """
         if self._state is not CONNECTED:
             return
@@ -339,8 +335,12 @@ class TCPConnection(Endpoint):
         if sock is None:
             return
         recv = sock.recv
-        deliver = self.sockets.deliver
-        while not self._reading_paused():
+        sockets = self.sockets
+        deliver = sockets.deliver
+        soft_limit = sockets.settings.soft_limit
+        inbound = self.inbound
+        # Back-pressure: a long send queue, or far enough ahead of Lua.
+        while self._out_size <= soft_limit and inbound.unconsumed < READ_AHEAD:
             try:
                 data = recv(RECV_SIZE)
             except BlockingIOError:
@@ -356,9 +356,9 @@ class TCPConnection(Endpoint):
                 self._eof = True
                 self._wake_task()
                 return
-            self.inbound.unconsumed += size
+            inbound.unconsumed += size
             self._last_receive = time.monotonic()
-            self.sockets.bytes_received += size
+            sockets.bytes_received += size
             deliver(DataReceived(self, data))
             # A short read emptied the kernel buffer: new data brings a new edge.
             if size < RECV_SIZE and not self._hangup:
@@ -378,7 +378,8 @@ class TCPConnection(Endpoint):
 
     def _write_some(self, sock: socket.socket) -> None:
         """Send from the queue until it is empty or the kernel buffer is full."""
-        writes = self.sockets.writes
+        sockets = self.sockets
+        writes = sockets.writes
         if writes.commit is not None:
             writes.durable()
         out = self._out
@@ -388,12 +389,13 @@ class TCPConnection(Endpoint):
             except BlockingIOError:
                 break
             self._out_size -= sent
-            self.sockets.unsent -= sent
-            self.sockets.bytes_sent += sent
+            sockets.unsent -= sent
+            sockets.bytes_sent += sent
             self._last_send = time.monotonic()
             if full:
                 break
-        self._read_more()
+        if self._ready:
+            self._pump()
 
     async def _flush(self) -> None:
         """The handle's writer: drains the queue while the kernel takes it."""
