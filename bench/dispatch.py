@@ -23,7 +23,7 @@ import trio
 
 import trio_mona
 from trio_mona import Runtime
-from trio_mona._core.events import DataReceived
+from trio_mona._core.events import DataReceived, Reads
 from trio_mona._net.tcp import TCPConnection
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +77,32 @@ def measure(runtime: Runtime, handler: str, events: int, payload: bytes) -> floa
     return elapsed / events * 1e6
 
 
+def measure_together(runtime: Runtime, handler: str, events: int, payload: bytes) -> float:
+    """Microseconds per event when 100 connections' reads arrive in one batch."""
+    pairs = [connection(runtime, handler) for _ in range(100)]
+    executor = runtime._executor
+    writes = runtime._sockets.writes
+    start = time.perf_counter()
+    for round_ in range(events // len(pairs)):
+        batch = Reads()
+        for conn, _peer in pairs:
+            conn.inbound.read(len(payload))
+            batch.items.append(DataReceived(conn, payload))
+        executor._reads(batch)
+        writes.flush()
+        if round_ % 100 == 99:  # (the peers' buffers hold 100 replies: drain them)
+            for _conn, peer in pairs:
+                try:
+                    while peer.recv(1 << 20):
+                        pass
+                except BlockingIOError:
+                    pass
+    elapsed = time.perf_counter() - start
+    for _conn, peer in pairs:
+        peer.close()
+    return elapsed / events * 1e6
+
+
 async def run(events: int, engine: str, repeat: int) -> dict[str, float]:
     """Every case once per repetition, interleaved (this machine's speed drifts)."""
     # The runaway bound's count hook slows every Lua instruction; 0 removes it.
@@ -96,9 +122,16 @@ async def run(events: int, engine: str, repeat: int) -> dict[str, float]:
                 (f"{name}, handler_timeout=0", free, HANDLERS[name])
                 for name in ("returns at once", "echo (send)")
             ]
+            cases += [
+                (f"{name}, 100 connections together", bounded, HANDLERS[name])
+                for name in ("returns at once", "echo (send)")
+            ]
             for _ in range(repeat):
                 for name, runtime, handler in cases:
-                    if name.startswith("framing"):
+                    if name.endswith("together"):
+                        per_event = measure_together(runtime, handler, events, b"x" * 64)
+                        samples.setdefault(name, []).append(per_event)
+                    elif name.startswith("framing"):
                         frame = bytes([9]) + b"x" * 9  # 100 messages per delivery
                         per_message = measure(runtime, handler, events // 10, frame * 100) / 100
                         samples.setdefault(name, []).append(per_message)
