@@ -1,8 +1,9 @@
-"""The suite as a chart (docs/performance.rst): each throughput workload of
-``bench/results/suite.json`` as bars per server, in multiples of plain Trio's figure
-from the same run (1.0: as fast as plain Trio). Written as ``docs/images/suite.svg``;
-``bench/suite.py`` runs it after each full run when matplotlib is installed (the
-bench's dependency group).
+"""The suite as a chart and a table (docs/performance.rst), both from one
+``bench/results/suite.json``: each throughput workload as bars per server, in multiples
+of plain Trio's figure from the same run (1.0: as fast as plain Trio), written as
+``docs/images/suite.svg``; and every figure as a reStructuredText table, written as
+``docs/suite_table.inc`` (included by the page). ``bench/suite.py`` runs it after each full run when
+matplotlib is installed (the bench's dependency group).
 
     python bench/chart.py [--results bench/results/suite.json] [--out docs/images/suite.svg]
 """
@@ -22,6 +23,43 @@ import matplotlib.pyplot as plt  # (after the backend is chosen)
 HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / "results" / "suite.json"
 DEFAULT_OUT = HERE.parent / "docs" / "images" / "suite.svg"
+TABLE_OUT = HERE.parent / "docs" / "suite_table.inc"
+#: The table's columns: server name in the results -> heading.
+COLUMNS = {
+    "trio_mona": "trio_mona (Lua 5.4)",
+    "trio_mona jit": "trio_mona (LuaJIT)",
+    "trio_mona luasocket": "trio_mona, LuaSocket style",
+    "plain trio": "plain Trio",
+    "asyncio": "asyncio",
+    "uvloop": "uvloop",
+    "copas (luajit)": "copas (LuaJIT)",
+}
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "—"
+    value = row[row["metric"]]
+    if row["metric"] == "kib_per_connection":
+        return f"{value:.1f} ({row.get('vs_trio', 0.0):+.2f})"
+    text = f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:,.0f}"
+    if row["server"] != "plain trio" and "vs_trio" in row:
+        text += f" ({row['vs_trio']:.2f}x)"
+    return text
+
+
+def table(report: dict[str, Any]) -> str:
+    """Every figure of *report* as a list-table: value (ratio to plain Trio)."""
+    rows = report["rows"]
+    found = {(r["workload"], r["server"]): r for r in rows}
+    servers = [s for s in COLUMNS if any(r["server"] == s for r in rows)]
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    lines = [".. list-table::", "   :header-rows: 1", "", "   * - workload"]
+    lines += [f"     - {COLUMNS[s]}" for s in servers]
+    for workload in workloads:
+        lines.append(f"   * - {workload}")
+        lines += [f"     - {_cell(found.get((workload, s)))}" for s in servers]
+    return "\n".join(lines) + "\n"
 
 
 def draw(report: dict[str, Any], out: Path) -> None:
@@ -58,8 +96,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    draw(json.loads(args.results.read_text()), args.out)
-    print(f"written {args.out}")
+    report = json.loads(args.results.read_text())
+    draw(report, args.out)
+    TABLE_OUT.write_text(table(report))
+    print(f"written {args.out} and {TABLE_OUT}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ class Server:
     #: The command for the idle-memory process, when it differs (the generator echoes
     #: one byte per connection).
     idle_command: Callable[[int], list[str]] | None = None
+    #: The workloads it serves, by prefix (empty: all of them).
+    serves: tuple[str, ...] = ()
 
 
 def _python(*args: str) -> Callable[[int], list[str]]:
@@ -93,7 +95,13 @@ def _copas_available() -> bool:
 SERVERS = [
     Server("trio_mona", _trio_mona("lua54")),
     Server("trio_mona jit", _trio_mona("luajit21")),
-    Server("trio_mona luasocket", _trio_mona_luasocket(64), idle_command=_trio_mona_luasocket(1)),
+    # (a TCP echo answering each 64 bytes: no UDP, and no bulk stream)
+    Server(
+        "trio_mona luasocket",
+        _trio_mona_luasocket(64),
+        idle_command=_trio_mona_luasocket(1),
+        serves=("tcp echo", "churn", "idle memory"),
+    ),
     Server("plain trio", _python(str(HERE / "servers" / "trio_echo.py"))),
     Server("asyncio", _python(str(HERE / "servers" / "asyncio_echo.py"))),
     Server(
@@ -271,14 +279,16 @@ def persistent_data(seconds: float, repeat: int) -> dict[str, Any]:
 
 
 def chart(report: dict[str, Any]) -> None:
-    """The chart of the docs (chart.py), after a full run, when matplotlib is there."""
+    """The chart and table of the docs (chart.py), after a full run, when matplotlib
+    is there."""
     if importlib.util.find_spec("matplotlib") is None:
         print("chart: matplotlib is not installed (the bench dependency group has it)")
         return
-    from chart import DEFAULT_OUT, draw  # (bench/ is the script's folder)
+    from chart import DEFAULT_OUT, TABLE_OUT, draw, table  # (bench/ is the script's folder)
 
     draw(report, DEFAULT_OUT)
-    print(f"written {DEFAULT_OUT}")
+    TABLE_OUT.write_text(table(report))
+    print(f"written {DEFAULT_OUT} and {TABLE_OUT}")
 
 
 def host_api() -> dict[str, dict[str, float]]:
@@ -323,6 +333,9 @@ def main() -> None:
                 print(f"{workload} [{repetition + 1}/{args.repeat}]", file=sys.stderr, flush=True)
                 turn = repetition % len(running)
                 for instance in running[turn:] + running[:turn]:
+                    serves = instance.server.serves
+                    if serves and not workload.startswith(serves):
+                        continue
                     result = instance.measure(binary, workload, args.seconds)
                     runs.setdefault(workload, {}).setdefault(instance.server.name, [])
                     runs[workload][instance.server.name].append(result)
