@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from ._core.config import ENGINES, ConfigError, parse_setting
+from ._core.config import ENGINES, ConfigError, Settings, load_raw_config, parse_setting, typed
 from ._core.errors import StartupError
 from ._data.monaserver import import_into, read_folder
 from ._data.persistence import open_store
@@ -23,6 +23,7 @@ from ._data.store import StoreError
 from ._levels import NOTE, TRACE
 from ._runtime import open_runtime
 from ._signals import catching_stop_signals
+from ._supervisor import Supervisor, report_ready
 
 log = logging.getLogger("trio_mona")
 
@@ -57,6 +58,16 @@ def _setting(text: str) -> str:
     return text
 
 
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1024:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1024, got {text!r}")
+    return count
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trio-mona", description="Serve MonaServer-style Lua applications on Trio."
@@ -77,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
     run.add_argument("--data", metavar="PATH", help="the SQLite file holding `data`")
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="serve with N worker processes sharing the ports (docs: scaling)",
+    )
+    # (what the supervisor gives each worker: its number, and the pipe to say it started)
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     run.epilog = "Arguments after -- reach Lua as mona.configs['arguments.1'], ..."
     moving = commands.add_parser(
         "import-data", help="load a MonaServer data/ folder into the store of `data`"
@@ -129,6 +149,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 arguments=args.arguments,
                 data=args.data,
             ) as runtime:
+                report_ready(args.ready_fd)
                 async with trio.open_nursery() as nursery:
 
                     async def on_exit() -> None:
@@ -148,6 +169,41 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_workers(words: Sequence[str]) -> list[str]:
+    """The command line of ``run`` without its ``--workers`` option (for each worker)."""
+    kept: list[str] = []
+    value_next = False
+    for word in words:
+        if value_next:
+            value_next = False
+        elif word == "--workers":
+            value_next = True
+        elif not word.startswith("--workers="):
+            kept.append(word)
+    return kept
+
+
+def _worker_count(args: argparse.Namespace) -> tuple[int, float]:
+    """How many workers to start (``--workers``, else ``trio_mona.workers``), and the
+    linger time they stop within. Several workers need ``data`` that is not one
+    process's SQLite file.
+
+    Raises:
+        ConfigError: a bad setting, or workers with a SQLite file.
+    """
+    raw = load_raw_config(args.config, args.settings)
+    settings = Settings.from_config({k: typed(v) for k, v in raw.items()})
+    workers = args.workers if args.workers is not None else settings.workers
+    data = args.data if args.data is not None else settings.data
+    if workers > 1 and data != ":memory:":
+        raise ConfigError(
+            f"{workers} workers cannot share `data` in one SQLite file (a file is one "
+            "process's): use --data :memory: (each worker keeps its own, nothing is "
+            "kept) (docs: scaling)"
+        )
+    return workers, settings.linger
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``trio-mona`` and ``python -m trio_mona``; returns the exit code."""
     words = list(sys.argv[1:] if argv is None else argv)
@@ -159,11 +215,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.arguments = extra
     if args.command == "import-data":
         return _import_data(args)
+    who = f"worker {args.worker} " if args.worker else ""
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)-6s %(name)s %(filename)s:%(lineno)d %(message)s",
+        format=f"%(asctime)s {who}%(levelname)-6s %(name)s %(filename)s:%(lineno)d %(message)s",
     )
+    if args.worker is None:
+        try:
+            workers, linger = _worker_count(args)
+        except ConfigError as exc:
+            print(f"trio-mona: {exc}", file=sys.stderr)
+            return 1
+        if workers > 1:
+            options = [*_without_workers(words[1:]), "--set", "trio_mona.reuse_port=true"]
+            return trio.run(Supervisor(workers, options, extra, linger).run)
     try:
         return trio.run(_serve, args)
     except StartupError as exc:

@@ -185,6 +185,12 @@ class Settings:
     #: ``normal``: a commit survives the process being killed; ``full``: also the
     #: machine losing power (an fsync per commit, which the executor waits for).
     data_sync: str = "normal"
+    #: Worker processes ``trio-mona run`` starts, each a whole runtime serving the same
+    #: applications on the same ports (docs/scaling.rst); 1: this process serves.
+    workers: int = 1
+    #: Listening and bound sockets take SO_REUSEPORT, so that several processes share
+    #: their ports (each worker sets it).
+    reuse_port: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, ConfigValue]) -> Settings:
@@ -219,6 +225,7 @@ class Settings:
         _within("manage_interval", self.manage_interval, 0.01, _DAY)
         if self.reload_interval:
             _within("reload_interval", self.reload_interval, 0.01, _DAY, zero=True)
+        _within("workers", self.workers, 1, 1024)
         if self.data_sync not in ("normal", "full"):
             raise ConfigError("trio_mona.data_sync must be normal or full")
 

@@ -1,0 +1,175 @@
+"""``trio-mona run --workers N`` (docs/scaling.rst), with real processes: the workers
+share the port, a killed worker is restarted while the others serve, a signal stops
+them all, and bad counts or a port another program holds stop the start."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = str(ROOT / "lua_apps" / "echo")
+
+
+class Server:
+    """``trio-mona run`` with its log in a file, read as it grows."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        self.output = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trio_mona", "run", *args],
+            stdout=self.output,
+            stderr=self.output,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, pattern: str, count: int = 1, limit: float = 20.0) -> list[str]:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            found = re.findall(pattern, self.text())
+            if len(found) >= count:
+                return found
+            assert self.process.poll() is None, self.text()
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} x{count} not in the log:\n{self.text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.output.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.output.close()
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, port: int) -> Iterator[Server]:
+    server = Server(
+        tmp_path / "log", ECHO, "--workers", "2", "--data", ":memory:",
+        "--set", f"echo.port={port}", "--log-level", "DEBUG",
+    )  # fmt: skip
+    try:
+        server.wait_for(r"worker \d NOTE .*echo: listening", 2)
+        yield server
+    finally:
+        server.kill()
+
+
+def echo(port: int, payload: bytes = b"ping") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload)
+        received = b""
+        while len(received) < len(payload):
+            chunk = sock.recv(4096)
+            assert chunk, "closed before the echo"
+            received += chunk
+        return received
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_workers_share_the_port_and_stop_together(workers: Server, port: int) -> None:
+    for i in range(40):
+        assert echo(port, f"message {i}".encode()) == f"message {i}".encode()
+    served = re.findall(r"worker (\d) DEBUG .*echo: connection from", workers.text())
+    assert len(served) == 40
+    assert set(served) == {"1", "2"}  # (the kernel spread them: 2 x 2^-40 otherwise)
+    pids = [int(p) for p in re.findall(r"worker \d started \(pid (\d+)\)", workers.text())]
+    assert len(pids) == 2
+    assert workers.stop() == 0
+    assert not any(alive(pid) for pid in pids)
+    assert "SIGTERM received: stopping the workers" in workers.text()
+
+
+def test_a_killed_worker_is_restarted_while_the_other_serves(workers: Server, port: int) -> None:
+    first = workers.wait_for(r"worker 1 started \(pid (\d+)\)")[0]
+    os.kill(int(first), signal.SIGKILL)
+    # (connections queued to a worker as it dies are reset: docs/scaling.rst)
+    workers.wait_for(rf"worker 1 \(pid {first}\) died")
+    # Meanwhile the other worker answers every connection.
+    for i in range(20):
+        assert echo(port, f"during {i}".encode()) == f"during {i}".encode()
+    workers.wait_for(rf"worker 1 \(pid {first}\) died \(signal SIGKILL\).*restarting in 0.5 s")
+    again = workers.wait_for(r"worker 1 started \(pid (\d+)\)", 2)[1]
+    assert again != first
+    workers.wait_for(r"worker 1 NOTE .*echo: listening", 2)
+    assert echo(port) == b"ping"
+    assert workers.stop() == 0
+
+
+@pytest.mark.parametrize("count", ["0", "x", "2000"])
+def test_bad_worker_counts_are_refused(count: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_mona", "run", ECHO, "--workers", count],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"--workers: must be a whole number from 1 to 1024, got '{count}'" in result.stderr
+
+
+def test_workers_in_the_configuration(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_mona", "run", ECHO, "--set", "trio_mona.workers=0"],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "trio_mona.workers must be 1 to 1024, got 0" in result.stderr
+
+
+def test_workers_refuse_one_sqlite_file(tmp_path: Path, port: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_mona", "run", ECHO, "--workers", "2",
+         "--data", str(tmp_path / "data.sqlite"), "--set", f"echo.port={port}"],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "2 workers cannot share `data` in one SQLite file" in result.stderr
+    assert not (tmp_path / "data.sqlite").exists()
+
+
+def test_a_port_another_program_holds_stops_the_start(tmp_path: Path, port: int) -> None:
+    with socket.create_server(("127.0.0.1", port)):
+        server = Server(
+            tmp_path / "log", ECHO, "--workers", "2", "--data", ":memory:",
+            "--set", f"echo.port={port}",
+        )  # fmt: skip
+        try:
+            code = server.process.wait(timeout=30)
+        finally:
+            server.kill()
+    assert code == 1
+    text = server.text()
+    assert "echo: cannot listen on 127.0.0.1:" in text
+    assert re.search(r"worker \d could not start \(exit code 1\): stopping", text)
