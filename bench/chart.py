@@ -29,6 +29,7 @@ COLUMNS = {
     "trio_mona": "trio_mona (Lua 5.4)",
     "trio_mona jit": "trio_mona (LuaJIT)",
     "trio_mona luasocket": "trio_mona, LuaSocket style",
+    "trio_mona 2 workers": "trio_mona, 2 workers",
     "plain trio": "plain Trio",
     "asyncio": "asyncio",
     "uvloop": "uvloop",

@@ -1,7 +1,8 @@
 """trio_mona's benchmark suite, against its peers, in one run.
 
 Servers (each an echo over TCP and UDP on one port, started and stopped here, on
-127.0.0.1): trio_mona's ``lua_apps/echo`` on Lua 5.4 and on LuaJIT, plain Trio streams,
+127.0.0.1): trio_mona's ``lua_apps/echo`` on Lua 5.4 and on LuaJIT (and, for TCP echo,
+with two worker processes on both cores), plain Trio streams,
 asyncio (protocols), uvloop when it is installed, and native Lua with LuaSocket + copas
 when Debian's ``lua-socket``, ``lua-copas`` and ``luajit`` are installed.
 
@@ -62,6 +63,8 @@ class Server:
     idle_command: Callable[[int], list[str]] | None = None
     #: The workloads it serves, by prefix (empty: all of them).
     serves: tuple[str, ...] = ()
+    #: The cores it runs on (``taskset -c``); the generator has core 1.
+    cores: str = "0"
 
 
 def _python(*args: str) -> Callable[[int], list[str]]:
@@ -74,6 +77,11 @@ def _trio_mona(engine: str) -> Callable[[int], list[str]]:
     return lambda port: [sys.executable, "-m", "trio_mona", "run", echo, "--set",
                          f"echo.port={port}", "--log-level", "WARN", "--lua", engine,
                          "--data", ":memory:"]  # fmt: skip
+
+
+def _trio_mona_workers(count: int) -> Callable[[int], list[str]]:
+    """lua_apps/echo with *count* worker processes (docs/scaling.rst)."""
+    return lambda port: [*_trio_mona("lua54")(port), "--workers", str(count)]
 
 
 def _trio_mona_luasocket(size: int) -> Callable[[int], list[str]]:
@@ -102,6 +110,8 @@ SERVERS = [
         idle_command=_trio_mona_luasocket(1),
         serves=("tcp echo", "churn", "idle memory"),
     ),
+    # (two workers on both cores, the generator's too: docs/scaling.rst)
+    Server("trio_mona 2 workers", _trio_mona_workers(2), serves=("tcp echo",), cores="0,1"),
     Server("plain trio", _python(str(HERE / "servers" / "trio_echo.py"))),
     Server("asyncio", _python(str(HERE / "servers" / "asyncio_echo.py"))),
     Server(
@@ -137,7 +147,7 @@ WORKLOADS: dict[str, tuple[Callable[[float], list[str]], str, bool]] = {
 }
 
 
-def pinned(core: int, command: list[str]) -> list[str]:
+def pinned(core: int | str, command: list[str]) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         return ["taskset", "-c", str(core), *command]
     return command
@@ -222,7 +232,7 @@ class Running:
         self.port = free_port()
         command = (idle and self.server.idle_command) or self.server.command
         self.process = subprocess.Popen(
-            pinned(0, command(self.port)),
+            pinned(self.server.cores, command(self.port)),
             stderr=subprocess.DEVNULL,
             preexec_fn=raise_fd_limit,
         )
