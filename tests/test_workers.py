@@ -33,6 +33,7 @@ class Server:
             stdout=self.output,
             stderr=self.output,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # (a process group of its own, as in a terminal)
         )
 
     def text(self) -> str:
@@ -111,6 +112,15 @@ def test_workers_share_the_port_and_stop_together(workers: Server, port: int) ->
     assert workers.stop() == 0
     assert not any(alive(pid) for pid in pids)
     assert "SIGTERM received: stopping the workers" in workers.text()
+
+
+def test_ctrl_c_stops_the_supervisor_and_every_worker(workers: Server, port: int) -> None:
+    assert echo(port) == b"ping"
+    pids = [int(p) for p in re.findall(r"worker \d started \(pid (\d+)\)", workers.text())]
+    os.killpg(workers.process.pid, signal.SIGINT)  # (what Ctrl-C in a terminal sends)
+    assert workers.process.wait(timeout=30) == 0
+    assert not any(alive(pid) for pid in pids)
+    assert "restarting" not in workers.text()
 
 
 def test_a_killed_worker_is_restarted_while_the_other_serves(workers: Server, port: int) -> None:
