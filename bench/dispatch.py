@@ -55,6 +55,15 @@ def connection(runtime: Runtime, handler: str) -> tuple[TCPConnection, socket.so
     return conn, theirs
 
 
+def drain(peer: socket.socket) -> None:
+    """Read what the handlers sent to *peer* (non-blocking)."""
+    try:
+        while peer.recv(1 << 20):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def measure(runtime: Runtime, handler: str, events: int, payload: bytes) -> float:
     """Microseconds per executor event."""
     conn, peer = connection(runtime, handler)
@@ -67,11 +76,7 @@ def measure(runtime: Runtime, handler: str, events: int, payload: bytes) -> floa
             conn.inbound.read(len(payload))
             deliver(event)
             writes.flush()  # one write per event, as with many connections in a batch
-        try:
-            while peer.recv(1 << 20):
-                pass
-        except BlockingIOError:
-            pass
+        drain(peer)
     elapsed = time.perf_counter() - start
     peer.close()
     return elapsed / events * 1e6
@@ -92,11 +97,7 @@ def measure_together(runtime: Runtime, handler: str, events: int, payload: bytes
         writes.flush()
         if round_ % 100 == 99:  # (the peers' buffers hold 100 replies: drain them)
             for _conn, peer in pairs:
-                try:
-                    while peer.recv(1 << 20):
-                        pass
-                except BlockingIOError:
-                    pass
+                drain(peer)
     elapsed = time.perf_counter() - start
     for _conn, peer in pairs:
         peer.close()
