@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import free_port
+from .helpers import free_port, write_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = str(ROOT / "lua_apps" / "echo")
@@ -183,3 +183,30 @@ def test_a_port_another_program_holds_stops_the_start(tmp_path: Path, port: int)
     text = server.text()
     assert "echo: cannot listen on 127.0.0.1:" in text
     assert re.search(r"worker \d could not start \(exit code 1\): stopping", text)
+
+
+def test_os_exit_in_one_worker_stops_them_all(tmp_path: Path, port: int) -> None:
+    folder = write_app(
+        tmp_path / "apps",
+        f"""
+        server = mona:createTCPServer()
+        function server:onConnection(client)
+          function client:onData(data)
+            if data == "quit" then os.exit(0) end
+            self:send(data)
+          end
+        end
+        assert(server:start("127.0.0.1", {port}))
+        NOTE("serving")
+    """,
+    )
+    server = Server(tmp_path / "log", str(folder), "--workers", "2", "--data", ":memory:")
+    try:
+        server.wait_for(r"worker \d NOTE .*serving", 2)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"quit")
+        assert server.process.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    assert re.search(r"worker \d stopped on its own: stopping the others", server.text())
+    assert "restarting" not in server.text()

@@ -95,7 +95,9 @@ class Supervisor:
                 self._fail(1)
                 return
             if code == 0:  # an application called os.exit(0): the server stops
-                log.info("worker %d stopped on its own: stopping the others", worker.number)
+                await trio.sleep(0.1)  # (unless a signal to the whole group stopped it)
+                if not self._stopping:
+                    log.info("worker %d stopped on its own: stopping the others", worker.number)
                 self._fail(0)
                 return
             ran = time.monotonic() - worker.started
