@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,8 @@ class Server:
     def text(self) -> str:
         return self.log.read_text()
 
-    def wait_for(self, pattern: str, count: int = 1, limit: float = 20.0) -> list[str]:
+    def wait_for(self, pattern: str, count: int = 1, limit: float = 20.0) -> list[Any]:
+        """What ``re.findall`` finds once it finds *count* (strings, or tuples of groups)."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             found = re.findall(pattern, self.text())
@@ -121,6 +123,40 @@ def test_ctrl_c_stops_the_supervisor_and_every_worker(workers: Server, port: int
     assert workers.process.wait(timeout=30) == 0
     assert not any(alive(pid) for pid in pids)
     assert "restarting" not in workers.text()
+
+
+def test_sigusr1_logs_each_workers_statistics_and_their_sum(workers: Server, port: int) -> None:
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        workers.wait_for(r"echo: connection from", 3)
+        workers.process.send_signal(signal.SIGUSR1)
+        total = workers.wait_for(
+            r"statistics, all workers: tcp_connections=(\d+) tcp_servers=(\d+)"
+        )
+        each = workers.wait_for(
+            r"statistics, worker \d: tcp_connections=(\d+) tcp_servers=(\d+)", 2
+        )
+    finally:
+        for sock in idle:
+            sock.close()
+    assert total[0] == ("3", "2")
+    assert sum(int(c) for c, _ in each) == 3
+    assert [s for _, s in each] == ["1", "1"]
+    assert workers.stop() == 0
+
+
+def test_sigusr1_logs_the_statistics_of_a_single_process(tmp_path: Path, port: int) -> None:
+    server = Server(tmp_path / "log", ECHO, "--data", ":memory:", "--set", f"echo.port={port}")
+    try:
+        server.wait_for(r"echo: listening")
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            assert echo(port) == b"ping"
+            server.process.send_signal(signal.SIGUSR1)
+            found = server.wait_for(r"NOTE .* statistics: tcp_connections=(\d+) tcp_servers=1")
+        assert found[0] in ("1", "2")  # (the echo's own connection may be closing)
+        assert server.stop() == 0
+    finally:
+        server.kill()
 
 
 def test_a_killed_worker_is_restarted_while_the_other_serves(workers: Server, port: int) -> None:

@@ -21,9 +21,16 @@ from ._data.monaserver import import_into, read_folder
 from ._data.persistence import open_store
 from ._data.store import StoreError
 from ._levels import NOTE, TRACE
-from ._runtime import open_runtime
+from ._runtime import Runtime, open_runtime
 from ._signals import catching_stop_signals
-from ._supervisor import Supervisor, report_ready
+from ._supervisor import (
+    Supervisor,
+    counters,
+    format_statistics,
+    report_ready,
+    statistics_line,
+    tell_supervisor,
+)
 
 log = logging.getLogger("trio_mona")
 
@@ -135,6 +142,17 @@ def _import_data(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _statistics_on_signal(runtime: Runtime, supervisor: int | None) -> None:
+    """On SIGUSR1: the runtime's statistics, in the log (or to the supervisor)."""
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            statistics = runtime.statistics()
+            if supervisor is None:
+                log.log(NOTE, "statistics: %s", format_statistics(counters(statistics)))
+            else:
+                tell_supervisor(supervisor, statistics_line(statistics))
+
+
 async def _serve(args: argparse.Namespace) -> int:
     # The signal handlers come first: a signal stops even a handler that never returns
     # (see _signals.py), and one during the start ends it with exit code 0.
@@ -157,6 +175,7 @@ async def _serve(args: argparse.Namespace) -> int:
                         stop.set()
 
                     nursery.start_soon(on_exit)
+                    nursery.start_soon(_statistics_on_signal, runtime, args.ready_fd)
                     await stop.wait()
                     nursery.cancel_scope.cancel()
                 if runtime.exit_code is not None:
