@@ -93,6 +93,9 @@ class TCPConnection(Endpoint):
     #: The peer hung up: read to the end instead of stopping at a short read.
     _hangup: bool = False
     _eof: bool = False
+    #: A task waited on the socket through Trio (connect, flusher): Trio is told before
+    #: it closes (else there is nothing to tell, and telling costs a system call).
+    _trio_waited: bool = False
 
     def __repr__(self) -> str:
         peer = self._peer.value if self._peer else "-"
@@ -279,7 +282,7 @@ class TCPConnection(Endpoint):
         self._error = None
         self._set_local(None)
         self._set_peer(None)
-        self._ready = self._hangup = self._eof = False
+        self._ready = self._hangup = self._eof = self._trio_waited = False
         self._drop_queue()
 
     def _drop_queue(self) -> None:
@@ -400,6 +403,7 @@ class TCPConnection(Endpoint):
     async def _flush(self) -> None:
         """The handle's writer: drains the queue while the kernel takes it."""
         sock = self._sock
+        self._trio_waited = True
         try:
             with trio.CancelScope() as self._flush_scope:
                 while self._out and sock is not None and sock.fileno() >= 0:
@@ -461,6 +465,7 @@ class TCPConnection(Endpoint):
                 sock.setblocking(False)
                 code = sock.connect_ex(candidate.sockaddr())
                 if code == errno.EINPROGRESS:
+                    self._trio_waited = True
                     await wait_writable(sock)
                     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code:
@@ -529,7 +534,8 @@ class TCPConnection(Endpoint):
                     self._flush_scope.cancel()
                 self._sock = None
                 if sock is not None:
-                    notify_closing(sock)
+                    if self._trio_waited:
+                        notify_closing(sock)
                     sock.close()
             finally:
                 self._flushed = None

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -145,7 +145,7 @@ class TCPServer:
                         if limit is not None:
                             self._refuse(client, limit)
                             continue
-                        self._accepted(client)
+                        self._accepted(client, peer)
             except (trio.ClosedResourceError, OSError):
                 pass  # stop() closed the socket
         self._scope = None
@@ -175,12 +175,13 @@ class TCPServer:
             log.warning("TCPServer %s: refused %d connection(s): %s", self, self._refused, limit)
             self._refused, self._refusal_logged = 0, now
 
-    def _accepted(self, client: socket.socket) -> None:
+    def _accepted(self, client: socket.socket, peer: tuple[Any, ...]) -> None:
         client.setblocking(False)
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = TCPConnection(self.sockets, self.owner, server=self)
-            conn._established(client)
+            # (the peer as accept() gave it: no getpeername)
+            conn._established(client, SocketAddress.from_sockaddr(peer))
         except OSError:
             client.close()
             return
