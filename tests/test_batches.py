@@ -14,7 +14,7 @@ import trio.lowlevel
 
 import trio_mona
 
-from .helpers import tcp_port, write_app
+from .helpers import lua, tcp_port, write_app
 
 pytestmark = pytest.mark.trio
 
@@ -99,3 +99,40 @@ async def test_many_connections_in_one_batch_keep_their_order(tmp_path: Path, en
                 assert await receive_lines(sock, 1) == [f"x={count}"], i
         for sock in clients:
             sock.close()
+
+
+KICK = """
+clients, kicked, late = {}, {}, 0
+server = mona:createTCPServer()
+function server:onConnection(client)
+  clients[#clients + 1] = client
+  function client:onData(data)
+    if kicked[self] then late = late + 1 end
+    if data == "kick" then
+      for _, other in ipairs(clients) do
+        if other ~= self then kicked[other] = true; other:disconnect() end
+      end
+    end
+  end
+end
+server:start("127.0.0.1", 0)
+"""
+
+
+async def test_a_connection_disconnected_by_another_handler_of_the_batch_gets_no_more_data(
+    tmp_path: Path, engine: str
+) -> None:
+    folder = write_app(tmp_path / "apps", KICK)
+    async with trio_mona.open_runtime(folder, engine=engine, data=":memory:") as runtime:
+        port = tcp_port(runtime)
+        for round_ in range(4):
+            await lua(runtime, "clients, kicked = {}, {}")
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+            await trio.sleep(0.1)  # every onConnection has run
+            kicker = (5 * round_) % len(clients)
+            for i, sock in enumerate(clients):  # (all before the runtime reads any)
+                sock.send(b"kick" if i == kicker else b"data")
+            await trio.sleep(0.2)
+            for sock in clients:
+                sock.close()
+        assert await lua(runtime, "return late") == 0

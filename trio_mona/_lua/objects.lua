@@ -100,8 +100,17 @@ function api.on_data(t, data) return run(data_job, t, data) end
 function api.on_data_many(...)
   local pairs_ = { ... }
   for i = 1, #pairs_, 2 do
-    local r, token = run(data_job, pairs_[i], pairs_[i + 1])
-    if r ~= 0 then return i, r, token end
+    local t = pairs_[i]
+    -- (one of the batch's handlers may have disconnected it: no more onData then)
+    if touched[t] then
+      touched[t] = nil
+      if not host.tcp_get(handle_of[t], "connected") then goto next end
+    end
+    do
+      local r, token = run(data_job, t, pairs_[i + 1])
+      if r ~= 0 then return i, r, token end
+    end
+    ::next::
   end
   return 0
 end
