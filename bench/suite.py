@@ -294,11 +294,9 @@ def chart(report: dict[str, Any]) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         print("chart: matplotlib is not installed (the bench dependency group has it)")
         return
-    from chart import DEFAULT_OUT, TABLE_OUT, draw, table  # (bench/ is the script's folder)
+    from chart import write_docs  # (bench/ is the script's folder)
 
-    draw(report, DEFAULT_OUT)
-    TABLE_OUT.write_text(table(report))
-    print(f"written {DEFAULT_OUT} and {TABLE_OUT}")
+    write_docs(report)
 
 
 def host_api() -> dict[str, dict[str, float]]:

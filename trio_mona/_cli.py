@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from ._core.config import ENGINES, ConfigError, Settings, load_raw_config, parse_setting, typed
+from ._core.config import ENGINES, ConfigError, Settings, load_config, parse_setting
 from ._core.errors import StartupError
 from ._data.monaserver import import_into, read_folder
 from ._data.persistence import open_store
@@ -210,8 +210,7 @@ def _worker_count(args: argparse.Namespace) -> tuple[int, float]:
     Raises:
         ConfigError: a bad setting, or workers with a SQLite file.
     """
-    raw = load_raw_config(args.config, args.settings)
-    settings = Settings.from_config({k: typed(v) for k, v in raw.items()})
+    settings = Settings.from_config(load_config(args.config, args.settings))
     workers = args.workers if args.workers is not None else settings.workers
     data = args.data if args.data is not None else settings.data
     if workers > 1 and data != ":memory:":

@@ -260,8 +260,7 @@ class LuaSocket:
             sock = self.ensure(family_of(host))
             if not self.is_udp:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.sockets.settings.reuse_port:  # (workers share it: docs/scaling.rst)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.sockets.before_bind(sock)
             sock.bind((host, port))
         except OSError as exc:
             return None, error_text(exc)

@@ -127,6 +127,12 @@ class Sockets:
         """Run one of *handle*'s tasks in the runtime's nursery, contained."""
         start_contained(self.nursery, handle, task)
 
+    def before_bind(self, sock: socket.socket) -> None:
+        """What every socket the applications bind takes first: SO_REUSEPORT when the
+        runtime is one of several workers sharing the ports (docs/scaling.rst)."""
+        if self.settings.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
     def blacklisted(self, host: str) -> bool:
         return host in self.blacklist
 

@@ -73,8 +73,7 @@ class TCPServer:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.sockets.settings.reuse_port:  # (workers share it: docs/scaling.rst)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.sockets.before_bind(sock)
             if target.is_ipv6 and target.host.is_wildcard:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(target.sockaddr())

@@ -139,8 +139,7 @@ class UDPSocket(Endpoint):
             return f"cannot bind: {exc}".encode()
         sock = self._open(target.family)
         try:
-            if self.sockets.settings.reuse_port:  # (workers share it: docs/scaling.rst)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.sockets.before_bind(sock)
             if target.is_ipv6 and target.host.is_wildcard:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(target.sockaddr())
