@@ -375,7 +375,7 @@ class Executor:
             read = items[index]
             index += 1
             if read.__class__ is DataReceived and index < count:
-                index = self._data_many(items, index - 1)
+                index = self._data_many(items, index - 1, last)
                 if index < 0:  # (a group of one: dispatched alone, below)
                     index = -index
                 else:
@@ -393,12 +393,16 @@ class Executor:
         writes.now = False
         self.events_dispatched += len(items) - 1
 
-    def _data_many(self, items: list[Any], start: int) -> int:
+    def _data_many(self, items: list[Any], start: int, last: object) -> int:
         """Run onData for the connections whose reads follow one another in *items*
         from *start*, in one Lua call (each connection once, and none with bytes kept
         by the rest rule: those go alone). Return the index of the first read not
         handled, or minus that index when the group would be one read only (the caller
-        dispatches that one itself, writing its reply at once if it is the last)."""
+        dispatches that one itself, writing its reply at once if it is the last).
+
+        When the group holds the *last* event the executor knows of, what it sent is
+        written when the call returns, as a lone last event's reply is (Writes.now):
+        else a streaming client, refilling the channel, would hold it to the round's end."""
         following = items[start + 1]
         if following.__class__ is not DataReceived or following.conn is items[start].conn:
             return -(start + 1)
@@ -435,6 +439,8 @@ class Executor:
                 log.exception("internal error while dispatching reads")
                 for conn in conns:
                     conn.crashed()
+            if items[index - 1] is last:
+                self._writes.flush()
         return index
 
     def _run_many(self, group: list[Any], conns: list[TCPConnection]) -> None:
