@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from hypothesis import settings
 
-from .helpers import ENGINES, SAME_LUA, Inbox, ThreadedRuntime, free_port
+from .helpers import ENGINES, SAME_LUA, Inbox, RedisServer, ThreadedRuntime, free_port
 
 # Every runtime the tests start (subprocesses too) keeps its default data file here,
 # not in the user's ~/.local/share (docs/lua/data.rst, "Where").
@@ -64,3 +64,14 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
         yield found, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` of its own on a loopback port (Debian's package, which
+    ``.ci/run`` installs), stopped after the test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer()
+    yield server
+    server.stop()

@@ -19,6 +19,7 @@ from ._core.config import ENGINES, ConfigError, Settings, load_config, parse_set
 from ._core.errors import StartupError
 from ._data.monaserver import import_into, read_folder
 from ._data.persistence import open_store
+from ._data.redis import is_redis_url
 from ._data.store import StoreError
 from ._levels import NOTE, TRACE
 from ._runtime import Runtime, open_runtime
@@ -94,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
-    run.add_argument("--data", metavar="PATH", help="the SQLite file holding `data`")
+    run.add_argument(
+        "--data", metavar="PATH", help="the SQLite file holding `data`, or redis://HOST:PORT/DB"
+    )
     run.add_argument(
         "--workers",
         type=_workers,
@@ -213,11 +216,11 @@ def _worker_count(args: argparse.Namespace) -> tuple[int, float]:
     settings = Settings.from_config(load_config(args.config, args.settings))
     workers = args.workers if args.workers is not None else settings.workers
     data = args.data if args.data is not None else settings.data
-    if workers > 1 and data != ":memory:":
+    if workers > 1 and data != ":memory:" and not is_redis_url(data):
         raise ConfigError(
             f"{workers} workers cannot share `data` in one SQLite file (a file is one "
-            "process's): use --data :memory: (each worker keeps its own, nothing is "
-            "kept) (docs: scaling)"
+            "process's): use --data redis://HOST:PORT/DB (shared), or --data :memory: "
+            "(each worker keeps its own, nothing is kept) (docs: scaling)"
         )
     return workers, settings.linger
 

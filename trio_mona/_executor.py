@@ -214,6 +214,8 @@ class Executor:
                     event = receive.receive_nowait()
                 except trio.WouldBlock:
                     # What the handlers sent goes out now, in one burst (Writes).
+                    if writes.commit is not None and writes.commit_async is not None:
+                        await writes.commit_batch()
                     writes.flush()
                     # Before waiting, read what became ready while Lua ran: under load
                     # this saves a scheduler round trip through the hub task. Bounded,
@@ -235,6 +237,8 @@ class Executor:
                 except Exception:
                     _internal_error(event)
                 if clock() > round_ends:
+                    if writes.commit is not None and writes.commit_async is not None:
+                        await writes.commit_batch()
                     writes.flush()
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     round_ends = clock() + ROUND_SECONDS

@@ -22,6 +22,7 @@ import trio
 
 from . import _levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._apps import Applications, discover
+from ._cluster.link import RedisLink
 from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_raw_config, nest, typed
@@ -29,6 +30,7 @@ from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._core.mail import SMTPSettings
 from ._data.persistence import Persistence, open_store
+from ._data.redis import RedisStore
 from ._data.store import StoreError
 from ._embedding import HostAPI, HostFunction
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
@@ -100,6 +102,7 @@ class Runtime:
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self._waits = Waits()
         self._persistence = Persistence(lambda: self._sockets.writes)
+        self._link: RedisLink | None = None
         self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
         self._bridge = LuaBridge(
             settings.engine,
@@ -385,8 +388,12 @@ class Runtime:
         """Open the store and load the ``data`` tree into Lua, before any application
         runs (so Lua is called here, outside the executor, while nothing else can)."""
         settings = self._settings
-        store = open_store(settings.data, self._apps_dir, settings.data_sync)
+        store = open_store(settings.data, self._apps_dir, settings.data_sync, settings.cluster)
         try:
+            if isinstance(store, RedisStore):  # (subscribed before the tree is read)
+                self._link = RedisLink(store, self._persistence, self._bridge, self._sockets.post)
+                self._persistence.on_failure = self._link.refuse
+                self._bridge.data_state[b"shared"] = True
             count = self._persistence.load(store, self._bridge.data_load)
         except StoreError as exc:
             store.close()
@@ -408,6 +415,8 @@ class Runtime:
                 nursery.start_soon(self._applications.manage, settings.manage_interval)
                 if settings.reload_interval:
                     nursery.start_soon(self._applications.watch, settings.reload_interval)
+                if self._link is not None:
+                    nursery.start_soon(self._link.run)
 
     def _absolute_path(self, path: bytes) -> bytes:
         relative = path.decode("utf-8", "replace").strip("/")
@@ -433,6 +442,8 @@ class Runtime:
         self._executor.stop_lua()
         self._host_api.stop()
         self._persistence.close()
+        if self._link is not None:
+            self._link.close()
         sockets = self._sockets
         for udp in [*sockets.udp_sockets, *sockets.luasockets.values()]:
             udp.unload()

@@ -180,8 +180,12 @@ class Settings:
     #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.
     reload_interval: float = 1.0
     #: The SQLite file holding ``data`` (docs: lua/data); empty: one per applications
-    #: folder under ``$XDG_DATA_HOME/trio_mona``; ``:memory:`` keeps nothing.
+    #: folder under ``$XDG_DATA_HOME/trio_mona``; ``:memory:`` keeps nothing;
+    #: ``redis://HOST:PORT/DB``: Redis, shared by every worker and host pointed at it.
     data: str = ""
+    #: The name under which the processes sharing a Redis meet: their ``data`` tree and
+    #: ``mona.servers`` (docs/scaling.rst).
+    cluster: str = "default"
     #: ``normal``: a commit survives the process being killed; ``full``: also the
     #: machine losing power (an fsync per commit, which the executor waits for).
     data_sync: str = "normal"
@@ -226,6 +230,8 @@ class Settings:
         if self.reload_interval:
             _within("reload_interval", self.reload_interval, 0.01, _DAY, zero=True)
         _within("workers", self.workers, 1, 1024)
+        if not self.cluster or not self.cluster.isprintable() or len(self.cluster) > 100:
+            raise ConfigError("trio_mona.cluster must be 1 to 100 printable characters")
         if self.data_sync not in ("normal", "full"):
             raise ConfigError("trio_mona.data_sync must be normal or full")
 

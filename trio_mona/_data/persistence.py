@@ -19,6 +19,7 @@ from typing import Final
 
 from .._core.errors import StartupError
 from .._net.writes import Writes
+from .redis import RedisStore, is_redis_url
 from .sqlite import SQLiteStore
 from .store import Store, StoreError, Value
 
@@ -39,13 +40,16 @@ def default_path(apps_dir: Path) -> Path:
     return Path(base) / "trio_mona" / f"{name}-{digest}.sqlite"
 
 
-def open_store(setting: str, apps_dir: Path, sync: str) -> Store:
-    """The store that ``trio_mona.data`` names (a file; empty: :func:`default_path`).
+def open_store(setting: str, apps_dir: Path, sync: str, cluster: str = "default") -> Store:
+    """The store that ``trio_mona.data`` names (a file or a Redis URL; empty:
+    :func:`default_path`).
 
     Raises:
       StartupError: it cannot be used; the message names it and says why.
     """
     try:
+        if is_redis_url(setting):
+            return RedisStore(setting, cluster)
         if setting:
             return SQLiteStore(setting, sync=sync)
         path = default_path(apps_dir)
@@ -63,6 +67,9 @@ class Persistence:
         self._get_writes = writes
         self.store: Store | None = None
         self._commit = self.commit  # (one bound method, armed on every change)
+        #: Called with the reason when a commit over the network fails (the runtime
+        #: refuses assignments until the store is back).
+        self.on_failure: Callable[[str], None] = lambda reason: None
 
     def functions(self) -> dict[str, Callable[..., None]]:
         """The host functions ``_lua/data.lua`` calls."""
@@ -71,6 +78,8 @@ class Persistence:
     def load(self, store: Store, into: Callable[..., None]) -> int:
         """Hand every stored entry to Lua (*into*: path, value pairs); returns how many."""
         self.store = store
+        if isinstance(store, RedisStore):
+            self._get_writes().commit_async = self.commit_async
         chunk: list[object] = []
         count = 0
         for path, value in store.load():
@@ -107,6 +116,28 @@ class Persistence:
         except StoreError as exc:
             failure = str(exc)
         else:
+            return
+        self._failed(failure)
+
+    async def commit_async(self) -> None:
+        """:meth:`commit` for a store over the network (Redis), awaited by the executor."""
+        store = self.store
+        if not isinstance(store, RedisStore):
+            return
+        try:
+            await store.commit_async()
+        except StoreError as exc:
+            self._failed(str(exc))
+
+    def _failed(self, failure: str) -> None:
+        if isinstance(self.store, RedisStore):
+            if self.store.down is None:
+                log.error(
+                    "data: %s (the changes stay in memory and are committed when Redis is "
+                    "back; assignments fail until then)",
+                    failure,
+                )
+            self.on_failure(failure)
             return
         log.error("data: cannot commit: %s (the changes stay in memory)", failure)
 

@@ -154,6 +154,11 @@ class LuaBridge:
         self.drop: Callable[[int], None] = api.drop
         self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
         self.data_load: Callable[..., None] = api.data_load
+        self.data_apply: Callable[..., None] = api.data_apply
+        self.data_reload: Callable[..., None] = api.data_reload
+        self.data_reloaded: Callable[[], None] = api.data_reloaded
+        #: ``down`` (why assignments fail) and ``shared`` (several processes) for data.lua.
+        self.data_state: LuaTable = shared.data_changes
         self.expose: Callable[[bytes, object], None] = api.expose
         #: A number naming a Lua table while it lives (lupa hands Python a new wrapper
         #: for each access: Python's `is` cannot tell a cycle).

@@ -205,6 +205,9 @@ end
 
 local function assign(proxy, k, v)
   local path = path_of[proxy]
+  if changes.down then -- (the store is unreachable: docs/lua/data.rst, "Redis")
+    error(format("data: cannot store %s: %s", shown(path, tostring(k)), changes.down), 2)
+  end
   local key, why = key_name(k)
   if key == nil then error(format("data: cannot use %s (keys are strings or numbers)", why), 2) end
   local tv = type(v)
@@ -241,6 +244,8 @@ local function assign(proxy, k, v)
   end
   if tv == "table" then
     if old ~= nil then counts[path] = counts[path] - 1 end
+    -- (shared by several processes: what another one stored there is replaced too)
+    if changes.shared then data_delete(below(path, key)) end
     children[key] = SUBTREE
     add_table(below(path, key), v)
   else
@@ -342,6 +347,83 @@ function api.data_load(...)
       counts[parent] = counts[parent] + 1
     end
   end
+end
+
+-- Another process's commit (_data/redis.py, RemoteChanges): op, path, value triples,
+-- applied as Redis applied them (a value under a missing table makes the table), not
+-- recorded. "k" keeps the local value of a path across the next change.
+local function table_made(path)
+  local children = nodes[path]
+  if children ~= nil then return children end
+  local parent, key = split_last(path)
+  local above = table_made(parent)
+  if above[key] ~= nil then counts[parent] = counts[parent] - 1 end
+  above[key] = SUBTREE
+  nodes[path], counts[path] = {}, 0
+  return nodes[path]
+end
+
+local function removed(path)
+  local parent, key = split_last(path)
+  local above = nodes[parent]
+  local old = above and above[key]
+  if old == nil then return end
+  above[key] = nil
+  if old == SUBTREE then forget(path) else counts[parent] = counts[parent] - 1 end
+end
+
+local function value_set(path, v)
+  if v == nil then table_made(path) return end
+  local parent, key = split_last(path)
+  local above = table_made(parent)
+  local old = above[key]
+  if old == SUBTREE then forget(path) end
+  if old == nil or old == SUBTREE then counts[parent] = counts[parent] + 1 end
+  above[key] = v
+end
+
+local function value_at(path) -- (SUBTREE for a table)
+  local parent, key = split_last(path)
+  local above = nodes[parent]
+  return above and above[key]
+end
+
+local function restore(path, v)
+  if v == nil then removed(path) elseif v == SUBTREE then table_made(path) else value_set(path, v) end
+end
+
+function api.data_apply(...)
+  local kept, n = {}, 0
+  for i = 1, select("#", ...), 3 do
+    local op, path, v = select(i, ...)
+    if op == "k" then
+      kept[n + 1], kept[n + 2] = path, value_at(path)
+      n = n + 2
+    else
+      if op == "d" then removed(path) else value_set(path, v) end
+      for j = 1, n, 2 do restore(kept[j], kept[j + 1]) end
+      n = 0
+    end
+  end
+end
+
+-- A reload of the whole tree (a commit was missed): data_reload keeps the local state
+-- of the paths named (changed here and newer than what Redis holds) and empties the
+-- tree for data_load; data_reloaded puts them back.
+local reload_kept, reload_n = {}, 0
+function api.data_reload(...)
+  reload_n = select("#", ...)
+  for i = 1, reload_n do
+    local path = select(i, ...)
+    reload_kept[2 * i - 1], reload_kept[2 * i] = path, value_at(path)
+  end
+  for path in next, nodes do nodes[path], counts[path] = nil, nil end
+  nodes[""], counts[""] = {}, 0
+end
+
+function api.data_reloaded()
+  for j = 1, 2 * reload_n, 2 do restore(reload_kept[j], reload_kept[j + 1]) end
+  reload_kept, reload_n = {}, 0
 end
 
 return shared

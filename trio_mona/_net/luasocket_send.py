@@ -108,6 +108,7 @@ class Outgoing:
         try:
             while self.out and self.error is None:
                 await wait_writable(sock)
+                await self.sockets.writes.settled()  # (bytes sent after a commit in flight)
                 self._write()
         except (OSError, trio.ClosedResourceError):
             self._fail(b"closed")

@@ -408,6 +408,7 @@ class TCPConnection(Endpoint):
             with trio.CancelScope() as self._flush_scope:
                 while self._out and sock is not None and sock.fileno() >= 0:
                     await wait_writable(sock)
+                    await self.sockets.writes.settled()  # (bytes sent after a commit in flight)
                     if self._sock is not sock:
                         break  # closed while this task was being woken
                     self._write_some(sock)

@@ -408,6 +408,7 @@ class UDPSocket(Endpoint):
         try:
             while self._out and sock is not None and sock is self._sock:
                 await wait_writable(sock)
+                await self.sockets.writes.settled()  # (bytes sent after a commit in flight)
                 self._write_some(sock)
         except trio.ClosedResourceError:
             pass

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import islice
 from typing import Final, Protocol
 
 import attrs
+import trio
 
 from .tasks import Crashable
 
@@ -69,6 +70,13 @@ class Writes:
     pending: list[Writable] = attrs.field(factory=list)
     #: Set while ``data`` holds changes not committed yet: what commits them.
     commit: Callable[[], None] | None = None
+    #: Set when the store commits over the network (Redis): the executor awaits this at
+    #: the end of its batch (:meth:`commit_batch`) rather than the loop blocking on
+    #: :attr:`commit`; until then :meth:`flush` writes nothing.
+    commit_async: Callable[[], Awaitable[None]] | None = None
+    #: Set while such a commit is in flight: flusher tasks wait for it before writing
+    #: (what they hold may have been sent after the changes).
+    committing: trio.Event | None = None
 
     def durable(self) -> None:
         """Commit what ``data`` holds uncommitted: every path that writes to the network
@@ -79,10 +87,31 @@ class Writes:
             self.commit = None
             commit()
 
+    async def commit_batch(self) -> None:
+        """Commit over the network what the batch changed (see :attr:`commit_async`)."""
+        commit_async = self.commit_async
+        if self.commit is None or commit_async is None:
+            return
+        self.commit = None
+        self.committing = committed = trio.Event()
+        try:
+            await commit_async()
+        finally:
+            self.committing = None
+            committed.set()
+
+    async def settled(self) -> None:
+        """Return once no commit is in flight (a flusher task, before it writes)."""
+        committing = self.committing
+        if committing is not None:
+            await committing.wait()
+
     def flush(self) -> None:
         # (also before the executor lets other tasks run: a flusher task then writes
         # only bytes sent before the last commit)
         if self.commit is not None:
+            if self.commit_async is not None:
+                return  # (the executor's commit_batch comes first)
             self.durable()
         pending = self.pending
         if pending:
