@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -67,11 +68,13 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real ``redis-server`` of its own on a loopback port (Debian's package, which
-    ``.ci/run`` installs), stopped after the test."""
+    ``.ci/run`` installs), keeping its data in the test's folder, stopped after it."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder)
     yield server
     server.stop()

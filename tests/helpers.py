@@ -204,32 +204,26 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A ``redis-server`` process on a free loopback port, nothing saved to disk;
-    :meth:`stop` and :meth:`start` again on the same port (Redis lost and back)."""
+    """A ``redis-server`` process on a free loopback port; :meth:`stop` and
+    :meth:`start` again on the same port (Redis lost and back). It keeps what it
+    holds across that in *folder* (an append-only file written at every command),
+    else nothing is written to disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+        self.keep = (
+            ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)]
+            if folder is not None
+            else ["--appendonly", "no"]
+        )
         self.start()
 
     def start(self) -> None:
+        arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.keep]
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ["redis-server", *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while True:

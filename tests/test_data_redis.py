@@ -1,0 +1,205 @@
+"""`data` on Redis (docs/scaling.rst, "Shared data"): several runtimes on one real
+``redis-server`` share the tree; a reply leaves only once Redis has the assignment;
+Redis down at start, lost while serving and back; a missed commit reloads the tree."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import redis
+import trio
+
+import trio_mona
+from trio_mona import Runtime
+from trio_mona.testing import run_lua
+
+from .helpers import (
+    RedisServer,
+    connect,
+    free_port,
+    messages,
+    receive_exactly,
+    wait_for_log,
+    write_app,
+)
+
+pytestmark = pytest.mark.trio
+
+#: Each line "key=value" is stored in data, then answered "ok <key>\n"; "ping" is
+#: answered "pong" (it assigns nothing).
+STORING = """
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(bytes)
+    if bytes == "ping\\n" then self:send("pong\\n") return end
+    for key, value in bytes:gmatch("(%w+)=(%w+)\\n") do
+      data[key] = value
+      self:send("ok " .. key .. "\\n")
+    end
+  end
+end
+server:start("127.0.0.1", 0)
+"""
+
+
+@asynccontextmanager
+async def sharing(
+    tmp_path: Path, url: str, count: int = 2, source: str = "", engine: str | None = None
+) -> AsyncIterator[list[Runtime]]:
+    """*count* runtimes of the same applications on the Redis at *url*."""
+    folder = write_app(tmp_path / "apps", source)
+    async with trio_mona.open_runtime(folder, data=url, engine=engine) as first:
+        if count == 1:
+            yield [first]
+            return
+        async with trio_mona.open_runtime(folder, data=url, engine=engine) as second:
+            yield [first, second]
+
+
+def tcp_port(runtime: Runtime) -> int:
+    return next(a.port for a in runtime.bound_addresses if a.kind == "tcp")
+
+
+async def seen_within(runtime: Runtime, code: str, limit: float = 5.0) -> float:
+    """Seconds until the Lua expression *code* is true in *runtime*."""
+    start = time.monotonic()
+    with trio.fail_after(limit):
+        while not await run_lua(runtime, f"return {code}"):
+            await trio.sleep(0.001)
+    return time.monotonic() - start
+
+
+async def test_an_assignment_in_one_runtime_is_read_in_another_within_50_ms(
+    tmp_path: Path, redis_server: RedisServer, engine: str
+) -> None:
+    async with sharing(tmp_path, redis_server.url, engine=engine) as (a, b):
+        delays = []
+        for i in range(10):
+            writer, reader = (a, b) if i % 2 else (b, a)
+            await run_lua(
+                writer, f"data.n = {i}; data.t = nil; data.t = {{ k = {i}, sub = {{ ok = true }} }}"
+            )
+            delays.append(await seen_within(reader, f"data.n == '{i}' and data.t.k == '{i}'"))
+        assert statistics.median(delays) < 0.05, delays
+        # MonaServer's rules hold across processes: numbers read back as strings,
+        # booleans stay booleans, a table is a subtree, nil deletes it.
+        assert await run_lua(a, "return data.t.sub.ok, data.t.count, data.t.k") == (True, 1, b"9")
+        await run_lua(a, "data.t = nil")
+        await seen_within(b, "data.t == nil")
+        # A value over a table is refused as on SQLite, in each process.
+        await run_lua(b, "data.u = { x = '1' }; data.u = 'flat'")
+        await seen_within(a, "data.u and data.u.x == '1'")
+    async with sharing(tmp_path, redis_server.url, count=1) as (fresh,):
+        # A new process reads the whole tree from Redis.
+        assert await run_lua(fresh, "return data.n, data.u.x, data.t") == (b"9", b"1", None)
+
+
+async def test_a_reply_after_an_assignment_waits_for_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    async with sharing(tmp_path, redis_server.url, count=1, source=STORING) as (runtime,):
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"first=1\n")
+        assert await receive_exactly(stream, 9) == b"ok first\n"
+        # Redis holds the writes of every client for 600 ms: the reply waits for it.
+        client.execute_command("CLIENT", "PAUSE", "600", "WRITE")
+        paused = time.monotonic()
+        await stream.send_all(b"second=2\n")
+        assert await receive_exactly(stream, 10) == b"ok second\n"
+        assert time.monotonic() - paused > 0.5
+        assert client.hget("trio_mona:default:data", b"second") == b"S2"
+        await stream.aclose()
+    client.close()
+
+
+async def test_redis_down_at_start_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    folder = write_app(tmp_path / "apps", "")
+    with pytest.raises(trio_mona.StartupError, match=r"cannot reach Redis: .*refused"):
+        async with trio_mona.open_runtime(folder, data=url):
+            pass
+
+
+async def test_redis_lost_refuses_assignments_keeps_serving_and_comes_back(
+    tmp_path: Path, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = (
+        STORING
+        + "function tryStore(v) local ok, e = pcall(function() data.v = v end) return ok, e end"
+    )
+    async with sharing(tmp_path, redis_server.url, source=source) as (a, b):
+        await run_lua(a, "data.before = 'kept'")
+        await seen_within(b, "data.before == 'kept'")
+        redis_server.stop()
+        # The loss is seen within the link's poll (0.5 s) or at the first commit.
+        await run_lua(a, "data.probe = 'x'")
+        await wait_for_log(caplog, "Redis is unreachable")
+        with trio.fail_after(5):
+            while True:
+                ok, error = await run_lua(a, "return tryStore('lost')")
+                if not ok:
+                    break
+                await trio.sleep(0.05)
+        assert b"data: cannot store data.v: Redis is unreachable" in error
+        assert await run_lua(a, "return data.before") == b"kept"  # (reading goes on)
+        # The server keeps serving connections that do not assign.
+        stream = await connect(tcp_port(a))
+        await stream.send_all(b"ping\n")
+        assert await receive_exactly(stream, 5) == b"pong\n"
+        redis_server.start()  # (its append-only file: what it held comes back)
+        await wait_for_log(caplog, "Redis is back", limit=15)
+        with trio.fail_after(15):
+            while len([m for m in messages(caplog) if "Redis is back" in m]) < 2:
+                await trio.sleep(0.05)
+        assert await run_lua(a, "return tryStore('back')") == (True, None)
+        await seen_within(b, "data.v == 'back' and data.probe == 'x'")
+        await stream.send_all(b"after=1\n")
+        assert await receive_exactly(stream, 9) == b"ok after\n"
+        await stream.aclose()
+
+
+async def test_a_missed_commit_reloads_the_tree(tmp_path: Path, redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    async with sharing(tmp_path, redis_server.url) as (a, b):
+        await run_lua(a, "data.x = 'one'")
+        await seen_within(b, "data.x == 'one'")
+        # A commit that was never published (as if b's subscription had missed it).
+        client.hset("trio_mona:default:data", b"missed", b"Syes")
+        client.zadd("trio_mona:default:paths", {b"missed": 0})
+        client.incr("trio_mona:default:commits")
+        await run_lua(b, "data.mine = 'pending'")  # (b's own change survives the reload)
+        await run_lua(a, "data.x = 'two'")  # the next commit shows the gap
+        await seen_within(b, "data.missed == 'yes' and data.x == 'two' and data.mine == 'pending'")
+    client.close()
+
+
+async def test_concurrent_changes_converge_to_what_redis_holds(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    script = """
+    for i = 1, 40 do
+      data.k = NAME .. i
+      data.tree = { n = NAME .. i, deep = { v = i } }
+      if i % 7 == 0 then data.tree = nil end
+      if i % 5 == 0 then data.gone = nil else data.gone = NAME end
+    end
+    """
+    async with sharing(tmp_path, redis_server.url) as (a, b):
+        async with trio.open_nursery() as nursery:
+            for runtime, name in ((a, "a"), (b, "b")):
+                for _ in range(5):
+                    nursery.start_soon(run_lua, runtime, f"NAME = '{name}'" + script)
+        await trio.sleep(0.3)
+        snapshot = (
+            "return data.k, data.gone, data.tree and data.tree.n, data.tree and data.tree.deep.v"
+        )
+        async with sharing(tmp_path, redis_server.url, count=1) as (fresh,):
+            truth = await run_lua(fresh, snapshot)
+        assert await run_lua(a, snapshot) == truth
+        assert await run_lua(b, snapshot) == truth
