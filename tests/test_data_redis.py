@@ -108,7 +108,7 @@ async def test_a_reply_after_an_assignment_waits_for_redis(
         await stream.send_all(b"first=1\n")
         assert await receive_exactly(stream, 9) == b"ok first\n"
         # Redis holds the writes of every client for 600 ms: the reply waits for it.
-        client.execute_command("CLIENT", "PAUSE", "600", "WRITE")
+        client.client_pause(600, all=False)
         paused = time.monotonic()
         await stream.send_all(b"second=2\n")
         assert await receive_exactly(stream, 10) == b"ok second\n"
