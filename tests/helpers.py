@@ -4,8 +4,11 @@ talked to over real loopback sockets."""
 from __future__ import annotations
 
 import math
+import re
+import signal
 import socket
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -243,3 +246,46 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+class Server:
+    """``trio-mona run`` (a real process) with its log in a file, read as it grows."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        self.output = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trio_mona", "run", *args],
+            stdout=self.output,
+            stderr=self.output,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # (a process group of its own, as in a terminal)
+        )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, pattern: str, count: int = 1, limit: float = 20.0) -> list[Any]:
+        """What ``re.findall`` finds once it finds *count* (strings, or tuples of groups)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            found = re.findall(pattern, self.text())
+            if len(found) >= count:
+                return found
+            assert self.process.poll() is None, self.text()
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} x{count} not in the log:\n{self.text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.output.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.output.close()

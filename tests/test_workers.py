@@ -10,60 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .helpers import free_port, write_app
+from .helpers import Server, free_port, write_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = str(ROOT / "lua_apps" / "echo")
-
-
-class Server:
-    """``trio-mona run`` with its log in a file, read as it grows."""
-
-    def __init__(self, log: Path, *args: str) -> None:
-        self.log = log
-        self.output = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "trio_mona", "run", *args],
-            stdout=self.output,
-            stderr=self.output,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # (a process group of its own, as in a terminal)
-        )
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, pattern: str, count: int = 1, limit: float = 20.0) -> list[Any]:
-        """What ``re.findall`` finds once it finds *count* (strings, or tuples of groups)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            found = re.findall(pattern, self.text())
-            if len(found) >= count:
-                return found
-            assert self.process.poll() is None, self.text()
-            time.sleep(0.05)
-        raise AssertionError(f"{pattern!r} x{count} not in the log:\n{self.text()}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.output.close()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.output.close()
 
 
 @pytest.fixture

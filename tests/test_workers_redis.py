@@ -1,0 +1,67 @@
+"""Workers sharing `data` on a real ``redis-server`` (docs/scaling.rst): a worker
+killed with ``kill -9`` loses no assignment it acknowledged, and the others serve."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import redis
+
+from .helpers import RedisServer, Server, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+KV = str(ROOT / "lua_apps" / "kv")
+
+
+def test_a_worker_killed_with_sigkill_loses_no_acknowledged_assignment(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    server = Server(
+        tmp_path / "log", KV, "--workers", "2", "--data", redis_server.url,
+        "--set", f"kv.port={port}",
+    )  # fmt: skip
+    try:
+        server.wait_for(r"worker \d INFO .*kv: listening", 2)
+        victim = int(server.wait_for(r"worker 1 started \(pid (\d+)\)")[0])
+        acknowledged: dict[str, str] = {}
+        failed = 0
+        i = 0
+        while len(acknowledged) < 300:  # (a connection each: the kernel spreads them)
+            i += 1
+            if i == 120:
+                os.kill(victim, signal.SIGKILL)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(f"set k{i} v{i}\n".encode())
+                    if sock.recv(16) == b"ok\n":
+                        acknowledged[f"k{i}"] = f"v{i}"
+                        continue
+            except OSError:
+                pass
+            failed += 1  # (reset by the death, or refused while no worker listened)
+        server.wait_for(rf"worker 1 \(pid {victim}\) died \(signal SIGKILL\)")
+        client = redis.Redis.from_url(redis_server.url)
+        stored = client.hgetall("trio_mona:default:data")
+        client.close()
+        missing = [
+            k
+            for k, v in acknowledged.items()
+            if stored.get(b"store\0" + k.encode()) != b"S" + v.encode()
+        ]
+        assert not missing, (missing, failed)
+        # The restarted worker reads the tree from Redis and serves it.
+        server.wait_for(r"worker 1 INFO .*kv: listening", 2)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+            probe.sendall(b"count\n")
+            assert int(probe.recv(16)) >= len(acknowledged)
+        assert server.stop() == 0
+        assert re.search(
+            r"worker \d .*data: redis://127.0.0.1:\d+/0 \(\d+ entries\)", server.text()
+        )
+    finally:
+        server.kill()
