@@ -65,3 +65,64 @@ def test_a_worker_killed_with_sigkill_loses_no_acknowledged_assignment(
         )
     finally:
         server.kill()
+
+
+class Line:
+    """A chat client over a blocking socket, read line by line."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode() + b"\n")
+
+    def until(self, wanted: str) -> list[str]:
+        """The lines up to the first that starts with *wanted* (within the timeout)."""
+        seen: list[str] = []
+        while True:
+            while b"\n" not in self.buffer:
+                chunk = self.sock.recv(4096)
+                assert chunk, f"closed before {wanted!r}; saw {seen}"
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            seen.append(line.decode())
+            if seen[-1].startswith(wanted):
+                return seen
+
+
+def test_chat_with_four_workers_reaches_every_client(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    server = Server(
+        tmp_path / "log", str(ROOT / "lua_apps" / "chat"), "--workers", "4",
+        "--data", redis_server.url, "--set", f"chat.port={port}",
+    )  # fmt: skip
+    clients: list[Line] = []
+    try:
+        server.wait_for(r"chat: listening", 4)
+        server.wait_for(r"mona.servers: \S+ joined", 12)  # (each worker sees 3 others)
+        for i in range(8):
+            client = Line(port)
+            client.until("* welcome to the chat")
+            client.send(f"n{i}")
+            client.until(f"* welcome n{i}")
+            clients.append(client)
+        for client in clients[:-1]:  # (every join reached every client)
+            client.until("* n7 joined")
+        clients[0].send("hello from n0")
+        for client in clients[1:]:
+            client.until("<n0> hello from n0")
+        clients[5].send("/who")
+        assert clients[5].until("* here:")[-1] == "* here: " + ", ".join(f"n{i}" for i in range(8))
+        clients[3].send("/quit")
+        clients[3].until("* bye")
+        for i, client in enumerate(clients):
+            if i != 3:
+                client.until("* n3 left")
+        assert server.stop() == 0
+    finally:
+        for client in clients:
+            client.sock.close()
+        server.kill()

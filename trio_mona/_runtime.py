@@ -22,7 +22,7 @@ import trio
 
 from . import _levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._apps import Applications, discover
-from ._cluster.link import RedisLink
+from ._cluster.cluster import Cluster, send_to_servers
 from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_raw_config, nest, typed
@@ -102,7 +102,7 @@ class Runtime:
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self._waits = Waits()
         self._persistence = Persistence(lambda: self._sockets.writes)
-        self._link: RedisLink | None = None
+        self._cluster: Cluster | None = None
         self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
         self._bridge = LuaBridge(
             settings.engine,
@@ -163,6 +163,7 @@ class Runtime:
             **socket_host.functions(),
             **self._persistence.functions(),
             "mail_send": self._mailer.send,
+            "servers_send": lambda *call: send_to_servers(self._cluster, *call),
             "adopt": lambda token, request: self._executor.adopt(token, request),
             "by_token": BY_TOKEN,
             "exit": self._exit,
@@ -391,9 +392,10 @@ class Runtime:
         store = open_store(settings.data, self._apps_dir, settings.data_sync, settings.cluster)
         try:
             if isinstance(store, RedisStore):  # (subscribed before the tree is read)
-                self._link = RedisLink(store, self._persistence, self._bridge, self._sockets.post)
-                self._persistence.on_failure = self._link.refuse
-                self._bridge.data_state[b"shared"] = True
+                self._cluster = Cluster(
+                    store, self._persistence, self._bridge, self._executor,
+                    self._sockets.post, self._applications,
+                )  # fmt: skip
             count = self._persistence.load(store, self._bridge.data_load)
         except StoreError as exc:
             store.close()
@@ -415,8 +417,8 @@ class Runtime:
                 nursery.start_soon(self._applications.manage, settings.manage_interval)
                 if settings.reload_interval:
                     nursery.start_soon(self._applications.watch, settings.reload_interval)
-                if self._link is not None:
-                    nursery.start_soon(self._link.run)
+                if self._cluster is not None:
+                    nursery.start_soon(self._cluster.run)
 
     def _absolute_path(self, path: bytes) -> bytes:
         relative = path.decode("utf-8", "replace").strip("/")
@@ -441,9 +443,9 @@ class Runtime:
             await self._mailer.drain()  # (their onSent still runs)
         self._executor.stop_lua()
         self._host_api.stop()
+        if self._cluster is not None:
+            self._cluster.close()
         self._persistence.close()
-        if self._link is not None:
-            self._link.close()
         sockets = self._sockets
         for udp in [*sockets.udp_sockets, *sockets.luasockets.values()]:
             udp.unload()

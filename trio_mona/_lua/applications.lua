@@ -275,6 +275,7 @@ local function mona_factory(app, path)
     configs = host.configs,
     environment = host.environment,
     host = shared.host_api,
+    servers = shared.servers,
   }
   local mt = {
     __index = function(_, k)

@@ -40,7 +40,14 @@ _STDLIB: Final = _source("stdlib.lua")
 #: The prelude's files, run in this order (see the head of prelude.lua).
 _PRELUDE: Final = tuple(
     (name, _source(name))
-    for name in ("prelude.lua", "objects.lua", "data.lua", "applications.lua", "socket.lua")
+    for name in (
+        "prelude.lua",
+        "objects.lua",
+        "data.lua",
+        "servers.lua",
+        "applications.lua",
+        "socket.lua",
+    )
 )
 
 #: The conversions (docs/lua/conversions.rst): the shared rules, the tapes (which add to
@@ -154,6 +161,9 @@ class LuaBridge:
         self.drop: Callable[[int], None] = api.drop
         self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
         self.data_load: Callable[..., None] = api.data_load
+        self.server_joined: Callable[..., LuaTable] = api.server_joined
+        self.server_left: Callable[[bytes], LuaTable | None] = api.server_left
+        self.server_call: Callable[[bytes, bytes, bytes], Any] = api.server_call
         self.data_apply: Callable[..., None] = api.data_apply
         self.data_reload: Callable[..., None] = api.data_reload
         self.data_reloaded: Callable[[], None] = api.data_reloaded

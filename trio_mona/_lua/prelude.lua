@@ -1,8 +1,9 @@
--- trio_mona's Lua prelude: the Lua half of the bridge, in five files run in order:
+-- trio_mona's Lua prelude: the Lua half of the bridge, in six files run in order:
 -- this one (the host boundary, held sends, classes, logging, the coroutine pool and
 -- the runaway bound), _lua/objects.lua (jobs, address, TCP and UDP objects),
--- _lua/data.lua (the persistent `data` tree), _lua/applications.lua (the `mona`
--- object and the application tree) and _lua/socket.lua (LuaSocket's API).
+-- _lua/data.lua (the persistent `data` tree), _lua/servers.lua (`mona.servers`),
+-- _lua/applications.lua (the `mona` object and the application tree) and
+-- _lua/socket.lua (LuaSocket's API).
 --
 -- Run once per runtime with `host`, a table of Python functions (the only Python
 -- objects Lua ever holds, kept here as upvalues that applications cannot reach).
