@@ -121,6 +121,11 @@ def test_chat_with_four_workers_reaches_every_client(
         for i, client in enumerate(clients):
             if i != 3:
                 client.until("* n3 left")
+        # A worker killed is lost to the others once its heartbeat stops (3.5 s).
+        victim = int(server.wait_for(r"worker 2 started \(pid (\d+)\)")[0])
+        os.kill(victim, signal.SIGKILL)
+        server.wait_for(r"mona.servers: \S+ left \(not heard from for 3.5 s\)", 3)
+        server.wait_for(r"mona.servers: \S+ joined", 12 + 6)  # (restarted: it and the 3)
         assert server.stop() == 0
     finally:
         for client in clients:

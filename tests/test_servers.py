@@ -1,0 +1,123 @@
+"""``mona.servers`` (docs/scaling.rst): runtimes on one real ``redis-server`` see each
+other, call each other's Server methods with their arguments intact, and hear when one
+stops; bad calls are clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_mona
+from trio_mona import Runtime
+from trio_mona.testing import run_lua
+
+from .helpers import RedisServer, messages, wait_for_log, write_app
+
+pytestmark = pytest.mark.trio
+
+APP = """
+calls, gone = {}, {}
+function onServerConnection(server)
+  function server:note(...)
+    local parts = { self.address }
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      parts[#parts + 1] = type(v) == "table" and ("{" .. tostring(v.x) .. "," .. tostring(v[1]) .. "}") or tostring(v)
+    end
+    calls[#calls + 1] = table.concat(parts, " ")
+  end
+  function server:fails() error("deliberately") end
+end
+function onServerDisconnection(server) gone[#gone + 1] = server.address end
+"""
+
+
+@asynccontextmanager
+async def cluster(tmp_path: Path, url: str, source: str = APP) -> AsyncIterator[list[Runtime]]:
+    folder = write_app(tmp_path / "apps", source)
+    async with (
+        trio_mona.open_runtime(folder, data=url) as a,
+        trio_mona.open_runtime(folder, data=url) as b,
+    ):
+        with trio.fail_after(5):
+            while not await run_lua(a, "return #mona.servers == 1") or not await run_lua(
+                b, "return mona.servers.count == 1"
+            ):
+                await trio.sleep(0.01)
+        yield [a, b]
+
+
+async def calls_of(runtime: Runtime, count: int) -> list[bytes]:
+    with trio.fail_after(5):
+        while await run_lua(runtime, "return #calls") < count:
+            await trio.sleep(0.01)
+    found = await run_lua(runtime, "return table.concat(calls, '|')")
+    return list(found.split(b"|"))
+
+
+async def test_broadcast_and_send_call_the_peers_methods_with_their_arguments(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with cluster(tmp_path, redis_server.url) as (a, b):
+        a_address = await run_lua(b, "return mona.servers[1].address")
+        b_address = await run_lua(a, "return mona.servers[1].address")
+        assert a_address != b_address
+        await run_lua(
+            a, "mona.servers:broadcast('note', 'text', 42, 1.5, true, nil, { x = 'y', 'first' })"
+        )
+        assert await calls_of(b, 1) == [a_address + b" text 42 1.5 true nil {y,first}"]
+        # By address, by index, with ipairs; send reaches only its server.
+        await run_lua(b, f"mona.servers['{a_address.decode()}']:send('note', 'direct')")
+        await run_lua(b, "for _, s in ipairs(mona.servers) do s:send('note', 'each') end")
+        assert await calls_of(a, 2) == [b_address + b" direct", b_address + b" each"]
+        assert await run_lua(a, "return #calls") == 2
+
+
+async def test_bad_calls_are_clear_errors_and_the_runtime_goes_on(
+    tmp_path: Path, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with cluster(tmp_path, redis_server.url) as (a, b):
+        with pytest.raises(RuntimeError, match=r"bad argument #1 to 'send' \(string expected"):
+            await run_lua(a, "mona.servers[1]:send(42)")
+        with pytest.raises(RuntimeError, match=r"broadcast: the handler's name must be"):
+            await run_lua(a, "mona.servers:broadcast('two\\nlines')")
+        with pytest.raises(RuntimeError, match=r"read-only on mona.servers"):
+            await run_lua(a, "mona.servers[2] = 1")
+        await run_lua(a, "mona.servers:broadcast('missing', 1)")
+        await wait_for_log(caplog, "a call of missing Server")
+        assert "define it in onServerConnection" in " ".join(messages(caplog))
+        await run_lua(a, "mona.servers:broadcast('fails')")
+        await wait_for_log(caplog, "deliberately")
+        await run_lua(a, "mona.servers:broadcast('note', 'still')")
+        assert (await calls_of(b, 1))[0].endswith(b" still")
+
+
+async def test_a_stopped_server_leaves_and_sending_to_it_fails(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    folder = write_app(tmp_path / "apps", APP)
+    async with trio_mona.open_runtime(folder, data=redis_server.url) as a:
+        async with trio_mona.open_runtime(folder, data=redis_server.url) as b:
+            with trio.fail_after(5):
+                while not await run_lua(a, "return #mona.servers == 1"):
+                    await trio.sleep(0.01)
+            await run_lua(a, "kept = mona.servers[1]")
+            b_address = await run_lua(b, "return mona.servers[1] and 'up'")
+            assert b_address == b"up"
+        with trio.fail_after(5):
+            while not await run_lua(a, "return #gone == 1 and #mona.servers == 0"):
+                await trio.sleep(0.01)
+        with pytest.raises(RuntimeError, match=r"this server has left the cluster"):
+            await run_lua(a, "kept:send('note')")
+        await run_lua(a, "mona.servers:broadcast('note')")  # (nobody to call: nothing)
+
+
+async def test_without_redis_mona_servers_is_empty(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "")
+    async with trio_mona.open_runtime(folder, data=":memory:") as runtime:
+        assert await run_lua(runtime, "return #mona.servers, mona.servers.count") == (0, 0)
+        await run_lua(runtime, "mona.servers:broadcast('x', 1)")
