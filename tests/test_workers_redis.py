@@ -7,8 +7,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import redis
 
 from .helpers import RedisServer, Server, free_port
@@ -131,3 +134,17 @@ def test_chat_with_four_workers_reaches_every_client(
         for client in clients:
             client.sock.close()
         server.kill()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_redis_down_at_start_exits_1_naming_it(tmp_path: Path, workers: str) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_mona", "run", KV, "--workers", workers, "--data", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{url}: cannot reach Redis" in result.stderr
+    assert "Connection refused" in result.stderr

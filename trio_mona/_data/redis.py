@@ -233,9 +233,16 @@ class RedisStore:
             self.recent[path] = number
 
     def close(self) -> None:
+        """Commit what is pending (unless Redis is known to be down) and disconnect.
+
+        Raises:
+          StoreError: changes that never reached Redis are lost.
+        """
         try:
             if self.down is None:
                 self.commit()
+            elif self.pending():
+                raise StoreError(f"{len(self._changes)} changes never reached Redis ({self.down})")
         finally:
             self.client.close()
 
