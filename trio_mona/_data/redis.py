@@ -26,10 +26,12 @@ from .changes import Changes
 from .store import SEPARATOR, StoreError, Value, parent_path
 
 #: The script every commit runs (KEYS: the hash, the paths, the commit counter; ARGV:
-#: the channel, the origin, the packed changes, then op, path, value triples).
+#: the channel, the origin, the changes as ``Changes.pack`` writes them).
 _COMMIT: Final = r"""
 local data, paths, counter = KEYS[1], KEYS[2], KEYS[3]
-local SEP = "\0"
+local changes = ARGV[3]
+local SEP, unpack_field = "\0", struct.unpack
+local tables = {} -- paths known to hold a table in this commit
 local function drop_below(p)
   local first, last = "[" .. p .. SEP, "(" .. p .. "\1"
   local below = redis.call("ZRANGEBYLEX", paths, first, last)
@@ -38,41 +40,54 @@ local function drop_below(p)
   end
   if #below > 0 then redis.call("ZREMRANGEBYLEX", paths, first, last) end
 end
-local function drop(p)
-  drop_below(p)
-  redis.call("HDEL", data, p)
-  redis.call("ZREM", paths, p)
+local function make_table(p) -- (an existing table keeps what it holds)
+  if tables[p] then return end
+  if redis.call("HGET", data, p) ~= "N" then
+    if redis.call("HSET", data, p, "N") == 1 then redis.call("ZADD", paths, 0, p) end
+  end
+  tables[p] = true
 end
 local function make_tables_above(p)
   local at = 1
   while true do
     local i = string.find(p, SEP, at, true)
     if i == nil then return end
-    local above = string.sub(p, 1, i - 1)
-    local v = redis.call("HGET", data, above)
-    if v ~= "N" then
-      redis.call("HSET", data, above, "N")
-      redis.call("ZADD", paths, 0, above)
-    end
+    make_table(string.sub(p, 1, i - 1))
     at = i + 1
   end
 end
-for i = 4, #ARGV, 3 do
-  local op, p, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if op == "D" then
-    drop(p)
+local at, size = 1, #changes
+while at <= size do
+  local kind = string.sub(changes, at, at)
+  local p, v
+  p, at = unpack_field("<i4", changes, at + 1)
+  p, at = string.sub(changes, at, at + p - 1), at + p
+  if kind == "S" then
+    v, at = unpack_field("<i4", changes, at)
+    v, at = "S" .. string.sub(changes, at, at + v - 1), at + v
+  end
+  if kind == "D" then
+    tables[p] = nil
+    drop_below(p)
+    redis.call("HDEL", data, p)
+    redis.call("ZREM", paths, p)
+    for known in pairs(tables) do
+      if string.sub(known, 1, #p + 1) == p .. SEP then tables[known] = nil end
+    end
   else
     make_tables_above(p)
-    local old = redis.call("HGET", data, p)
-    if old == "N" and v ~= "N" then drop_below(p) end
-    if old ~= "N" or v ~= "N" then
-      redis.call("HSET", data, p, v)
-      redis.call("ZADD", paths, 0, p)
+    if kind == "N" then
+      make_table(p)
+    else
+      tables[p] = nil
+      local old = redis.call("HGET", data, p)
+      if old == "N" then drop_below(p) end
+      if redis.call("HSET", data, p, v or kind) == 1 then redis.call("ZADD", paths, 0, p) end
     end
   end
 end
 local n = redis.call("INCR", counter)
-redis.call("PUBLISH", ARGV[1], n .. "\n" .. ARGV[2] .. ARGV[3])
+redis.call("PUBLISH", ARGV[1], n .. "\n" .. ARGV[2] .. changes)
 return n
 """
 
@@ -80,7 +95,6 @@ return n
 CONNECT_SECONDS: Final = 2.0
 REPLY_SECONDS: Final = 5.0
 
-_ENCODED: Final[dict[object, bytes]] = {True: b"T", False: b"F", None: b"N"}
 _DECODED: Final[dict[bytes, Value]] = {b"T": True, b"F": False, b"N": None}
 
 
@@ -211,12 +225,7 @@ class RedisStore:
 
     def _send(self, changes: Changes) -> int | StoreError:
         """Run the commit script (in a worker thread, or on the loop)."""
-        args: list[bytes] = [self.channel, self.origin, changes.pack()]
-        for puts, deleted in changes.runs:
-            for path, value in puts.items():
-                args += (b"P", path, b"S" + value if isinstance(value, bytes) else _ENCODED[value])
-            for path in deleted:
-                args += (b"D", path, b"")
+        args = [self.channel, self.origin, changes.pack()]
         try:
             return int(self._commit_script(keys=self._keys, args=args))
         except redis.RedisError as exc:
