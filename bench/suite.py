@@ -368,9 +368,13 @@ def main() -> None:
         print(f"  {engine:<9} 10,000 assignments {burst:10.0f}/s   reads {reads:10.0f}/s")
     plain = storing["plain_sqlite3_commit_per_write_per_s"]
     print(f"  python    sqlite3, a commit per write {plain:8.0f}/s")
+    redis_burst = storing["redis_lua54"]["burst_assignments_per_s"]
+    print(f"  lua54     10,000 assignments on Redis {redis_burst:8.0f}/s")
     request = storing["per_request_100_conns_lua54"]
     rate, ratio = request["with_data_round_trips_per_s"], request["ratio"]
     print(f"  lua54     echo + 1 assignment, 100 conns {rate:8.0f}/s ({ratio:.2f}x without)")
+    rate, ratio = request["on_redis_round_trips_per_s"], request["redis_ratio"]
+    print(f"  lua54     the same on Redis          {rate:8.0f}/s ({ratio:.2f}x without)")
     print("\nhost API, microseconds per call (host_api.py)")
     for engine, values in hosting.items():
         for name, value in values.items():

@@ -12,17 +12,18 @@ local copy, without undoing the worker's own newer ones.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from typing import Final
 from urllib.parse import urlsplit
 
 import redis
-import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .changes import Changes
+from .redis_wire import RedisWire, WireError
 from .store import SEPARATOR, StoreError, Value, parent_path
 
 #: The script every commit runs (KEYS: the hash, the paths, the commit counter; ARGV:
@@ -99,7 +100,7 @@ _DECODED: Final[dict[bytes, Value]] = {b"T": True, b"F": False, b"N": None}
 
 
 def is_redis_url(setting: str) -> bool:
-    return setting.startswith(("redis://", "rediss://", "unix://"))
+    return setting.startswith(("redis://", "unix://"))
 
 
 def shown_url(url: str) -> str:
@@ -148,6 +149,8 @@ class RedisStore:
         except (redis.RedisError, ValueError) as exc:
             raise StoreError(f"{self.name}: cannot reach Redis: {redis_error(exc)}") from None
         self._commit_script = self.client.register_script(_COMMIT)
+        self._commit_sha = hashlib.sha1(_COMMIT.encode()).hexdigest().encode()
+        self._wire = RedisWire(url, connect_timeout=CONNECT_SECONDS, timeout=REPLY_SECONDS)
         self._changes = Changes()
         #: Paths whose value this process changed and did not commit yet.
         self._dirty: set[bytes] = set()
@@ -208,11 +211,24 @@ class RedisStore:
             self._finish(*self._send_taken())
 
     async def commit_async(self) -> None:
-        """Commit in a worker thread: the loop goes on while Redis answers."""
-        if self.pending():
-            taken = self._take()
-            number = await trio.to_thread.run_sync(self._send, taken[0])
-            self._finish(number, taken)
+        """Commit over a Trio socket: the loop goes on while Redis answers."""
+        if not self.pending():
+            return
+        taken = self._take()
+        keys = [key.encode() for key in self._keys]
+        args = (b"3", *keys, self.channel, self.origin, taken[0].pack())
+        number: int | StoreError
+        try:
+            try:
+                reply = await self._wire.call(b"EVALSHA", self._commit_sha, *args)
+            except WireError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                reply = await self._wire.call(b"EVAL", _COMMIT.encode(), *args)
+            number = int(reply)  # type: ignore[call-overload]
+        except WireError as exc:
+            number = StoreError(f"{self.name}: cannot commit: {exc}")
+        self._finish(number, taken)
 
     def _take(self) -> tuple[Changes, set[bytes]]:
         taken = (self._changes, self._dirty)
@@ -253,6 +269,7 @@ class RedisStore:
             elif self.pending():
                 raise StoreError(f"{len(self._changes)} changes never reached Redis ({self.down})")
         finally:
+            self._wire.close()
             self.client.close()
 
 

@@ -2,8 +2,8 @@
 
 A path names one entry: the keys from the root down, joined by a zero byte (keys
 never contain one). An entry holds a string, a boolean, or a table (``None``: the
-entries below it hold what it has). SQLite is the one store today; a networked store
-for several processes needs only these five methods.
+entries below it hold what it has). SQLite (``sqlite.py``) and Redis (``redis.py``,
+shared by several processes) implement it.
 """
 
 from __future__ import annotations
