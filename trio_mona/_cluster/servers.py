@@ -23,7 +23,8 @@ import attrs
 import redis
 import trio
 
-from .._data.redis import RedisStore
+from .._data.redis import CONNECT_SECONDS, REPLY_SECONDS, RedisStore
+from .._data.redis_wire import RedisWire, WireError
 from .._lua.bridge import LuaBridge, LuaTable
 
 log = logging.getLogger("trio_mona")
@@ -63,6 +64,7 @@ class Servers:
         root: Callable[[], tuple[LuaTable, bytes] | None],
     ) -> None:
         self._client = store.client
+        self._wire = RedisWire(store.url, connect_timeout=CONNECT_SECONDS, timeout=REPLY_SECONDS)
         self._bridge = bridge
         self._later = later
         self._root = root
@@ -146,12 +148,23 @@ class Servers:
             pass  # (Redis is not taking them: the heartbeat is what is late)
 
     async def _publisher(self) -> None:
-        publish = self._client.publish
-        async for channel, message in self._outgoing:
-            try:
-                await trio.to_thread.run_sync(publish, channel, message)
-            except redis.RedisError:
-                pass  # (the link reports Redis lost, and reconnects)
+        """Publish in order, over a socket of its own (not behind the commits)."""
+        wire = self._wire
+        dropping = False
+        try:
+            async for channel, message in self._outgoing:
+                try:
+                    await wire.call(b"PUBLISH", channel, message)
+                except WireError as exc:
+                    if not dropping:
+                        log.warning(
+                            "mona.servers: messages are dropped until Redis is back: %s", exc
+                        )
+                    dropping = True
+                else:
+                    dropping = False
+        finally:
+            wire.close()
 
     def close(self) -> None:
         """Goodbye to the others (at shutdown: the loop may block on it)."""

@@ -129,6 +129,7 @@ class RedisStore:
 
     def __init__(self, url: str, cluster: str) -> None:
         self.name = shown_url(url)
+        self.url = url
         self.cluster = cluster
         prefix = f"trio_mona:{cluster}:"
         self._keys = [f"{prefix}data", f"{prefix}paths", f"{prefix}commits"]
