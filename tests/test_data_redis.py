@@ -204,3 +204,35 @@ async def test_concurrent_changes_converge_to_what_redis_holds(
             truth = await run_lua(fresh, snapshot)
         assert await run_lua(a, snapshot) == truth
         assert await run_lua(b, snapshot) == truth
+
+
+async def test_bytes_a_flusher_holds_wait_for_the_commit_too(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # A client that reads nothing: its connection's queue waits for buffer room in a
+    # flusher task, which must not write what was sent after an assignment before
+    # Redis has it.
+    source = """
+    server = mona:createTCPServer()
+    function server:onConnection(client)
+      function client:onData(d)
+        if d:find("fill") then self:send(string.rep("x", 8 * 1024 * 1024)) end
+        if d:find("mark") then data.x = "1"; self:send("MARK") end
+      end
+    end
+    server:start("127.0.0.1", 0)
+    """
+    client = redis.Redis.from_url(redis_server.url)
+    async with sharing(tmp_path, redis_server.url, count=1, source=source) as (runtime,):
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"fill\n")
+        await trio.sleep(0.2)  # (the kernel's buffers are full: a flusher waits)
+        client.client_pause(600, all=False)
+        await stream.send_all(b"mark\n")
+        received = b""
+        with trio.fail_after(10):
+            while not received.endswith(b"MARK"):
+                received = received[-4:] + await stream.receive_some(1 << 20)
+        assert client.hget("trio_mona:default:data", b"x") == b"S1"
+        await stream.aclose()
+    client.close()
