@@ -121,3 +121,24 @@ async def test_without_redis_mona_servers_is_empty(tmp_path: Path) -> None:
     async with trio_mona.open_runtime(folder, data=":memory:") as runtime:
         assert await run_lua(runtime, "return #mona.servers, mona.servers.count") == (0, 0)
         await run_lua(runtime, "mona.servers:broadcast('x', 1)")
+
+
+async def test_clusters_on_one_redis_are_apart(tmp_path: Path, redis_server: RedisServer) -> None:
+    folder = write_app(tmp_path / "apps", APP)
+    red, blue = {"trio_mona.cluster": "red"}, {"trio_mona.cluster": "blue"}
+    async with (
+        trio_mona.open_runtime(folder, data=redis_server.url, settings=red) as a,
+        trio_mona.open_runtime(folder, data=redis_server.url, settings=blue) as b,
+        trio_mona.open_runtime(folder, data=redis_server.url, settings=red) as c,
+    ):
+        with trio.fail_after(5):
+            while not await run_lua(a, "return #mona.servers == 1"):
+                await trio.sleep(0.01)
+        await run_lua(a, "data.colour = 'red'")
+        await run_lua(b, "data.colour = 'blue'")
+        with trio.fail_after(5):
+            while await run_lua(c, "return data.colour") != b"red":
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        assert await run_lua(c, "return data.colour, #mona.servers") == (b"red", 1)
+        assert await run_lua(b, "return data.colour, #mona.servers") == (b"blue", 0)

@@ -174,6 +174,9 @@ def test_huge_numbers_are_numbers_not_errors() -> None:
         ("hard_limit", "10", "hard_limit must be soft_limit to"),
         ("linger", "nan", "linger must be float, got 'nan'"),
         ("engine", "x" * 500, "engine must be one of"),
+        ("cluster", "", "cluster must be 1 to 100 printable characters"),
+        ("cluster", "a\tb", "cluster must be 1 to 100 printable characters"),
+        ("cluster", "c" * 101, "cluster must be 1 to 100 printable characters"),
     ],
 )
 def test_settings_out_of_range_are_refused(key: str, value: str, message: str) -> None:
