@@ -2,7 +2,9 @@
 
 It receives events on the runtime's memory channel and, for each, runs the Lua
 handler in a pooled coroutine (``_lua/prelude.lua``). It drains every event already
-queued before it waits again: batching is where the speed comes from.
+queued before it waits again: batching is where the speed comes from. It reads the
+sockets itself, through the read hub (``_net/hub.py``), and waits on it when it has
+nothing to do.
 
 A handler may *suspend* (a call that has to wait, such as a DNS look-up, yields in
 Lua); the executor then starts a task for the awaited work, goes on with other
@@ -40,6 +42,7 @@ from ._net.writes import Writes
 
 if TYPE_CHECKING:
     from ._lua.bridge import LuaBridge
+    from ._net.hub import Hub
     from ._net.tcp import TCPConnection
     from ._net.udp import UDPSocket
 
@@ -49,7 +52,7 @@ log = logging.getLogger("trio_mona")
 #: the other tasks.
 INLINE_POLLS = 8
 #: Seconds the executor runs handlers before it writes what they sent and lets every
-#: other task run (accepts, the read hub, flushers, timers), even while events keep
+#: other task run (accepts, flushers, timers), even while events keep
 #: coming: a socket that streams refills the channel itself (each read it consumes
 #: lets it read more), so "until the channel is empty" may never come.
 ROUND_SECONDS = 0.002
@@ -163,7 +166,7 @@ class Executor:
         bridge: LuaBridge,
         receive: trio.MemoryReceiveChannel[Event],
         post: Callable[[Event], None],
-        poll_ready: Callable[[], int],
+        hub: Hub,
         writes: Writes,
         deliver: Callable[[Resumed], None] | None = None,
         parks: dict[int, Park] | None = None,
@@ -174,7 +177,7 @@ class Executor:
         self._deliver = deliver or post
         self._receive = receive
         self._post = post
-        self._poll_ready = poll_ready
+        self._hub = hub
         self._writes = writes
         self._nursery: trio.Nursery | None = None
         self._pending: dict[int, _Pending] = {}
@@ -204,7 +207,8 @@ class Executor:
             self._nursery = nursery
             task_status.started()
             count = 0
-            poll_ready = self._poll_ready
+            hub = self._hub
+            poll_ready = hub.poll
             writes = self._writes
             polls = 0
             clock = time.perf_counter
@@ -218,8 +222,8 @@ class Executor:
                         await writes.commit_batch()
                     writes.flush()
                     # Before waiting, read what became ready while Lua ran: under load
-                    # this saves a scheduler round trip through the hub task. Bounded,
-                    # so that other tasks (accepts, flushes, timers) get their turn.
+                    # this saves a round trip through the scheduler. Bounded, so that
+                    # other tasks (accepts, flushes, timers) get their turn.
                     if polls < INLINE_POLLS and poll_ready():
                         polls += 1
                         continue
@@ -227,7 +231,7 @@ class Executor:
                     self.events_dispatched += count
                     count = 0
                     try:
-                        event = await receive.receive()
+                        event = await self._next(hub)
                     except trio.EndOfChannel:
                         break
                     round_ends = clock() + ROUND_SECONDS
@@ -241,8 +245,24 @@ class Executor:
                         await writes.commit_batch()
                     writes.flush()
                     await trio.lowlevel.cancel_shielded_checkpoint()
+                    poll_ready()  # (what became ready while the others ran)
                     round_ends = clock() + ROUND_SECONDS
             nursery.cancel_scope.cancel()
+
+    async def _next(self, hub: Hub) -> Event:
+        """Wait for an event: a socket the hub reads, or one another task posts.
+
+        Raises:
+            trio.EndOfChannel: every sender has closed the channel.
+        """
+        receive = self._receive
+        while True:
+            await hub.wait()
+            hub.poll()
+            try:
+                return receive.receive_nowait()
+            except trio.WouldBlock:
+                continue  # (a ready socket with nothing for Lua: a hang-up seen, a pause)
 
     def stop_lua(self) -> None:
         """Run no more Lua: drop queued events and suspended coroutines."""

@@ -44,6 +44,7 @@ from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
 from ._lua.socket_host import SocketHost
+from ._net.hub import Hub
 from ._net.mail import Mailer
 from ._net.sockets import BoundAddress, Sockets
 from ._net.tcp import TCP_PROPERTIES, TCPConnection
@@ -116,7 +117,7 @@ class Runtime:
             self._bridge,
             sockets.receive,
             sockets.post,
-            sockets.hub.poll,
+            sockets.hub,
             sockets.writes,
             sockets.deliver,
             self._waits.parks,
@@ -532,23 +533,28 @@ async def open_runtime(
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
     failure: StartupError | None = None
-    async with trio.open_nursery() as nursery:
-        runtime = Runtime(folder, config, runtime_settings, nursery, smtp)
-        for name, function in (expose or {}).items():
-            runtime.expose(name, function)
-        nursery.start_soon(runtime._sockets.hub.run)
-        await nursery.start(runtime._executor.run)
-        try:
+    hubs: list[Hub] = []  # (closed once every task that reads through it has ended)
+    try:
+        async with trio.open_nursery() as nursery:
+            runtime = Runtime(folder, config, runtime_settings, nursery, smtp)
+            hubs.append(runtime._sockets.hub)
+            for name, function in (expose or {}).items():
+                runtime.expose(name, function)
+            await nursery.start(runtime._executor.run)
             try:
-                await runtime._start()
-            except StartupError as exc:
-                failure = exc
-            else:
-                yield runtime
-        finally:
-            with trio.CancelScope(shield=True):
-                await runtime._shutdown()
-            nursery.cancel_scope.cancel()
+                try:
+                    await runtime._start()
+                except StartupError as exc:
+                    failure = exc
+                else:
+                    yield runtime
+            finally:
+                with trio.CancelScope(shield=True):
+                    await runtime._shutdown()
+                nursery.cancel_scope.cancel()
+    finally:
+        for hub in hubs:
+            hub.close()
     if failure is not None:
         raise failure
 

@@ -108,6 +108,9 @@ class Sockets:
             self._send.send_nowait(event)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # shutting down: no Lua runs any more
+        hub = self.hub
+        if hub.waiting:
+            hub.wake()
 
     def deliver(self, read: DataReceived[Any] | DatagramReceived[Any] | Resumed) -> None:
         """Hand a read to the executor: it joins the batch posted last, when the batch
@@ -121,6 +124,7 @@ class Sockets:
 
     def close_channel(self) -> None:
         self._send.close()
+        self.hub.wake()
 
     # -- what is open ---------------------------------------------------------------
     def spawn(self, handle: Crashable, task: Callable[[], Awaitable[None]]) -> None:

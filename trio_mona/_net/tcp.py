@@ -238,7 +238,7 @@ class TCPConnection(Endpoint):
             self.sockets.post(DataReceived(self, b""))  # its next turn
 
     def on_readable(self, mask: int) -> None:
-        """The hub saw data or a hang-up: read it (called in the hub's task)."""
+        """The hub saw data or a hang-up: read it (called in the executor's task)."""
         self._ready = True
         if mask & HANGUP:
             self._hangup = True
@@ -329,8 +329,9 @@ class TCPConnection(Endpoint):
         """Read until the kernel buffer is empty or back-pressure says stop.
 
         Called by whichever task noticed that reading may go on, while the hub's last
-        report is not read to the end (``_ready``): the hub (new data), the executor
-        (data taken) or the flusher (queue drained). It never waits.
+        report is not read to the end (``_ready``): the hub (new data, in the
+        executor's task), the executor (data taken) or the flusher (queue drained). It
+        never waits.
         """
         if self._state is not CONNECTED:
             return
