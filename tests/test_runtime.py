@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,22 @@ async def test_os_exit_refuses_a_code_that_is_no_number(tmp_path: Path) -> None:
         message = await testing.run_lua(runtime, "return select(2, pcall(os.exit, {}))")
         assert message == b"bad argument #1 to 'exit' (number or boolean expected, got table)"
         assert runtime.exit_code is None
+
+
+async def test_an_idle_runtime_sleeps_and_wakes_for_what_other_tasks_post(
+    tmp_path: Path,
+) -> None:
+    # The executor waits on the read hub; a timer (another task) must wake it, and
+    # between wake-ups it must not spin.
+    app = """
+    ticks = 0
+    mona:setTimer(function() ticks = ticks + 1; return ticks < 20 and 10 or 0 end, 10)
+    """
+    async with running(tmp_path, app) as runtime:
+        with trio.fail_after(5):
+            while await lua(runtime, "return ticks") < 20:
+                await trio.sleep(0.05)
+        started = time.process_time()
+        await trio.sleep(0.5)
+        assert time.process_time() - started < 0.1  # (a spinning loop would use ~0.5 s)
+        assert await lua(runtime, "return ticks") == 20
