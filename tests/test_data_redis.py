@@ -30,6 +30,8 @@ from .helpers import (
 
 pytestmark = pytest.mark.trio
 
+KV = Path(__file__).resolve().parent.parent / "lua_apps" / "kv"
+
 #: Each line "key=value" is stored in data, then answered "ok <key>\n"; "ping" is
 #: answered "pong" (it assigns nothing).
 STORING = """
@@ -236,3 +238,24 @@ async def test_bytes_a_flusher_holds_wait_for_the_commit_too(
         assert client.hget("trio_mona:default:data", b"x") == b"S1"
         await stream.aclose()
     client.close()
+
+
+async def test_kv_answers_an_error_while_redis_is_unreachable(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = {"kv.port": "0"}
+    async with trio_mona.open_runtime(KV, data=redis_server.url, settings=settings) as runtime:
+        stream = await connect(tcp_port(runtime))
+        await stream.send_all(b"set a 1\n")
+        assert await receive_exactly(stream, 3) == b"ok\n"
+        redis_server.stop()
+        answer = b""
+        with trio.fail_after(10):
+            while not answer.startswith(b"error"):
+                await stream.send_all(b"set b 2\n")
+                answer = await stream.receive_some(4096)
+                await trio.sleep(0.05)
+        assert answer.startswith(b"error cannot store data.store.b: Redis is unreachable"), answer
+        await stream.send_all(b"get a\n")  # (reading goes on)
+        assert await receive_exactly(stream, 2) == b"1\n"
+        await stream.aclose()

@@ -7,7 +7,9 @@
 -- Values live in `data.store`, so they survive a restart: an "ok" received means the
 -- value is committed (trio_mona commits `data` before any later byte is written).
 -- Configure with kv.host (default 127.0.0.1) and kv.port (default 1239); start with
--- `--data FILE` to choose where the values are kept.
+-- `--data FILE` to choose where the values are kept, or `--data redis://HOST:PORT/DB`
+-- to share them between workers (`--workers 4`) and hosts; a failed assignment (Redis
+-- unreachable) answers "error ...".
 local host = mona.configs["kv.host"] or "127.0.0.1"
 local port = mona.configs["kv.port"] or 1239
 local MAX_LINE = 65536
@@ -47,7 +49,10 @@ local function answer(line)
   if command == nil then return "unknown command" end
   if key == "" then key = nil end
   if value == "" then value = nil end
-  return command(key, value)
+  -- (an assignment can fail: on Redis, while it is unreachable; the client hears why)
+  local ok, result = pcall(command, key, value)
+  if not ok then return "error " .. tostring(result):gsub("^.-data: ", "") end
+  return result
 end
 
 server = mona:createTCPServer()
