@@ -133,6 +133,7 @@ class RedisStore:
         self.cluster = cluster
         prefix = f"trio_mona:{cluster}:"
         self._keys = [f"{prefix}data", f"{prefix}paths", f"{prefix}commits"]
+        self._key_bytes = [key.encode() for key in self._keys]
         #: Where commits are published.
         self.channel = f"{prefix}data".encode()
         #: This process's commits, in what it publishes (it skips its own).
@@ -216,8 +217,7 @@ class RedisStore:
         if not self.pending():
             return
         taken = self._take()
-        keys = [key.encode() for key in self._keys]
-        args = (b"3", *keys, self.channel, self.origin, taken[0].pack())
+        args = (b"3", *self._key_bytes, self.channel, self.origin, taken[0].pack())
         number: int | StoreError
         try:
             try:
