@@ -85,6 +85,8 @@ async def test_bad_calls_are_clear_errors_and_the_runtime_goes_on(
             await run_lua(a, "mona.servers[1]:send(42)")
         with pytest.raises(RuntimeError, match=r"broadcast: the handler's name must be"):
             await run_lua(a, "mona.servers:broadcast('two\\nlines')")
+        with pytest.raises(RuntimeError, match=r"broadcast: the arguments are \d+ bytes, over"):
+            await run_lua(a, "mona.servers:broadcast('note', string.rep('x', 2 * 1024 * 1024))")
         with pytest.raises(RuntimeError, match=r"read-only on mona.servers"):
             await run_lua(a, "mona.servers[2] = 1")
         await run_lua(a, "mona.servers:broadcast('missing', 1)")

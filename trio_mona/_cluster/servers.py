@@ -34,6 +34,9 @@ HEARTBEAT_SECONDS: Final = 1.0
 LOST_SECONDS: Final = 3.5
 #: Messages waiting to be published at most; past it a send fails (Redis is slow or down).
 OUTBOX_MAX: Final = 4096
+#: Bytes of arguments per call at most (Redis drops a subscriber whose unread messages
+#: pass 32 MiB: a few large calls would cut every peer off).
+MESSAGE_MAX: Final = 1 << 20
 
 #: Runtimes of this process (a second one's address says which it is).
 _RUNTIMES: Final = itertools.count(1)
@@ -85,6 +88,8 @@ class Servers:
         """``server:send`` (to *target*) or ``mona.servers:broadcast`` (None): queued."""
         if not handler or b"\n" in handler:
             return b"the handler's name must be a non-empty line"
+        if len(payload) > MESSAGE_MAX:
+            return f"the arguments are {len(payload)} bytes, over {MESSAGE_MAX}".encode()
         if target is None and not self.peers:
             return None  # (nobody to call)
         channel = self._everyone if target is None else self._own_prefix + target
