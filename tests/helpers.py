@@ -212,7 +212,7 @@ class RedisServer:
     holds across that in *folder* (an append-only file written at every command),
     else nothing is written to disk."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, *options: str) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -220,7 +220,7 @@ class RedisServer:
             ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)]
             if folder is not None
             else ["--appendonly", "no"]
-        )
+        ) + list(options)
         self.start()
 
     def start(self) -> None:

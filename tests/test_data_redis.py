@@ -259,3 +259,22 @@ async def test_kv_answers_an_error_while_redis_is_unreachable(
         await stream.send_all(b"get a\n")  # (reading goes on)
         assert await receive_exactly(stream, 2) == b"1\n"
         await stream.aclose()
+
+
+async def test_a_burst_larger_than_a_subscriber_may_hold_reaches_the_others(
+    tmp_path: Path,
+) -> None:
+    # Redis cuts off a subscriber with more than 2 MiB unread here (32 MiB by
+    # default): 5.5 MB of assignments in one handler still reach the other runtime.
+    server = RedisServer(None, "--client-output-buffer-limit", "pubsub 2mb 2mb 0")
+    try:
+        async with sharing(tmp_path, server.url) as (a, b):
+            await run_lua(
+                a,
+                "data.t = {}; local t, v = data.t, string.rep('v', 100); for i = 1, 50000 do t[i] = v end",
+            )
+            await seen_within(b, "data.t and data.t.count == 50000", limit=20)
+            await run_lua(a, "data.after = 'x'")
+            await seen_within(b, "data.after == 'x'")
+    finally:
+        server.stop()

@@ -79,3 +79,18 @@ def test_the_store_replays_its_log_and_removes_it_when_folded(tmp_path: Path) ->
     assert again.torn_bytes == 0
     again.close()
     assert not (tmp_path / "d.sqlite-log").exists()
+
+
+def test_changes_split_in_parts_keep_their_order() -> None:
+    changes = Changes()
+    for i in range(300):
+        changes.put(b"a\x00%d" % i, b"v" * 50)
+        if i % 50 == 0:
+            changes.delete(b"a\x00%d" % (i // 2))
+            changes.put(b"t%d" % i, None)
+            changes.put(b"b%d" % i, i % 100 == 0)
+    parts = changes.split(1000)
+    assert len(parts) > 10
+    assert all(len(part.pack()) < 1000 + 100 for part in parts)
+    assert b"".join(part.pack() for part in parts) == changes.pack()
+    assert [p for part in parts for p in part.paths()] == list(changes.paths())

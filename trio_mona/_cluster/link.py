@@ -16,10 +16,19 @@ from typing import Final, Protocol
 
 import redis
 import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .._core.events import Call, Event
 from .._data.persistence import LOAD_CHUNK, Persistence
-from .._data.redis import RESYNC, RedisStore, RemoteChanges, redis_error
+from .._data.redis import (
+    CONNECT_SECONDS,
+    REPLY_SECONDS,
+    RESYNC,
+    RedisStore,
+    RemoteChanges,
+    redis_error,
+)
 from .._data.store import StoreError, Value
 from .._lua.bridge import LuaBridge
 
@@ -63,13 +72,21 @@ class RedisLink:
         self._listener = listener
         self._remote = RemoteChanges(store)
         self._channels = [store.channel, *(listener.channels if listener else [])]
+        # (a client of its own that never reconnects by itself: a subscription that
+        # broke may have missed commits, so the link reconnects and reloads)
+        self._client = redis.Redis.from_url(
+            store.url,
+            socket_connect_timeout=CONNECT_SECONDS,
+            socket_timeout=REPLY_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+        )
         self._pubsub = self._subscribe()
         #: A commit was missed (a gap in the numbers): reload the tree.
         self._reload_due = False
 
     def _subscribe(self) -> redis.client.PubSub:
         """(Before the tree is read: a commit made meanwhile is then heard, not lost.)"""
-        pubsub: redis.client.PubSub = self._store.client.pubsub(  # type: ignore[no-untyped-call]
+        pubsub: redis.client.PubSub = self._client.pubsub(  # type: ignore[no-untyped-call]
             ignore_subscribe_messages=True
         )
         try:
@@ -185,3 +202,4 @@ class RedisLink:
 
     def close(self) -> None:
         self._pubsub.close()
+        self._client.close()

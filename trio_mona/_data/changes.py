@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Final
 
 from .store import StoreError, Value
@@ -41,6 +42,31 @@ class Changes:
                 self.put(path, value)
             for path in deleted:
                 self.delete(path)
+
+    def paths(self) -> Iterator[bytes]:
+        """Every path a put or a delete names, in order."""
+        for puts, deleted in self.runs:
+            yield from puts
+            yield from deleted
+
+    def split(self, limit: int) -> list[Changes]:
+        """The same changes in the same order, in parts of about *limit* packed bytes."""
+        parts = [Changes()]
+        size = 0
+        for puts, deleted in self.runs:
+            for path, value in puts.items():
+                if size > limit:
+                    parts.append(Changes())
+                    size = 0
+                parts[-1].put(path, value)
+                size += 9 + len(path) + (len(value) if isinstance(value, bytes) else 0)
+            for path in deleted:
+                if size > limit:
+                    parts.append(Changes())
+                    size = 0
+                parts[-1].delete(path)
+                size += 5 + len(path)
+        return parts
 
     def pack(self) -> bytes:
         parts: list[bytes] = []

@@ -92,6 +92,8 @@ redis.call("PUBLISH", ARGV[1], n .. "\n" .. ARGV[2] .. changes)
 return n
 """
 
+#: Packed bytes per commit at most, about (a larger batch is several commits).
+COMMIT_BYTES: Final = 1 << 20
 #: Seconds to connect to Redis, and to wait for one of its replies.
 CONNECT_SECONDS: Final = 2.0
 REPLY_SECONDS: Final = 5.0
@@ -210,15 +212,33 @@ class RedisStore:
         """Commit now, blocking the loop for a round trip to Redis (a write path that
         cannot wait for the executor's batch to end)."""
         if self.pending():
-            self._finish(*self._send_taken())
+            changes, dirty = self._take()
+            for at, part in enumerate(parts := self._parts(changes)):
+                self._committed(self._send(part), parts[at:], dirty)
 
     async def commit_async(self) -> None:
         """Commit over a Trio socket: the loop goes on while Redis answers."""
         if not self.pending():
             return
-        taken = self._take()
-        args = (b"3", *self._key_bytes, self.channel, self.origin, taken[0].pack())
-        number: int | StoreError
+        changes, dirty = self._take()
+        for at, part in enumerate(parts := self._parts(changes)):
+            self._committed(await self._send_async(part), parts[at:], dirty)
+
+    def _parts(self, changes: Changes) -> list[tuple[Changes, bytes]]:
+        """*changes* packed, in commits of at most about COMMIT_BYTES each (Redis cuts
+        off a subscriber that has 32 MiB to read)."""
+        packed = changes.pack()
+        if len(packed) <= COMMIT_BYTES:
+            return [(changes, packed)]
+        return [(part, part.pack()) for part in changes.split(COMMIT_BYTES)]
+
+    def _take(self) -> tuple[Changes, set[bytes]]:
+        taken = (self._changes, self._dirty)
+        self._changes, self._dirty = Changes(), set()
+        return taken
+
+    async def _send_async(self, part: tuple[Changes, bytes]) -> int | StoreError:
+        args = (b"3", *self._key_bytes, self.channel, self.origin, part[1])
         try:
             try:
                 reply = await self._wire.call(b"EVALSHA", self._commit_sha, *args)
@@ -226,37 +246,41 @@ class RedisStore:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
                 reply = await self._wire.call(b"EVAL", _COMMIT.encode(), *args)
-            number = int(reply)  # type: ignore[call-overload]
         except WireError as exc:
-            number = StoreError(f"{self.name}: cannot commit: {exc}")
-        self._finish(number, taken)
+            return StoreError(f"{self.name}: cannot commit: {exc}")
+        if not isinstance(reply, int):
+            return StoreError(f"{self.name}: cannot commit: Redis answered {reply!r}")
+        return reply
 
-    def _take(self) -> tuple[Changes, set[bytes]]:
-        taken = (self._changes, self._dirty)
-        self._changes, self._dirty = Changes(), set()
-        return taken
-
-    def _send_taken(self) -> tuple[int | StoreError, tuple[Changes, set[bytes]]]:
-        taken = self._take()
-        return self._send(taken[0]), taken
-
-    def _send(self, changes: Changes) -> int | StoreError:
-        """Run the commit script (in a worker thread, or on the loop)."""
-        args = [self.channel, self.origin, changes.pack()]
+    def _send(self, part: tuple[Changes, bytes]) -> int | StoreError:
+        """Run the commit script through redis-py (on the loop)."""
         try:
-            return int(self._commit_script(keys=self._keys, args=args))
+            return int(
+                self._commit_script(keys=self._keys, args=[self.channel, self.origin, part[1]])
+            )
         except redis.RedisError as exc:
             return StoreError(f"{self.name}: cannot commit: {redis_error(exc)}")
 
-    def _finish(self, number: int | StoreError, taken: tuple[Changes, set[bytes]]) -> None:
-        changes, dirty = taken
-        if isinstance(number, StoreError):  # (pending again, ahead of what came since)
-            changes.extend(self._changes)
-            self._changes = changes
+    def _committed(
+        self,
+        number: int | StoreError,
+        parts: list[tuple[Changes, bytes]],
+        dirty: set[bytes],
+    ) -> None:
+        """The first of *parts* has the commit *number*, or failed: it and the rest are
+        pending again, ahead of what came since, and the error is raised."""
+        if isinstance(number, StoreError):
+            pending = Changes()
+            for part, _ in parts:
+                pending.extend(part)
+            pending.extend(self._changes)
+            self._changes = pending
             self._dirty |= dirty
             raise number
-        for path in dirty:
-            self.recent[path] = number
+        recent = self.recent
+        for path in parts[0][0].paths():
+            if path in dirty:
+                recent[path] = number
 
     def close(self) -> None:
         """Commit what is pending (unless Redis is known to be down) and disconnect.
