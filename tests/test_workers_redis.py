@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,27 @@ def test_redis_down_at_start_exits_1_naming_it(tmp_path: Path, workers: str) -> 
     assert result.returncode == 1, result.stderr
     assert f"{url}: cannot reach Redis" in result.stderr
     assert "Connection refused" in result.stderr
+
+
+def test_a_value_set_in_one_worker_is_read_in_the_others_50_ms_later(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    server = Server(
+        tmp_path / "log", KV, "--workers", "3", "--data", redis_server.url,
+        "--set", f"kv.port={port}",
+    )  # fmt: skip
+    try:
+        server.wait_for(r"worker \d INFO .*kv: listening", 3)
+        for round_ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as setter:
+                setter.sendall(f"set shared v{round_}\n".encode())
+                assert setter.recv(16) == b"ok\n"
+            time.sleep(0.05)
+            for _ in range(12):  # (fresh connections: the kernel spreads them)
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as getter:
+                    getter.sendall(b"get shared\n")
+                    assert getter.recv(64) == f"v{round_}\n".encode()
+        assert server.stop() == 0
+    finally:
+        server.kill()
