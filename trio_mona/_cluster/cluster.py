@@ -46,7 +46,7 @@ class Cluster:
             return None if app.env is None else (app.env, app.owner)
 
         self.servers = Servers(store, bridge, later, root)
-        self._link = RedisLink(store, persistence, bridge, post, self.servers)
+        self._link = RedisLink(store, bridge, post, self.servers)
         persistence.on_failure = self._link.refuse
         bridge.data_state[b"shared"] = True
 

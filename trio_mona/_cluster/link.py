@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .._core.events import Call, Event
-from .._data.persistence import LOAD_CHUNK, Persistence
+from .._data.persistence import LOAD_CHUNK
 from .._data.redis import (
     CONNECT_SECONDS,
     REPLY_SECONDS,
@@ -50,9 +50,6 @@ class Listener(Protocol):
 
     def heard(self, channel: bytes, message: bytes) -> None: ...
 
-    def lost(self) -> None:
-        """The subscription broke: what was heard may have gaps."""
-
 
 class RedisLink:
     """Follows *store*'s channels for the runtime; :meth:`run` until cancelled."""
@@ -60,13 +57,11 @@ class RedisLink:
     def __init__(
         self,
         store: RedisStore,
-        persistence: Persistence,
         bridge: LuaBridge,
         post: Callable[[Event], None],
         listener: Listener | None = None,
     ) -> None:
         self._store = store
-        self._persistence = persistence
         self._bridge = bridge
         self._post = post
         self._listener = listener
@@ -156,8 +151,6 @@ class RedisLink:
                 reason,
             )
         self.refuse(reason)
-        if self._listener is not None:
-            self._listener.lost()
 
     def refuse(self, reason: str) -> None:
         """Assignments fail with *reason* until Redis is back (a commit failed)."""

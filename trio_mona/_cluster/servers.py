@@ -128,9 +128,6 @@ class Servers:
         if kind == _HELLO:
             self._publish(self._own_prefix + sender, _ANSWER)
 
-    def lost(self) -> None:
-        """(The subscription broke: the heartbeats say who is still there.)"""
-
     # -- the task ----------------------------------------------------------------------
     async def run(self) -> None:
         """Say hello, then publish what waits and a heartbeat every second; declare
