@@ -30,6 +30,7 @@ from .._data.redis import (
     redis_error,
 )
 from .._data.store import StoreError, Value
+from .._levels import NOTE
 from .._lua.bridge import LuaBridge
 
 log = logging.getLogger("trio_mona")
@@ -167,7 +168,7 @@ class RedisLink:
         await self._reload()
         store.down = None
         self._bridge.data_state[b"down"] = None
-        log.log(25, "data: Redis is back (%s): the tree is reloaded", store.name)
+        log.log(NOTE, "data: Redis is back (%s): the tree is reloaded", store.name)
 
     async def _reload(self) -> None:
         """Replace the local copy with what Redis holds (the local changes that are
