@@ -7,6 +7,7 @@ import math
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -212,9 +213,14 @@ class RedisServer:
     holds across that in *folder* (an append-only file written at every command),
     else nothing is written to disk."""
 
-    def __init__(self, folder: Path | None = None, *options: str) -> None:
+    def __init__(
+        self, folder: Path | None = None, *options: str, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """*tls*: the server speaks only TLS on its port (*options* say with which
+        certificate), and this is how to reach it."""
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}/0"
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self.keep = (
             ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)]
@@ -224,14 +230,22 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.keep]
+        port = (
+            ["--port", "0", "--tls-port", str(self.port)]
+            if self.tls
+            else ["--port", str(self.port)]
+        )
+        arguments = [*port, "--bind", "127.0.0.1", "--save", "", *self.keep]
         self.process = subprocess.Popen(
             ["redis-server", *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                    probe = (
+                        self.tls.wrap_socket(raw, server_hostname="127.0.0.1") if self.tls else raw
+                    )
                     probe.sendall(b"PING\r\n")
                     if probe.recv(16).startswith(b"+PONG"):
                         return

@@ -4,15 +4,18 @@ Redis down at start, lost while serving and back; a missed commit reloads the tr
 
 from __future__ import annotations
 
+import shutil
+import ssl
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import redis
 import trio
+import trustme
 
 import trio_mona
 from trio_mona import Runtime
@@ -278,3 +281,40 @@ async def test_a_burst_larger_than_a_subscriber_may_hold_reaches_the_others(
             await seen_within(b, "data.after == 'x'")
     finally:
         server.stop()
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
+    """A ``redis-server`` that speaks only TLS, with a certificate for 127.0.0.1 from a
+    test CA (trustme), and the CA's file."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    authority = trustme.CA()
+    cert = authority.issue_cert("127.0.0.1")
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    authority.cert_pem.write_to_path(str(files["ca"]))
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    probe = ssl.create_default_context(cafile=str(files["ca"]))
+    server = RedisServer(
+        None, "--tls-cert-file", str(files["cert"]), "--tls-key-file", str(files["key"]),
+        "--tls-ca-cert-file", str(files["ca"]), "--tls-auth-clients", "no", tls=probe,
+    )  # fmt: skip
+    yield server, files["ca"]
+    server.stop()
+
+
+async def test_data_and_servers_over_tls(
+    tmp_path: Path, tls_redis: tuple[RedisServer, Path]
+) -> None:
+    server, ca = tls_redis
+    url = f"{server.url}?ssl_ca_certs={ca}"
+    async with sharing(tmp_path, url) as (a, b):
+        await run_lua(a, "data.secret = 'kept'")
+        await seen_within(b, "data.secret == 'kept'")
+        await seen_within(b, "#mona.servers == 1")
+    # Without the CA the certificate is refused, in one line.
+    folder = write_app(tmp_path / "other", "")
+    with pytest.raises(trio_mona.StartupError, match=r"rediss://.*cannot reach Redis: .*certif"):
+        async with trio_mona.open_runtime(folder, data=server.url):
+            pass

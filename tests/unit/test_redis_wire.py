@@ -20,6 +20,17 @@ from trio_mona._data.redis_wire import encode, options
         ),
         ("redis://:secret@h", {"host": "h", "port": "6379", "db": "", "password": "secret"}),
         ("unix:///run/redis.sock?db=4", {"path": "/run/redis.sock", "db": "4"}),
+        (
+            "rediss://h:6380/1?ssl_ca_certs=/ca.pem&ssl_cert_reqs=none&other=x",
+            {
+                "host": "h",
+                "port": "6380",
+                "db": "1",
+                "tls": "yes",
+                "ssl_ca_certs": "/ca.pem",
+                "ssl_cert_reqs": "none",
+            },
+        ),
     ],
 )
 def test_options(url: str, expected: dict[str, str]) -> None:

@@ -102,7 +102,7 @@ _DECODED: Final[dict[bytes, Value]] = {b"T": True, b"F": False, b"N": None}
 
 
 def is_redis_url(setting: str) -> bool:
-    return setting.startswith(("redis://", "unix://"))
+    return setting.startswith(("redis://", "rediss://", "unix://"))
 
 
 def shown_url(url: str) -> str:

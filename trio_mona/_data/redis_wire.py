@@ -9,6 +9,7 @@ its round trip (numbers in docs/scaling.rst).
 
 from __future__ import annotations
 
+import ssl
 from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,11 +24,20 @@ class WireError(Exception):
     """Redis cannot be reached, closed the connection, or answered with an error."""
 
 
+#: What a ``rediss://`` URL's query may say about TLS (as redis-py reads it too).
+TLS_OPTIONS: Final = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+
+
 def options(url: str) -> dict[str, str]:
-    """Where and how to connect: ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`` or
-    ``unix://[[USER]:PASSWORD@]PATH[?db=DB]``."""
+    """Where and how to connect: ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]``,
+    ``rediss://`` the same over TLS (``?ssl_ca_certs=PEM`` and the other
+    :data:`TLS_OPTIONS`), or ``unix://[[USER]:PASSWORD@]PATH[?db=DB]``."""
     parts = urlsplit(url)
-    found = {"db": parse_qs(parts.query).get("db", [""])[0] or parts.path.strip("/")}
+    query = parse_qs(parts.query)
+    found = {"db": query.get("db", [""])[0] or parts.path.strip("/")}
+    if parts.scheme == "rediss":
+        found["tls"] = "yes"
+        found.update((name, query[name][0]) for name in TLS_OPTIONS if name in query)
     if parts.scheme == "unix":
         found["path"] = parts.path
         found["db"] = parse_qs(parts.query).get("db", [""])[0]
@@ -38,6 +48,18 @@ def options(url: str) -> dict[str, str]:
     if parts.username:
         found["username"] = unquote(parts.username)
     return found
+
+
+def tls_context(options: dict[str, str]) -> ssl.SSLContext:
+    """The TLS settings of a ``rediss://`` URL: the system's CAs or ``ssl_ca_certs``, a
+    client certificate if given; ``ssl_cert_reqs=none`` checks nothing (tests only)."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if "ssl_certfile" in options:
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    if options.get("ssl_cert_reqs") == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def encode(args: tuple[bytes, ...]) -> bytes:
@@ -104,6 +126,10 @@ class RedisWire:
         with trio.fail_after(self._connect_timeout):
             if "path" in options:
                 self._stream = await trio.open_unix_socket(options["path"])
+            elif "tls" in options:
+                self._stream = await trio.open_ssl_over_tcp_stream(
+                    options["host"], int(options["port"]), ssl_context=tls_context(options)
+                )
             else:
                 self._stream = await trio.open_tcp_stream(options["host"], int(options["port"]))
         self._reader = hiredis.Reader()
@@ -116,5 +142,7 @@ class RedisWire:
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
+        if isinstance(stream, trio.SSLStream):  # (no goodbye: Redis needs none)
+            stream = stream.transport_stream
         if isinstance(stream, trio.SocketStream):
             stream.socket.close()
