@@ -318,3 +318,15 @@ async def test_data_and_servers_over_tls(
     with pytest.raises(trio_mona.StartupError, match=r"rediss://.*cannot reach Redis: .*certif"):
         async with trio_mona.open_runtime(folder, data=server.url):
             pass
+
+
+async def test_statistics_count_commits_made_and_heard(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with sharing(tmp_path, redis_server.url) as (a, b):
+        for i in range(5):
+            await run_lua(a, f"data.n = {i}")
+            await seen_within(b, f"data.n == '{i}'")
+        assert a.statistics().data_commits == 5
+        assert b.statistics().data_commits_heard == 5
+        assert (b.statistics().data_commits, a.statistics().data_commits_heard) == (0, 0)

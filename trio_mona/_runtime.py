@@ -82,6 +82,9 @@ class RuntimeStatistics:
     applications_down: tuple[str, ...] = ()
     #: LuaSocket objects (``require "socket"``) with a socket not closed yet.
     luasockets: int = 0
+    #: Commits of ``data``; and, on Redis, the other processes' commits followed.
+    data_commits: int = 0
+    data_commits_heard: int = 0
 
 
 @final
@@ -302,6 +305,8 @@ class Runtime:
             applications=tuple(a.path for a in self._applications.all() if a.env is not None),
             applications_down=tuple(a.path for a in self._applications.all() if a.env is None),
             luasockets=len(sockets.luasockets),
+            data_commits=self._persistence.commits,
+            data_commits_heard=self._cluster.commits_heard if self._cluster else 0,
         )
 
     def _suspending(

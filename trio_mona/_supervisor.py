@@ -49,6 +49,7 @@ STATISTICS = b"statistics "
 COUNTERS = (
     "tcp_connections", "tcp_servers", "udp_sockets", "luasockets", "events_dispatched",
     "bytes_received", "bytes_sent", "bytes_queued", "bytes_unsent", "lua_memory",
+    "data_commits", "data_commits_heard",
 )  # fmt: skip
 #: Seconds the supervisor waits for the workers' statistics.
 STATISTICS_WAIT = 2.0

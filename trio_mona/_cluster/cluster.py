@@ -50,6 +50,11 @@ class Cluster:
         persistence.on_failure = self._link.refuse
         bridge.data_state[b"shared"] = True
 
+    @property
+    def commits_heard(self) -> int:
+        """Other processes' commits followed into the local copy of ``data``."""
+        return self._link.commits_heard
+
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._link.run)

@@ -194,6 +194,10 @@ class RedisLink:
         finally:
             done.set()
 
+    @property
+    def commits_heard(self) -> int:
+        return self._remote.heard
+
     def close(self) -> None:
         self._pubsub.close()
         self._client.close()

@@ -70,6 +70,8 @@ class Persistence:
         #: Called with the reason when a commit over the network fails (the runtime
         #: refuses assignments until the store is back).
         self.on_failure: Callable[[str], None] = lambda reason: None
+        #: Commits made (statistics: ``data_commits``).
+        self.commits = 0
 
     def functions(self) -> dict[str, Callable[..., None]]:
         """The host functions ``_lua/data.lua`` calls."""
@@ -116,6 +118,7 @@ class Persistence:
         except StoreError as exc:
             failure = str(exc)
         else:
+            self.commits += 1
             return
         self._failed(failure)
 
@@ -128,6 +131,8 @@ class Persistence:
             await store.commit_async()
         except StoreError as exc:
             self._failed(str(exc))
+        else:
+            self.commits += 1
 
     def _failed(self, failure: str) -> None:
         if isinstance(self.store, RedisStore):

@@ -314,6 +314,8 @@ class RemoteChanges:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
+        #: Other processes' commits read (statistics: ``data_commits_heard``).
+        self.heard = 0
 
     def read(self, message: bytes) -> list[object] | str | None:
         """The changes to apply (None: nothing to do; RESYNC: a commit was missed)."""
@@ -334,6 +336,7 @@ class RemoteChanges:
             store.recent = {path: n for path, n in recent.items() if n > number}
         if origin == store.origin:
             return None
+        self.heard += 1
         try:
             changes = Changes.unpack(payload)
         except StoreError:
