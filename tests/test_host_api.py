@@ -170,9 +170,10 @@ async def test_an_async_function_suspends_only_its_caller(tmp_path: Path) -> Non
 
 
 async def test_a_pending_async_function_is_cancelled_at_shutdown(tmp_path: Path) -> None:
-    cancelled = trio.Event()
+    cancelled, waiting = trio.Event(), trio.Event()
 
     async def forever() -> None:
+        waiting.set()
         try:
             await trio.sleep_forever()
         finally:
@@ -185,8 +186,7 @@ async def test_a_pending_async_function_is_cancelled_at_shutdown(tmp_path: Path)
             start(tmp_path, source=source, forever=forever) as runtime,
         ):
             nursery.start_soon(_expect_stopped, runtime)
-            await trio.sleep(0.05)
-            # (the runtime stops while the call waits)
+            await waiting.wait()  # (the runtime stops while the call waits)
     assert cancelled.is_set()
 
 
