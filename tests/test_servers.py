@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import redis
 import trio
 
 import trio_mona
@@ -144,3 +145,21 @@ async def test_clusters_on_one_redis_are_apart(tmp_path: Path, redis_server: Red
         await trio.sleep(0.1)
         assert await run_lua(c, "return data.colour, #mona.servers") == (b"red", 1)
         assert await run_lua(b, "return data.colour, #mona.servers") == (b"blue", 0)
+
+
+async def test_a_call_from_a_server_not_known_yet_joins_it_and_bad_messages_are_ignored(
+    tmp_path: Path, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (a process declared lost while it was too busy to beat is back with its next call)
+    folder = write_app(tmp_path / "apps", APP)
+    client = redis.Redis.from_url(redis_server.url)
+    async with trio_mona.open_runtime(folder, data=redis_server.url) as runtime:
+        channel = "trio_mona:default:servers"
+        client.publish(channel, b"C" + b"x" * 30)  # (not a message of ours)
+        client.publish(channel, b"Q")
+        stranger = b"C" + b"0123456789abcdef" + b'{"address": "far:1", "host": "far", "pid": 1}'
+        client.publish(channel, stranger + b"\nnote\n")  # (no arguments)
+        assert await calls_of(runtime, 1) == [b"far:1"]
+        assert await run_lua(runtime, "return #mona.servers, mona.servers[1].host") == (1, b"far")
+        await wait_for_log(caplog, "a message that is not trio_mona's")
+    client.close()

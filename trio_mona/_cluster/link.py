@@ -120,7 +120,10 @@ class RedisLink:
                 if channel == self._store.channel:
                     self._post(Call(partial(self._commit_heard, message)))
                 elif self._listener is not None:
-                    self._listener.heard(channel, message)
+                    try:
+                        self._listener.heard(channel, message)
+                    except Exception:  # (contained: the subscription goes on)
+                        log.exception("internal error on a message on %r", channel)
             if self._reload_due:
                 await self._reload()
 

@@ -6,7 +6,9 @@ Every process publishes a hello when it starts, a heartbeat every
 process it has not heard from for :data:`LOST_SECONDS` is lost. A hello is answered
 on the newcomer's own channel, so it learns at once who is there. Calls travel on the
 cluster's channel (``broadcast``) or the receiver's own (``send``): one message each,
-the handler's name and the arguments as AMF (encoded in Lua).
+the sender's description, the handler's name and the arguments as AMF (encoded in
+Lua). Every message counts as a sign of life, and names its sender, so a process
+declared lost while it was too busy to send its heartbeat is back with its next one.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ class Servers:
             return None  # (nobody to call)
         channel = self._everyone if target is None else self._own_prefix + target
         try:
-            self._outbox.send_nowait((channel, _CALL + self.id + handler + b"\n" + payload))
+            call = b"%s%s%s\n%s\n%s" % (_CALL, self.id, self._me, handler, payload)
+            self._outbox.send_nowait((channel, call))
         except trio.WouldBlock:
             return f"{OUTBOX_MAX} messages wait for Redis already (is it down?)".encode()
         return None
@@ -107,11 +110,12 @@ class Servers:
         if kind == _BYE:
             self._leave(sender, "stopped")
             return
-        if kind == _CALL:
-            handler, _, payload = body.partition(b"\n")
-            if sender in self.peers:
-                self._later(lambda: self._call(sender, handler, payload))
-            return
+        if kind == _CALL:  # (it carries who sends it: a peer lost while busy is back)
+            parts = body.split(b"\n", 2)
+            if len(parts) != 3:
+                log.warning("mona.servers: a message that is not trio_mona's on %r", channel)
+                return
+            body, handler, payload = parts
         peer = self.peers.get(sender)
         if peer is not None:
             peer.heard = trio.current_time()
@@ -127,6 +131,8 @@ class Servers:
             self._later(lambda: self._joined(sender, peer))
         if kind == _HELLO:
             self._publish(self._own_prefix + sender, _ANSWER)
+        elif kind == _CALL:
+            self._later(lambda: self._call(sender, handler, payload))
 
     # -- the task ----------------------------------------------------------------------
     async def run(self) -> None:
