@@ -21,16 +21,24 @@ ROOT = Path(__file__).resolve().parent.parent
 KV = str(ROOT / "lua_apps" / "kv")
 
 
+def kv_workers(log: Path, workers: int, url: str, port: int) -> Server:
+    """``lua_apps/kv`` on *workers* processes sharing `data` on the Redis at *url*,
+    once every worker listens on *port*."""
+    server = Server(log, KV, "--workers", str(workers), "--data", url, "--set", f"kv.port={port}")
+    try:
+        server.wait_for(r"worker \d INFO .*kv: listening", workers)
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
 def test_a_worker_killed_with_sigkill_loses_no_acknowledged_assignment(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     port = free_port()
-    server = Server(
-        tmp_path / "log", KV, "--workers", "2", "--data", redis_server.url,
-        "--set", f"kv.port={port}",
-    )  # fmt: skip
+    server = kv_workers(tmp_path / "log", 2, redis_server.url, port)
     try:
-        server.wait_for(r"worker \d INFO .*kv: listening", 2)
         victim = int(server.wait_for(r"worker 1 started \(pid (\d+)\)")[0])
         acknowledged: dict[str, str] = {}
         failed = 0
@@ -155,12 +163,8 @@ def test_a_value_set_in_one_worker_is_read_in_the_others_50_ms_later(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     port = free_port()
-    server = Server(
-        tmp_path / "log", KV, "--workers", "3", "--data", redis_server.url,
-        "--set", f"kv.port={port}",
-    )  # fmt: skip
+    server = kv_workers(tmp_path / "log", 3, redis_server.url, port)
     try:
-        server.wait_for(r"worker \d INFO .*kv: listening", 3)
         for round_ in range(5):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as setter:
                 setter.sendall(f"set shared v{round_}\n".encode())
