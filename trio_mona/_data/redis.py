@@ -123,7 +123,8 @@ def redis_error(exc: BaseException) -> str:
 
 class RedisStore:
     """A :class:`~trio_mona._data.store.Store` in the Redis at *url*, under the keys
-    of *cluster*; it also follows the other workers' commits (:meth:`incoming`).
+    of *cluster*; :class:`RemoteChanges` weighs the other processes' commits against
+    what it holds.
 
     Raises:
       StoreError: Redis cannot be reached or refuses us (the message says which).
