@@ -146,6 +146,38 @@ async def test_python_values_with_no_lua_form_are_a_lua_error(
     assert b"what mona.host.give returned" in error
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def unprintable() -> None:
+    raise Unprintable
+
+
+async def test_no_python_object_reaches_lua_whatever_the_host_returns(
+    tmp_path: Path, engine: str
+) -> None:
+    """An int beyond 64 bits, an exception whose text fails, more values than a Lua
+    call can return: each a Lua string error (lupa handed Lua a Python object for
+    each, and with it the metatable every Python object shares)."""
+    exposed: dict[str, Any] = {
+        "huge": lambda: 2**70,
+        "unprintable": unprintable,
+        "too_many": lambda: tuple(range(600_000)),
+    }
+    async with start(tmp_path, engine, **exposed) as runtime:
+        for name, why in [
+            ("huge", b"what mona.host.huge returned is an integer beyond 64 bits"),
+            ("unprintable", b"Unprintable"),
+            ("too_many", b"mona.host.too_many returned 600000 values, more than one Lua call"),
+        ]:
+            code = f"local ok, e = pcall(mona.host.{name}) return ok, type(e), e"
+            ok, kind, error = await lua(runtime, code)
+            assert (ok, kind) == (False, b"string"), name
+            assert error.startswith(why), error
+
+
 async def test_an_async_function_suspends_only_its_caller(tmp_path: Path) -> None:
     release = trio.Event()
 

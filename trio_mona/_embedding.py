@@ -82,10 +82,17 @@ class HostAPI:
                 )
             return found
 
+        most = bridge.max_results
+
         def results(found: object) -> tuple[object, ...]:
-            if found.__class__ in scalars:
+            if found.__class__ in scalars and found.__class__ is not int:
                 return True, found
             values = found if isinstance(found, tuple) else (found,)
+            if len(values) > most:
+                raise ValueFormError(
+                    f"{where} returned {len(values)} values, more than one Lua call can "
+                    f"return ({most})"
+                )
             return (True, *(to_lua(new_table, v, f"what {where} returned") for v in values))
 
         if inspect.iscoroutinefunction(function):
@@ -154,5 +161,10 @@ class HostAPI:
 
 
 def _message(exc: Exception) -> bytes:
-    """What the Lua caller reads for a Python exception: its text."""
-    return (str(exc) or type(exc).__name__).encode("utf-8", "replace")
+    """What the Lua caller reads for a Python exception: its text (its type's name when
+    it has none, or when making the text fails)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return (text or type(exc).__name__).encode("utf-8", "replace")

@@ -188,6 +188,8 @@ class Executor:
         self._on_packet = bridge.on_packet
         #: False once shutdown has run onStop: no Lua runs after that (docs/design.rst).
         self.lua_enabled = True
+        #: The dispatch loop runs (a runtime whose task was cancelled has none).
+        self.running = False
         self.events_dispatched = 0
         self._dispatch: dict[type[Any], Callable[[Any], None]] = {
             DataReceived: self._data,
@@ -201,10 +203,17 @@ class Executor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dispatch events until every sender has closed the channel."""
+        try:
+            await self._dispatch_all(task_status)
+        finally:
+            self.running = False
+
+    async def _dispatch_all(self, task_status: trio.TaskStatus[None]) -> None:
         receive = self._receive
         dispatch = self._dispatch
         async with receive, trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.running = True
             task_status.started()
             count = 0
             hub = self._hub

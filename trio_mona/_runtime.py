@@ -447,6 +447,9 @@ class Runtime:
             await self._applications.stop()
         with trio.move_on_after(self._settings.linger):
             await self._mailer.drain()  # (their onSent still runs)
+        if self._executor.running:  # (the __gc finalizers still pending, bounded)
+            with trio.move_on_after(self._settings.linger + 1):
+                await self._in_executor(self._bridge.finalize_all)
         self._executor.stop_lua()
         self._host_api.stop()
         if self._cluster is not None:

@@ -122,11 +122,6 @@ def test_tests_outside_unit_use_no_private_name() -> None:
                 assert node.attr.startswith("__"), (path.name, node.lineno, node.attr)
 
 
-def test_no_file_is_over_600_lines() -> None:
-    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.lua")]:
-        assert len(path.read_text().splitlines()) <= 600, path.name
-
-
 def test_comments_point_into_the_repository() -> None:
     # (the design decisions are in docs/design.rst, not in a text outside the repo)
     root = PACKAGE.parent

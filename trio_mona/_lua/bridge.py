@@ -66,6 +66,21 @@ HOST_NAMES: Final = frozenset(
 )
 
 
+#: The host functions that keep a Lua object they are handed (a table or a function), by
+#: the positions of those arguments. lupa ties the Python wrapper of a Lua object to the
+#: Lua thread it crossed in, and releases it through that thread: one an application's
+#: own coroutine ran, and the collector may have freed since (docs/architecture.rst,
+#: "Lua objects kept by Python"). These arguments are handed back to Python once more
+#: from the main thread, which lives as long as the runtime.
+KEEPS_LUA_OBJECTS: Final = {
+    "tcp_connect": (1,),
+    "tcp_server_start": (1,),
+    "udp_attach": (1,),
+    "set_timer": (1,),
+    "mail_send": (0,),
+}
+
+
 def check_host_table(host: Mapping[str, object]) -> None:
     """Raise ``ValueError`` unless *host* has exactly the names the prelude uses."""
     if set(host) != HOST_NAMES:
@@ -83,6 +98,14 @@ function(source, chunkname)
   return load(source, chunkname, 't', setmetatable({}, { __index = refuse, __newindex = refuse }))
 end
 """
+
+
+#: lupa gives every Python object in Lua one shared metatable; its __metatable field
+#: makes getmetatable answer a name and refuse changes, whatever reaches a Python object.
+_SEAL_PYTHON_OBJECTS: Final = """function(python_object)
+  local mt = debug.getmetatable(python_object)
+  if mt ~= nil and rawget(mt, "__metatable") == nil then rawset(mt, "__metatable", "Python") end
+end"""
 
 
 _IDENTITY: Final = """(function()
@@ -127,8 +150,12 @@ class LuaBridge:
             **options,
         )
         self.engine = engine
+        #: How many values one Lua call can return (the C stack's bound; as
+        #: _formats/values.lua's MAX_RESULTS).
+        self.max_results = 500_000 if engine == "lua54" else 7_000
         self.version: str = self._lua.lua_implementation.decode()
-        host_table = self.table(host)
+        self._lua.eval(_SEAL_PYTHON_OBJECTS)(host)
+        host_table = self.table(self._anchoring(host))
         loader = self._lua.eval(_SEALED_LOADER)
         real_globals = self._lua.globals()
         stdlib = loader(_STDLIB, b"=trio_mona/_lua/stdlib.lua")(
@@ -160,6 +187,8 @@ class LuaBridge:
         self.suspending: Callable[[bytes, Callable[..., Any]], LuaTable] = api.suspending
         self.drop: Callable[[int], None] = api.drop
         self.set_handler_timeout: Callable[[float], None] = api.set_handler_timeout
+        #: Runs the applications' pending ``__gc`` finalizers, once, at shutdown.
+        self.finalize_all: Callable[[], Any] = api.finalize_all
         self.data_load: Callable[..., None] = api.data_load
         self.server_joined: Callable[..., LuaTable] = api.server_joined
         self.server_left: Callable[[bytes], LuaTable | None] = api.server_left
@@ -177,6 +206,30 @@ class LuaBridge:
         self.lua_type: Callable[[object], str | None] = module.lua_type
         self.host_call: Callable[..., Any] = api.host_call
         self._load_chunk = api.load_chunk
+
+    def _anchoring(self, host: Mapping[str, object]) -> dict[str, object]:
+        """*host* with the functions of :data:`KEEPS_LUA_OBJECTS` wrapped so that the Lua
+        objects they keep are bound to the main thread."""
+        anchor = self._lua.eval("function(value) return value end")
+        wrapped = dict(host)
+        for name, positions in KEEPS_LUA_OBJECTS.items():
+            function = host.get(name)
+            if not callable(function):
+                continue  # (a partial host table: a test of the bridge alone)
+
+            def anchored(
+                *args: object,
+                _function: Callable[..., Any] = function,
+                _at: tuple[int, ...] = positions,
+            ) -> Any:
+                found = list(args)
+                for index in _at:
+                    if index < len(found):
+                        found[index] = anchor(found[index])
+                return _function(*found)
+
+            wrapped[name] = anchored
+        return wrapped
 
     def _formats(self, loader: Any, real_globals: LuaTable, host: LuaTable) -> LuaTable:
         """The conversions, by format name (``values``: the rules they share)."""

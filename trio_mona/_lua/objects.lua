@@ -189,11 +189,14 @@ local function host_answer(ok, ...)
   error((...), 2)
 end
 
+-- (`fn` answers through `host_answer`; anything it raises past that is the runtime's
+-- own failure: logged, a plain string here.)
 function api.expose(name, fn)
-  local changes = shared.data_changes
+  local changes, where = shared.data_changes, "mona.host." .. name
+  local host_result, pcall = shared.host_result, shared.pcall
   host_api[name] = function(...)
     if changes.due then changes.flush() end -- (the host may write: data first)
-    return host_answer(fn(...))
+    return host_answer(host_result(where, pcall(fn, ...)))
   end
 end
 

@@ -22,7 +22,7 @@ local host_functions, G, lib = ...
 local type, tostring, tonumber, select, error, rawget, pairs, ipairs, next =
   G.type, G.tostring, G.tonumber, G.select, G.error, G.rawget, G.pairs, G.ipairs, G.next
 local rawset, load = lib.raw.rawset, lib.raw.load
-local setmetatable, xpcall, pcall = G.setmetatable, lib.raw.xpcall, lib.raw.pcall
+local setmetatable, xpcall, pcall = lib.raw.setmetatable, lib.raw.xpcall, lib.raw.pcall
 local format, sub, gsub, match, gmatch, find =
   G.string.format, G.string.sub, G.string.gsub, G.string.match, G.string.gmatch, G.string.find
 local concat, remove, unpack = G.table.concat, G.table.remove, G.table.unpack or G.unpack
@@ -315,6 +315,9 @@ local function report(owner, what, err, fn)
   end
 end
 
+-- An application's __gc finalizer that failed or ran past the bound (_lua/stdlib.lua).
+lib.on_finalizer_error = function(err, fn) report("", "finalizer (__gc)", err, fn) end
+
 ---------------------------------------------------------------------------
 -- Coroutine dispatch: every handler runs in a pooled coroutine.
 ---------------------------------------------------------------------------
@@ -461,6 +464,15 @@ local function run(job, a, b, c)
   return settle(co, ok, tag, value, request)
 end
 
+-- At shutdown, once the applications have stopped: their pending __gc finalizers, as
+-- one job under the runaway bound (_lua/stdlib.lua).
+local function finalize_job()
+  lib.finalize_all()
+  return 0
+end
+
+function api.finalize_all() return run(finalize_job) end
+
 -- Suspend the running coroutine until Python resumes it (docs: design): `request` is
 -- the Suspension Python made with `token`. Returns what it is resumed with. A
 -- coroutine of the application's own is adopted by its resume (_lua/stdlib.lua).
@@ -488,7 +500,7 @@ end
 -- Wrap `start` (a Python function returning a token and a Suspension) as a Lua
 -- function that suspends the calling handler until Python resumes it.
 function api.suspending(name, start)
-  return function(...) return wait(name, start(...)) end
+  return function(...) return wait(name, host_result(name, pcall(start, ...))) end
 end
 
 function api.resume(token, ...)
@@ -560,6 +572,7 @@ return {
   handle_of = handle_of,
   handles_of_class = handles_of_class,
   host = host,
+  host_result = host_result,
   ip_address_handles = ip_address_handles,
   ipairs = ipairs,
   lib = lib,

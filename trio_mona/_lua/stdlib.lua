@@ -21,6 +21,7 @@ local setmetatable, getmetatable, load = G.setmetatable, G.getmetatable, G.load
 local string, table, math, os, coroutine, debug, package =
   G.string, G.table, G.math, G.os, G.coroutine, G.debug, G.package
 local format, sub, gmatch, match = string.format, string.sub, string.gmatch, string.match
+local table_sort = table.sort
 local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
 local raw_pcall, raw_xpcall = G.pcall, G.xpcall
 local raw_getinfo, traceback, raw_getmetatable = debug.getinfo, debug.traceback, debug.getmetatable
@@ -35,7 +36,7 @@ local lib = {
   sandbox = sandbox,
   raw = {
     rawset = raw_rawset, load = load, debug = debug, resume = co_resume,
-    pcall = raw_pcall, xpcall = raw_xpcall, create = co_create,
+    pcall = raw_pcall, xpcall = raw_xpcall, create = co_create, setmetatable = setmetatable,
   },
   -- The runaway bound's state, shared with the prelude: `expired` once a handler ran
   -- past its bound (until it ends); `hook(co)` puts the bound on a new coroutine.
@@ -126,9 +127,26 @@ local function passed(co, ok, tag, ...)
   return ok, tag, ...
 end
 
+-- Coroutines resumed inside coroutines nest on the C stack: LuaJIT has no bound of its
+-- own and crashes when it runs out, Lua 5.4 stops near 200. Both stop here first, with
+-- Lua 5.4's words (docs: lua/safety).
+local NESTED_MAX, nested = 150, 0
+local NESTED_ERROR = "C stack overflow (more than 150 nested coroutines)"
+
+local function left(...)
+  nested = nested - 1
+  return ...
+end
+
+local function resumed(co, ...)
+  if nested >= NESTED_MAX then return false, NESTED_ERROR end
+  nested = nested + 1
+  return left(co_resume(co, ...))
+end
+
 local function resume(co, ...)
   own_thread(co, "resume")
-  return caught(passed(co, co_resume(co, ...)))
+  return caught(passed(co, resumed(co, ...)))
 end
 
 -- Every coroutine an application creates gets the runaway bound too.
@@ -150,8 +168,64 @@ local function wrap(f)
     if private_threads[co] then
       error("cannot resume this coroutine: it waits in a runtime call", 2)
     end
-    return wrapped(caught(passed(co, co_resume(co, ...))))
+    return wrapped(caught(passed(co, resumed(co, ...))))
   end
+end
+
+---------------------------------------------------------------------------
+-- Finalizers run under the runaway bound.
+---------------------------------------------------------------------------
+-- Lua 5.4 runs a __gc finalizer with debug hooks off, out of reach of the runaway
+-- bound. So Lua never marks an application's table for finalization: `setmetatable`
+-- marks a private sentinel instead, which lives as long as the table (an ephemeron)
+-- and whose own finalizer runs the table's __gc (the one its metatable holds then, as
+-- Lua does) in a coroutine that carries the bound. (LuaJIT has no __gc on tables.)
+-- The prelude sets `lib.on_finalizer_error`.
+-- At shutdown the runtime runs the pending ones (`lib.finalize_all`), and none after.
+local finalizers = setmetatable({}, { __mode = "k" }) -- table -> its sentinel
+local marked, closed = 0, false
+
+local function run_finalizer(sentinel)
+  local t = sentinel[1]
+  if t == nil then return end
+  sentinel[1] = nil
+  local mt = raw_getmetatable(t)
+  local gc = mt ~= nil and rawget(mt, "__gc") or nil
+  if gc == nil then return end
+  local expired = runaway.expired
+  local ok, err = co_resume(create(function(object) return gc(object) end), t)
+  runaway.expired = expired -- (the handler that happened to collect goes on as it was)
+  local report = lib.on_finalizer_error
+  if not ok and report ~= nil then report(err, gc) end
+end
+
+local SENTINEL = {
+  __gc = function(sentinel) if not closed then run_finalizer(sentinel) end end,
+}
+
+function lib.finalize_all()
+  local pending = {}
+  for _, sentinel in next, finalizers do pending[#pending + 1] = sentinel end
+  table_sort(pending, function(a, b) return a[2] > b[2] end) -- the last marked first
+  closed = true
+  for i = 1, #pending do run_finalizer(pending[i]) end
+end
+
+local function guarded_setmetatable(t, mt)
+  if type(mt) == "table" and type(t) == "table" and rawget(mt, "__gc") ~= nil
+    and not LUAJIT then
+    local gc = rawget(mt, "__gc")
+    raw_rawset(mt, "__gc", nil) -- (so that Lua does not mark `t`)
+    local ok, err = raw_pcall(setmetatable, t, mt)
+    raw_rawset(mt, "__gc", gc)
+    if not ok then error(err, 2) end
+    if finalizers[t] == nil and not closed then
+      marked = marked + 1
+      finalizers[t] = setmetatable({ t, marked }, SENTINEL)
+    end
+    return t
+  end
+  return setmetatable(t, mt)
 end
 
 local function close(co)
@@ -304,6 +378,7 @@ package.loaded.python = nil
 G.debug = safe_debug
 package.loaded.debug = safe_debug
 G.rawset = guarded_rawset
+G.setmetatable = guarded_setmetatable
 coroutine.resume, coroutine.close = resume, co_close and close
 coroutine.create, coroutine.wrap = create, wrap
 G.pcall, G.xpcall = pcall_, xpcall_
@@ -428,7 +503,7 @@ local function sandbox_globals()
     "unpack", "xpcall", "rawequal", "rawget", "rawlen", "setmetatable", "getmetatable",
     "collectgarbage", "_VERSION",
   })
-  g.rawset, g.pairs = guarded_rawset, sandbox_pairs
+  g.rawset, g.pairs, g.setmetatable = guarded_rawset, sandbox_pairs, guarded_setmetatable
   local strings = copy(string)
   strings.dump = nil
   for _, name in ipairs({ "find", "match", "gmatch", "gsub" }) do
