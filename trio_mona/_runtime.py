@@ -416,15 +416,21 @@ class Runtime:
             )
 
     async def _background(self) -> None:
-        """onManage and the reload watcher: both stop as soon as shutdown begins."""
+        """onManage, the reload watcher and the retry of failing commits: they stop as
+        soon as shutdown begins."""
         settings = self._settings
         with self._background_scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._applications.manage, settings.manage_interval)
+                nursery.start_soon(self._persistence.retry_while_held, self._post_flush)
                 if settings.reload_interval:
                     nursery.start_soon(self._applications.watch, settings.reload_interval)
                 if self._cluster is not None:
                     nursery.start_soon(self._cluster.run)
+
+    def _post_flush(self) -> None:
+        """Have the executor end a batch: it commits, then writes (see Writes)."""
+        self._sockets.post(Call(_nothing))
 
     def _absolute_path(self, path: bytes) -> bytes:
         relative = path.decode("utf-8", "replace").strip("/")
@@ -468,6 +474,10 @@ class Runtime:
 
 
 def _ignore(_: object) -> None:
+    pass
+
+
+def _nothing() -> None:
     pass
 
 

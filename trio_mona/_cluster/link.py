@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import redis
 import trio
@@ -82,9 +82,9 @@ class RedisLink:
 
     def _subscribe(self) -> redis.client.PubSub:
         """(Before the tree is read: a commit made meanwhile is then heard, not lost.)"""
-        pubsub: redis.client.PubSub = self._client.pubsub(  # type: ignore[no-untyped-call]
-            ignore_subscribe_messages=True
-        )
+        # (typed in some redis-py releases, untyped in others: the same code for both)
+        client: Any = self._client
+        pubsub: redis.client.PubSub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(*self._channels)
         except redis.RedisError as exc:
@@ -166,6 +166,7 @@ class RedisLink:
         old, self._pubsub = self._pubsub, await trio.to_thread.run_sync(self._subscribe)
         await trio.to_thread.run_sync(old.close)
         store = self._store
+        store.drop_connections()
         if store.pending():
             await store.commit_async()  # (raises StoreError: still down)
         await self._reload()

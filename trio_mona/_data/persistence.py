@@ -17,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import trio
+
 from .._core.errors import StartupError
+from .._levels import NOTE
 from .._net.writes import Writes
 from .redis import RedisStore, is_redis_url
 from .sqlite import SQLiteStore
@@ -27,6 +30,8 @@ log = logging.getLogger("trio_mona")
 
 #: Entries handed to Lua per call while the tree loads.
 LOAD_CHUNK: Final = 32
+#: Seconds between attempts while commits fail (the writes they hold wait meanwhile).
+COMMIT_RETRY: Final = 0.25
 
 
 def default_path(apps_dir: Path) -> Path:
@@ -109,47 +114,77 @@ class Persistence:
             self._get_writes().commit = self._commit
 
     def commit(self) -> None:
-        """Commit the changes made so far; a failure is logged, and they stay pending
-        (they are tried again with the next change's commit, and at shutdown)."""
+        """Commit the changes made so far. When that fails they stay pending, the
+        writes wait (:meth:`Writes.hold`) and the runtime tries again every
+        :data:`COMMIT_RETRY` seconds (:meth:`retry_while_held`)."""
         if self.store is None:
             return
         try:
             self.store.commit()
         except StoreError as exc:
-            failure = str(exc)
+            self._failed(str(exc))
         else:
-            self.commits += 1
-            return
-        self._failed(failure)
+            self._worked()
 
     async def commit_async(self) -> None:
-        """:meth:`commit` for a store over the network (Redis), awaited by the executor."""
+        """:meth:`commit` for a store over the network (Redis), awaited by the executor;
+        not tried while Redis is known to be down (the cluster link commits on its
+        return)."""
         store = self.store
         if not isinstance(store, RedisStore):
+            return
+        if store.down is not None:
+            self._get_writes().hold(self._commit)
             return
         try:
             await store.commit_async()
         except StoreError as exc:
             self._failed(str(exc))
         else:
-            self.commits += 1
+            self._worked()
+
+    def _worked(self) -> None:
+        self.commits += 1
+        writes = self._get_writes()
+        if writes.held is not None:
+            writes.release()
+            log.log(NOTE, "data: committed again: the replies that waited are written")
 
     def _failed(self, failure: str) -> None:
+        writes = self._get_writes()
+        first = writes.held is None
+        writes.hold(self._commit)
         if isinstance(self.store, RedisStore):
             if self.store.down is None:
                 log.error(
                     "data: %s (the changes stay in memory and are committed when Redis is "
-                    "back; assignments fail until then)",
+                    "back; replies written after them wait, and assignments fail until then)",
                     failure,
                 )
             self.on_failure(failure)
-            return
-        log.error("data: cannot commit: %s (the changes stay in memory)", failure)
+        elif first:  # (once for a run of failures, not once per attempt)
+            log.error(
+                "data: cannot commit: %s (the changes stay in memory and are tried again; "
+                "replies written after them wait until a commit works)",
+                failure,
+            )
+
+    async def retry_while_held(self, post_flush: Callable[[], None]) -> None:
+        """(A task of the runtime.) While commits fail, have the executor try again
+        every :data:`COMMIT_RETRY` seconds (*post_flush* asks it for a batch, whose end
+        commits and then writes)."""
+        writes = self._get_writes()
+        while True:
+            await trio.sleep(COMMIT_RETRY)
+            if writes.held is not None:
+                post_flush()
 
     def close(self) -> None:
-        """Commit what is pending and release the store."""
+        """Commit what is pending and release the store. If that fails, the writes that
+        waited for it are never written (they were never acknowledged)."""
         store, self.store = self.store, None
-        self._get_writes().commit = None
+        writes = self._get_writes()
+        writes.commit = None
         if store is None:
             return
         try:
@@ -157,5 +192,13 @@ class Persistence:
         except StoreError as exc:
             failure = str(exc)
         else:
+            writes.release()
             return
-        log.error("data: the last changes are lost: %s", failure)
+        log.error(
+            "data: the last changes are lost: %s (what was sent after them is not written)", failure
+        )
+
+        def never() -> None:
+            writes.commit = never
+
+        writes.hold(never)

@@ -283,6 +283,12 @@ class RedisStore:
             if path in dirty:
                 recent[path] = number
 
+    def drop_connections(self) -> None:
+        """Forget every connection to Redis (it was lost: one left open may be dead, and
+        a commit sent over it would fail); the next call makes a new one."""
+        self._wire.close()
+        self.client.connection_pool.disconnect()
+
     def close(self) -> None:
         """Commit what is pending (unless Redis is known to be down) and disconnect.
 

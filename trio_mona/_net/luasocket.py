@@ -490,7 +490,8 @@ class LuaSocket:
     def send_datagram(self, data: bytes, host: str | None, port: int) -> Answer:
         try:
             sock = self.ensure(family_of(host) if host else socket.AF_INET)
-            self.sockets.writes.durable()
+            if not self.sockets.writes.durable():
+                return None, b"not sent: a commit of data is failing"
             sent = sock.send(data) if host is None else sock.sendto(data, (host, port))
         except BlockingIOError:
             return None, b"timeout"

@@ -78,7 +78,8 @@ class Outgoing:
             self.sockets.spawn(self, self._flush)
 
     def _write(self) -> None:
-        self.sockets.writes.durable()
+        if not self.sockets.writes.durable():
+            return  # (held while commits fail: the flusher task waits for one to work)
         out = self.out
         try:
             while out:

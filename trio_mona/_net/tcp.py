@@ -384,8 +384,8 @@ class TCPConnection(Endpoint):
         """Send from the queue until it is empty or the kernel buffer is full."""
         sockets = self.sockets
         writes = sockets.writes
-        if writes.commit is not None:
-            writes.durable()
+        if writes.commit is not None and not writes.durable():
+            return  # (held while commits fail: the flusher task waits for one to work)
         out = self._out
         while out:
             try:

@@ -235,7 +235,12 @@ class UDPSocket(Endpoint):
             return None
         # The executor's last known event, or a socket's first send (the kernel binds
         # it, and `address` must tell at once): written now, a failure returned.
-        self.sockets.writes.durable()
+        if not self.sockets.writes.durable():  # (held while commits fail: queued)
+            out.append((data, destination))
+            self._out_size += len(data)
+            if not self._flushing:
+                self._start_flusher()
+            return None
         try:
             _transmit(sock, data, destination)
         except BlockingIOError:
@@ -380,7 +385,8 @@ class UDPSocket(Endpoint):
 
     def _write_some(self, sock: socket.socket) -> None:
         """Send queued datagrams until none is left or the kernel buffer is full."""
-        self.sockets.writes.durable()
+        if not self.sockets.writes.durable():
+            return  # (held while commits fail: the flusher task waits for one to work)
         out = self._out
         while out:
             data, destination = out[0]

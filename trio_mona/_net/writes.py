@@ -77,15 +77,33 @@ class Writes:
     #: Set while such a commit is in flight: flusher tasks wait for it before writing
     #: (what they hold may have been sent after the changes).
     committing: trio.Event | None = None
+    #: Set while commits fail (a full disk, Redis unreachable): nothing is written until
+    #: one succeeds, so that no reply leaves before the assignment it follows is durable
+    #: (docs/lua/data.rst, "Durability"). :attr:`commit` stays armed meanwhile (so every
+    #: path queues), and flusher tasks wait for this event.
+    held: trio.Event | None = None
 
-    def durable(self) -> None:
+    def durable(self) -> bool:
         """Commit what ``data`` holds uncommitted: every path that writes to the network
-        calls this first, so no byte sent after an assignment leaves before the
-        assignment is committed (docs/lua/data.rst, "Durability")."""
+        calls this first, and writes only if it returns True, so no byte sent after an
+        assignment leaves before the assignment is committed."""
         commit = self.commit
         if commit is not None:
             self.commit = None
-            commit()
+            commit()  # (which re-arms itself and calls hold() when it fails)
+        return self.commit is None
+
+    def hold(self, commit: Callable[[], None]) -> None:
+        """A commit failed: *commit* tries again, and nothing is written until it works."""
+        self.commit = commit
+        if self.held is None:
+            self.held = trio.Event()
+
+    def release(self) -> None:
+        """A commit worked: what waited is written at the executor's next flush."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.set()
 
     async def commit_batch(self) -> None:
         """Commit over the network what the batch changed (see :attr:`commit_async`)."""
@@ -101,10 +119,13 @@ class Writes:
             committed.set()
 
     async def settled(self) -> None:
-        """Return once no commit is in flight (a flusher task, before it writes)."""
+        """Return once no commit is in flight or failing (a flusher task, before it
+        writes)."""
         committing = self.committing
         if committing is not None:
             await committing.wait()
+        while (held := self.held) is not None:
+            await held.wait()
 
     def flush(self) -> None:
         # (also before the executor lets other tasks run: a flusher task then writes
@@ -112,7 +133,8 @@ class Writes:
         if self.commit is not None:
             if self.commit_async is not None:
                 return  # (the executor's commit_batch comes first)
-            self.durable()
+            if not self.durable():
+                return  # (held: written once a commit works)
         pending = self.pending
         if pending:
             self.pending = []
