@@ -17,6 +17,8 @@ import pytest
 
 from .helpers import Server, free_port, write_app
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = str(ROOT / "lua_apps" / "echo")
 
@@ -127,6 +129,20 @@ def test_a_killed_worker_is_restarted_while_the_other_serves(workers: Server, po
     assert again != first
     workers.wait_for(r"worker 1 NOTE .*echo: listening", 2)
     assert echo(port) == b"ping"
+    assert workers.stop() == 0
+
+
+def test_a_worker_killed_while_it_restarts_is_restarted_again(workers: Server, port: int) -> None:
+    first = workers.wait_for(r"worker 1 started \(pid (\d+)\)")[0]
+    os.kill(int(first), signal.SIGKILL)
+    starting = workers.wait_for(r"worker 1 started \(pid (\d+)\)", 2)[1]
+    os.kill(int(starting), signal.SIGKILL)  # (before its applications have started)
+    # (", while starting" in the line, unless that worker was quicker than the test)
+    workers.wait_for(rf"worker 1 \(pid {starting}\) died \(signal SIGKILL\).*restarting in 1 s")
+    assert echo(port) == b"ping"  # (the other worker serves on)
+    workers.wait_for(r"worker 1 started \(pid (\d+)\)", 3)
+    workers.wait_for(r"worker 1 NOTE .*echo: listening", 2)
+    assert "could not start" not in workers.text()
     assert workers.stop() == 0
 
 

@@ -7,9 +7,11 @@ every port they open among them. The supervisor serves nothing itself: it starts
 workers, restarts one that dies (after a pause that doubles up to
 :data:`MAX_BACKOFF` while it keeps dying), and on SIGINT or SIGTERM stops them all and
 exits 0. A worker tells it through a pipe when its applications have started, so that
-one that cannot start (a port another program holds, a broken main.lua) stops
-everything with exit code 1 instead of being restarted for ever; on SIGUSR1 each worker
-writes its statistics to the same pipe and the supervisor logs them and their sum.
+one that cannot start on its own (it exits: a port another program holds, a broken
+main.lua) stops everything with exit code 1 instead of being restarted for ever; one
+that a signal kills (the OOM killer, an operator) is restarted, starting or not. On
+SIGUSR1 each worker writes its statistics to the same pipe and the supervisor logs
+them and their sum.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class Supervisor:
             assert process is not None
             if self._stopping:
                 return
-            if not worker.ready:
+            if not worker.ready and code >= 0:
                 log.error("worker %d could not start (%s): stopping", worker.number, _how(code))
                 self._fail(1)
                 return
@@ -124,8 +126,9 @@ class Supervisor:
             ran = time.monotonic() - worker.started
             worker.backoff = FIRST_BACKOFF if ran >= STABLE_SECONDS else worker.backoff
             log.error(
-                "worker %d (pid %d) died (%s) after %.1f s: restarting in %g s",
-                worker.number, process.pid, _how(code), ran, worker.backoff,
+                "worker %d (pid %d) died (%s) after %.1f s%s: restarting in %g s",
+                worker.number, process.pid, _how(code), ran,
+                "" if worker.ready else ", while starting", worker.backoff,
             )  # fmt: skip
             await trio.sleep(worker.backoff)
             worker.backoff = min(worker.backoff * 2, MAX_BACKOFF)
