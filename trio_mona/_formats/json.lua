@@ -57,9 +57,9 @@ local write_value
 local function write_table(t, out, n, depth, seen)
   if seen[t] then fail("a table contains itself (JSON has no references)") end
   if depth > MAX_DEPTH then fail("tables nested deeper than %d", MAX_DEPTH) end
-  local raw = t.__raw
+  local raw = V.raw_bytes(t)
   if raw ~= nil then
-    out[n + 1], out[n + 2], out[n + 3] = '{"__raw":"', V.b64encode(tostring(raw)), '"}'
+    out[n + 1], out[n + 2], out[n + 3] = '{"__raw":"', V.b64encode(raw), '"}'
     return n + 3
   end
   local time = t.__time

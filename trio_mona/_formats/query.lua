@@ -29,14 +29,15 @@ local function text_of(v, where)
   if t == "boolean" then return v and "true" or "false" end
   if t == "nil" then return "null" end
   if t == "table" then
-    if v.__raw ~= nil then return escaped(tostring(v.__raw)) end
+    local raw = V.raw_bytes(v)
+    if raw ~= nil then return escaped(raw) end
     if type(v.__time) == "number" then return escaped(V.iso_text(v.__time)) end
   end
   fail("%s %s has no query form (a query holds pairs and plain values)", t, where)
 end
 
 local function write_table(t, out, n)
-  if t.__raw ~= nil or type(t.__time) == "number" then
+  if V.raw_bytes(t) ~= nil or type(t.__time) == "number" then
     n = n + 1
     out[n] = text_of(t, "")
     return n

@@ -133,7 +133,8 @@ flat = function(v, depth)
   if depth > V.MAX_DEPTH then V.fail("tables nested deeper than %d", V.MAX_DEPTH) end
   id_count = id_count + 1
   ids[v] = id_count
-  if v.__raw ~= nil then return put(NAN, "b", tostring(v.__raw)) end
+  local raw = V.raw_bytes(v)
+  if raw ~= nil then return put(NAN, "b", raw) end
   if type(v.__time) == "number" then return put(NAN, "t", v.__time) end
   if G.getmetatable(v) ~= nil then v = V.object_view(v) or v end
   depth = depth + 1

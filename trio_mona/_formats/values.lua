@@ -146,6 +146,14 @@ end
 
 V.b64encode = host.b64encode
 
+-- The bytes of a byte array, `{__raw = string}` (a table whose __raw is anything else is
+-- a plain map).
+function V.raw_bytes(t)
+  local raw = t.__raw
+  if type(raw) == "string" then return raw end
+  return nil
+end
+
 -- A string as XML text (an attribute value, when `attribute`): & < > escaped (and " in
 -- an attribute), and the line ends and tabs that a parser would change (CR always; in an
 -- attribute LF and TAB too). Other control characters have no XML 1.0 form.

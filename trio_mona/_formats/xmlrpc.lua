@@ -41,10 +41,10 @@ end
 local function write_table(t, out, n, depth, seen)
   if seen[t] then fail("a table contains itself (XML-RPC has no references)") end
   if depth > MAX_DEPTH then fail("tables nested deeper than %d", MAX_DEPTH) end
-  local raw = t.__raw
+  local raw = V.raw_bytes(t)
   if raw ~= nil then
     n = n + 1
-    out[n] = "<base64>" .. V.b64encode(tostring(raw)) .. "</base64>"
+    out[n] = "<base64>" .. V.b64encode(raw) .. "</base64>"
     return n
   end
   if type(t.__time) == "number" then
