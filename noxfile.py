@@ -58,7 +58,7 @@ def fuzz(session: nox.Session) -> None:
     session.install("-e", ".", *group("test"))
     session.run(
         "pytest",
-        "tests/test_properties.py",
+        "tests/unit/test_properties.py",
         "-p",
         "no:cacheprovider",
         "--timeout=0",
