@@ -243,11 +243,41 @@ async def test_a_data_table_copies_in_and_converts_as_a_map(
     assert text in (b'[{"x":"1","sub":{"y":true}}]', b'[{"sub":{"y":true},"x":"1"}]')
 
 
-async def test_data_is_read_only_as_a_global(apps: Path, store: Path) -> None:
-    code = "return pcall(function() data = {} end)"
+async def test_the_global_data_may_be_assigned_and_nil_brings_it_back(
+    apps: Path, store: Path, engine: str
+) -> None:
+    # (MonaServer's own LuaSocket test server names its connection `data`)
+    code = """
+    data.kept = "yes"
+    data = "my own"
+    local mine = data
+    data = nil
+    return mine, data.kept, rawget(_G, "data")
+    """
+    assert await run_with(apps, store, code, engine=engine) == (b"my own", b"yes", None)
+    assert rows(store)[b"kept"] == b"yes"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("mona:createTCPClient()", "TCPClient"),
+        ("mona:createTCPServer()", "TCPServer"),
+        ("mona:createUDPSocket()", "UDPSocket"),
+        ("mona:createSocketAddress('127.0.0.1:1')", "SocketAddress"),
+        ("require('socket').tcp()", "tcp{master}"),
+        ("{inside = {mona:createIPAddress('::1')}}", "IPAddress"),
+        ("mona", "mona"),
+    ],
+)
+async def test_the_runtimes_objects_are_refused(
+    apps: Path, store: Path, value: str, kind: str
+) -> None:
+    code = f"return pcall(function() data.x = {value} end)"
     ok, err = await run_with(apps, store, code, engine="lua54")
     assert not ok
-    assert b"'data' is read-only" in err
+    assert f"is a {kind} object (data holds strings" in err.decode()
+    assert rows(store) == {}
 
 
 async def test_data_survives_a_hot_reload(tmp_path: Path, store: Path) -> None:

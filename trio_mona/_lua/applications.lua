@@ -509,15 +509,16 @@ function api.new_app_env(path, name, dir, parent_env)
       if v ~= nil then return v or child_of(env, k) end
       return base[k]
     end,
+    -- (`data` may be assigned, as in MonaServer: an ordinary global from then on, and
+    -- the persistent table again once it is nil)
     __newindex = function(t, k, v)
-      if properties[k] ~= nil or k == "super" then
+      if (properties[k] ~= nil and k ~= "data") or k == "super" then
         error(format("'%s' is read-only", tostring(k)), 2)
       end
       rawset(t, k, v)
     end,
   }
-  lib.lock(mt, { name = true, path = true, this = true, super = true, children = true,
-    data = true })
+  lib.lock(mt, { name = true, path = true, this = true, super = true, children = true })
   return setmetatable(env, mt)
 end
 

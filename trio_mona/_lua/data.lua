@@ -11,6 +11,7 @@ local shared = ...
 local error, find, format, host, lib = shared.error, shared.find, shared.format, shared.host, shared.lib
 local log_at, next, select, setmetatable = shared.log_at, shared.next, shared.select, shared.setmetatable
 local tostring, type, unpack, floor = shared.tostring, shared.type, shared.unpack, shared.floor
+local typename, raw_getmetatable, rawget = shared.typename, shared.raw_getmetatable, shared.rawget
 local gmatch, sub, api, concat = shared.gmatch, shared.sub, shared.api, shared.concat
 local V = shared.formats.values
 -- (an integer's text, by concatenation: Lua 5.4's integers, LuaJIT's integral floats)
@@ -133,6 +134,16 @@ local function refusal(t, seen, depth, where, target)
       return format("%s is %s, which would hold itself", where, shown(from))
     end
     return nil
+  end
+  -- (the runtime's objects: sockets, addresses, servers, `mona`, files; each has a
+  -- protected metatable)
+  local class, mt = typename(t), raw_getmetatable(t)
+  if class == "table" and mt ~= nil and rawget(mt, "__metatable") ~= nil then
+    class = tostring(rawget(mt, "__metatable"))
+  end
+  if class ~= "table" then
+    return format("%s is a %s object (data holds strings, numbers, booleans and tables)",
+      where, class)
   end
   seen[t] = true
   for k, v in next, t do

@@ -126,6 +126,9 @@ local handle_of = setmetatable({}, { __mode = "k" }) -- object table -> Python h
 local owner_of = setmetatable({}, { __mode = "k" })  -- object table -> application path
 local class_of = setmetatable({}, { __mode = "k" })  -- metatable -> class name
 
+-- A class of the runtime's objects made elsewhere (LuaSocket's) is named here too.
+local function mark_class(mt, name) class_of[mt] = name end
+
 local function typename(v)
   local t = type(v)
   if t == "table" then
@@ -577,6 +580,7 @@ return {
   ipairs = ipairs,
   lib = lib,
   load = load,
+  mark_class = mark_class,
   log_at = log_at,
   log_level = log_level,
   match = match,

@@ -384,6 +384,7 @@ local function define(family, kind, methods)
   }
   classes[name] = mt
   kind_of_mt[mt] = kind
+  shared.mark_class(mt, name)
 end
 for _, kind in pairs({ "master", "client", "server" }) do define("tcp", kind, tcp) end
 for _, kind in pairs({ "unconnected", "connected" }) do define("udp", kind, udp) end
