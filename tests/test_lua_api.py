@@ -321,6 +321,9 @@ async def test_lua51_and_52_shims_on_both_engines(tmp_path: Path, engine: str, m
     async with running(tmp_path, app, engine=engine, trio_mona__sandbox=mode) as runtime:
         assert await lua(runtime, "return hello, same") == (b"hello you", True)
         assert await lua(runtime, "return packed.n, packed[3], count") == (3, 3, 5)
+        # (# counts to the last value as on Lua 5.4; LuaJIT's {...} stopped at the hole)
+        lengths = "return #table.pack(1, nil, 3), #table.pack(nil, nil, 3), #table.pack(1, 2, nil)"
+        assert await lua(runtime, lengths) == (3, 3, 2)
         assert await lua(runtime, "return table.concat(words)") == b"abc"
         assert await lua(runtime, "return loaded, loaded_env") == (11, True)
         assert await lua(runtime, "return misc") == 19

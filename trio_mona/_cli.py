@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
     run.add_argument(
-        "--data", metavar="PATH", help="the SQLite file holding `data`, or redis://HOST:PORT/DB"
+        "--data",
+        metavar="PATH",
+        help="the SQLite file holding `data`, redis://HOST:PORT/DB, or none",
     )
     run.add_argument(
         "--workers",
@@ -216,7 +218,7 @@ def _worker_count(args: argparse.Namespace) -> tuple[int, float]:
     settings = Settings.from_config(load_config(args.config, args.settings))
     workers = args.workers if args.workers is not None else settings.workers
     data = args.data if args.data is not None else settings.data
-    if workers > 1 and data != ":memory:" and not is_redis_url(data):
+    if workers > 1 and data not in (":memory:", "none") and not is_redis_url(data):
         raise ConfigError(
             f"{workers} workers cannot share `data` in one SQLite file (a file is one "
             "process's): use --data redis://HOST:PORT/DB (shared), or --data :memory: "

@@ -29,7 +29,7 @@ from ._core.config import ConfigError, ConfigValue, Settings, load_raw_config, n
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._core.mail import SMTPSettings
-from ._data.persistence import Persistence, open_store
+from ._data.persistence import NO_DATA, Persistence, open_store
 from ._data.redis import RedisStore
 from ._data.store import StoreError
 from ._embedding import HostAPI, HostFunction
@@ -175,6 +175,7 @@ class Runtime:
             "stopping": stop_requested,
             "log": host.LuaLog(),
             "configs": _configs_table(config),
+            "luasocket_debug": self._settings.luasocket_debug,
             "environment": self._environment(),
             "tcp_client_new": new_tcp_client,
             "tcp_connect": TCPConnection.connect,
@@ -395,6 +396,10 @@ class Runtime:
         """Open the store and load the ``data`` tree into Lua, before any application
         runs (so Lua is called here, outside the executor, while nothing else can)."""
         settings = self._settings
+        if settings.data == NO_DATA:
+            self._bridge.data_state[b"off"] = True
+            log.info("data: none (the global `data` is an ordinary variable)")
+            return
         store = open_store(settings.data, self._apps_dir, settings.data_sync, settings.cluster)
         try:
             if isinstance(store, RedisStore):  # (subscribed before the tree is read)

@@ -175,12 +175,17 @@ class Settings:
     #: Unsafe: let applications load LuaJIT's ffi and jit internals and precompiled
     #: (binary) chunks, each of which reaches the whole process. Ignored in sandbox mode.
     unsafe_native: bool = False
+    #: LuaSocket as built with LUASOCKET_DEBUG: ``socket._DEBUG`` is true, and a TCP
+    #: ``send`` or ``receive`` returns the seconds it took as one more value (what
+    #: LuaSocket's own test client needs).
+    luasocket_debug: bool = False
     #: Seconds between two ``onManage()`` calls on the root application.
     manage_interval: float = 2.0
     #: Seconds between two looks at the main.lua files for hot reload; 0 disables it.
     reload_interval: float = 1.0
     #: The SQLite file holding ``data`` (docs: lua/data); empty: one per applications
-    #: folder under ``$XDG_DATA_HOME/trio_mona``; ``:memory:`` keeps nothing;
+    #: folder under ``$XDG_DATA_HOME/trio_mona``; ``:memory:`` keeps nothing; ``none``:
+    #: no ``data`` global at all (an application's own variable, as in plain Lua);
     #: ``redis://HOST:PORT/DB``: Redis, shared by every worker and host pointed at it.
     data: str = ""
     #: The name under which the processes sharing a Redis meet: their ``data`` tree and

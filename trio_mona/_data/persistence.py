@@ -45,6 +45,10 @@ def default_path(apps_dir: Path) -> Path:
     return Path(base) / "trio_mona" / f"{name}-{digest}.sqlite"
 
 
+#: ``trio_mona.data = none``: no store, and no ``data`` global (docs/lua/data.rst).
+NO_DATA: Final = "none"
+
+
 def open_store(setting: str, apps_dir: Path, sync: str, cluster: str = "default") -> Store:
     """The store that ``trio_mona.data`` names (a file or a Redis URL; empty:
     :func:`default_path`).

@@ -339,6 +339,7 @@ end
 
 -- The `data` of the application at `app_path` ("" for the root, "/a/b" below it).
 function shared.data_of(app_path)
+  if changes.off then return nil end -- (`--data none`: an ordinary global)
   local keys, n = {}, 0
   for name in gmatch(app_path, "[^/]+") do n = n + 1; keys[n] = name end
   return proxy_of(concat(keys, SEP))

@@ -140,9 +140,21 @@ end
 
 -- Raise "bad argument" at the Lua code that called the method (`level` frames up
 -- from the function calling argerror; 3 = the caller of a method).
-local function argerror(method, i, expected, v, level)
-  error(format("bad argument #%d to '%s' (%s expected, got %s)", i, method, expected, typename(v)),
-    level or 3)
+-- Raise `message` at the nearest caller outside the runtime's own Lua files, so that
+-- an error points at the application's line as a C library's does, however many of
+-- the runtime's functions (or its pcall) are in between.
+local function raise(message)
+  local level = 2
+  while true do
+    local info = getinfo(level, "S")
+    if info == nil or sub(info.source, 1, 11) ~= "=trio_mona/" then break end
+    level = level + 1
+  end
+  error(message, level)
+end
+
+local function argerror(method, i, expected, v)
+  raise(format("bad argument #%d to '%s' (%s expected, got %s)", i, method, expected, typename(v)))
 end
 
 local classes = {}
@@ -220,7 +232,7 @@ local function address_arg(method, i, v, optional)
   if t == "nil" and optional then return nil end
   local h = socket_address_handles[v] or ip_address_handles[v]
   if h ~= nil then return h end
-  argerror(method, i, optional and "port" or "address", v, 4)
+  argerror(method, i, optional and "port" or "address", v)
 end
 
 ---------------------------------------------------------------------------
@@ -560,6 +572,8 @@ return {
   address_arg = address_arg,
   api = api,
   argerror = argerror,
+  getinfo = getinfo,
+  raise = raise,
   class = class,
   classes = classes,
   clock = clock,

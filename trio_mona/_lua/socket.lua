@@ -8,13 +8,48 @@
 -- Returns `shared` with `api.socket_module(owner)` added: one module per application,
 -- so that every socket belongs to the application whose code made it.
 local shared = ...
-local api, argerror, error, floor, format, host =
-  shared.api, shared.argerror, shared.error, shared.floor, shared.format, shared.host
+local api, error, floor, format, host =
+  shared.api, shared.error, shared.floor, shared.format, shared.host
 local match, pairs, select, setmetatable, sub =
   shared.match, shared.pairs, shared.select, shared.setmetatable, shared.sub
 local tonumber, tostring, type, typename, wait, pcall =
   shared.tonumber, shared.tostring, shared.type, shared.typename, shared.wait, shared.pcall
 local raw_getmetatable, raw_setmetatable = shared.raw_getmetatable, shared.raw_setmetatable
+local getinfo = shared.getinfo
+
+-- As LuaSocket's C functions raise through luaL_argerror: the error is at the
+-- application's line; argument `i` counts after self in a method call (`i` 0: self
+-- itself), and names the function as the caller did ('?' through pcall), counting
+-- self, in any other call. `plain`: a module function (no self).
+local function arg_error(method, i, why, plain)
+  local level = 2
+  while true do
+    local info = getinfo(level + 1, "S")
+    if info == nil or sub(info.source, 1, 11) ~= "=trio_mona/" then break end
+    level = level + 1
+  end
+  local called = getinfo(level, "n")
+  local message
+  if plain then
+    message = format("bad argument #%d to '%s' (%s)", i, called and called.name or "?", why)
+  elseif called ~= nil and called.namewhat == "method" then
+    message = i == 0 and format("calling '%s' on bad self (%s)", method, why)
+      or format("bad argument #%d to '%s' (%s)", i, method, why)
+  else
+    message = format("bad argument #%d to '%s' (%s)", i + 1, called and called.name or "?", why)
+  end
+  error(message, level + 1)
+end
+
+local PLAIN = { sleep = true, select = true, toip = true, tohostname = true,
+  getaddrinfo = true, getnameinfo = true, source = true, sink = true }
+
+local function argerror(method, i, expected, v)
+  arg_error(method, i, format("%s expected, got %s", expected, v == nil and "no value" or typename(v)),
+    PLAIN[method])
+end
+
+local function raise(message) shared.raise(message) end
 
 local VERSION = "LuaSocket 3.0.0"
 local BLOCKSIZE = 2048 -- what socket.source reads at a time
@@ -60,9 +95,7 @@ local function check(self, method, family, kinds)
   local expected = kinds == "any" and family .. "{any}"
     or family .. "{" .. (kinds.client and "client" or kinds.server and "server"
       or kinds.master and "master" or kinds.connected and "connected" or "unconnected") .. "}"
-  local mt = raw_getmetatable(self)
-  local got = kind_of_mt[mt] and mt.__name or typename(self)
-  error(format("bad argument #1 to '%s' (%s expected, got %s)", method, expected, got), 3)
+  arg_error(method, 0, expected .. " expected")
 end
 
 -- One value on success, nil and the message on failure (LuaSocket's counts).
@@ -103,6 +136,15 @@ local function string_arg(method, i, v, default)
   return v
 end
 
+-- A port argument: a number or a service name, read as LuaSocket's getaddrinfo reads
+-- its text (`kind`: "tcp", "udp", or "sendto" for that path's own words); nil and
+-- the error when it names no port.
+local function port_arg(method, i, port, kind)
+  local t = type(port)
+  if t ~= "number" and t ~= "string" then argerror(method, i, "string", port) end
+  return host.ls_port(tostring(port), kind)
+end
+
 -- Names to addresses, without blocking the loop ("*" is every interface).
 local function addresses(method, address, family, passive)
   address = string_arg(method, 1, address)
@@ -113,6 +155,17 @@ end
 -- Methods, shared by every kind; each checks the kinds it is for.
 ---------------------------------------------------------------------------
 local CLIENT, SERVER, MASTER = { client = true }, { server = true }, { master = true }
+-- What each option's value must be (LuaSocket checks it before the system call).
+local OPTION_TYPES = {
+  keepalive = "boolean", reuseaddr = "boolean", reuseport = "boolean", broadcast = "boolean",
+  dontroute = "boolean", ["tcp-nodelay"] = "boolean", ["ipv6-v6only"] = "boolean",
+  ["ip-multicast-loop"] = "boolean", ["ipv6-multicast-loop"] = "boolean",
+  ["tcp-keepidle"] = "number", ["tcp-keepcnt"] = "number", ["tcp-keepintvl"] = "number",
+  ["ip-multicast-ttl"] = "number", ["ipv6-unicast-hops"] = "number",
+  ["ipv6-multicast-hops"] = "number", ["ip-multicast-if"] = "string",
+  linger = "table", ["ip-add-membership"] = "table", ["ip-drop-membership"] = "table",
+  ["ipv6-add-membership"] = "table", ["ipv6-drop-membership"] = "table",
+}
 -- Per client: the wait handed out for its next receive (token, mode, count).
 local armed = setmetatable({}, { __mode = "k" })
 local CONNECTABLE = { master = true, client = true }
@@ -134,9 +187,22 @@ local function common(methods, family)
     return 1.0
   end
   methods.timeout = methods.settimeout -- (the old name)
-  function methods:setoption(name, value)
+  function methods:gettimeout() return host.ls_gettimeout(check(self, "gettimeout", family, "any")) end
+  function methods:getfamily()
+    local name = host.ls_family(check(self, "getfamily", family, "any"))
+    return name == "inet6" and "inet6" or "inet4"
+  end
+  function methods:setoption(name, ...)
     local h = check(self, "setoption", family, "any")
     name = string_arg("setoption", 1, name)
+    local value = ...
+    local wanted = OPTION_TYPES[name]
+    if wanted == nil then
+      arg_error("setoption", 1, format("unsupported option `%s'", name))
+    elseif wanted ~= "any" and type(value) ~= wanted then
+      arg_error("setoption", 2, format("%s expected, got %s", wanted,
+        select("#", ...) == 0 and "no value" or typename(value)))
+    end
     if name == "linger" then
       if type(value) ~= "table" then argerror("setoption", 2, "table", value) end
       return host.ls_setoption(h, name, value.on and true or false, tonumber(value.timeout) or 0)
@@ -147,7 +213,7 @@ local function common(methods, family)
     end
     local r, err = host.ls_setoption(h, name, value, nil)
     if err == "unsupported option" then
-      error(format("bad argument #2 to 'setoption' (unsupported option `%s')", name), 2)
+      arg_error("setoption", 1, format("unsupported option `%s'", name))
     end
     return answer(r, err)
   end
@@ -156,7 +222,7 @@ local function common(methods, family)
     name = string_arg("getoption", 1, name)
     local a, b = host.ls_getoption(h, name)
     if a == nil and b == "unsupported option" then
-      error(format("bad argument #2 to 'getoption' (unsupported option `%s')", name), 2)
+      arg_error("getoption", 1, format("unsupported option `%s'", name))
     end
     if a == nil then return nil, b end
     if name == "linger" then return { on = a, timeout = b } end
@@ -189,8 +255,11 @@ end
 
 function tcp:bind(address, port)
   local h = check(self, "bind", "tcp", MASTER)
-  port = number_arg("bind", 2, port)
-  local ip, err = addresses("bind", address, host.ls_family(h), true)
+  local err
+  port, err = port_arg("bind", 2, port, "tcp")
+  if port == nil then return nil, err end
+  local ip
+  ip, err = addresses("bind", address, host.ls_family(h), true)
   if ip == nil then return nil, err end
   return host.ls_bind(h, ip, port)
 end
@@ -204,11 +273,15 @@ end
 
 function tcp:connect(address, port)
   local h = check(self, "connect", "tcp", CONNECTABLE)
-  port = number_arg("connect", 2, port)
-  local r, err = connect_to(h, address, port, host.ls_family(h))
+  local r, err = port_arg("connect", 2, port, "tcp")
+  if r ~= nil then r, err = connect_to(h, address, r, host.ls_family(h)) end
+  if r == nil and err ~= "timeout" then host.ls_connect_failed(h) end
   reclass(self)
   return answer(r, err)
 end
+
+-- (LuaSocket's TCP objects take these names too)
+tcp.setsockname, tcp.setpeername = tcp.bind, tcp.connect
 
 function tcp:accept()
   local h = check(self, "accept", "tcp", SERVER)
@@ -225,12 +298,14 @@ local function counted(...) return select("#", ...), ... end
 function tcp:receive(pattern, prefix)
   local h = client_handle[self] or check(self, "receive", "tcp", CLIENT)
   local mode, count = "l", 0
-  if type(pattern) == "number" then
-    mode, count = "n", floor(pattern)
+  local n = tonumber(pattern) -- (a count may be given as text, as in LuaSocket)
+  if n ~= nil then
+    if not (n >= 0) then arg_error("receive", 1, "invalid receive pattern") end
+    mode, count = "n", floor(n)
   elseif pattern ~= nil then
     if type(pattern) ~= "string" then argerror("receive", 1, "string", pattern) end
     mode = PATTERNS[sub(pattern, 1, 1) == "*" and sub(pattern, 2, 2) or sub(pattern, 1, 1)]
-    if mode == nil then error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
+    if mode == nil then arg_error("receive", 1, "invalid receive pattern") end
   end
   if prefix ~= nil then
     prefix = string_arg("receive", 2, prefix)
@@ -293,13 +368,13 @@ function tcp:send(data, i, j)
   return nil, err, last + i - 1.0
 end
 
-function tcp:getpeername() return host.ls_getpeername(check(self, "getpeername", "tcp", CLIENT)) end
+function tcp:getpeername() return host.ls_getpeername(check(self, "getpeername", "tcp", "any")) end
 
 function tcp:shutdown(how)
   local h = check(self, "shutdown", "tcp", CLIENT)
   how = string_arg("shutdown", 1, how, "both")
   if how ~= "both" and how ~= "send" and how ~= "receive" then
-    error("bad argument #1 to 'shutdown' (invalid shutdown method)", 2)
+    arg_error("shutdown", 1, format("invalid option '%s'", how))
   end
   return host.ls_shutdown(h, how)
 end
@@ -314,8 +389,11 @@ end
 -- UDP -----------------------------------------------------------------------
 function udp:setsockname(address, port)
   local h = check(self, "setsockname", "udp", { unconnected = true })
-  port = number_arg("setsockname", 2, port)
-  local ip, err = addresses("setsockname", address, host.ls_family(h), true)
+  local err
+  port, err = port_arg("setsockname", 2, port, "udp")
+  if port == nil then return nil, err end
+  local ip
+  ip, err = addresses("setsockname", address, host.ls_family(h), true)
   if ip == nil then return nil, err end
   return host.ls_bind(h, ip, port)
 end
@@ -327,7 +405,9 @@ function udp:setpeername(address, port)
     reclass(self)
     return answer(r, err)
   end
-  port = number_arg("setpeername", 2, port)
+  local err
+  port, err = port_arg("setpeername", 2, port, "udp")
+  if port == nil then return nil, err end
   local ips = { addresses("setpeername", address, host.ls_family(h), false) }
   if ips[1] == nil then return nil, ips[2] end
   local r, err = host.ls_connect_start(h, ips[1], port)
@@ -345,8 +425,11 @@ end
 function udp:sendto(data, address, port)
   local h = check(self, "sendto", "udp", { unconnected = true })
   data = string_arg("sendto", 1, data)
-  port = number_arg("sendto", 3, port)
-  local ip, err = addresses("sendto", address, host.ls_family(h), false)
+  local err
+  port, err = port_arg("sendto", 3, port, "sendto")
+  if port == nil then return nil, err end
+  local ip
+  ip, err = addresses("sendto", address, host.ls_family(h), false)
   if ip == nil then return nil, err end
   return host.ls_send_datagram(h, data, ip, port)
 end
@@ -366,7 +449,18 @@ end
 
 function udp:receivefrom(size)
   local h = check(self, "receivefrom", "udp", { unconnected = true })
-  return receive_datagram(h, floor(number_arg("receivefrom", 1, size, 8192)))
+  local data, ip, port = receive_datagram(h, floor(number_arg("receivefrom", 1, size, 8192)))
+  if data == nil then return nil, ip end
+  return data, ip, port
+end
+
+-- trio_mona.luasocket_debug: what a LuaSocket built with LUASOCKET_DEBUG returns, the
+-- seconds the call took as one more value.
+if host.luasocket_debug then
+  local gettime, plain_send, plain_receive = host.ls_gettime, tcp.send, tcp.receive
+  local function timed(start, a, b, c) return a, b, c, gettime() - start end
+  function tcp:send(...) return timed(gettime(), plain_send(self, ...)) end
+  function tcp:receive(...) return timed(gettime(), plain_receive(self, ...)) end
 end
 
 ---------------------------------------------------------------------------
@@ -374,8 +468,10 @@ end
 ---------------------------------------------------------------------------
 local function define(family, kind, methods)
   local name = family .. "{" .. kind .. "}"
+  local index = { class = name }
+  for k, v in pairs(methods) do index[k] = v end
   local mt = {
-    __index = methods,
+    __index = index,
     __tostring = function(t) return name .. ": " .. address_of[t] end,
     __metatable = name,
     -- (the handle itself may be collected with the object: its number stays)
@@ -425,8 +521,8 @@ local function collect(t, i)
     if type(k) == "number" then
       local h = handle_of[s]
       if h == nil then
-        error(format("bad argument #%d to 'select' (socket expected at index %s, got %s)", i,
-          tostring(k), typename(s)), 3)
+        arg_error("select", i, format("socket expected at index %s, got %s", tostring(k),
+          typename(s)), true)
       end
       n = n + 1
       handles[n], objects[n] = h, s
@@ -512,16 +608,15 @@ local function copy(t)
   return c
 end
 
-local function sink(mode, sock)
-  local make = sinkt[mode or "default"]
-  if make == nil then error("unknown sink mode: " .. tostring(mode), 2) end
-  return make(sock)
-end
-
-local function source(mode, sock, length)
-  local make = sourcet[mode or "default"]
-  if make == nil then error("unknown source mode: " .. tostring(mode), 2) end
-  return make(sock, length)
+-- socket.choose: a function that calls `table[name](...)`, "default" when the first
+-- argument is not a string (socket.sink and socket.source are made with it).
+local function choose(choices)
+  return function(name, opt1, opt2)
+    if type(name) ~= "string" then name, opt1, opt2 = "default", name, opt1 end
+    local f = choices[name or "nil"]
+    if not f then raise("unknown key (" .. tostring(name) .. ")") end
+    return f(opt1, opt2)
+  end
 end
 
 function api.socket_module(owner)
@@ -534,6 +629,7 @@ function api.socket_module(owner)
   end
   local m = {
     _VERSION = VERSION,
+    _DEBUG = host.luasocket_debug or nil,
     _SETSIZE = host.ls_setsize(),
     _SOCKETINVALID = -1,
     tcp = new("tcp", "unspec"), tcp4 = new("tcp", "inet"), tcp6 = new("tcp", "inet6"),
@@ -542,12 +638,14 @@ function api.socket_module(owner)
     gettime = host.ls_gettime,
     newtry = newtry,
     protect = protect,
+    choose = choose,
     skip = function(d, ...) return select(d + 1, ...) end,
-    sink = sink,
-    source = source,
     sourcet = copy(sourcet), sinkt = copy(sinkt), -- (each application its own)
     BLOCKSIZE = BLOCKSIZE,
+    _DATAGRAMSIZE = 8192,
+    __unload = function() end, -- (the C module's hook: nothing to release here)
   }
+  m.sink, m.source = choose(m.sinkt), choose(m.sourcet)
   m.try = newtry()
   function m.sleep(seconds)
     seconds = number_arg("sleep", 1, seconds)
@@ -591,7 +689,12 @@ function api.socket_module(owner)
   function dns.toip(name) return lookup("toip", string_arg("toip", 1, name)) end
   function dns.tohostname(name) return lookup("tohostname", string_arg("tohostname", 1, name)) end
   function dns.getaddrinfo(name) return lookup("getaddrinfo", string_arg("getaddrinfo", 1, name)) end
-  function dns.getnameinfo(name, port) return lookup("getnameinfo", name, port) end
+  function dns.getnameinfo(name, port)
+    if name ~= nil then name = string_arg("getnameinfo", 1, name) end
+    if port ~= nil then port = string_arg("getnameinfo", 2, port) end
+    if name == nil and port == nil then raise("host and serv cannot be both nil") end
+    return lookup("getnameinfo", name, port)
+  end
   m.dns = dns
   return m
 end

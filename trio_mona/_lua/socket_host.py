@@ -20,7 +20,7 @@ import trio
 
 from .._core.events import TIMED_OUT
 from .._net.luasocket import LuaSocket, Parker
-from .._net.luasocket_options import Answer, error_text
+from .._net.luasocket_options import Answer, error_text, gai_text, port_number
 from .._net.sockets import Sockets
 
 #: The families a Lua call names.
@@ -39,6 +39,25 @@ def _literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+GAI_SERVICE: Final = b"service not supported for socket type"
+
+
+def _port(text: bytes, kind: bytes) -> Answer:
+    """A port argument (Lua's text of it) as a number, or LuaSocket's failure: *kind*
+    is ``tcp`` or ``udp``, ``sendto`` for the C library's own words (that path of
+    LuaSocket reports them)."""
+    value = _text(text)
+    port = port_number(value, udp=kind != b"tcp")
+    if port is not None:
+        return (port,)
+    if kind != b"sendto":
+        return None, GAI_SERVICE
+    unsigned = value.removeprefix("-")
+    if value.startswith("-") and unsigned.isdigit():
+        return None, b"Servname not supported for ai_socktype"
+    return None, b"Name or service not known"
 
 
 def _family_name(family: int) -> bytes:
@@ -65,6 +84,9 @@ class SocketHost:
             "ls_new": self.new,
             "ls_kind": lambda h: h.kind.encode(),
             "ls_family": lambda h: _family_name(h.family) if h.sock is not None else b"unspec",
+            "ls_port": _port,
+            "ls_connect_failed": LuaSocket.connect_failed,
+            "ls_gettimeout": lambda h: (h.block, h.total),
             "ls_close": LuaSocket.close,
             "ls_serial": lambda h: h.serial,
             "ls_close_collected": self.close_collected,
@@ -98,7 +120,7 @@ class SocketHost:
                 math.inf if timeout is None or timeout < 0 else trio.current_time() + timeout
             ),
             "ls_sleep": self.sleep,
-            "ls_gettime": time.time,
+            "ls_gettime": lambda *_: time.time(),
             "ls_gethostname": lambda: socket.gethostname().encode(),
             "ls_setsize": lambda: float(resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
             "ls_dns": self.dns,
@@ -205,7 +227,9 @@ class SocketHost:
             assert host is not None
             try:
                 found = await trio.socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM)
-            except (socket.gaierror, UnicodeError):
+            except socket.gaierror as exc:
+                return None, gai_text(exc)
+            except UnicodeError:
                 return None, b"host not found"
             entries = [
                 self._table({"family": _family_name(entry[0]).decode(), "addr": str(entry[4][0])})
@@ -214,12 +238,16 @@ class SocketHost:
             return (self._sequence(list(entries)),)
 
         async def getnameinfo() -> tuple[object, ...]:
-            port = 0 if extra is None else int(extra)  # type: ignore[call-overload]
+            port = 0 if extra is None else port_number(_text(extra), udp=False)
+            if port is None:
+                return None, GAI_SERVICE
             try:
                 names, service = await trio.socket.getnameinfo((host or "0.0.0.0", port), 0)
-            except (socket.gaierror, socket.herror, UnicodeError, OverflowError):
+            except socket.gaierror as exc:
+                return None, gai_text(exc)
+            except (socket.herror, UnicodeError, OverflowError):
                 return None, b"host not found"
-            return self._sequence([names]), service.encode()
+            return self._sequence([names]), service.encode() if extra is not None else None
 
         work = {
             b"toip": toip,

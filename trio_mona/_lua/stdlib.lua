@@ -346,7 +346,18 @@ function lib.module_function(env, loaded)
   end
 end
 
-local function table_pack(...) return { n = select("#", ...), ... } end
+-- table.pack for LuaJIT: an array part sized for every value, so that `#` counts to
+-- the last non-nil one as Lua 5.4's does (LuaJIT's `{...}` stops at the first hole).
+local new_table = LUAJIT and select(2, raw_pcall(G.require, "table.new")) or nil
+
+local function table_pack(...)
+  local n = select("#", ...)
+  if type(new_table) ~= "function" then return { n = n, ... } end
+  local values, packed = { ... }, new_table(n, 1)
+  for i = 1, n do packed[i] = values[i] end
+  packed.n = n
+  return packed
+end
 
 local function compat(t)
   local tbl, mth, str = t.table, t.math, t.string

@@ -122,23 +122,27 @@ class LuaSocket:
 
     # -- timeouts -------------------------------------------------------------------
     def settimeout(self, value: float | None, mode: bytes) -> None:
-        seconds = -1.0 if value is None or value < 0 else float(value)
+        # (a negative value is no timeout, and is kept as given: gettimeout shows it)
+        seconds = -1.0 if value is None or math.isnan(value) else float(value)
         if mode == b"t":
             self.total = seconds
         else:
             self.block = seconds
 
     def _deadline(self, first: bool) -> float:
-        """When the current wait gives up (inf: never; <= now: at once)."""
+        """When the current wait gives up (inf: never; <= now: at once). As LuaSocket's
+        ``timeout_getretry``: a block timeout alone bounds the whole call (a peer that
+        trickles bytes does not keep it waiting longer); with a total one too, each
+        wait is bounded by the block and the call by the total."""
         if self.block < 0 and self.total < 0:
             return math.inf  # (the default: no clock to read)
         now = trio.current_time()
         if first:
             self._started = now
-        deadline = math.inf if self.block < 0 else now + self.block
-        if self.total >= 0:
-            deadline = min(deadline, self._started + self.total)
-        return deadline
+        if self.total < 0:
+            return self._started + self.block
+        deadline = self._started + self.total
+        return deadline if self.block < 0 else min(deadline, now + self.block)
 
     def _park(self, deadline: float) -> tuple[int, object]:
         """Park until the hub reports data (or *deadline*)."""
@@ -322,6 +326,12 @@ class LuaSocket:
             return None, b"timeout"
         return wait
 
+    def connect_failed(self) -> None:
+        """Every address refused: the object is a client all the same (as LuaSocket
+        sets its class whatever the connect did), with no socket: it reads "closed"."""
+        if self.kind == "master":
+            self.kind = "client"
+
     def connect_finish(self, timed_out: bool) -> Answer:
         if self.sock is None or self.closed:
             return None, b"closed"
@@ -346,7 +356,7 @@ class LuaSocket:
         """``*l`` (mode ``l``), ``*a`` (``a``) or *count* bytes (``n``): the answer, or a
         wait whose wake-up carries the answer (the hub reads for it: :meth:`on_readable`).
         Called again with *timed_out* when the wait's deadline passed."""
-        if self.closed:
+        if self.closed or self.sock is None:
             return None, b"closed", b""
         count = int(size)  # (a float on LuaJIT)
         if timed_out:
@@ -386,6 +396,7 @@ class LuaSocket:
                 if mode == b"a" and buffer:
                     data = bytes(buffer)
                     buffer.clear()
+                    self.received += len(data)
                     return data, None, None
                 return None, b"closed", self._take_partial(mode)
             if not self._ready:
@@ -407,7 +418,6 @@ class LuaSocket:
                 self.eof = True
                 continue
             size = len(data)
-            self.received += size
             self.sockets.bytes_received += size
             if size < RECV_SIZE and self._in_hub and not self._hangup:
                 self._ready = False  # a short read emptied the kernel buffer
@@ -417,11 +427,13 @@ class LuaSocket:
                 mode == b"l" and data.find(b"\n") == size - 1 and b"\r" not in data
             ):
                 # One read that is exactly the answer (an echo's usual case): no copy.
+                self.received += size
                 return (data[:-1] if mode == b"l" else data), None, None
             else:
                 self.buffer = buffer = bytearray(data)
 
     def _take(self, mode: bytes, count: int) -> bytes | None:
+        """(``received`` counts what leaves the buffer, as LuaSocket's getstats.)"""
         buffer = self.buffer
         if mode == b"l":
             end = buffer.find(b"\n")
@@ -429,18 +441,21 @@ class LuaSocket:
                 return None
             line = bytes(buffer[:end])
             del buffer[: end + 1]
+            self.received += end + 1
             return line.replace(b"\r", b"") if b"\r" in line else line
         if mode == b"n":
             if len(buffer) < count:
                 return None
             data = bytes(buffer[:count])
             del buffer[:count]
+            self.received += count
             return data
         return None  # "*a" ends only at the end of the stream
 
     def _take_partial(self, mode: bytes) -> bytes:
         data = bytes(self.buffer)
         self.buffer.clear()
+        self.received += len(data)
         return data.replace(b"\r", b"") if mode == b"l" else data
 
     def send(self, data: bytes, done: int, first: bool, timed_out: bool) -> Answer:
@@ -449,6 +464,8 @@ class LuaSocket:
         if self.closed or self.sock is None:
             return None, b"closed", done
         outgoing = self._outgoing
+        if outgoing is not None and outgoing.shut:  # (after shutdown("send"))
+            return None, b"closed", done
         if outgoing is None:
             outgoing = self._outgoing = Outgoing(self.sockets, self.sock)
         size = len(data)
@@ -475,7 +492,9 @@ class LuaSocket:
         return (done,)
 
     def _wait_drained(self, outgoing: Outgoing, first: bool) -> Answer | None:
-        drained = outgoing.drained = outgoing.drained or trio.Event()
+        drained = outgoing.drained
+        if drained is None:  # (one event for every send waiting on this socket)
+            drained = outgoing.drained = trio.Event()
         return self._wait_in_task(first, drained.wait)
 
     def shutdown(self, how: bytes) -> Answer:

@@ -101,15 +101,47 @@ def family_of(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+#: What getaddrinfo's errors read as in LuaSocket (``socket_gaistrerror``).
+GAI_ERRORS: Final = {
+    socket.EAI_AGAIN: b"temporary failure in name resolution",
+    socket.EAI_BADFLAGS: b"invalid value for ai_flags",
+    socket.EAI_FAIL: b"non-recoverable failure in name resolution",
+    socket.EAI_FAMILY: b"ai_family not supported",
+    socket.EAI_MEMORY: b"memory allocation failure",
+    socket.EAI_NONAME: b"host or service not provided, or not known",
+    socket.EAI_SERVICE: b"service not supported for socket type",
+    socket.EAI_SOCKTYPE: b"ai_socktype not supported",
+}
+
+
+def gai_text(exc: socket.gaierror) -> bytes:
+    return GAI_ERRORS.get(exc.errno, str(exc).encode()) if exc.errno else str(exc).encode()
+
+
+def port_number(text: str, udp: bool) -> int | None:
+    """The port a LuaSocket port argument names, as getaddrinfo reads the service
+    text: decimal digits (taken modulo 65536, as the C library does; none: 0), or a
+    service name (``http``). None: no such service."""
+    if text.isdigit() or not text:
+        return int(text or "0") & 0xFFFF
+    if not text.isascii() or not text.replace("-", "").replace("_", "").isalnum():
+        return None
+    try:
+        return socket.getservbyname(text, "udp" if udp else "tcp")
+    except OSError:
+        return None
+
+
 def address_of(sock: socket.socket | None, *, peer: bool) -> Answer:
     if sock is None:  # (no socket yet, or closed: what LuaSocket's system call says)
-        return None, b"Bad file descriptor"
+        return None, b"Transport endpoint is not connected" if peer else b"Bad file descriptor"
     try:
         address = sock.getpeername() if peer else sock.getsockname()
     except OSError as exc:
         return None, error_text(exc)
     family = b"inet6" if sock.family == socket.AF_INET6 else b"inet"
-    return address[0].encode(), str(address[1]).encode(), family  # (the port as a string)
+    # (LuaSocket 3.0 gives the peer's port as a number, its own as a string)
+    return address[0].encode(), address[1] if peer else str(address[1]).encode(), family
 
 
 def set_option(sock: socket.socket | None, name: bytes, value: object) -> Answer:

@@ -46,6 +46,8 @@ class Outgoing:
     _then_shutdown: int | None = None
     #: ``close`` came with bytes queued: the socket closes once they are written.
     _then_close: bool = False
+    #: ``shutdown("send")`` or ``("both")`` was called: a later ``send`` is "closed".
+    shut: bool = False
     _linger_scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
@@ -76,6 +78,8 @@ class Outgoing:
         if self.out and self.error is None:
             self._flushing = True
             self.sockets.spawn(self, self._flush)
+        elif self._then_shutdown is not None:
+            self._after_flush()  # (all written at once: the FIN follows now)
 
     def _write(self) -> None:
         if not self.sockets.writes.durable():
@@ -122,8 +126,11 @@ class Outgoing:
 
     def shutdown(self, how: int) -> None:
         """Shut down part of the connection, after what is queued for ``SHUT_WR``."""
+        if how != socket.SHUT_RD:
+            self.shut = True
         if self.out and how != socket.SHUT_RD:
             self._then_shutdown = how
+            self.write_queued()
             return
         try:
             self.sock.shutdown(how)

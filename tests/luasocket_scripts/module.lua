@@ -1,0 +1,33 @@
+-- The rest of the module: the family-specific constructors, connect4, the DNS helpers
+-- on loopback addresses (answered from /etc/hosts: nothing leaves the machine),
+-- getfd/setfd/dirty, and the fields.
+local socket = require "socket"
+emit("constructors", socket.tcp4().class, socket.tcp4():getfamily(), socket.udp4():getfamily(),
+  socket.udp6():getfamily())
+local server = assert(socket.bind("127.0.0.1", 0))
+local _, port = server:getsockname()
+local client = socket.connect4("127.0.0.1", port)
+local conn = server:accept()
+emit("connect4", client.class, client:getfamily())
+emit("getfd", math.type and math.type(client:getfd()) or "float", client:getfd() > 2)
+emit("setfd", select("#", client:setfd(client:getfd())))
+client:send("x\ny")
+socket.sleep(0.05)
+emit("dirty before", conn:dirty())
+emit("line", conn:receive())
+emit("dirty after", conn:dirty())
+emit("fields", type(socket._SETSIZE), socket._SOCKETINVALID, type(socket.gettime()))
+emit("gethostname", type(socket.dns.gethostname()))
+emit("toip", (socket.dns.toip("127.0.0.1")))
+local name, resolved = socket.dns.tohostname("127.0.0.1")
+emit("tohostname", type(name), type(resolved), resolved and resolved.ip and resolved.ip[1])
+local names, service = socket.dns.getnameinfo("127.0.0.1", 80)
+emit("getnameinfo", type(names), type(names and names[1]), service)
+emit("getnameinfo service only", select(2, socket.dns.getnameinfo(nil, 80)))
+local ok, err = pcall(function() local r = socket.dns.getnameinfo() return r end)
+emit("getnameinfo nothing", ok, (tostring(err):gsub("^[^:]*:%d+: ", "")))
+local info = socket.dns.getaddrinfo("::1")
+emit("getaddrinfo ::1", info[1].family, info[1].addr)
+client:close()
+conn:close()
+server:close()
