@@ -11,6 +11,7 @@ PUBLIC = {
     "BoundAddress",
     "ConfigError",
     "IPAddress",
+    "InternalError",
     "LuaError",
     "MonaError",
     "Runtime",

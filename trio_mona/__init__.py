@@ -3,6 +3,7 @@
 from ._core.addresses import IPAddress as IPAddress
 from ._core.addresses import SocketAddress as SocketAddress
 from ._core.config import ConfigError as ConfigError
+from ._core.errors import InternalError as InternalError
 from ._core.errors import LuaError as LuaError
 from ._core.errors import MonaError as MonaError
 from ._core.errors import StartupError as StartupError
@@ -17,6 +18,7 @@ __all__ = [
     "BoundAddress",
     "ConfigError",
     "IPAddress",
+    "InternalError",
     "LuaError",
     "MonaError",
     "Runtime",

@@ -190,6 +190,9 @@ class Executor:
         self.lua_enabled = True
         #: The dispatch loop runs (a runtime whose task was cancelled has none).
         self.running = False
+        #: The events of the calls other tasks wait on (Runtime._in_executor): set
+        #: when the loop stops, so that none waits for ever.
+        self.waiting_calls: set[trio.Event] = set()
         self.events_dispatched = 0
         self._dispatch: dict[type[Any], Callable[[Any], None]] = {
             DataReceived: self._data,
@@ -207,6 +210,8 @@ class Executor:
             await self._dispatch_all(task_status)
         finally:
             self.running = False
+            for done in list(self.waiting_calls):
+                done.set()  # (they find no answer: the call never ran)
 
     async def _dispatch_all(self, task_status: trio.TaskStatus[None]) -> None:
         receive = self._receive

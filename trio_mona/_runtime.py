@@ -40,6 +40,7 @@ from ._formats import json as json_format
 from ._formats import xml as xml_format
 from ._formats import xmlrpc as xmlrpc_format
 from ._formats.tape import Tapes
+from ._groups import raise_single
 from ._lua import host
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
@@ -353,7 +354,16 @@ class Runtime:
             self._executor.settle(suspension or result, (), finish)
 
         self._sockets.post(Call(start))
-        await done.wait()
+        executor = self._executor
+        if not executor.running:
+            raise RuntimeError("the runtime's executor has stopped")
+        executor.waiting_calls.add(done)
+        try:
+            await done.wait()
+        finally:
+            executor.waiting_calls.discard(done)
+        if not box:
+            raise RuntimeError("the runtime's executor stopped before the call ran")
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0]
@@ -460,7 +470,10 @@ class Runtime:
             await self._mailer.drain()  # (their onSent still runs)
         if self._executor.running:  # (the __gc finalizers still pending, bounded)
             with trio.move_on_after(self._settings.linger + 1):
-                await self._in_executor(self._bridge.finalize_all)
+                try:
+                    await self._in_executor(self._bridge.finalize_all)
+                except RuntimeError:
+                    pass  # (the executor stopped meanwhile: the block was cancelled)
         self._executor.stop_lua()
         self._host_api.stop()
         if self._cluster is not None:
@@ -537,6 +550,13 @@ async def open_runtime(
     Raises:
       StartupError: the folder, the configuration or the root ``main.lua`` is unusable
         (a syntax error, or an error while its main chunk runs).
+      ValueError: a bad *expose* name (see :meth:`Runtime.expose`).
+      InternalError: several errors at once inside the runtime; the cause is the
+        ``ExceptionGroup`` that held them.
+
+    An exception raised in the block comes out as itself, not in an ``ExceptionGroup``
+    (``pytest.raises(ValueError)`` and ``sys.exit(0)`` in the block work as without
+    the runtime): KeyboardInterrupt and SystemExit first, as Trio does.
 
     Leaving the block stops listeners, runs ``onStop``, flushes and closes every
     connection within ``trio_mona.linger`` seconds, and cancels what remains.
@@ -575,6 +595,8 @@ async def open_runtime(
                 with trio.CancelScope(shield=True):
                     await runtime._shutdown()
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise_single(group)
     finally:
         for hub in hubs:
             hub.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
+import trio_mona
 from trio_mona import IPAddress, Runtime
 from trio_mona._core.addresses import IP_PROPERTIES
 from trio_mona._core.events import DataReceived
@@ -223,3 +224,15 @@ async def test_flow_control_bounds_memory_and_loses_nothing(tmp_path: Path) -> N
         # one more read may come in meanwhile: measured 441,236 once in ~30 runs).
         assert 65536 < peak <= 65536 + READ_AHEAD + 2 * RECV_SIZE
         assert bytes(received) == payload
+
+
+def test_several_errors_at_once_are_an_internal_error() -> None:
+    from trio_mona._groups import single_exception
+
+    group = BaseExceptionGroup("two", [ValueError("a"), KeyError("b")])
+    found = single_exception(group)
+    assert isinstance(found, trio_mona.InternalError)
+    assert found.__cause__ is group
+    # (a KeyboardInterrupt goes first, and cancellations with one error are dropped)
+    interrupt = KeyboardInterrupt()
+    assert single_exception(BaseExceptionGroup("", [ValueError(), interrupt])) is interrupt

@@ -18,6 +18,11 @@ def os_message(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+class InternalError(MonaError):
+    """Several errors at once inside the runtime (a bug of trio_mona's, or of the
+    program around it); the ``ExceptionGroup`` that held them is the cause."""
+
+
 class LuaError(MonaError):
     """A Lua function that :meth:`~trio_mona.Runtime.call` called raised an error.
 
