@@ -157,9 +157,10 @@ async def test_a_call_from_a_server_not_known_yet_joins_it_and_bad_messages_are_
         channel = "trio_mona:default:servers"
         client.publish(channel, b"C" + b"x" * 30)  # (not a message of ours)
         client.publish(channel, b"Q")
-        stranger = b"C" + b"0123456789abcdef" + b'{"address": "far:1", "host": "far", "pid": 1}'
+        stranger = b"C" + b"0123456789abcdef" + b'{"address": "far:1", "host": "far", "pid": 7}'
         client.publish(channel, stranger + b"\nnote\n")  # (no arguments)
         assert await calls_of(runtime, 1) == [b"far:1"]
-        assert await run_lua(runtime, "return #mona.servers, mona.servers[1].host") == (1, b"far")
+        code = "local s = mona.servers[1] return #mona.servers, s.host, s.pid, s.worker"
+        assert await run_lua(runtime, code) == (1, b"far", 7, None)
         await wait_for_log(caplog, "a message that is not trio_mona's")
     client.close()

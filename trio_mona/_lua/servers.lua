@@ -61,8 +61,8 @@ lib.lock(SERVERS)
 shared.servers = setmetatable(servers, SERVERS)
 
 -- A process joined: its Server object (for onServerConnection).
-function api.server_joined(id, address, hostname, worker)
-  local server = setmetatable({ address = address, host = hostname, worker = worker }, SERVER)
+function api.server_joined(id, address, hostname, pid)
+  local server = setmetatable({ address = address, host = hostname, pid = pid }, SERVER)
   by_id[id], id_of[server] = server, id
   rawset(servers, #servers + 1, server)
   return server
