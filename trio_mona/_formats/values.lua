@@ -29,12 +29,16 @@ else
   V.is_integer = function(v) return v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53 end
 end
 
--- A float written so that it reads back as the same float (Lua's %.14g first: it is
--- what tostring writes, and the shortest in the usual case).
+-- A float written with the fewest digits that read back as the same float (Lua's
+-- %.14g first: it is what tostring writes, and enough in the usual case): 1/3 is
+-- 0.3333333333333333, as Python and JavaScript write it.
 function V.float_text(v)
   if v ~= v or v == huge or v == -huge then return nil end
   local s = format("%.14g", v)
-  if tonumber(s) ~= v then s = format("%.17g", v) end
+  for digits = 15, 17 do
+    if tonumber(s) == v then break end
+    s = format("%." .. digits .. "g", v)
+  end
   if math_type ~= nil and not find(s, "[%.eEn]") then s = s .. ".0" end
   return s
 end
