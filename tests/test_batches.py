@@ -14,7 +14,7 @@ import trio.lowlevel
 
 import trio_mona
 
-from .helpers import lua, tcp_port, write_app
+from .helpers import lua, lua_until, tcp_port, write_app
 
 pytestmark = pytest.mark.trio
 
@@ -128,7 +128,7 @@ async def test_a_connection_disconnected_by_another_handler_of_the_batch_gets_no
         for round_ in range(4):
             await lua(runtime, "clients, kicked = {}, {}")
             clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
-            await trio.sleep(0.1)  # every onConnection has run
+            await lua_until(runtime, "return #clients == 12")  # every onConnection has run
             kicker = (5 * round_) % len(clients)
             for i, sock in enumerate(clients):  # (all before the runtime reads any)
                 sock.send(b"kick" if i == kicker else b"data")

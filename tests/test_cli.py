@@ -14,6 +14,8 @@ import pytest
 
 from .helpers import write_app
 
+pytestmark = pytest.mark.slow
+
 APPS = Path(__file__).resolve().parent.parent / "lua_apps"
 
 

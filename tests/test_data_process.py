@@ -21,6 +21,8 @@ import pytest
 
 from .helpers import write_app
 
+pytestmark = pytest.mark.slow
+
 KV = Path(__file__).resolve().parent.parent / "lua_apps" / "kv"
 
 

@@ -16,7 +16,7 @@ import trio_mona
 from trio_mona import Runtime
 from trio_mona.testing import run_lua
 
-from .helpers import RedisServer, messages, wait_for_log, write_app
+from .helpers import RedisServer, lua_until, messages, wait_for_log, write_app
 
 pytestmark = pytest.mark.trio
 
@@ -53,9 +53,7 @@ async def cluster(tmp_path: Path, url: str, source: str = APP) -> AsyncIterator[
 
 
 async def calls_of(runtime: Runtime, count: int) -> list[bytes]:
-    with trio.fail_after(5):
-        while await run_lua(runtime, "return #calls") < count:
-            await trio.sleep(0.01)
+    await lua_until(runtime, "return #calls >= " + str(count))
     found = await run_lua(runtime, "return table.concat(calls, '|')")
     return list(found.split(b"|"))
 
@@ -105,15 +103,11 @@ async def test_a_stopped_server_leaves_and_sending_to_it_fails(
     folder = write_app(tmp_path / "apps", APP)
     async with trio_mona.open_runtime(folder, data=redis_server.url) as a:
         async with trio_mona.open_runtime(folder, data=redis_server.url) as b:
-            with trio.fail_after(5):
-                while not await run_lua(a, "return #mona.servers == 1"):
-                    await trio.sleep(0.01)
+            await lua_until(a, "return #mona.servers == 1")
             await run_lua(a, "kept = mona.servers[1]")
             b_address = await run_lua(b, "return mona.servers[1] and 'up'")
             assert b_address == b"up"
-        with trio.fail_after(5):
-            while not await run_lua(a, "return #gone == 1 and #mona.servers == 0"):
-                await trio.sleep(0.01)
+        await lua_until(a, "return #gone == 1 and #mona.servers == 0")
         with pytest.raises(RuntimeError, match=r"this server has left the cluster"):
             await run_lua(a, "kept:send('note')")
         await run_lua(a, "mona.servers:broadcast('note')")  # (nobody to call: nothing)
@@ -134,14 +128,10 @@ async def test_clusters_on_one_redis_are_apart(tmp_path: Path, redis_server: Red
         trio_mona.open_runtime(folder, data=redis_server.url, settings=blue) as b,
         trio_mona.open_runtime(folder, data=redis_server.url, settings=red) as c,
     ):
-        with trio.fail_after(5):
-            while not await run_lua(a, "return #mona.servers == 1"):
-                await trio.sleep(0.01)
+        await lua_until(a, "return #mona.servers == 1")
         await run_lua(a, "data.colour = 'red'")
         await run_lua(b, "data.colour = 'blue'")
-        with trio.fail_after(5):
-            while await run_lua(c, "return data.colour") != b"red":
-                await trio.sleep(0.01)
+        await lua_until(c, "return data.colour == 'red'")
         await trio.sleep(0.1)
         assert await run_lua(c, "return data.colour, #mona.servers") == (b"red", 1)
         assert await run_lua(b, "return data.colour, #mona.servers") == (b"blue", 0)

@@ -12,6 +12,7 @@ from trio_mona import Runtime, testing
 from .helpers import (
     connect,
     lua,
+    lua_until,
     messages,
     receive_exactly,
     running,
@@ -136,9 +137,7 @@ async def test_a_coroutine_of_the_application_that_waits_is_run_by_the_runtime(
         refused = await lua(runtime, "return select(2, pcall(coroutine.resume, co))")
         assert b"belongs to the runtime" in refused
         gate[b"x"].set()
-        with trio.fail_after(2):
-            while await lua(runtime, "return #order") != 2:
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return #order == 2", 2)
         assert await lua(runtime, "return order[1] .. ',' .. order[2]") == b"after,X"
         assert await lua(runtime, "return coroutine.status(co)") == b"dead"
 

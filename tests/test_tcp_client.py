@@ -82,13 +82,9 @@ async def test_connect_forms_and_exchange(tmp_path: Path, engine: str, form: str
         assert await lua(runtime, "return rawequal(client.peerAddress, client.peerAddress)") is True
         await peer.send(b"from server")
         await wait_until(lambda: True)
-        with trio.fail_after(5):
-            while await lua(runtime, "return received") != b"from server":
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return received == 'from server'")
         peer.close()
-        with trio.fail_after(5):
-            while await lua(runtime, "return disconnections") != 1:
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return disconnections == 1")
         assert await lua(runtime, "return client.connected") is False
         assert await lua(runtime, "return client.error") is None
         assert await lua(runtime, "return client.peerAddress") is None
@@ -223,9 +219,7 @@ async def test_connect_twice_and_reconnect_after_disconnection(
         assert await second.recv(10) == b"again"
         second.close()
         peer.close()
-        with trio.fail_after(5):
-            while await lua(runtime, "return disconnections") != 2:
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return disconnections == 2")
 
 
 async def test_disconnect_while_connecting(
@@ -321,9 +315,7 @@ async def test_send_then_disconnect_while_connecting_delivers_the_bytes(
         conn, _ = await listener.accept()
         stream = trio.SocketStream(conn)
         assert await receive_until_closed(stream) == b"hello world"
-        with trio.fail_after(5):
-            while await lua(runtime, "return closed") < 2:
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return closed >= 2")
         assert await lua(runtime, "return connected_after") is False
         assert b"not connected" in await lua(runtime, "return late")
         errors = await lua(runtime, "return errors[1] .. '|' .. errors[2]")

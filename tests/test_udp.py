@@ -12,7 +12,7 @@ import trio
 
 from trio_mona import Runtime
 
-from .helpers import ENGINES, lua, messages, running, wait_for_log
+from .helpers import ENGINES, lua, lua_until, messages, running, wait_for_log
 
 ECHO = """
 udp = mona:createUDPSocket()
@@ -88,9 +88,7 @@ async def test_sender_address_object_is_shared(tmp_path: Path) -> None:
         peer = udp_peer()
         for _ in range(3):
             await peer.sendto(b"x", ("127.0.0.1", udp_port(runtime)))
-        with trio.fail_after(5):
-            while await lua(runtime, "return #senders") < 3:
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return #senders >= 3")
         assert await lua(runtime, "return rawequal(senders[1], senders[3])") is True
         assert await lua(runtime, "return senders[1].host.isLoopback") is True
         peer.close()
@@ -353,7 +351,5 @@ async def test_icmp_error_on_a_connected_socket_is_logged_and_reading_goes_on(
         data, sender = await receive(peer)
         assert data == b"again"
         await peer.sendto(b"pong", sender)
-        with trio.fail_after(5):
-            while await lua(runtime, "return got") != b"pong":
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return got == 'pong'")
         peer.close()

@@ -17,6 +17,8 @@ import redis
 
 from .helpers import RedisServer, Server, free_port
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 KV = str(ROOT / "lua_apps" / "kv")
 
