@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
+import trio_mona
+
 from .helpers import (
     connect,
     lua,
@@ -19,6 +21,8 @@ from .helpers import (
     tcp_port,
     wait_until,
 )
+
+LUASOCKET_ECHO = Path(__file__).resolve().parent.parent / "lua_apps" / "luasocket_echo"
 
 #: LuaSocket's classic loop at the top of the main chunk, one coroutine per client.
 ACCEPT_LOOP = """
@@ -484,4 +488,43 @@ async def test_a_socket_closed_between_two_receives(tmp_path: Path, engine: str)
         with trio.fail_after(2):
             await lua_until(runtime, "return second ~= nil")
         assert await lua(runtime, "return second[1], second[2]") == (None, b"closed")
+        await stream.aclose()
+
+
+async def test_a_line_that_never_ends_is_bounded_and_the_others_are_served(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stock example: it ends a connection whose receive fails ("line too long").
+    limit = 65536
+    settings = {"luasocket_echo.port": "0", "trio_mona.luasocket_max_buffer": str(limit)}
+    async with trio_mona.open_runtime(LUASOCKET_ECHO, settings=settings, engine=engine) as runtime:
+        port = runtime.bound_addresses[0].port
+        flood, bystander = await connect(port), await connect(port)
+        chunk, sent, cap = b"x" * 65536, 0, 256 * 1024 * 1024
+        with trio.fail_after(20):
+            try:
+                while sent < cap:  # (no newline, ever)
+                    await flood.send_all(chunk)
+                    sent += len(chunk)
+            except trio.BrokenResourceError:
+                pass
+            await bystander.send_all(b"still here\n")
+            assert await receive_exactly(bystander, 11) == b"still here\n"
+        assert sent < cap  # the server closed the connection
+        # (it read at most the limit and one more read before it gave up on the line)
+        assert runtime.statistics().bytes_received <= limit + 2 * 65536 + 11
+        assert any("luasocket_echo: line too long" in m for m in messages(caplog))
+
+
+async def test_receive_past_the_bound_fails_without_reading_it(tmp_path: Path) -> None:
+    async with running(tmp_path, SERVER, trio_mona__luasocket_max_buffer="4096") as runtime:
+        port = tcp_port(runtime)
+        await lua(runtime, "coroutine.wrap(function() conn = server:accept() end)()")
+        stream = await connect(port)
+        await lua_until(runtime, "return conn ~= nil")
+        assert await lua(runtime, "return conn:receive(5000)") == (None, b"receive too large", b"")
+        await stream.send_all(b"y" * 5000)
+        await lua(runtime, "conn:settimeout(2)")
+        answer = await lua(runtime, "local a, b, c = conn:receive('*a') return a, b, #c")
+        assert answer == (None, b"receive too large", 5000)  # (the bound and one read)
         await stream.aclose()

@@ -155,3 +155,57 @@ def test_a_looping_finalizer_is_stopped_by_the_runaway_bound(tmp_path: Path, eng
         process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+SPINNER = """
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(data)
+    if data == "spin" then while true do end end
+    self:send(data)
+  end
+end
+server:start("127.0.0.1", 0)
+NOTE("listening on ", server.address.port)
+"""
+
+
+def start_app(folder: Path, *options: str) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_mona", "run", str(folder), *options],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "listening on " in line:
+            return process, int(line.rsplit("listening on ", 1)[1])
+    raise AssertionError(f"no start (exit {process.wait()})")
+
+
+def test_luajit_sandbox_stops_a_loop_and_sigterm_stops_the_process(tmp_path: Path) -> None:
+    # (LuaJIT's compiled loops skip the hook: sandbox mode runs its interpreter)
+    folder = write_app(tmp_path / "apps", SPINNER)
+    process, port = start_app(
+        folder,
+        *("--lua", "luajit21", "--set", "trio_mona.sandbox=true"),
+        *("--set", "trio_mona.handler_timeout=0.5"),
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as spinner:
+            spinner.sendall(b"spin")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as bystander:
+                bystander.sendall(b"ping")
+                assert bystander.recv(10) == b"ping"  # (after the bound stopped the loop)
+            spinner.sendall(b"spin")  # (spinning again when the signal comes)
+            time.sleep(0.2)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+            assert time.monotonic() - started < 1
+    finally:
+        process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()

@@ -140,6 +140,9 @@ class Runtime:
         self._background_scope = trio.CancelScope()
         self._exit_code: int | None = None
         self._exit_requested = trio.Event()
+        #: Shutdown has begun: a handler still running stops at the runaway hook's next
+        #: call, as on a signal (a LuaSocket loop whose server just closed spins).
+        self._shutting_down = False
 
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
@@ -173,7 +176,7 @@ class Runtime:
             "by_token": BY_TOKEN,
             "exit": self._exit,
             "internal_error": host.internal_error,
-            "stopping": stop_requested,
+            "stopping": lambda: self._shutting_down or stop_requested(),
             "log": host.LuaLog(),
             "configs": _configs_table(config),
             "luasocket_debug": self._settings.luasocket_debug,
@@ -461,6 +464,7 @@ class Runtime:
         return {name: os.environ[name] for name in allowed if name in os.environ}
 
     async def _shutdown(self) -> None:
+        self._shutting_down = True
         self._background_scope.cancel()
         for listener in self._sockets.listeners():
             listener.unload()

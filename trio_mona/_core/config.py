@@ -175,6 +175,10 @@ class Settings:
     #: Unsafe: let applications load LuaJIT's ffi and jit internals and precompiled
     #: (binary) chunks, each of which reaches the whole process. Ignored in sandbox mode.
     unsafe_native: bool = False
+    #: The most one LuaSocket TCP ``receive`` may hold: a line, ``"*a"`` or a count
+    #: longer than this fails (``nil, "line too long"``, ``nil, "receive too large"``)
+    #: instead of growing the process without bound (docs/lua/luasocket.rst).
+    luasocket_max_buffer: int = 1 << 20
     #: LuaSocket as built with LUASOCKET_DEBUG: ``socket._DEBUG`` is true, and a TCP
     #: ``send`` or ``receive`` returns the seconds it took as one more value (what
     #: LuaSocket's own test client needs).
@@ -225,6 +229,7 @@ class Settings:
         if self.idle_timeout:
             _within("idle_timeout", self.idle_timeout, 0.01, 30 * _DAY, zero=True)
         _within("max_datagram", self.max_datagram, 1, 65527)
+        _within("luasocket_max_buffer", self.luasocket_max_buffer, 4096, _MAX_BYTES, "4 KiB")
         if self.engine not in ENGINES:
             raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
         if self.max_memory:

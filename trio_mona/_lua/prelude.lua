@@ -325,8 +325,10 @@ local function report(owner, what, err, fn)
   else
     source = "?"
   end
-  if ERROR_LEVEL >= log_level.threshold then
-    host.log(ERROR_LEVEL, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
+  -- (a handler the shutdown stopped did nothing wrong: an INFO line, not an ERROR)
+  local level = lib.runaway.expired and host.stopping() and INFO_LEVEL or ERROR_LEVEL
+  if level >= log_level.threshold then
+    host.log(level, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
   end
 end
 

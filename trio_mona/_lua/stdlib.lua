@@ -554,6 +554,12 @@ end
 if sandbox then
   lib.globals = sandbox_globals()
   lib.package = lib.globals.package
+  -- LuaJIT's compiled loops never call the count hook, so untrusted code runs in its
+  -- interpreter, where the runaway bound holds (docs: operations, "Runaway code").
+  if LUAJIT then
+    G.jit.off()
+    G.jit.flush()
+  end
 end
 
 return lib

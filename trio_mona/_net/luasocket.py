@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 
 #: Bytes one ``recv`` asks for (LuaSocket reads 8 KiB at a time; more costs nothing).
 RECV_SIZE: Final = 65536
+#: What a receive past ``trio_mona.luasocket_max_buffer`` returns.
+LINE_TOO_LONG: Final = b"line too long"
+TOO_LARGE: Final = b"receive too large"
+#: The most one UDP ``receive`` reads (no datagram is larger).
+DATAGRAM_MAX: Final = 65536
 
 
 class Parker(Protocol):
@@ -91,6 +96,8 @@ class LuaSocket:
     closed: bool = False
     #: Read from the kernel, not yet returned by ``receive``.
     buffer: bytearray = attrs.field(factory=bytearray)
+    #: How much of the buffer's start is known to hold no newline.
+    _scanned: int = 0
     eof: bool = False
     received: float = 0.0
     sent: float = 0.0
@@ -359,6 +366,8 @@ class LuaSocket:
         if self.closed or self.sock is None:
             return None, b"closed", b""
         count = int(size)  # (a float on LuaJIT)
+        if mode == b"n" and count > self.sockets.settings.luasocket_max_buffer:
+            return None, TOO_LARGE, b""
         if timed_out:
             self._receiving = None
             found = self._take(mode, count)
@@ -386,16 +395,22 @@ class LuaSocket:
         return None, None, token, suspension
 
     def _receive_now(self, mode: bytes, count: int) -> Answer | None:
-        """The answer from what was read and what the kernel has, or None: wait."""
+        """The answer from what was read and what the kernel has, or None: wait. A line
+        or ``"*a"`` that outgrows ``luasocket_max_buffer`` fails with what was read as
+        the partial result (the connection stays open: the application decides)."""
         buffer = self.buffer
+        limit = self.sockets.settings.luasocket_max_buffer
         while True:
             found = self._take(mode, count) if buffer else None
             if found is not None:
                 return found, None, None
+            if len(buffer) >= limit and mode != b"n":
+                return None, LINE_TOO_LONG if mode == b"l" else TOO_LARGE, self._take_partial(mode)
             if self.eof:
                 if mode == b"a" and buffer:
                     data = bytes(buffer)
                     buffer.clear()
+                    self._scanned = 0
                     self.received += len(data)
                     return data, None, None
                 return None, b"closed", self._take_partial(mode)
@@ -431,14 +446,17 @@ class LuaSocket:
                 return (data[:-1] if mode == b"l" else data), None, None
             else:
                 self.buffer = buffer = bytearray(data)
+                self._scanned = 0
 
     def _take(self, mode: bytes, count: int) -> bytes | None:
         """(``received`` counts what leaves the buffer, as LuaSocket's getstats.)"""
         buffer = self.buffer
         if mode == b"l":
-            end = buffer.find(b"\n")
+            end = buffer.find(b"\n", self._scanned)  # (not again over what had none)
             if end < 0:
+                self._scanned = len(buffer)
                 return None
+            self._scanned = 0
             line = bytes(buffer[:end])
             del buffer[: end + 1]
             self.received += end + 1
@@ -448,6 +466,7 @@ class LuaSocket:
                 return None
             data = bytes(buffer[:count])
             del buffer[:count]
+            self._scanned = 0
             self.received += count
             return data
         return None  # "*a" ends only at the end of the stream
@@ -455,6 +474,7 @@ class LuaSocket:
     def _take_partial(self, mode: bytes) -> bytes:
         data = bytes(self.buffer)
         self.buffer.clear()
+        self._scanned = 0
         self.received += len(data)
         return data.replace(b"\r", b"") if mode == b"l" else data
 
@@ -528,7 +548,7 @@ class LuaSocket:
             return None, b"timeout"
         sock = self.ensure(socket.AF_INET)
         try:
-            data, address = sock.recvfrom(size)
+            data, address = sock.recvfrom(max(0, min(size, DATAGRAM_MAX)))
         except BlockingIOError:
             return self._wait_readable(first) or (None, b"timeout")
         except OSError as exc:
