@@ -195,6 +195,10 @@ async def test_from_json_dates_and_bytes(tmp_path: Path, engine: str) -> None:
         (b"[" * 10_000, "tables nested deeper than 500"),
         (b'{"a":' * 600 + b"1" + b"}" * 600, "tables nested deeper than 500"),
         (b"", "Expecting value (at byte 1)"),
+        # (infinity, which toJSON could not write back)
+        (b"[1e999]", "the number 1e999 is beyond the largest float"),
+        (b"-1e400", "the number -1e400 is beyond the largest float"),
+        (b"1" + b"0" * 400, "the number 10000000000"),
     ],
 )
 async def test_from_json_bad_input(
@@ -339,3 +343,16 @@ def test_query_round_trip(runner: ThreadedRuntime, values: list[object]) -> None
     local back = table.pack(mona:fromQuery(mona:toQuery({args})))
     return back.n == values.n and same(values, back)"""
     assert runner.lua(code) is True
+
+
+async def test_more_values_than_a_call_returns_is_a_clear_failure(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    most = 500_000 if engine == "lua54" else 7000
+    async with running(tmp_path, "", engine=engine) as runtime:
+        code = f"""local parts = {{}}
+        for i = 1, {most + 1} do parts[i] = tostring(i) end
+        return mona:fromQuery(table.concat(parts, "&"))"""
+        assert await lua(runtime, code) is None
+        expected = f"fromQuery: {most + 1} values, more than one Lua call can return ({most})"
+        assert any(expected in m for m in messages(caplog))

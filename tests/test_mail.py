@@ -188,6 +188,13 @@ async def test_authentication(tmp_path: Path, password: str, expected: bytes) ->
             '"me@example.com", "s", "c", "a@example.org\\nBcc: x@evil.org"',
             "a line break in the recipient",
         ),
+        # (what the email package also ends a header line at: U+2028, NEL, \f, \v)
+        (
+            '"me@example.com", "a\\226\\128\\168b", "c", "a@example.org"',
+            "a line break in the subject",
+        ),
+        ('"me@example.com", "a\\194\\133b", "c", "a@example.org"', "a line break in the subject"),
+        ('"me@example.com", "a\\fb\\vc", "c", "a@example.org"', "a line break in the subject"),
         ('"me@example.com", "s", "c", "a@example.org, b@example.org"', "malformed recipient"),
         ('"not an address", "s", "c", "a@example.org"', "malformed sender"),
         (

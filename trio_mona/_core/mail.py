@@ -59,8 +59,11 @@ class SMTPSettings:
         return settings
 
 
-#: Characters that would end a header line and start another (header injection).
-_LINE_BREAKS: Final = ("\r", "\n", "\x00")
+#: Characters that would end a header line and start another (header injection): what
+#: Python's str.splitlines splits at (the email package refuses each), and NUL.
+_LINE_BREAKS: Final = (
+    "\r", "\n", "\x00", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",
+)  # fmt: skip
 
 
 def _text(what: str, raw: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from typing import Any, Final
 
@@ -23,7 +24,25 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-_decoder: Final = json.JSONDecoder(parse_constant=_no_constant)
+def _finite(text: str) -> float:
+    """A JSON number as a float; one beyond the largest float (``1e999``) is refused,
+    as toJSON could not write it back (infinity has no JSON form)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is beyond the largest float")
+    return value
+
+
+def _integer(text: str) -> int | float:
+    value = int(text)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        return _finite(text)  # (beyond 64 bits: a float, as the docs say, if one holds it)
+    return value
+
+
+_decoder: Final = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite, parse_int=_integer
+)
 
 
 def _walk(value: Any, out: list[object], depth: int) -> None:
@@ -57,7 +76,7 @@ def _walk(value: Any, out: list[object], depth: int) -> None:
                     continue
             append(item.encode())
         elif cls is int:
-            append(item if _INT64_MIN <= item <= _INT64_MAX else float(item))
+            append(item)  # (within 64 bits: _integer made the others floats)
         elif cls is list or cls is dict:
             _walk(item, out, depth + 1)
         else:

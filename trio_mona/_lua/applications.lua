@@ -110,9 +110,15 @@ local function write_with(path, name, encode, onerror, ...)
   return failed(path, name, onerror, result)
 end
 
+local MAX_RESULTS = formats.values.MAX_RESULTS
+
 local function read_with(path, name, decode, onerror, data)
   if type(data) ~= "string" then argerror(name, onerror and 2 or 1, "string", data) end
   local ok, values, count = raw_pcall(decode, data)
+  if ok and count > MAX_RESULTS then -- (as fromJSON says it: more than a call returns)
+    ok, values = false, format("%d values, more than one Lua call can return (%d)", count,
+      MAX_RESULTS)
+  end
   if ok then return unpack(values, 1, count) end
   return failed(path, name, onerror, values)
 end
