@@ -212,3 +212,51 @@ def test_import_data_into_a_file_in_use_fails_clearly(tmp_path: Path) -> None:
                                capture_output=True, text=True)  # fmt: skip
     assert found.returncode == 1
     assert "in use by another process" in found.stderr
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of *size* mounted at *folder* (root only: CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)])
+    if mounted.returncode != 0:
+        pytest.skip("mount -t tmpfs is not permitted here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_acknowledges_nothing_it_could_not_commit(tmp_path: Path) -> None:
+    # On a 1 MiB disk the commits start failing: from then on no "ok" comes back (the
+    # replies wait for a commit that works), and after kill -9 every "ok" received is
+    # in the data (it answered "ok" to 3,000 writes and lost 2,000 of them).
+    value = "v" * 2000
+    acknowledged: list[str] = []
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        store = disk / "kv.sqlite"
+        with kv_server(store, "--set", "trio_mona.data_sync=full") as (process, port):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.settimeout(2)
+            try:
+                for i in range(3000):
+                    assert ask(client, f"set k{i} {value}") == "ok"
+                    acknowledged.append(f"k{i}")
+            except TimeoutError:
+                pass  # (held: this one's commit failed)
+            assert 0 < len(acknowledged) < 3000  # (the disk filled up on the way)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            client.close()
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for file in disk.iterdir():
+            (copy / file.name).write_bytes(file.read_bytes())
+    with kv_server(copy / "kv.sqlite") as (_, port):
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert ask(client, "count") == str(len(acknowledged))
+        for key in acknowledged[:: max(1, len(acknowledged) // 50)] + acknowledged[-3:]:
+            assert ask(client, f"get {key}") == value
+        client.close()

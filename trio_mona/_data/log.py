@@ -48,14 +48,24 @@ class ChangeLog:
         return records, len(data) - at
 
     def append(self, changes: Changes) -> None:
-        """Raises OSError when the record could not be written whole."""
+        """Raises OSError when the record could not be written whole; what was written
+        of it is cut off again, so that the log ends on a whole record and a record
+        appended later (once there is room) is replayed."""
         payload = changes.pack()
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        written = os.write(self._fd, record)
-        while written < len(record):  # (a short write: the rest, at the end)
-            written += os.write(self._fd, record[written:])
-        if self._sync:
-            os.fsync(self._fd)
+        start = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, record)
+            while written < len(record):  # (a short write: the rest, at the end)
+                written += os.write(self._fd, record[written:])
+            if self._sync:
+                os.fsync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # (the replay stops at the cut record: nothing after it is lost)
+            raise
 
     def clear(self) -> None:
         """Every record is in the database now."""

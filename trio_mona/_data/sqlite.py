@@ -164,6 +164,9 @@ class SQLiteStore:
     #: Bytes at the end of the change log that were not a whole record when it was
     #: replayed (a commit the process died writing: never acknowledged).
     torn_bytes = 0
+    #: The changes waiting to be folded hold some that are in neither the log nor the
+    #: table (a fold that failed): a commit is not done until they are.
+    _unsaved = False
 
     def put(self, path: bytes, value: Value) -> None:
         self._changes.put(path, value)
@@ -175,6 +178,8 @@ class SQLiteStore:
         changes = self._changes
         count = len(changes)
         if count == 0:
+            if self._unsaved:  # (a fold that failed: they are in memory only)
+                self._fold()
             return
         fold = (
             self._log is None
@@ -193,6 +198,7 @@ class SQLiteStore:
         else:
             self._unfolded.extend(changes)
         if fold:  # (the table's own commit makes them durable: no record needed)
+            self._unsaved = True
             self._fold()
 
     def _fold(self) -> None:
@@ -219,6 +225,7 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
             raise self._error(exc) from None
         self._unfolded = Changes()
+        self._unsaved = False
         if self._log is not None:
             self._log.clear()
 
