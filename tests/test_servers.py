@@ -53,7 +53,7 @@ async def cluster(tmp_path: Path, url: str, source: str = APP) -> AsyncIterator[
 
 
 async def calls_of(runtime: Runtime, count: int) -> list[bytes]:
-    await lua_until(runtime, "return #calls >= " + str(count))
+    await lua_until(runtime, f"return #calls >= {count}")
     found = await run_lua(runtime, "return table.concat(calls, '|')")
     return list(found.split(b"|"))
 
@@ -132,7 +132,9 @@ async def test_clusters_on_one_redis_are_apart(tmp_path: Path, redis_server: Red
         await run_lua(a, "data.colour = 'red'")
         await run_lua(b, "data.colour = 'blue'")
         await lua_until(c, "return data.colour == 'red'")
-        await trio.sleep(0.1)
+        # (a commit on red's channel after blue's: were blue's there, c would hear it first)
+        await run_lua(a, "data.after = 'x'")
+        await lua_until(c, "return data.after == 'x'")
         assert await run_lua(c, "return data.colour, #mona.servers") == (b"red", 1)
         assert await run_lua(b, "return data.colour, #mona.servers") == (b"blue", 0)
 
@@ -153,4 +155,52 @@ async def test_a_call_from_a_server_not_known_yet_joins_it_and_bad_messages_are_
         code = "local s = mona.servers[1] return #mona.servers, s.host, s.pid, s.worker"
         assert await run_lua(runtime, code) == (1, b"far", 7, None)
         await wait_for_log(caplog, "a message that is not trio_mona's")
+    client.close()
+
+
+ECHO = (
+    APP
+    + """
+server = mona:createTCPServer()
+function server:onConnection(client) function client:onData(d) self:send(d) end end
+server:start("127.0.0.1", 0)
+"""
+)
+
+
+async def test_a_flood_of_made_up_peers_is_bounded_and_the_echo_goes_on(
+    tmp_path: Path, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Any client of the cluster's Redis can publish heartbeats with made-up ids:
+    # 20,000 of them (and two crafted kinds) froze every worker for 11-17 s.
+    folder = write_app(tmp_path / "apps", ECHO)
+    client = redis.Redis.from_url(redis_server.url)
+    settings = {"trio_mona.max_servers": "100"}
+    async with trio_mona.open_runtime(folder, data=redis_server.url, settings=settings) as runtime:
+        port = next(a for a in runtime.bound_addresses if a.kind == "tcp").port
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        channel = "trio_mona:default:servers"
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(20_000):
+                body = b'{"address": "fake:%d", "host": "fake", "pid": %d}' % (i, i)
+                pipe.publish(channel, b"B" + b"%016d" % i + body)
+            pipe.publish(channel, b"B" + b"x" * 16 + b"[" * 100_000)  # (too deep for json)
+            pipe.publish(
+                channel, b"B" + b"y" * 16 + b'{"address": "\\ud800", "host": "h", "pid": 1}'
+            )
+            pipe.execute()
+        with trio.fail_after(20):  # (served all along: each round trip while they arrive)
+            for i in range(50):
+                await stream.send_all(b"%03d" % i)
+                received = b""
+                while len(received) < 3:
+                    received += await stream.receive_some(3 - len(received))
+                assert received == b"%03d" % i
+            await wait_for_log(caplog, "100 processes known already (trio_mona.max_servers)")
+            await lua_until(runtime, "return #mona.servers == 100")
+        found = messages(caplog)
+        assert sum("trio_mona.max_servers" in m for m in found) == 1  # (once)
+        assert sum(" joined" in m for m in found) <= 20  # (rate-limited, the rest counted)
+        assert not [r for r in caplog.records if r.exc_info]  # (no traceback for any)
+        await stream.aclose()
     client.close()

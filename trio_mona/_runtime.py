@@ -418,7 +418,7 @@ class Runtime:
             if isinstance(store, RedisStore):  # (subscribed before the tree is read)
                 self._cluster = Cluster(
                     store, self._persistence, self._bridge, self._executor,
-                    self._sockets.post, self._applications,
+                    self._sockets.post, self._applications, settings.max_servers,
                 )  # fmt: skip
             count = self._persistence.load(store, self._bridge.data_load)
         except StoreError as exc:

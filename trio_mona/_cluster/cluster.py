@@ -33,6 +33,7 @@ class Cluster:
         executor: Executor,
         post: Callable[[Event], None],
         applications: Applications,
+        max_peers: int = 1000,
     ) -> None:
         def later(call: Callable[[], Any]) -> None:
             def start() -> None:
@@ -45,7 +46,7 @@ class Cluster:
             app = applications.root
             return None if app.env is None else (app.env, app.owner)
 
-        self.servers = Servers(store, bridge, later, root)
+        self.servers = Servers(store, bridge, later, root, max_peers)
         self._link = RedisLink(store, bridge, post, self.servers)
         persistence.on_failure = self._link.refuse
         bridge.data_state[b"shared"] = True

@@ -46,6 +46,33 @@ _RUNTIMES: Final = itertools.count(1)
 _HELLO, _ANSWER, _BEAT, _BYE, _CALL = b"H", b"A", b"B", b"Q", b"C"
 
 
+#: Join and leave lines logged one by one per second; past it, one line counts the rest.
+LOG_LINES_PER_SECOND: Final = 10
+
+
+class _Chatter:
+    """INFO lines about peers, at most LOG_LINES_PER_SECOND a second (a flood of made-up
+    peers logged one line each froze the process); the rest are counted."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._lines = 0
+        self._skipped = 0
+
+    def info(self, message: str, *args: object) -> None:
+        second = int(trio.current_time())
+        if second != self._second:
+            if self._skipped:
+                log.info("mona.servers: %d more joins and departures (not logged one by one)",
+                         self._skipped)  # fmt: skip
+            self._second, self._lines, self._skipped = second, 0, 0
+        if self._lines < LOG_LINES_PER_SECOND:
+            self._lines += 1
+            log.info(message, *args)
+        else:
+            self._skipped += 1
+
+
 @attrs.define
 class Peer:
     address: str
@@ -67,8 +94,13 @@ class Servers:
         bridge: LuaBridge,
         later: Callable[[Callable[[], Any]], None],
         root: Callable[[], tuple[LuaTable, bytes] | None],
+        max_peers: int = 1000,
     ) -> None:
         self._client = store.client
+        #: The most peers tracked (trio_mona.max_servers); past it new ones are ignored.
+        self._max_peers = max_peers
+        self._capped = False
+        self._chatter = _Chatter()
         self._wire = RedisWire(store.url, connect_timeout=CONNECT_SECONDS, timeout=REPLY_SECONDS)
         self._bridge = bridge
         self._later = later
@@ -119,11 +151,21 @@ class Servers:
         peer = self.peers.get(sender)
         if peer is not None:
             peer.heard = trio.current_time()
+        elif len(self.peers) >= self._max_peers:
+            if not self._capped:  # (once, until there is room again)
+                self._capped = True
+                log.warning(
+                    "mona.servers: %d processes known already (trio_mona.max_servers): more "
+                    "are ignored",
+                    self._max_peers,
+                )
+            return
         else:
             try:
                 info = json.loads(body)
                 peer = Peer(str(info["address"]), str(info["host"]), int(info["pid"]), 0.0)
-            except (ValueError, KeyError, TypeError):
+                (peer.address + peer.host).encode()  # (a lone surrogate has no UTF-8 form)
+            except (ValueError, KeyError, TypeError, RecursionError):
                 log.warning("mona.servers: a message that is not trio_mona's on %r", channel)
                 return
             peer.heard = trio.current_time()
@@ -186,14 +228,15 @@ class Servers:
         server = self._bridge.server_joined(
             sender, peer.address.encode(), peer.host.encode(), peer.pid
         )
-        log.info("mona.servers: %s joined", peer.address)
+        self._chatter.info("mona.servers: %s joined", peer.address)
         return self._event(b"onServerConnection", server)
 
     def _leave(self, sender: bytes, why: str) -> None:
         peer = self.peers.pop(sender, None)
         if peer is None:
             return
-        log.info("mona.servers: %s left (%s)", peer.address, why)
+        self._capped = False
+        self._chatter.info("mona.servers: %s left (%s)", peer.address, why)
 
         def left() -> Any:
             server = self._bridge.server_left(sender)

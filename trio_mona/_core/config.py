@@ -195,6 +195,9 @@ class Settings:
     #: The name under which the processes sharing a Redis meet: their ``data`` tree and
     #: ``mona.servers`` (docs/scaling.rst).
     cluster: str = "default"
+    #: The most other processes ``mona.servers`` tracks; past it a newcomer is ignored
+    #: (a WARNING once), so a flood of made-up peers on the cluster's Redis is bounded.
+    max_servers: int = 1000
     #: ``normal``: a commit survives the process being killed; ``full``: also the
     #: machine losing power (an fsync per commit, which the executor waits for).
     data_sync: str = "normal"
@@ -229,6 +232,7 @@ class Settings:
         if self.idle_timeout:
             _within("idle_timeout", self.idle_timeout, 0.01, 30 * _DAY, zero=True)
         _within("max_datagram", self.max_datagram, 1, 65527)
+        _within("max_servers", self.max_servers, 1, 1_000_000)
         _within("luasocket_max_buffer", self.luasocket_max_buffer, 4096, _MAX_BYTES, "4 KiB")
         if self.engine not in ENGINES:
             raise ConfigError(f"trio_mona.engine must be one of {', '.join(ENGINES)}")
