@@ -179,9 +179,10 @@ async def test_no_python_object_reaches_lua_whatever_the_host_returns(
 
 
 async def test_an_async_function_suspends_only_its_caller(tmp_path: Path) -> None:
-    release = trio.Event()
+    release, entered = trio.Event(), trio.Event()
 
     async def held() -> str:
+        entered.set()
         await release.wait()
         return "released"
 
@@ -189,12 +190,13 @@ async def test_an_async_function_suspends_only_its_caller(tmp_path: Path) -> Non
     async with start(tmp_path, source=source, held=held) as runtime:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(runtime.call, "/", "wait_held")
-            await trio.sleep(0.05)
+            await entered.wait()
             stream = await connect(tcp_port(runtime))
-            for _ in range(20):  # (served while the call waits: each round trip quick)
-                with trio.fail_after(0.5):
+            with trio.fail_after(10):  # (served while the call waits)
+                for _ in range(20):
                     await stream.send_all(b"ping")
                     assert await receive_exactly(stream, 4) == b"ping"
+            assert not release.is_set()
             assert await lua(runtime, "return result") is None
             release.set()
         assert await lua(runtime, "return result") == b"released"

@@ -395,15 +395,16 @@ async def test_data_that_comes_while_the_coroutine_is_busy_between_receives(
     async with running(tmp_path, app, engine=engine) as runtime:
         stream = await connect(tcp_port(runtime))
         await stream.send_all(b"sleep\n")
-        await trio.sleep(0.03)  # the coroutine sleeps with the next wait handed out
+        # the coroutine sleeps (0.1 s) with the next wait handed out: "a" comes meanwhile
+        await lua_until(runtime, "return got[1] == 'sleep'", limit=2)
         await stream.send_all(b"a\n")
         await lua_until(runtime, "return got[2] == 'a'", limit=2)  # (nothing else came)
         await stream.send_all(b"count\n")
-        await trio.sleep(0.03)
+        await lua_until(runtime, "return got[3] == 'count'", limit=2)  # (in receive(3))
         await stream.send_all(b"xyz")
         await lua_until(runtime, "return got[4] == 'xyz'", limit=2)
         await stream.send_all(b"timeout\nb\n")
-        await trio.sleep(0.03)
+        await lua_until(runtime, "return got[6] == 'b'", limit=2)
         await stream.send_all(b"c\n")
         await stream.aclose()
         await lua_until(runtime, "return got[#got] and got[#got]:sub(1, 4) == 'end:'")
