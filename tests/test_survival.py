@@ -209,3 +209,24 @@ def test_luajit_sandbox_stops_a_loop_and_sigterm_stops_the_process(tmp_path: Pat
         process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_sigterm_stops_a_luajit_loop_compiled_to_machine_code(tmp_path: Path) -> None:
+    # (normal mode: the compiled loop never calls the hook, nor returns to Python)
+    folder = write_app(tmp_path / "apps", SPINNER)
+    process, port = start_app(folder, "--lua", "luajit21", "--data", ":memory:")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as spinner:
+            spinner.sendall(b"spin")
+            time.sleep(0.3)  # (compiled and spinning by now)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 1
+            assert time.monotonic() - started < 1.5
+            assert process.stderr is not None
+            assert "did not let the stop signal through" in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
