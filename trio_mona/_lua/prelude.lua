@@ -94,7 +94,7 @@ local KEEPS_HELD = {
   log = true, stopping = true, internal_error = true, time_ms = true, digest = true,
   hexdump = true, addr_get = true, addr_compare = true, parse_address = true,
   absolute_path = true, tcp_client_new = true, tcp_server_new = true, udp_new = true,
-  adopt = true, data_put = true, data_delete = true,
+  adopt = true, data_put = true, data_delete = true, servers_send = true,
 }
 
 -- Changes to `data` made in Lua and not handed to Python yet (_lua/data.lua sets

@@ -18,6 +18,7 @@ local id_of = setmetatable({}, { __mode = "k" }) -- Server -> id
 
 local function send(id, name, handler, ...)
   if type(handler) ~= "string" then argerror(name, 1, "string", handler) end
+  if id == nil and #servers == 0 then return end -- (a broadcast to nobody: nothing to do)
   local err = servers_send(id, handler, amf.encode(select("#", ...), ...))
   if err ~= nil then error(name .. ": " .. err, 3) end
 end
