@@ -529,3 +529,38 @@ async def test_receive_past_the_bound_fails_without_reading_it(tmp_path: Path) -
         answer = await lua(runtime, "local a, b, c = conn:receive('*a') return a, b, #c")
         assert answer == (None, b"receive too large", 5000)  # (the bound and one read)
         await stream.aclose()
+
+
+HOSTILE = """
+local socket = require "socket"
+local values = { 65536, -1, 1e300, 0/0, 2^63, "12345678901234567890", 1/0, -1/0 }
+internal = {}
+for _, v in ipairs(values) do
+  local calls = {
+    bind = function() return socket.tcp():bind("127.0.0.1", v) end,
+    connect = function() local s = socket.tcp(); s:settimeout(0.01); return s:connect("127.0.0.1", v) end,
+    listen = function() local s = socket.tcp(); s:bind("127.0.0.1", 0); return s:listen(v) end,
+    sendto = function() return socket.udp():sendto("x", "127.0.0.1", v) end,
+    settimeout = function() return socket.tcp():settimeout(v) end,
+    receive = function() local s = socket.udp(); s:settimeout(0); return s:receive(v) end,
+    getnameinfo = function() return socket.dns.getnameinfo("127.0.0.1", v) end,
+    setstats = function() return socket.tcp():setstats(v, v, tonumber(v) or 0) end,
+    gettime = function() return socket.gettime(v) end,
+  }
+  for name, call in pairs(calls) do
+    local ok, err = pcall(call)
+    if not ok and tostring(err):find("internal error") then
+      internal[#internal + 1] = name .. "(" .. tostring(v) .. "): " .. tostring(err)
+    end
+  end
+end
+"""
+
+
+async def test_hostile_numbers_get_luasockets_failures_never_internal_errors(
+    tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (ports 65536, -1, 1e300 and NaN, a backlog or a size of 1e300: internal errors)
+    async with running(tmp_path, HOSTILE, engine=engine) as runtime:
+        assert await lua(runtime, "return table.concat(internal, '; ')") == b""
+    assert not [r for r in caplog.records if r.exc_info]

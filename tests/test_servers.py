@@ -192,6 +192,8 @@ async def test_a_flood_of_made_up_peers_is_bounded_and_the_echo_goes_on(
             pipe.publish(
                 channel, b"B" + b"y" * 16 + b'{"address": "\\ud800", "host": "h", "pid": 1}'
             )
+            overflow = b'{"address": "a", "host": "h", "pid": 1e400}'
+            pipe.publish(channel, b"B" + b"z" * 16 + overflow)
             pipe.execute()
         with trio.fail_after(20):  # (served all along: each round trip while they arrive)
             for i in range(50):

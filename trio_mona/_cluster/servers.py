@@ -165,7 +165,7 @@ class Servers:
                 info = json.loads(body)
                 peer = Peer(str(info["address"]), str(info["host"]), int(info["pid"]), 0.0)
                 (peer.address + peer.host).encode()  # (a lone surrogate has no UTF-8 form)
-            except (ValueError, KeyError, TypeError, RecursionError):
+            except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
                 log.warning("mona.servers: a message that is not trio_mona's on %r", channel)
                 return
             peer.heard = trio.current_time()

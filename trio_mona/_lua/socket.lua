@@ -128,6 +128,15 @@ local function number_arg(method, i, v, default)
   return n
 end
 
+-- A whole number within [low, high] (a NaN, an infinity or 1e300 included: clamped, as
+-- the C library would take some value of them; NaN as `low`).
+local function bounded_arg(method, i, v, default, low, high)
+  local n = number_arg(method, i, v, default)
+  if n ~= n or n < low then return low end
+  if n > high then return high end
+  return floor(n)
+end
+
 local function string_arg(method, i, v, default)
   if v == nil and default ~= nil then return default end
   local t = type(v)
@@ -266,7 +275,7 @@ end
 
 function tcp:listen(backlog)
   local h = check(self, "listen", "tcp", MASTER)
-  local r, err = host.ls_listen(h, floor(number_arg("listen", 1, backlog, 32)))
+  local r, err = host.ls_listen(h, bounded_arg("listen", 1, backlog, 32, 0, 65535))
   reclass(self)
   return answer(r, err)
 end
@@ -442,14 +451,14 @@ end
 
 function udp:receive(size)
   local h = check(self, "receive", "udp", "any")
-  local data, err = receive_datagram(h, floor(number_arg("receive", 1, size, 8192)))
+  local data, err = receive_datagram(h, bounded_arg("receive", 1, size, 8192, 0, 65536))
   if data == nil then return nil, err end
   return data
 end
 
 function udp:receivefrom(size)
   local h = check(self, "receivefrom", "udp", { unconnected = true })
-  local data, ip, port = receive_datagram(h, floor(number_arg("receivefrom", 1, size, 8192)))
+  local data, ip, port = receive_datagram(h, bounded_arg("receivefrom", 1, size, 8192, 0, 65536))
   if data == nil then return nil, ip end
   return data, ip, port
 end
