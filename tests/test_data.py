@@ -350,3 +350,18 @@ async def test_full_sync_keeps_values_and_a_bad_mode_stops_the_start(
     ):
         async with trio_mona.open_runtime(apps, data=store, settings={"trio_mona.data_sync": "x"}):
             pass
+
+
+async def test_a_handler_writing_much_is_committed_as_it_goes(apps: Path, store: Path) -> None:
+    # (what a stopped runaway handler left to commit made everyone wait seconds past
+    # the bound: bench/runaway_pause.py)
+    commits: list[int] = []
+
+    def probe() -> None:
+        commits.append(runtime.statistics().data_commits)
+
+    async with trio_mona.open_runtime(apps, data=store, expose={"probe": probe}) as runtime:
+        before = runtime.statistics().data_commits
+        await lua(runtime, "for i = 1, 25000 do data['k' .. i] = i end mona.host.probe()")
+    assert commits[0] - before >= 2  # (10,000 changes a commit, while the handler runs)
+    assert len(rows(store)) == 25000

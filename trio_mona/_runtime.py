@@ -204,6 +204,7 @@ class Runtime:
             "absolute_path": self._absolute_path,
             "digest": host.digest,
             "time_ms": lambda: int(time.time() * 1000),
+            "monotonic": time.monotonic,
             "hexdump": host.hexdump,
             "list_paths": lambda folder: self._files.list_paths(folder, self._bridge.sequence),
             "read_source": self._files.read_source,

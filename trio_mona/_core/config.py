@@ -163,7 +163,7 @@ class Settings:
     engine: str = "lua54"
     #: Lua memory cap in bytes (Lua 5.4 only); 0 for none.
     max_memory: int = 0
-    #: Seconds of CPU a handler may run without returning before it is stopped with
+    #: Seconds a handler may run without returning before it is stopped with
     #: an error (Lua 5.4; best effort on LuaJIT); 0 for no bound.
     handler_timeout: float = 5.0
     #: Sandbox mode for untrusted scripts: a fresh allow-list of the standard library,

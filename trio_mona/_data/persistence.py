@@ -32,6 +32,11 @@ log = logging.getLogger("trio_mona")
 LOAD_CHUNK: Final = 32
 #: Seconds between attempts while commits fail (the writes they hold wait meanwhile).
 COMMIT_RETRY: Final = 0.25
+#: Changes past which a handler's changes are committed while it runs: the commit's
+#: time then counts toward its runaway bound, and what is left to commit when it is
+#: stopped is small (a million changes committed after the stop held everyone for
+#: seconds past the bound; docs/operations.rst, "Runaway code").
+COMMIT_EARLY: Final = 10_000
 
 
 def default_path(apps_dir: Path) -> Path:
@@ -81,6 +86,8 @@ class Persistence:
         self.on_failure: Callable[[str], None] = lambda reason: None
         #: Commits made (statistics: ``data_commits``).
         self.commits = 0
+        #: Changes handed over since the last commit began (see COMMIT_EARLY).
+        self._uncommitted = 0
 
     def functions(self) -> dict[str, Callable[..., None]]:
         """The host functions ``_lua/data.lua`` calls."""
@@ -110,12 +117,17 @@ class Persistence:
         put = store.put
         for index in range(0, len(pairs), 2):
             put(pairs[index], pairs[index + 1])  # type: ignore[arg-type]
-        self._get_writes().commit = self._commit
+        writes = self._get_writes()
+        writes.commit = self._commit
+        self._uncommitted += len(pairs) // 2
+        if self._uncommitted >= COMMIT_EARLY:
+            writes.durable()
 
     def delete(self, path: bytes) -> None:
         if self.store is not None:
             self.store.delete(path)
             self._get_writes().commit = self._commit
+            self._uncommitted += 1
 
     def commit(self) -> None:
         """Commit the changes made so far. When that fails they stay pending, the
@@ -123,6 +135,7 @@ class Persistence:
         :data:`COMMIT_RETRY` seconds (:meth:`retry_while_held`)."""
         if self.store is None:
             return
+        self._uncommitted = 0
         try:
             self.store.commit()
         except StoreError as exc:
@@ -140,6 +153,7 @@ class Persistence:
         if store.down is not None:
             self._get_writes().hold(self._commit)
             return
+        self._uncommitted = 0
         try:
             await store.commit_async()
         except StoreError as exc:
