@@ -13,6 +13,7 @@ declared lost while it was too busy to send its heartbeat is back with its next 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -140,7 +141,7 @@ class Servers:
         if sender == self.id or len(sender) != 16:
             return
         if kind == _BYE:
-            self._leave(sender, "stopped")
+            self._leave([sender], "stopped")
             return
         if kind == _CALL:  # (it carries who sends it: a peer lost while busy is back)
             parts = body.split(b"\n", 2)
@@ -187,9 +188,9 @@ class Servers:
                 await trio.sleep(HEARTBEAT_SECONDS)
                 self._publish(self._everyone, _BEAT)
                 now = trio.current_time()
-                for sender, peer in list(self.peers.items()):
-                    if now - peer.heard > LOST_SECONDS:
-                        self._leave(sender, f"not heard from for {LOST_SECONDS} s")
+                lost = [s for s, peer in self.peers.items() if now - peer.heard > LOST_SECONDS]
+                if lost:
+                    self._leave(lost, f"not heard from for {LOST_SECONDS} s")
 
     def _publish(self, channel: bytes, kind: bytes) -> None:
         try:
@@ -231,16 +232,23 @@ class Servers:
         self._chatter.info("mona.servers: %s joined", peer.address)
         return self._event(b"onServerConnection", server)
 
-    def _leave(self, sender: bytes, why: str) -> None:
-        peer = self.peers.pop(sender, None)
-        if peer is None:
+    def _leave(self, senders: list[bytes], why: str) -> None:
+        """*senders* left: out of ``mona.servers`` in one pass in Lua, then each one's
+        onServerDisconnection (a thousand lost at once cost a thousand passes)."""
+        peers = [(sender, self.peers.pop(sender, None)) for sender in senders]
+        gone = [sender for sender, peer in peers if peer is not None]
+        if not gone:
             return
         self._capped = False
-        self._chatter.info("mona.servers: %s left (%s)", peer.address, why)
+        for _, peer in peers:
+            if peer is not None:
+                self._chatter.info("mona.servers: %s left (%s)", peer.address, why)
 
-        def left() -> Any:
-            server = self._bridge.server_left(sender)
-            return None if server is None else self._event(b"onServerDisconnection", server)
+        def left() -> None:
+            servers = self._bridge.servers_left(*gone)
+            event = functools.partial(self._event, b"onServerDisconnection")
+            for index in range(1, len(servers) + 1):
+                self._later(functools.partial(event, servers[index]))
 
         self._later(left)
 

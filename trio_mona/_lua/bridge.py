@@ -191,7 +191,7 @@ class LuaBridge:
         self.finalize_all: Callable[[], Any] = api.finalize_all
         self.data_load: Callable[..., None] = api.data_load
         self.server_joined: Callable[..., LuaTable] = api.server_joined
-        self.server_left: Callable[[bytes], LuaTable | None] = api.server_left
+        self.servers_left: Callable[..., LuaTable] = api.servers_left
         self.server_call: Callable[[bytes, bytes, bytes], Any] = api.server_call
         self.data_apply: Callable[..., None] = api.data_apply
         self.data_reload: Callable[..., None] = api.data_reload

@@ -69,18 +69,30 @@ function api.server_joined(id, address, hostname, pid)
   return server
 end
 
--- A process left (or was lost): its Server object (for onServerDisconnection).
-function api.server_left(id)
-  local server = by_id[id]
-  if server == nil then return nil end
-  by_id[id] = nil
-  local n, at = #servers, nil
-  for i = 1, n do
-    if servers[i] == server then at = i end
+-- Processes left (or were lost): their Server objects, an array (for
+-- onServerDisconnection). One pass over `servers` for all of them, in join order.
+function api.servers_left(...)
+  local gone, left, n = {}, {}, 0
+  for i = 1, select("#", ...) do
+    local id = select(i, ...)
+    local server = by_id[id]
+    if server ~= nil then
+      by_id[id], gone[server] = nil, true
+      n = n + 1
+      left[n] = server
+    end
   end
-  for i = at, n - 1 do rawset(servers, i, servers[i + 1]) end
-  rawset(servers, n, nil)
-  return server
+  if n == 0 then return left end
+  local kept, total = 0, #servers
+  for i = 1, total do
+    local server = servers[i]
+    if not gone[server] then
+      kept = kept + 1
+      rawset(servers, kept, server)
+    end
+  end
+  for i = kept + 1, total do rawset(servers, i, nil) end
+  return left
 end
 
 -- The method `handler` of the Server object of `id`, and the arguments it is called
