@@ -334,3 +334,19 @@ async def test_an_outer_cancellation_still_cancels(tmp_path: Path) -> None:
         async with trio_mona.open_runtime(folder, data=":memory:"):
             await trio.sleep_forever()
     assert scope.cancelled_caught
+
+
+async def test_on_stop_finishes_its_work_once_shutdown_has_begun(tmp_path: Path) -> None:
+    # (after shutdown begins the hook stops handlers, as on a signal, except onStop)
+    finished: list[int] = []
+    app = """
+    function onStop()
+      local n = 0
+      for i = 1, 3000000 do n = n + 1 end  -- (many hook periods)
+      mona.host.done(n)
+    end
+    """
+    folder = write_app(tmp_path / "apps", app)
+    async with trio_mona.open_runtime(folder, data=":memory:", expose={"done": finished.append}):
+        pass
+    assert finished == [3000000]

@@ -176,7 +176,8 @@ class Runtime:
             "by_token": BY_TOKEN,
             "exit": self._exit,
             "internal_error": host.internal_error,
-            "stopping": lambda: self._shutting_down or stop_requested(),
+            # (2: a stop signal, every handler ends; 1: shutdown, all but onStop end)
+            "stopping": lambda: 2 if stop_requested() else 1 if self._shutting_down else 0,
             "log": host.LuaLog(),
             "configs": _configs_table(config),
             "luasocket_debug": self._settings.luasocket_debug,

@@ -153,6 +153,8 @@ end
 -- Run a function (a main chunk or an application event) with error reporting;
 -- returns nil on success or the error message.
 local function call_job(fn, what, owner_and_arg)
+  -- (onStop may finish its work once shutdown has begun: docs/operations.rst)
+  shared.lib.runaway.finishing = what == "onStop"
   local ok, err = xpcall(fn, with_traceback, owner_and_arg[2])
   if ok or err == shared.EXIT then return nil end -- (os.exit: the runtime stops)
   report(owner_and_arg[1], what, err, fn)

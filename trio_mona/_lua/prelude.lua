@@ -326,7 +326,7 @@ local function report(owner, what, err, fn)
     source = "?"
   end
   -- (a handler the shutdown stopped did nothing wrong: an INFO line, not an ERROR)
-  local level = lib.runaway.expired and host.stopping() and INFO_LEVEL or ERROR_LEVEL
+  local level = lib.runaway.expired and host.stopping() ~= 0 and INFO_LEVEL or ERROR_LEVEL
   if level >= log_level.threshold then
     host.log(level, owner or "", source, tonumber(line) or 0, what .. " failed: " .. text)
   end
@@ -414,7 +414,8 @@ local function runaway()
   if budget <= 0 then return end
   local info = getinfo(2, "S")
   if info ~= nil and sub(info.source, 1, 11) == "=trio_mona/" then return end
-  if stopping() then
+  local stop = stopping() -- (onStop runs to its end, or its bound, unless a signal came)
+  if stop == 2 or (stop == 1 and not runaway_state.finishing) then
     runaway_state.expired = true
     error("the runtime is shutting down: handler stopped", 2)
   end
@@ -458,7 +459,7 @@ local function step(co, ...)
   running_jobs = running_jobs + 1
   local ok, tag, value, request = resume(co, ...)
   running_jobs = running_jobs - 1
-  runaway_state.expired = false
+  runaway_state.expired, runaway_state.finishing = false, false
   if data_changes.due then data_changes.flush() end
   if holding then end_holding() end
   if closing > 0 then close_collected() end

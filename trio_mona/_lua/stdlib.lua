@@ -40,7 +40,7 @@ local lib = {
   },
   -- The runaway bound's state, shared with the prelude: `expired` once a handler ran
   -- past its bound (until it ends); `hook(co)` puts the bound on a new coroutine.
-  runaway = { expired = false, hook = nil },
+  runaway = { expired = false, hook = nil, finishing = false },
 }
 
 ---------------------------------------------------------------------------

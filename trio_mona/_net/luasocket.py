@@ -175,10 +175,12 @@ class LuaSocket:
         assert sock is not None
 
         async def writable() -> None:
+            # (closed meanwhile, even before this task ran (its descriptor is then -1):
+            # the call tries again and says so)
             try:
                 await wait_writable(sock)
-            except (trio.ClosedResourceError, OSError):
-                pass  # closed meanwhile: the call tries again and says so
+            except (trio.ClosedResourceError, OSError, ValueError):
+                pass
 
         return self._wait_in_task(first, writable)
 

@@ -115,7 +115,7 @@ class Outgoing:
                 await wait_writable(sock)
                 await self.sockets.writes.settled()  # (bytes sent after a commit in flight)
                 self._write()
-        except (OSError, trio.ClosedResourceError):
+        except (OSError, trio.ClosedResourceError, ValueError):  # (ValueError: fd -1)
             self._fail(b"closed")
         finally:
             self._flushing = False
