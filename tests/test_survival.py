@@ -216,9 +216,14 @@ def test_sigterm_stops_a_luajit_loop_compiled_to_machine_code(tmp_path: Path) ->
     folder = write_app(tmp_path / "apps", SPINNER)
     process, port = start_app(folder, "--lua", "luajit21", "--data", ":memory:")
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as spinner:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as spinner,
+            socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe,
+        ):
             spinner.sendall(b"spin")
-            time.sleep(0.3)  # (compiled and spinning by now)
+            probe.sendall(b"ping")
+            with pytest.raises(TimeoutError):  # (the executor spins: nobody is answered)
+                probe.recv(4)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=10) == 1
