@@ -40,6 +40,21 @@ server:start("127.0.0.1", 0)
 """
 
 
+#: An echo server whose handler spins for ever on "spin" (the runaway bound's subject);
+#: it logs its port.
+SPINNER = """
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(data)
+    if data == "spin" then while true do end end
+    self:send(data)
+  end
+end
+server:start("127.0.0.1", 0)
+NOTE("listening on ", server.address.port)
+"""
+
+
 def write_app(folder: Path, source: str, name: str = "main.lua") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

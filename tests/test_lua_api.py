@@ -10,6 +10,7 @@ import trio
 
 from .helpers import (
     ENGINES,
+    SPINNER,
     connect,
     lua,
     lua_until,
@@ -331,17 +332,7 @@ async def test_lua51_and_52_shims_on_both_engines(tmp_path: Path, engine: str, m
 async def test_runaway_handler_is_stopped_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = """
-    server = mona:createTCPServer()
-    function server:onConnection(client)
-      function client:onData(data)
-        if data == "spin" then while true do end end
-        self:send(data)
-      end
-    end
-    server:start("127.0.0.1", 0)
-    """
-    async with running(tmp_path, app, trio_mona__handler_timeout="0.2") as runtime:
+    async with running(tmp_path, SPINNER, trio_mona__handler_timeout="0.2") as runtime:
         port = tcp_port(runtime)
         spinner, other = await connect(port), await connect(port)
         await spinner.send_all(b"spin")

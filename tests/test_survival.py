@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ENGINES, write_app
+from .helpers import ENGINES, SPINNER, write_app
 
 pytestmark = pytest.mark.slow
 
@@ -155,19 +155,6 @@ def test_a_looping_finalizer_is_stopped_by_the_runaway_bound(tmp_path: Path, eng
         process.wait()
         if process.stderr is not None:
             process.stderr.close()
-
-
-SPINNER = """
-server = mona:createTCPServer()
-function server:onConnection(client)
-  function client:onData(data)
-    if data == "spin" then while true do end end
-    self:send(data)
-  end
-end
-server:start("127.0.0.1", 0)
-NOTE("listening on ", server.address.port)
-"""
 
 
 def start_app(folder: Path, *options: str) -> tuple[subprocess.Popen[str], int]:
