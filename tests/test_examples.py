@@ -23,6 +23,7 @@ from trio_mona import testing
 from .helpers import (
     Inbox,
     connect,
+    lua_until,
     receive_exactly,
     receive_until_closed,
     tcp_port,
@@ -352,9 +353,7 @@ async def test_http_get_fetches_from_a_local_server() -> None:
         http_port = listeners[0].socket.getsockname()[1]
         settings = {"http_get.port": str(http_port), "http_get.path": "/data"}
         async with trio_mona.open_runtime(APPS / "http_get", settings=settings) as runtime:
-            with trio.fail_after(5):
-                while await testing.run_lua(runtime, "return RESPONSE == nil and FAILURE == nil"):
-                    await trio.sleep(0.01)
+            await lua_until(runtime, "return RESPONSE ~= nil or FAILURE ~= nil")
             status, header, received = await testing.run_lua(
                 runtime, "return RESPONSE.status, RESPONSE.headers['x-test'], RESPONSE.body"
             )

@@ -15,6 +15,8 @@ import trio
 import trio_mona
 from trio_mona import testing
 
+from .helpers import lua_until
+
 SCRIPTS = Path(__file__).parent / "luasocket_scripts"
 
 #: Defines emit(...): each call adds one line, the values joined by spaces.
@@ -55,9 +57,7 @@ def write_app(script: Path, apps: Path) -> None:
 async def run_trio_mona(script: Path, apps: Path, engine: str = "lua54") -> list[str]:
     write_app(script, apps)
     async with trio_mona.open_runtime(apps, engine=engine) as runtime:
-        with trio.fail_after(20):
-            while not await testing.run_lua(runtime, "return DONE"):
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return DONE", 20)
         output = await testing.run_lua(runtime, "return table.concat(OUTPUT, '\\n')")
     assert isinstance(output, bytes)
     return output.decode().splitlines()

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 import trio_mona
 
-from .helpers import Inbox, free_port, lua, lua_until, messages, write_app
+from .helpers import Inbox, free_port, lua, lua_until, messages, wait_for_log, write_app
 
 pytestmark = pytest.mark.trio
 
@@ -128,14 +127,13 @@ def silent_server() -> Iterator[int]:
 async def test_a_server_that_never_answers_times_out_while_the_loop_serves_on(
     tmp_path: Path, silent_server: int
 ) -> None:
-    async with await start(tmp_path, smtp(silent_server, **{"smtp.timeout": "0.5"})) as runtime:
+    async with await start(tmp_path, smtp(silent_server, **{"smtp.timeout": "2"})) as runtime:
         await lua(runtime, 'send("me@example.com", "s", "c", "a@example.org")')
-        with trio.fail_after(0.3):  # (the executor serves while the mail waits)
-            for _ in range(20):
-                assert await lua(runtime, "return #results") == 0
+        for _ in range(20):  # (the executor serves while the mail waits)
+            assert await lua(runtime, "return #results") == 0
         await lua_until(runtime, "return #results == 1")
         error = await lua(runtime, "return results[1]")
-    assert error == f"127.0.0.1:{silent_server}: no answer within 0.5 s (smtp.timeout)".encode()
+    assert error == f"127.0.0.1:{silent_server}: no answer within 2 s (smtp.timeout)".encode()
 
 
 class Authenticator:
@@ -243,9 +241,7 @@ async def test_a_failure_without_onsent_is_logged(
         unused.bind(("127.0.0.1", 0))
         async with await start(tmp_path, smtp(unused.getsockname()[1])) as runtime:
             await lua(runtime, 'mona:sendMail("me@example.com", "s", "c", "a@example.org")')
-            with trio.fail_after(5):
-                while not any("mail to a@example.org not sent" in m for m in messages(caplog)):
-                    await trio.sleep(0.02)
+            await wait_for_log(caplog, "mail to a@example.org not sent")
 
 
 async def test_a_mail_sent_by_onstop_is_delivered_and_reported(

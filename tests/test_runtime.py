@@ -97,9 +97,7 @@ async def test_on_stop_runs_with_sockets_open_then_connections_flush(
     """
     async with running(tmp_path, app) as runtime:
         stream = await connect(tcp_port(runtime))
-        with trio.fail_after(5):
-            while not await lua(runtime, "return next(clients) ~= nil"):  # onConnection ran
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return next(clients) ~= nil")  # onConnection ran
     # the goodbye queued in onStop was flushed before the socket closed
     assert await receive_until_closed(stream) == b"z" * 100000
     assert "stopping ''" in messages(caplog)

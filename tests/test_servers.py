@@ -44,11 +44,8 @@ async def cluster(tmp_path: Path, url: str, source: str = APP) -> AsyncIterator[
         trio_mona.open_runtime(folder, data=url) as a,
         trio_mona.open_runtime(folder, data=url) as b,
     ):
-        with trio.fail_after(5):
-            while not await run_lua(a, "return #mona.servers == 1") or not await run_lua(
-                b, "return mona.servers.count == 1"
-            ):
-                await trio.sleep(0.01)
+        await lua_until(a, "return #mona.servers == 1")
+        await lua_until(b, "return mona.servers.count == 1")
         yield [a, b]
 
 
