@@ -21,6 +21,7 @@ from trio_mona import Runtime, testing
 from .helpers import (
     connect,
     lua,
+    lua_until,
     messages,
     receive_until_closed,
     tcp_port,
@@ -193,9 +194,7 @@ async def test_children_asked_for_early_load_then(
         )
         assert await in_app(runtime, "", "return sub_loads") == 1
         assert await in_app(runtime, "/sub", "return inherited") == b"from root"
-        with trio.fail_after(5):
-            while await in_app(runtime, "", "return #started") < 3:
-                await trio.sleep(0.01)
+        await lua_until(runtime, "return #started >= 3")  # (the root's globals)
         started = await in_app(runtime, "", "return table.concat(started, ',')")
         assert sorted(started.decode().split(",")) == ["", "/sub", "/sub/deep"]
         failures = [m for m in messages(caplog) if "'/broken' failed to load" in m]
