@@ -88,6 +88,8 @@ class Persistence:
         self.commits = 0
         #: Changes handed over since the last commit began (see COMMIT_EARLY).
         self._uncommitted = 0
+        #: Set when commits start failing (what retry_while_held waits for).
+        self._failing = trio.Event()
 
     def functions(self) -> dict[str, Callable[..., None]]:
         """The host functions ``_lua/data.lua`` calls."""
@@ -151,7 +153,7 @@ class Persistence:
         if not isinstance(store, RedisStore):
             return
         if store.down is not None:
-            self._get_writes().hold(self._commit)
+            self._hold()
             return
         self._uncommitted = 0
         try:
@@ -169,9 +171,8 @@ class Persistence:
             log.log(NOTE, "data: committed again: the replies that waited are written")
 
     def _failed(self, failure: str) -> None:
-        writes = self._get_writes()
-        first = writes.held is None
-        writes.hold(self._commit)
+        first = self._get_writes().held is None
+        self._hold()
         if isinstance(self.store, RedisStore):
             if self.store.down is None:
                 log.error(
@@ -187,14 +188,21 @@ class Persistence:
                 failure,
             )
 
+    def _hold(self) -> None:
+        """Nothing is written until a commit works; the retries begin."""
+        self._get_writes().hold(self._commit)
+        self._failing.set()
+
     async def retry_while_held(self, post_flush: Callable[[], None]) -> None:
         """(A task of the runtime.) While commits fail, have the executor try again
         every :data:`COMMIT_RETRY` seconds (*post_flush* asks it for a batch, whose end
-        commits and then writes)."""
+        commits and then writes); asleep while they work."""
         writes = self._get_writes()
         while True:
-            await trio.sleep(COMMIT_RETRY)
-            if writes.held is not None:
+            await self._failing.wait()
+            self._failing = trio.Event()
+            while writes.held is not None:
+                await trio.sleep(COMMIT_RETRY)
                 post_flush()
 
     def close(self) -> None:

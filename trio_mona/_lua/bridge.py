@@ -150,9 +150,6 @@ class LuaBridge:
             **options,
         )
         self.engine = engine
-        #: How many values one Lua call can return (the C stack's bound; as
-        #: _formats/values.lua's MAX_RESULTS).
-        self.max_results = 500_000 if engine == "lua54" else 7_000
         self.version: str = self._lua.lua_implementation.decode()
         self._lua.eval(_SEAL_PYTHON_OBJECTS)(host)
         host_table = self.table(self._anchoring(host))
@@ -165,7 +162,10 @@ class LuaBridge:
         shared = loader(source, b"=trio_mona/_lua/" + first.encode())(
             host_table, real_globals, stdlib
         )
-        shared[b"formats"] = self._formats(loader, real_globals, host_table)
+        shared[b"formats"] = formats = self._formats(loader, real_globals, host_table)
+        #: How many values one Lua call can return (the engine's stack bound, as the
+        #: conversions know it: _formats/values.lua).
+        self.max_results = int(formats[b"values"][b"MAX_RESULTS"])
         for name, source in rest:
             shared = loader(source, b"=trio_mona/_lua/" + name.encode())(shared)
         api = shared.api

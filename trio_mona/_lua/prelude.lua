@@ -140,18 +140,20 @@ end
 
 -- Raise "bad argument" at the Lua code that called the method (`level` frames up
 -- from the function calling argerror; 3 = the caller of a method).
--- Raise `message` at the nearest caller outside the runtime's own Lua files, so that
--- an error points at the application's line as a C library's does, however many of
--- the runtime's functions (or its pcall) are in between.
-local function raise(message)
-  local level = 2
+-- The stack level, as seen from the function calling this, of its nearest caller
+-- outside the runtime's own Lua files: where an error should point, at the
+-- application's line as a C library's does, however many of the runtime's functions
+-- (or its pcall) are in between.
+local function outside_level()
+  local level = 3 -- (1: this function, 2: the one calling it)
   while true do
     local info = getinfo(level, "S")
-    if info == nil or sub(info.source, 1, 11) ~= "=trio_mona/" then break end
+    if info == nil or sub(info.source, 1, 11) ~= "=trio_mona/" then return level - 1 end
     level = level + 1
   end
-  error(message, level)
 end
+
+local function raise(message) error(message, outside_level()) end
 
 local function argerror(method, i, expected, v)
   raise(format("bad argument #%d to '%s' (%s expected, got %s)", i, method, expected, typename(v)))
@@ -580,6 +582,7 @@ return {
   api = api,
   argerror = argerror,
   getinfo = getinfo,
+  outside_level = outside_level,
   raise = raise,
   class = class,
   classes = classes,

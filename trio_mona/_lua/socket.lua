@@ -15,20 +15,15 @@ local match, pairs, select, setmetatable, sub =
 local tonumber, tostring, type, typename, wait, pcall =
   shared.tonumber, shared.tostring, shared.type, shared.typename, shared.wait, shared.pcall
 local raw_getmetatable, raw_setmetatable = shared.raw_getmetatable, shared.raw_setmetatable
-local getinfo = shared.getinfo
+local getinfo, outside_level, raise = shared.getinfo, shared.outside_level, shared.raise
 
 -- As LuaSocket's C functions raise through luaL_argerror: the error is at the
 -- application's line; argument `i` counts after self in a method call (`i` 0: self
 -- itself), and names the function as the caller did ('?' through pcall), counting
 -- self, in any other call. `plain`: a module function (no self).
 local function arg_error(method, i, why, plain)
-  local level = 2
-  while true do
-    local info = getinfo(level + 1, "S")
-    if info == nil or sub(info.source, 1, 11) ~= "=trio_mona/" then break end
-    level = level + 1
-  end
-  local called = getinfo(level, "n")
+  local level = outside_level() -- (the application's frame; the method is just below)
+  local called = getinfo(level - 1, "n")
   local message
   if plain then
     message = format("bad argument #%d to '%s' (%s)", i, called and called.name or "?", why)
@@ -38,7 +33,7 @@ local function arg_error(method, i, why, plain)
   else
     message = format("bad argument #%d to '%s' (%s)", i + 1, called and called.name or "?", why)
   end
-  error(message, level + 1)
+  error(message, level)
 end
 
 local PLAIN = { sleep = true, select = true, toip = true, tohostname = true,
@@ -49,7 +44,6 @@ local function argerror(method, i, expected, v)
     PLAIN[method])
 end
 
-local function raise(message) shared.raise(message) end
 
 local VERSION = "LuaSocket 3.0.0"
 local BLOCKSIZE = 2048 -- what socket.source reads at a time
@@ -165,16 +159,7 @@ end
 ---------------------------------------------------------------------------
 local CLIENT, SERVER, MASTER = { client = true }, { server = true }, { master = true }
 -- What each option's value must be (LuaSocket checks it before the system call).
-local OPTION_TYPES = {
-  keepalive = "boolean", reuseaddr = "boolean", reuseport = "boolean", broadcast = "boolean",
-  dontroute = "boolean", ["tcp-nodelay"] = "boolean", ["ipv6-v6only"] = "boolean",
-  ["ip-multicast-loop"] = "boolean", ["ipv6-multicast-loop"] = "boolean",
-  ["tcp-keepidle"] = "number", ["tcp-keepcnt"] = "number", ["tcp-keepintvl"] = "number",
-  ["ip-multicast-ttl"] = "number", ["ipv6-unicast-hops"] = "number",
-  ["ipv6-multicast-hops"] = "number", ["ip-multicast-if"] = "string",
-  linger = "table", ["ip-add-membership"] = "table", ["ip-drop-membership"] = "table",
-  ["ipv6-add-membership"] = "table", ["ipv6-drop-membership"] = "table",
-}
+local OPTION_TYPES = host.ls_option_types
 -- Per client: the wait handed out for its next receive (token, mode, count).
 local armed = setmetatable({}, { __mode = "k" })
 local CONNECTABLE = { master = true, client = true }
@@ -208,23 +193,17 @@ local function common(methods, family)
     local wanted = OPTION_TYPES[name]
     if wanted == nil then
       arg_error("setoption", 1, format("unsupported option `%s'", name))
-    elseif wanted ~= "any" and type(value) ~= wanted then
+    elseif type(value) ~= wanted then
       arg_error("setoption", 2, format("%s expected, got %s", wanted,
         select("#", ...) == 0 and "no value" or typename(value)))
     end
     if name == "linger" then
-      if type(value) ~= "table" then argerror("setoption", 2, "table", value) end
       return host.ls_setoption(h, name, value.on and true or false, tonumber(value.timeout) or 0)
     end
     if sub(name, -11) == "-membership" then
-      if type(value) ~= "table" then argerror("setoption", 2, "table", value) end
       return host.ls_setoption(h, name, value.multiaddr, value.interface)
     end
-    local r, err = host.ls_setoption(h, name, value, nil)
-    if err == "unsupported option" then
-      arg_error("setoption", 1, format("unsupported option `%s'", name))
-    end
-    return answer(r, err)
+    return answer(host.ls_setoption(h, name, value, nil))
   end
   function methods:getoption(name)
     local h = check(self, "getoption", family, "any")

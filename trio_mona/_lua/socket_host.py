@@ -20,7 +20,7 @@ import trio
 
 from .._core.events import TIMED_OUT
 from .._net.luasocket import LuaSocket, Parker
-from .._net.luasocket_options import Answer, error_text, gai_text, port_number
+from .._net.luasocket_options import LUA_TYPES, Answer, error_text, gai_text, port_number
 from .._net.sockets import Sockets
 
 #: The families a Lua call names.
@@ -85,6 +85,7 @@ class SocketHost:
             "ls_kind": lambda h: h.kind.encode(),
             "ls_family": lambda h: _family_name(h.family) if h.sock is not None else b"unspec",
             "ls_port": _port,
+            "ls_option_types": LUA_TYPES,
             "ls_connect_failed": LuaSocket.connect_failed,
             "ls_gettimeout": lambda h: (h.block, h.total),
             "ls_close": LuaSocket.close,

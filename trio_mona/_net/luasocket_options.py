@@ -58,6 +58,14 @@ _OPTIONS: Final = {
 }
 
 
+#: What each option's value must be in Lua (``setoption`` checks it first, as
+#: LuaSocket does): the one list of options is :data:`_OPTIONS`.
+LUA_TYPES: Final = {
+    name.decode(): {"bool": "boolean", "int": "number", "address": "string"}.get(kind, "table")
+    for name, (_, _, kind) in _OPTIONS.items()
+}
+
+
 def _ipv4(text: object) -> bytes:
     """A packed IPv4 address (``*``: any), ``OSError`` when it is none."""
     value = text.decode() if isinstance(text, bytes) else str(text)
