@@ -17,11 +17,11 @@ import trio
 
 from ._core.config import ENGINES, ConfigError, Settings, load_config, parse_setting
 from ._core.errors import StartupError
+from ._core.levels import NOTE, TRACE
 from ._data.monaserver import import_into, read_folder
 from ._data.persistence import open_store
 from ._data.redis import is_redis_url
 from ._data.store import StoreError
-from ._levels import NOTE, TRACE
 from ._runtime import Runtime, open_runtime
 from ._signals import catching_stop_signals
 from ._supervisor import (

@@ -164,6 +164,7 @@ class Executor:
     def __init__(
         self,
         bridge: LuaBridge,
+        sender: Callable[[UDPSocket, tuple[object, ...]], object],
         receive: trio.MemoryReceiveChannel[Event],
         post: Callable[[Event], None],
         hub: Hub,
@@ -186,6 +187,8 @@ class Executor:
         self._on_event = bridge.on_event
         self._no_handler = bridge.no_handler
         self._on_packet = bridge.on_packet
+        #: A datagram's sender as a Lua object (_lua/bindings.py).
+        self._sender = sender
         #: False once shutdown has run onStop: no Lua runs after that (docs/design.rst).
         self.lua_enabled = True
         #: The dispatch loop runs (a runtime whose task was cancelled has none).
@@ -525,7 +528,7 @@ class Executor:
         table = udp.table
         if table is None or not self.lua_enabled:
             return
-        result = self._on_packet(table, event.data, udp.sender(event.sender))
+        result = self._on_packet(table, event.data, self._sender(udp, event.sender))
         if result.__class__ is Suspension or result.__class__ is tuple:
             self.settle(result, (udp,), _ignore)
 

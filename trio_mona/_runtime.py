@@ -20,9 +20,9 @@ from typing import Any, final
 import attrs
 import trio
 
-from . import _levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._apps import Applications, discover
 from ._cluster.cluster import Cluster, send_to_servers
+from ._core import levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
 from ._core.config import ConfigError, ConfigValue, Settings, load_raw_config, nest, typed
@@ -42,15 +42,13 @@ from ._formats import xmlrpc as xmlrpc_format
 from ._formats.tape import Tapes
 from ._groups import raise_single
 from ._lua import host
+from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.files import AppFiles
 from ._lua.socket_host import SocketHost
 from ._net.hub import Hub
 from ._net.mail import Mailer
 from ._net.sockets import BoundAddress, Sockets
-from ._net.tcp import TCP_PROPERTIES, TCPConnection
-from ._net.tcp_server import TCP_SERVER_PROPERTIES, TCPServer
-from ._net.udp import UDP_PROPERTIES, UDPSocket
 from ._signals import stop_requested
 from ._version import VERSION
 
@@ -106,7 +104,9 @@ class Runtime:
         self._blacklist = Blacklist()
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self._waits = Waits()
-        self._persistence = Persistence(lambda: self._sockets.writes)
+        self._sockets = sockets = Sockets(settings, nursery, self._blacklist)
+        self._bindings = SocketBindings(sockets)
+        self._persistence = Persistence(lambda: sockets.writes)
         self._cluster: Cluster | None = None
         self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
         self._bridge = LuaBridge(
@@ -116,9 +116,10 @@ class Runtime:
             sandbox=settings.sandbox,
             unsafe_native=settings.unsafe_native,
         )
-        self._sockets = sockets = Sockets(settings, nursery, self._bridge, self._blacklist)
+        self._bindings.wrap = self._bridge.wrap_socket_address
         self._executor = Executor(
             self._bridge,
+            self._bindings.sender,
             sockets.receive,
             sockets.post,
             sockets.hub,
@@ -147,28 +148,20 @@ class Runtime:
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
 
-        def new_tcp_client(owner: bytes) -> TCPConnection:
-            return TCPConnection(self._sockets, owner)
-
         tapes = Tapes()
-
-        def new_tcp_server(owner: bytes) -> TCPServer:
-            return TCPServer(self._sockets, owner)
-
-        def new_udp_socket(owner: bytes, allow_broadcast: bool) -> UDPSocket:
-            return UDPSocket(self._sockets, owner, allow_broadcast=allow_broadcast)
 
         def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
             return self._start_suspension(host.resolve, kind, first, second)
 
         socket_host = SocketHost(
-            lambda: self._sockets,
+            self._sockets,
             self._waits,
             self._lua_table,
             lambda items: self._bridge.sequence(items),
         )
         table: dict[str, object] = {
             **socket_host.functions(),
+            **self._bindings.functions(),
             **self._persistence.functions(),
             "mail_send": self._mailer.send,
             "servers_send": lambda *call: send_to_servers(self._cluster, *call),
@@ -182,24 +175,6 @@ class Runtime:
             "configs": _configs_table(config),
             "luasocket_debug": self._settings.luasocket_debug,
             "environment": self._environment(),
-            "tcp_client_new": new_tcp_client,
-            "tcp_connect": TCPConnection.connect,
-            "tcp_send": TCPConnection.send,
-            "tcp_send_held": TCPConnection.send_held,
-            "tcp_disconnect": TCPConnection.disconnect,
-            "tcp_get": lambda handle, name: TCP_PROPERTIES[name](handle),
-            "tcp_server_new": new_tcp_server,
-            "tcp_server_start": TCPServer.start,
-            "tcp_server_stop": TCPServer.stop,
-            "tcp_server_get": lambda handle, name: TCP_SERVER_PROPERTIES[name](handle),
-            "udp_new": new_udp_socket,
-            "udp_attach": UDPSocket.attach,
-            "udp_bind": UDPSocket.bind,
-            "udp_connect": UDPSocket.connect,
-            "udp_disconnect": UDPSocket.disconnect,
-            "udp_send": UDPSocket.send,
-            "udp_close": UDPSocket.close,
-            "udp_get": lambda handle, name: UDP_PROPERTIES[name](handle),
             "blacklist": self._blacklist.change,
             "resolve_start": resolve_start,
             "absolute_path": self._absolute_path,
@@ -231,9 +206,7 @@ class Runtime:
             "properties": {  # (the one list of each class's properties)
                 "IPAddress": list(IP_PROPERTIES),
                 "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),
-                "TCPClient": list(TCP_PROPERTIES),
-                "TCPServer": list(TCP_SERVER_PROPERTIES),
-                "UDPSocket": list(UDP_PROPERTIES),
+                **self._bindings.property_names(),
             },
         }
         check_host_table(table)  # (the prelude names every one of them, and no other)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from ._levels import NOTE
+from ._core.levels import NOTE
 from ._signals import catching_stop_signals
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .._core.events import Call, Event
+from .._core.levels import NOTE
 from .._data.persistence import LOAD_CHUNK
 from .._data.redis import (
     CONNECT_SECONDS,
@@ -30,7 +31,6 @@ from .._data.redis import (
     redis_error,
 )
 from .._data.store import StoreError, Value
-from .._levels import NOTE
 from .._lua.bridge import LuaBridge
 
 log = logging.getLogger("trio_mona")

@@ -17,6 +17,10 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import attrs
 
+#: A Lua object as the layers below ``_lua`` hold it: opaque, only handed back to the
+#: Lua bridge (a handle keeps its Lua object so that events reach its handlers).
+LuaObject: TypeAlias = Any
+
 # The handle an event is about (a TCP connection, a UDP socket). Generic, so that this
 # module, imported by the handles, imports none of them.
 Conn = TypeVar("Conn")

@@ -20,7 +20,7 @@ from typing import Final
 import trio
 
 from .._core.errors import StartupError
-from .._levels import NOTE
+from .._core.levels import NOTE
 from .._net.writes import Writes
 from .redis import RedisStore, is_redis_url
 from .sqlite import SQLiteStore

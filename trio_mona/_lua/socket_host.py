@@ -69,7 +69,7 @@ class SocketHost:
 
     def __init__(
         self,
-        sockets: Callable[[], Sockets],
+        sockets: Sockets,
         parker: Parker,
         table: Callable[[Mapping[str, object]], Any],
         sequence: Callable[[list[object]], Any],
@@ -130,7 +130,7 @@ class SocketHost:
     # -- sockets ------------------------------------------------------------------
     def new(self, owner: bytes, kind: bytes, family: bytes) -> LuaSocket | tuple[None, bytes]:
         handle = LuaSocket(
-            self._sockets(),
+            self._sockets,
             self._parker,
             owner,
             "unconnected" if kind == b"udp" else "master",
@@ -146,7 +146,7 @@ class SocketHost:
 
     def close_collected(self, serial: int) -> None:
         """The Lua object of socket *serial* was collected: close the socket."""
-        handle = self._sockets().luasockets.get(serial)
+        handle = self._sockets.luasockets.get(serial)
         if handle is not None:
             handle.unload()
 

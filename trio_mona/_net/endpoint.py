@@ -1,18 +1,17 @@
 """What TCP connections and UDP sockets share: an owning application, the Lua object
-while the socket is active, and the local and peer addresses as cached Lua objects."""
+while the socket is active, and the local and peer addresses."""
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._core.addresses import SocketAddress
-from .._core.events import Event
+from .._core.events import Event, LuaObject
 
 if TYPE_CHECKING:
-    from .._lua.bridge import LuaTable
     from .sockets import Sockets
 
 
@@ -21,28 +20,25 @@ class Endpoint:
     sockets: Sockets
     owner: bytes
     #: The Lua object, held only while the socket is active (no cycle outlives it).
-    table: LuaTable | None = None
+    table: LuaObject | None = None
     #: Events held back while one of this socket's handlers is suspended.
     waiting: deque[Event] | None = None
+    #: What the Lua side made of this socket's addresses, by address (the same Lua
+    #: object each time: _lua/bindings.py); dropped with the socket.
+    memo: dict[object, Any] = attrs.field(factory=dict)
     _local: SocketAddress | None = None
     _peer: SocketAddress | None = None
-    _lua_local: LuaTable | None = None
-    _lua_peer: LuaTable | None = None
 
-    def lua_address(self) -> LuaTable | None:
-        """The local address as a Lua object, the same one each time."""
-        if self._lua_local is None and self._local is not None:
-            self._lua_local = self.sockets.bridge.wrap_socket_address(self._local)
-        return self._lua_local
+    @property
+    def local(self) -> SocketAddress | None:
+        return self._local
 
-    def lua_peer_address(self) -> LuaTable | None:
-        """The peer address as a Lua object, the same one each time."""
-        if self._lua_peer is None and self._peer is not None:
-            self._lua_peer = self.sockets.bridge.wrap_socket_address(self._peer)
-        return self._lua_peer
+    @property
+    def peer(self) -> SocketAddress | None:
+        return self._peer
 
     def _set_local(self, address: SocketAddress | None) -> None:
-        self._local, self._lua_local = address, None
+        self._local = address
 
     def _set_peer(self, address: SocketAddress | None) -> None:
-        self._peer, self._lua_peer = address, None
+        self._peer = address

@@ -1,8 +1,8 @@
 """What socket handles may use of the runtime, and the registry of live sockets.
 
 Handles (``tcp.py``, ``udp.py``) get this object, not the :class:`Runtime`: the
-runtime's settings and services they need (nursery, hub, writes, the Lua bridge, the
-executor's channel), the counters they keep, and the bookkeeping of what is open, by
+runtime's settings and services they need (nursery, hub, writes, the executor's
+channel), the counters they keep, and the bookkeeping of what is open, by
 owner, so that an unloading application's sockets can be closed and shutdown can close
 everything. It knows no handle class: only the small protocols below.
 """
@@ -22,7 +22,6 @@ from .._core.addresses import IPAddress, SocketAddress
 from .._core.blacklist import Blacklist
 from .._core.config import Settings
 from .._core.events import DatagramReceived, DataReceived, Event, Reads, Resumed
-from .._lua.bridge import LuaBridge
 from .hub import Hub
 from .tasks import Crashable, start_contained
 from .writes import Writes
@@ -73,12 +72,9 @@ def _wildcard() -> IPAddress:
 class Sockets:
     """The socket side of one runtime (see the module docstring)."""
 
-    def __init__(
-        self, settings: Settings, nursery: trio.Nursery, bridge: LuaBridge, blacklist: Blacklist
-    ) -> None:
+    def __init__(self, settings: Settings, nursery: trio.Nursery, blacklist: Blacklist) -> None:
         self.settings = settings
         self.nursery = nursery
-        self.bridge = bridge
         self.blacklist = blacklist
         self.wildcard = _wildcard()
         self.hub = Hub()

@@ -20,8 +20,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 import trio
@@ -29,16 +28,13 @@ from trio.lowlevel import notify_closing, wait_writable
 
 from .._core.addresses import LOCALHOST, AddressError, HostName, SocketAddress, parse_target
 from .._core.errors import os_message
-from .._core.events import Closed, DataReceived
+from .._core.events import Closed, DataReceived, LuaObject
 from .._core.inbound import READ_AHEAD, RECV_SIZE, Inbound
 from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
 from .tasks import INTERNAL_ERROR
 from .writes import send_queued
-
-if TYPE_CHECKING:
-    from .._lua.bridge import LuaTable
 
 log = logging.getLogger("trio_mona")
 
@@ -102,7 +98,7 @@ class TCPConnection(Endpoint):
         return f"<TCPConnection {self._state.value} peer={peer}>"
 
     # -- Lua methods (synchronous, never wait) -------------------------------------
-    def connect(self, table: LuaTable, first: object, second: object) -> bytes | None:
+    def connect(self, table: LuaObject, first: object, second: object) -> bytes | None:
         """Start connecting; return None, or an error message when it cannot start."""
         if self._state is not IDLE:
             return b"already connected" if self._state is CONNECTED else b"connection in progress"
@@ -186,13 +182,15 @@ class TCPConnection(Endpoint):
             if self._read_scope is not None:
                 self._read_scope.cancel()
 
-    # -- Lua properties ----------------------------------------------------------
+    # -- properties ----------------------------------------------------------------
     @property
     def connected(self) -> bool:
         return self._state is CONNECTED
 
-    def lua_error(self) -> bytes | None:
-        return None if self._error is None else self._error.encode()
+    @property
+    def error(self) -> str | None:
+        """Why the connection failed or closed, if it did."""
+        return self._error
 
     def idle_time(self) -> int:
         """Milliseconds since the last send (or since the connection began)."""
@@ -201,10 +199,10 @@ class TCPConnection(Endpoint):
         return int((time.monotonic() - self._last_send) * 1000)
 
     # -- executor side ----------------------------------------------------------
-    def attach(self, table: LuaTable) -> None:
+    def attach(self, table: LuaObject) -> None:
         self.table = table
 
-    def detach(self) -> LuaTable | None:
+    def detach(self) -> LuaObject | None:
         """Closed is being reported: the object may connect again from now on."""
         table, self.table = self.table, None
         self._state = IDLE
@@ -215,6 +213,7 @@ class TCPConnection(Endpoint):
         if self._state is IDLE:
             self._set_local(None)
             self._set_peer(None)
+            self.memo.clear()
 
     def take(self, data: bytes) -> bytes | None:
         """A read reaches the executor: what onData is to get now (None: nothing yet;
@@ -276,7 +275,7 @@ class TCPConnection(Endpoint):
             self._read_scope.cancel()
 
     # -- internals --------------------------------------------------------------
-    def _reset(self, table: LuaTable | None) -> None:
+    def _reset(self, table: LuaObject | None) -> None:
         self.table = table
         self.inbound.reset()
         self._error = None
@@ -545,12 +544,3 @@ class TCPConnection(Endpoint):
                 self._drop_queue()
                 self._state = CLOSED
                 self.sockets.post(Closed(self))
-
-
-TCP_PROPERTIES: Final[dict[bytes, Callable[[TCPConnection], object]]] = {
-    b"connected": lambda c: c.connected,
-    b"address": TCPConnection.lua_address,
-    b"peerAddress": TCPConnection.lua_peer_address,
-    b"error": TCPConnection.lua_error,
-    b"idleTime": TCPConnection.idle_time,
-}

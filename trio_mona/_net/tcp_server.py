@@ -8,7 +8,6 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -17,11 +16,10 @@ from trio.lowlevel import notify_closing, wait_readable
 
 from .._core.addresses import AddressError, SocketAddress, parse_target
 from .._core.errors import os_message
-from .._core.events import Accepted
+from .._core.events import Accepted, LuaObject
 from .tcp import TCPConnection
 
 if TYPE_CHECKING:
-    from .._lua.bridge import LuaTable
     from .sockets import Sockets
 
 log = logging.getLogger("trio_mona")
@@ -37,10 +35,11 @@ class TCPServer:
 
     sockets: Sockets
     owner: bytes
-    table: LuaTable | None = None
+    table: LuaObject | None = None
+    #: What the Lua side made of the address (see Endpoint.memo).
+    memo: dict[object, Any] = attrs.field(factory=dict)
     _sock: socket.socket | None = None
     _address: SocketAddress | None = None
-    _lua_address: LuaTable | None = None
     _scope: trio.CancelScope | None = None
     #: Its accepted connections still open (trio_mona.max_server_connections).
     open_connections: int = 0
@@ -58,9 +57,10 @@ class TCPServer:
 
     @property
     def address(self) -> SocketAddress | None:
-        return self._address
+        """Where it listens (None: stopped)."""
+        return self._address if self._sock is not None else None
 
-    def start(self, table: LuaTable, first: object, second: object) -> tuple[bool, bytes | None]:
+    def start(self, table: LuaObject, first: object, second: object) -> tuple[bool, bytes | None]:
         """Bind and listen; return ``(True, None)`` or ``(False, message)``."""
         if self._sock is not None:
             return False, f"TCPServer already running on {self._address.value}".encode()  # type: ignore[union-attr]
@@ -83,7 +83,7 @@ class TCPServer:
             return False, f"cannot start TCPServer on {target.value}: {os_message(exc)}".encode()
         self._sock = sock
         self._address = SocketAddress.from_sockaddr(sock.getsockname())
-        self._lua_address = None
+        self.memo.clear()
         self.table = table
         self.sockets.bound(self, "tcp", self._address)
         self.sockets.spawn(self, lambda: self._accept_loop(sock))
@@ -107,11 +107,6 @@ class TCPServer:
     def crashed(self) -> None:
         """The accept loop failed unexpectedly: stop listening (logged already)."""
         self.stop()
-
-    def lua_address(self) -> LuaTable | None:
-        if self._lua_address is None and self._address is not None:
-            self._lua_address = self.sockets.bridge.wrap_socket_address(self._address)
-        return self._lua_address if self._sock is not None else None
 
     async def _accept_loop(self, sock: socket.socket) -> None:
         with trio.CancelScope() as self._scope:
@@ -187,10 +182,3 @@ class TCPServer:
         self.open_connections += 1
         self.sockets.post(Accepted(self.table, self.owner, conn))
         conn._spawn(None)
-
-
-TCP_SERVER_PROPERTIES: Final[dict[bytes, Callable[[TCPServer], object]]] = {
-    b"address": TCPServer.lua_address,
-    b"port": lambda s: s.address.port if s.address is not None and s.running else None,
-    b"running": lambda s: s.running,
-}

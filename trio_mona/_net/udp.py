@@ -15,8 +15,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 import trio
@@ -24,11 +23,8 @@ from trio.lowlevel import notify_closing, wait_writable
 
 from .._core.addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
 from .._core.errors import os_message
-from .._core.events import DatagramReceived
+from .._core.events import DatagramReceived, LuaObject
 from .endpoint import Endpoint
-
-if TYPE_CHECKING:
-    from .._lua.bridge import LuaTable
 
 #: The largest UDP payload for each family (an IPv4 or IPv6 header plus 8 bytes of UDP).
 MAX_DATAGRAM: Final[dict[int, int]] = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
@@ -108,7 +104,6 @@ class UDPSocket(Endpoint):
 
     allow_broadcast: bool = False
     _sock: socket.socket | None = None
-    _senders: dict[tuple[object, ...], LuaTable] = attrs.field(factory=dict)
     _out: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
     _out_size: int = 0
     #: A task waits for room in the kernel buffer to send what is queued.
@@ -276,28 +271,20 @@ class UDPSocket(Endpoint):
         """One of this socket's tasks failed unexpectedly (logged already): close it."""
         self.close()
 
-    def attach(self, table: LuaTable) -> None:
+    def attach(self, table: LuaObject) -> None:
         """Keep the Lua object once the socket is used (until ``close``), to deliver
         ``onPacket``; Lua calls this before the first bind, connect or send."""
         self.table = table
 
-    # -- Lua properties -----------------------------------------------------------
-    def lua_address(self) -> LuaTable | None:
+    # -- properties -----------------------------------------------------------------
+    @property
+    def local(self) -> SocketAddress | None:
+        """The local address, once bound (explicitly, or by the kernel at a send)."""
         if self._local is None:
             self._refresh_local()
-        return super().lua_address()
+        return self._local
 
     # -- executor side ------------------------------------------------------------
-    def sender(self, sockaddr: tuple[object, ...]) -> LuaTable:
-        """The Lua SocketAddress for a datagram's sender, shared between datagrams."""
-        table = self._senders.get(sockaddr)
-        if table is None:
-            if len(self._senders) >= SENDER_CACHE:
-                self._senders.clear()
-            address = SocketAddress.from_sockaddr(sockaddr)  # type: ignore[arg-type]
-            table = self._senders[sockaddr] = self.sockets.bridge.wrap_socket_address(address)
-        return table
-
     def consumed(self) -> None:
         """The executor took a datagram: reading may go on."""
         self._unconsumed -= 1
@@ -434,7 +421,7 @@ class UDPSocket(Endpoint):
         self.sockets.unregister_udp(self)
         self._set_local(None)
         self._set_peer(None)
-        self._senders.clear()
+        self.memo.clear()
         self._out.clear()
         self._out_size = 0
 
@@ -474,9 +461,3 @@ def _send_error(exc: OSError) -> bytes:
     if exc.errno == errno.EMSGSIZE:
         return b"cannot send: datagram too large"
     return f"cannot send: {os_message(exc)}".encode()
-
-
-UDP_PROPERTIES: Final[dict[bytes, Callable[[UDPSocket], object]]] = {
-    b"address": UDPSocket.lua_address,
-    b"peerAddress": UDPSocket.lua_peer_address,
-}
