@@ -280,7 +280,7 @@ class Runtime:
             bytes_received=sockets.bytes_received,
             bytes_sent=sockets.bytes_sent,
             bytes_queued=sockets.bytes_queued,
-            bytes_unsent=sockets.unsent,
+            bytes_unsent=sockets.unsent.bytes,
             lua_memory=self._bridge.memory_used(),
             applications=tuple(a.path for a in self._applications.all() if a.env is not None),
             applications_down=tuple(a.path for a in self._applications.all() if a.env is None),
@@ -463,7 +463,7 @@ class Runtime:
             udp.unload()
         sockets.connections_gone = trio.Event()
         for conn in list(sockets.connections):
-            conn.disconnect()
+            conn.close()
         if sockets.connections:
             with trio.move_on_after(self._settings.linger + 0.5):
                 await sockets.connections_gone.wait()

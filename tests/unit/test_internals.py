@@ -67,13 +67,13 @@ async def test_an_internal_error_closes_only_its_connection(
     """Faults injected into one connection's own task and into its write path: that
     connection closes with ``error`` set and onDisconnection, the failure is logged with
     its traceback, and the runtime and every other connection go on."""
-    serve, write_some = TCPConnection._serve, TCPConnection._write_some
+    serve, write_some = TCPConnection._serve, TCPConnection.write_some
 
     async def failing_serve(self: TCPConnection) -> None:
         raise RuntimeError("injected into the task")
 
     def failing_write(self: TCPConnection, sock: object) -> None:
-        if any(bytes(chunk).startswith(b"boom") for chunk in self._out):
+        if any(bytes(chunk).startswith(b"boom") for chunk in self.queue.chunks):
             raise RuntimeError("injected into the write")
         write_some(self, sock)  # type: ignore[arg-type]
 
@@ -83,7 +83,7 @@ async def test_an_internal_error_closes_only_its_connection(
         victim = await connect(port)
         await wait_until(lambda: crashes(caplog, "injected into the task"))
         monkeypatch.setattr(TCPConnection, "_serve", serve)
-        monkeypatch.setattr(TCPConnection, "_write_some", failing_write)
+        monkeypatch.setattr(TCPConnection, "write_some", failing_write)
         assert await receive_until_closed(victim) == b""
         bystander, writer = await connect(port), await connect(port)
         await writer.send_all(b"boom")

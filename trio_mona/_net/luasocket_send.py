@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections import deque
 from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
-from trio.lowlevel import notify_closing, wait_writable
+from trio.lowlevel import notify_closing
 
+from .._core.sendqueue import SendQueue, Unsent
 from .luasocket_options import error_text
-from .writes import send_queued
+from .writes import flush, write_stream
 
 if TYPE_CHECKING:
     from .sockets import Sockets
@@ -35,8 +35,8 @@ SEND_ROOM: Final = 256 * 1024
 class Outgoing:
     sockets: Sockets
     sock: socket.socket
-    out: deque[bytes | memoryview] = attrs.field(factory=deque)
-    size: int = 0
+    #: (Not counted in the runtime's ``max_unsent``: a send past SEND_ROOM waits.)
+    out: SendQueue = attrs.field(factory=lambda: SendQueue(Unsent()))
     #: Why writing failed (the next ``send`` reports it).
     error: bytes | None = None
     _flushing: bool = False
@@ -51,44 +51,45 @@ class Outgoing:
     _linger_scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
-        return f"<LuaSocket send queue {self.size} bytes>"
+        return f"<LuaSocket send queue {self.out.size} bytes>"
+
+    @property
+    def size(self) -> int:
+        return self.out.size
 
     @property
     def room(self) -> int:
-        return SEND_ROOM - self.size
+        return SEND_ROOM - self.out.size
 
     def add(self, chunk: bytes) -> None:
         """Queue *chunk*; it is written when the batch ends (at once for the last known
         event, which keeps a lone connection's latency)."""
-        self.out.append(chunk)
-        self.size += len(chunk)
-        if self._flushing:
-            return
-        writes = self.sockets.writes
-        if writes.now and writes.commit is None:
-            self.write_queued()
-        elif len(self.out) == 1:
-            writes.pending.append(self)
+        first = self.out.push(chunk)
+        if not self._flushing:
+            self.sockets.writes.schedule(self, first)
 
     def write_queued(self) -> None:
         """Write what the kernel takes now; a task writes the rest as it drains."""
         if self._flushing or not self.out:
             return
-        self._write()
+        self.write_some(self.sock)
         if self.out and self.error is None:
             self._flushing = True
-            self.sockets.spawn(self, self._flush)
+            self.sockets.spawn(self, lambda: flush(self, self.sock, self.out, self.sockets.writes))
         elif self._then_shutdown is not None:
             self._after_flush()  # (all written at once: the FIN follows now)
 
-    def _write(self) -> None:
+    # -- the flusher's part (writes.Flushable) ---------------------------------------------
+    def writes_to(self, sock: socket.socket) -> bool:
+        return self.error is None
+
+    def write_some(self, sock: socket.socket) -> None:
         if not self.sockets.writes.durable():
             return  # (held while commits fail: the flusher task waits for one to work)
         out = self.out
         try:
             while out:
-                sent, full = send_queued(self.sock, out)
-                self.size -= sent
+                sent, full = write_stream(sock, out)
                 self.sockets.bytes_sent += sent
                 if full:
                     break
@@ -96,33 +97,25 @@ class Outgoing:
             pass
         except OSError as exc:
             self._fail(error_text(exc))
-        if self.size < SEND_ROOM and self.drained is not None:
+        if out.size < SEND_ROOM and self.drained is not None:
             self.drained.set()
             self.drained = None
+
+    def flush_ended(self, failure: OSError | str | None) -> None:
+        if failure is not None:
+            self._fail(b"closed")
+        self._flushing = False
+        if self.drained is not None:
+            self.drained.set()
+            self.drained = None
+        self._after_flush()
 
     def _fail(self, error: bytes) -> None:
         self.error = error
         self.out.clear()
-        self.size = 0
 
     def crashed(self) -> None:
         self._fail(b"closed")
-
-    async def _flush(self) -> None:
-        sock = self.sock
-        try:
-            while self.out and self.error is None:
-                await wait_writable(sock)
-                await self.sockets.writes.settled()  # (bytes sent after a commit in flight)
-                self._write()
-        except (OSError, trio.ClosedResourceError, ValueError):  # (ValueError: fd -1)
-            self._fail(b"closed")
-        finally:
-            self._flushing = False
-            if self.drained is not None:
-                self.drained.set()
-                self.drained = None
-        self._after_flush()
 
     def shutdown(self, how: int) -> None:
         """Shut down part of the connection, after what is queued for ``SHUT_WR``."""

@@ -22,6 +22,7 @@ from .._core.addresses import IPAddress, SocketAddress
 from .._core.blacklist import Blacklist
 from .._core.config import Settings
 from .._core.events import DatagramReceived, DataReceived, Event, Reads, Resumed
+from .._core.sendqueue import Unsent
 from .hub import Hub
 from .tasks import Crashable, start_contained
 from .writes import Writes
@@ -52,7 +53,8 @@ class Numbered(Owned, Protocol):
 
 
 class Connection(Owned, Protocol):
-    def disconnect(self) -> None: ...
+    def close(self) -> None:
+        """Stop reading, flush within the linger time, close."""
 
 
 def _wildcard() -> IPAddress:
@@ -83,7 +85,7 @@ class Sockets:
         self.bytes_sent = 0
         self.bytes_queued = 0
         #: Bytes sent by Lua and not written yet, over every connection (max_unsent).
-        self.unsent = 0
+        self.unsent = Unsent()
         self.connections: set[Connection] = set()
         self.udp_sockets: set[Owned] = set()
         #: LuaSocket objects not closed yet (``require "socket"``), by serial number.

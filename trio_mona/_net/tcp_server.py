@@ -171,14 +171,7 @@ class TCPServer:
 
     def _accepted(self, client: socket.socket, peer: tuple[Any, ...]) -> None:
         client.setblocking(False)
-        try:
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = TCPConnection(self.sockets, self.owner, server=self)
-            # (the peer as accept() gave it: no getpeername)
-            conn._established(client, SocketAddress.from_sockaddr(peer))
-        except OSError:
-            client.close()
-            return
-        self.open_connections += 1
-        self.sockets.post(Accepted(self.table, self.owner, conn))
-        conn._spawn(None)
+        conn = TCPConnection(self.sockets, self.owner, server=self)
+        if conn.accepted(client, SocketAddress.from_sockaddr(peer)):
+            self.open_connections += 1
+            self.sockets.post(Accepted(self.table, self.owner, conn))

@@ -14,17 +14,17 @@ import errno
 import logging
 import socket
 import time
-from collections import deque
 from typing import Final
 
 import attrs
-import trio
-from trio.lowlevel import notify_closing, wait_writable
+from trio.lowlevel import notify_closing
 
 from .._core.addresses import LOCALHOST, AddressError, IPAddress, SocketAddress, parse_target
 from .._core.errors import os_message
 from .._core.events import DatagramReceived, LuaObject
+from .._core.sendqueue import DatagramQueue
 from .endpoint import Endpoint
+from .writes import flush
 
 #: The largest UDP payload for each family (an IPv4 or IPv6 header plus 8 bytes of UDP).
 MAX_DATAGRAM: Final[dict[int, int]] = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
@@ -104,8 +104,7 @@ class UDPSocket(Endpoint):
 
     allow_broadcast: bool = False
     _sock: socket.socket | None = None
-    _out: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
-    _out_size: int = 0
+    _out: DatagramQueue = attrs.field(factory=DatagramQueue)
     #: A task waits for room in the kernel buffer to send what is queued.
     _flushing: bool = False
     _unconsumed: int = 0
@@ -218,29 +217,25 @@ class UDPSocket(Endpoint):
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
         out = self._out
         writes = self.sockets.writes
-        if out or not ((writes.now and writes.commit is None) or self._local is None):
+        if out or not (writes.immediate() or self._local is None):
             # Written with the executor's batch (Writes), or behind datagrams that
             # wait for room: the order of sends is kept either way.
-            if self._out_size + len(data) > QUEUE_LIMIT:
-                return f"send queue full: {self._out_size} bytes waiting".encode()
-            if not out and not self._flushing:
-                self.sockets.writes.pending.append(self)
-            out.append((data, destination))
-            self._out_size += len(data)
+            if out.size + len(data) > QUEUE_LIMIT:
+                return f"send queue full: {out.size} bytes waiting".encode()
+            if out.push(data, destination) and not self._flushing:
+                writes.pending.append(self)
             return None
         # The executor's last known event, or a socket's first send (the kernel binds
         # it, and `address` must tell at once): written now, a failure returned.
-        if not self.sockets.writes.durable():  # (held while commits fail: queued)
-            out.append((data, destination))
-            self._out_size += len(data)
+        if not writes.durable():  # (held while commits fail: queued)
+            out.push(data, destination)
             if not self._flushing:
                 self._start_flusher()
             return None
         try:
             _transmit(sock, data, destination)
         except BlockingIOError:
-            out.append((data, destination))
-            self._out_size += len(data)
+            out.push(data, destination)
             self._start_flusher()
             return None
         except OSError as exc:
@@ -254,7 +249,7 @@ class UDPSocket(Endpoint):
         """Write the datagrams sent during the executor's batch (see Writes)."""
         if self._flushing or self._sock is None:
             return
-        self._write_some(self._sock)
+        self.write_some(self._sock)
         if self._out:
             self._start_flusher()
 
@@ -364,19 +359,29 @@ class UDPSocket(Endpoint):
     def _write_batch(self) -> None:
         """Write now what waits for the executor's batch to end (not for buffer room)."""
         if self._out and self._sock is not None and not self._flushing:
-            self._write_some(self._sock)
+            self.write_some(self._sock)
 
     def _start_flusher(self) -> None:
+        sock = self._sock
+        assert sock is not None
         self._flushing = True
-        self.sockets.spawn(self, self._flush)
+        self.sockets.spawn(self, lambda: flush(self, sock, self._out, self.sockets.writes))
 
-    def _write_some(self, sock: socket.socket) -> None:
+    # -- the flusher's part (writes.Flushable) ---------------------------------------------
+    def writes_to(self, sock: socket.socket) -> bool:
+        return sock is self._sock
+
+    def flush_ended(self, failure: OSError | str | None) -> None:
+        self._flushing = False  # (a failure: the socket was closed)
+
+    def write_some(self, sock: socket.socket) -> None:
         """Send queued datagrams until none is left or the kernel buffer is full."""
         if not self.sockets.writes.durable():
             return  # (held while commits fail: the flusher task waits for one to work)
         out = self._out
-        while out:
-            data, destination = out[0]
+        datagrams = out.datagrams
+        while datagrams:
+            data, destination = datagrams[0]
             try:
                 _transmit(sock, data, destination)
             except BlockingIOError:
@@ -387,26 +392,12 @@ class UDPSocket(Endpoint):
                 log.warning("%s: datagram to %s dropped: %s", self, where, os_message(exc))
             else:
                 self.sockets.bytes_sent += len(data)
-            out.popleft()
-            self._out_size -= len(data)
+            out.advance()
 
     def _describe(self, destination: tuple[object, ...] | None) -> str:
         if destination is not None:
             return SocketAddress.from_sockaddr(destination).value  # type: ignore[arg-type]
         return self._peer.value if self._peer is not None else "the peer"
-
-    async def _flush(self) -> None:
-        """Waits for room in the kernel buffer and sends what is queued."""
-        sock = self._sock
-        try:
-            while self._out and sock is not None and sock is self._sock:
-                await wait_writable(sock)
-                await self.sockets.writes.settled()  # (bytes sent after a commit in flight)
-                self._write_some(sock)
-        except trio.ClosedResourceError:
-            pass
-        finally:
-            self._flushing = False
 
     def _close_socket(self) -> None:
         sock, self._sock = self._sock, None
@@ -423,7 +414,6 @@ class UDPSocket(Endpoint):
         self._set_peer(None)
         self.memo.clear()
         self._out.clear()
-        self._out_size = 0
 
 
 _CLOSED: Final = b"UDP socket closed"

@@ -4,50 +4,74 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
-from itertools import islice
-from typing import Final, Protocol
+from typing import Protocol
 
 import attrs
 import trio
+from trio.lowlevel import wait_writable
 
+from .._core.sendqueue import DatagramQueue, SendQueue
 from .tasks import Crashable
 
 log = logging.getLogger("trio_mona")
 
-#: Queued chunks written by one ``sendmsg`` (Linux allows 1,024).
-GATHER_MAX: Final = 64
 
-
-def send_queued(sock: socket.socket, out: deque[bytes | memoryview]) -> tuple[int, bool]:
-    """One gathering send from the front of *out* (no copy to join the chunks): drop
-    what the kernel took, trimming a chunk it took part of. Returns the bytes sent and
-    whether the kernel buffer is full. Raises ``BlockingIOError`` when it took nothing,
+def write_stream(sock: socket.socket, queue: SendQueue) -> tuple[int, bool]:
+    """One write from the front of *queue*, gathering its chunks (no copy to join
+    them); the queue drops what the kernel took. Returns the bytes sent and whether
+    the kernel buffer is full. Raises ``BlockingIOError`` when it took nothing,
     ``OSError`` when the socket failed."""
-    if len(out) == 1:  # (the usual reply: one chunk, no list to build)
-        chunk = out[0]
-        sent = sock.send(chunk)
-        if sent < len(chunk):
-            out[0] = memoryview(chunk)[sent:]
-            return sent, True
-        out.popleft()
-        return sent, False
-    chunks = list(islice(out, GATHER_MAX))
-    sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
-    left = sent
-    for chunk in chunks:
-        if left < len(chunk):
-            out[0] = memoryview(chunk)[left:]
-            return sent, True
-        left -= len(chunk)
-        out.popleft()
-    return sent, False
+    chunks = queue.chunks
+    if len(chunks) == 1:  # (the usual reply: one chunk, no list to build)
+        size = len(chunks[0])
+        sent = sock.send(chunks[0])
+    else:
+        front = queue.front()
+        size = sum(map(len, front))
+        sent = sock.sendmsg(front)
+    queue.advance(sent)
+    return sent, sent < size
 
 
 class Writable(Crashable, Protocol):
     def write_queued(self) -> None:
         """Write what is queued; leave what the kernel cannot take to a flusher task."""
+
+
+class Flushable(Crashable, Protocol):
+    """A socket whose queue :func:`flush` writes as the kernel takes it."""
+
+    def writes_to(self, sock: socket.socket) -> bool:
+        """Whether *sock* is still the one this handle writes to."""
+
+    def write_some(self, sock: socket.socket) -> None:
+        """Write what the kernel takes now (failures: the handle's own business)."""
+
+    def flush_ended(self, failure: OSError | str | None) -> None:
+        """The flusher stopped: the queue is empty, the socket changed, or it failed."""
+
+
+async def flush(
+    handle: Flushable, sock: socket.socket, queue: SendQueue | DatagramQueue, writes: Writes
+) -> None:
+    """The one flusher, a task per socket whose kernel buffer was full: wait until
+    the socket is writable, then until no commit is in flight (what is queued may have
+    been sent after the changes), then write; until the queue is empty."""
+    failure: OSError | str | None = None
+    try:
+        while queue and handle.writes_to(sock):
+            await wait_writable(sock)
+            await writes.settled()
+            if not handle.writes_to(sock):
+                break  # (closed while this task was being woken)
+            handle.write_some(sock)
+    except OSError as exc:
+        failure = exc
+    except (trio.ClosedResourceError, ValueError):  # (ValueError: its descriptor is -1)
+        failure = "socket closed"
+    finally:
+        handle.flush_ended(failure)
 
 
 @attrs.define
@@ -104,6 +128,19 @@ class Writes:
         held, self.held = self.held, None
         if held is not None:
             held.set()
+
+    def schedule(self, handle: Writable, first: bool) -> None:
+        """*handle* queued bytes (*first*: its queue was empty): write them at once while
+        the executor runs its last known event and no commit waits (:attr:`now`), else
+        with the batch (:meth:`flush`)."""
+        if self.now and self.commit is None:
+            handle.write_queued()
+        elif first:
+            self.pending.append(handle)
+
+    def immediate(self) -> bool:
+        """Whether a send is written at once (see :meth:`schedule`)."""
+        return self.now and self.commit is None
 
     async def commit_batch(self) -> None:
         """Commit over the network what the batch changed (see :attr:`commit_async`)."""

@@ -1,0 +1,476 @@
+"""The TCP transport: one socket's I/O, whoever consumes its bytes.
+
+A transport connects (or is given an accepted socket by a listener, ``listener.py``),
+has the read hub (``hub.py``) report its socket, reads it when the hub says so and as
+far as back-pressure allows, queues what its consumer sends (``_core/sendqueue.py``) and
+writes it with the executor's batch or through the one flusher (``writes.py``), closes
+an idle connection, flushes within the linger time when it closes, and reports the end
+once. Its own Trio task connects it, waits while it is open, then flushes and closes it.
+
+A consumer is a subclass: it is handed each read (:meth:`Transport.received`, in the
+executor's task) and the end (:meth:`Transport.closed`), takes what it read through the
+transport's :class:`Inbound` (so that reading resumes), and decides what happens past
+the send limits. The Lua TCP client (``tcp.py``) is one; protocol sessions are the next.
+The socket is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import os
+import socket
+import time
+from typing import Final, Protocol
+
+import attrs
+import trio
+from trio.lowlevel import notify_closing, wait_writable
+
+from .._core.addresses import HostName, SocketAddress
+from .._core.errors import os_message
+from .._core.inbound import READ_AHEAD, RECV_SIZE, Inbound
+from .._core.sendqueue import SendQueue
+from .dns import ResolveError, resolve_name
+from .endpoint import Endpoint
+from .hub import HANGUP
+from .tasks import INTERNAL_ERROR
+from .writes import flush, write_stream
+
+log = logging.getLogger("trio_mona")
+
+
+class Accepting(Protocol):
+    """The listener that accepted a connection, as the connection sees it."""
+
+    open_connections: int
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # never connected, or disconnected and reported
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSING = "closing"  # close() called or peer closed: flushing
+    CLOSED = "closed"  # socket closed, the end not yet reported
+
+
+# The states as plain names: Python 3.11 looks up an Enum's members through
+# ``EnumType.__getattr__``, ~0.1 us each, several times per message (docs/performance.rst).
+IDLE: Final = State.IDLE
+CONNECTING: Final = State.CONNECTING
+CONNECTED: Final = State.CONNECTED
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+
+def _queue(transport: Transport) -> SendQueue:
+    return SendQueue(transport.sockets.unsent)
+
+
+@attrs.define(eq=False, repr=False)
+class Transport(Endpoint):
+    """One TCP connection's socket (see the module docstring)."""
+
+    #: The listener that accepted it (None: it connects), to count its open connections.
+    server: Accepting | None = None
+    #: What it read and the consumer has not taken yet (read-ahead), and what the
+    #: consumer kept (the Lua client's rest rule).
+    inbound: Inbound = attrs.field(factory=Inbound)
+    queue: SendQueue = attrs.field(default=attrs.Factory(_queue, takes_self=True))
+    _state: State = State.IDLE
+    _sock: socket.socket | None = None
+    _error: str | None = None
+    _last_send: float = 0.0
+    #: When data last arrived (for trio_mona.idle_timeout).
+    _last_receive: float = 0.0
+    _read_scope: trio.CancelScope | None = None
+    _flush_scope: trio.CancelScope | None = None
+    _flushing: bool = False
+    _flushed: trio.Event | None = None
+    #: Set when the task has something to do: end of stream, or all data consumed.
+    _wake: trio.Event | None = None
+    #: The hub reported data (or EOF) that has not been read yet (edge-triggered).
+    _ready: bool = False
+    #: The peer hung up: read to the end instead of stopping at a short read.
+    _hangup: bool = False
+    _eof: bool = False
+    #: A task waited on the socket through Trio (connect, flusher): Trio is told before
+    #: it closes (else there is nothing to tell, and telling costs a system call).
+    _trio_waited: bool = False
+
+    def __repr__(self) -> str:
+        peer = self._peer.value if self._peer else "-"
+        return f"<{self.__class__.__name__} {self._state.value} peer={peer}>"
+
+    # -- the consumer's part -------------------------------------------------------
+    def received(self, data: bytes) -> None:
+        """Bytes were read (in the executor's task): hand them on. The consumer takes
+        them through :attr:`inbound` later, then calls :meth:`resume_reading`."""
+        raise NotImplementedError
+
+    def closed(self) -> None:
+        """The socket is closed (:attr:`error` says why, when it failed): report it."""
+        raise NotImplementedError
+
+    # -- what consumers call -----------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._state is CONNECTED
+
+    @property
+    def error(self) -> str | None:
+        """Why the connection failed or closed, if it did."""
+        return self._error
+
+    def idle_time(self) -> int:
+        """Milliseconds since the last send (or since the connection began)."""
+        if not self._last_send:
+            return 0
+        return int((time.monotonic() - self._last_send) * 1000)
+
+    def open(self, target: SocketAddress | HostName) -> None:
+        """Start connecting to *target* (the transport is idle)."""
+        self._reset()
+        self._state = CONNECTING
+        self._spawn(target)
+
+    def accepted(self, sock: socket.socket, peer: SocketAddress) -> bool:
+        """Serve a socket a listener accepted (*peer* as accept() gave it: no
+        getpeername); False if it failed at once (then it is closed)."""
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._established(sock, peer)
+        except OSError:
+            sock.close()
+            return False
+        self._spawn(None)
+        return True
+
+    def enqueue(self, data: bytes) -> None:
+        """Queue *data* (no limit: the consumer's policy comes first) and see that it
+        is written soon (:class:`Writes`)."""
+        first = self.queue.push(data)
+        if self._state is CONNECTED and not self._flushing:
+            self.sockets.writes.schedule(self, first)
+
+    def resume_reading(self) -> None:
+        """The consumer took what it read: reading may go on."""
+        if self._ready:
+            self._pump()
+        if self._eof and not self.inbound.unconsumed:
+            self._wake_task()
+
+    def close(self) -> None:
+        """Stop reading, flush what is queued (within the linger time), then close.
+
+        While still connecting with bytes queued, the attempt goes on (within the
+        linger time) so that they are delivered; without any, it is abandoned."""
+        state = self._state
+        if state is CONNECTING or state is CONNECTED:
+            self._state = CLOSING
+            if state is CONNECTING and self.queue:
+                return
+            if self._read_scope is not None:
+                self._read_scope.cancel()
+
+    def unload(self) -> None:
+        """Its application is unloading: flush and close, with no more events for it."""
+        self.table = None
+        self.close()
+
+    def close_now(self) -> None:
+        """Close without flushing (shutdown, or an accept nobody will see)."""
+        self._state = CLOSING
+        self.queue.clear()
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    def crashed(self) -> None:
+        """One of its tasks failed unexpectedly: close, reporting INTERNAL_ERROR (its
+        own task then reports the end, as for any failure)."""
+        self._fail(INTERNAL_ERROR)
+
+    def ended(self) -> None:
+        """The end was reported: the transport may connect again from now on."""
+        self._state = IDLE
+
+    # -- the hub and the executor ------------------------------------------------------
+    def on_readable(self, mask: int) -> None:
+        """The hub saw data or a hang-up: read it (called in the executor's task)."""
+        self._ready = True
+        if mask & HANGUP:
+            self._hangup = True
+        self._pump()
+
+    def write_queued(self) -> None:
+        """Write what is queued; what the kernel cannot take now goes to the flusher."""
+        sock = self._sock
+        if self._flushing or sock is None or not self.queue:
+            return
+        state = self._state
+        if state is not CONNECTED and state is not CLOSING:
+            return
+        try:
+            self.write_some(sock)
+        except Exception:
+            log.exception("internal error in %r: it is closed", self)
+            self.crashed()
+            return
+        if self.queue:
+            self._start_flusher()
+
+    # -- the flusher's part (writes.Flushable) ---------------------------------------------
+    def writes_to(self, sock: socket.socket) -> bool:
+        return self._sock is sock and sock.fileno() >= 0
+
+    def write_some(self, sock: socket.socket) -> None:
+        """Write from the queue until it is empty or the kernel buffer is full."""
+        sockets = self.sockets
+        writes = sockets.writes
+        if writes.commit is not None and not writes.durable():
+            return  # (held while commits fail: the flusher task waits for one to work)
+        queue = self.queue
+        try:
+            while queue:
+                sent, full = write_stream(sock, queue)
+                sockets.bytes_sent += sent
+                self._last_send = time.monotonic()
+                if full:
+                    break
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._fail(exc)
+        if self._ready:
+            self._pump()
+
+    def flush_ended(self, failure: OSError | str | None) -> None:
+        if failure is not None:
+            self._fail(failure)
+        self._flushing = False
+        self._flush_scope = None
+        if self._flushed is not None:
+            self._flushed.set()
+
+    # -- internals --------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.inbound.reset()
+        self._error = None
+        self._set_local(None)
+        self._set_peer(None)
+        self._ready = self._hangup = self._eof = self._trio_waited = False
+        self.queue.clear()
+
+    def _start_flusher(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        self._flushing = True
+        self._trio_waited = True
+        self.sockets.bytes_queued += self.queue.size
+        writes = self.sockets.writes
+
+        async def flusher() -> None:
+            with trio.CancelScope() as self._flush_scope:
+                await flush(self, sock, self.queue, writes)
+
+        self.sockets.spawn(self, flusher)
+
+    def _fail(self, exc: OSError | str) -> None:
+        """A socket error: record it and close without flushing."""
+        if self._error is None:
+            self._error = exc if isinstance(exc, str) else os_message(exc)
+        self.queue.clear()
+        if self._state is CONNECTED or self._state is CONNECTING:
+            self._state = CLOSING
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    def _pump(self) -> None:
+        """Read until the kernel buffer is empty or back-pressure says stop.
+
+        Called while the hub's last report is not read to the end (``_ready``): by the
+        hub (new data), when the consumer took data, or when the queue drained. It
+        never waits.
+        """
+        if self._state is not CONNECTED:
+            return
+        sock = self._sock
+        if sock is None:
+            return
+        recv = sock.recv
+        sockets = self.sockets
+        received = self.received
+        soft_limit = sockets.settings.soft_limit
+        inbound = self.inbound
+        queue = self.queue
+        # Back-pressure: a long send queue, or far enough ahead of the consumer.
+        while queue.size <= soft_limit and inbound.unconsumed < READ_AHEAD:
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:
+                self._ready = False
+                return
+            except OSError as exc:
+                self._ready = False
+                self._fail(exc)
+                return
+            size = len(data)
+            if not size:
+                self._ready = False
+                self._eof = True
+                self._wake_task()
+                return
+            inbound.read(size)
+            self._last_receive = time.monotonic()
+            sockets.bytes_received += size
+            received(data)
+            # A short read emptied the kernel buffer: new data brings a new edge.
+            if size < RECV_SIZE and not self._hangup:
+                self._ready = False
+                return
+
+    def _wake_task(self) -> None:
+        event = self._wake
+        if event is not None:
+            self._wake = None
+            event.set()
+
+    async def _sleep(self) -> None:
+        """Park the transport's task until :meth:`_wake_task`."""
+        self._wake = event = trio.Event()
+        await event.wait()
+
+    def _spawn(self, target: SocketAddress | HostName | None) -> None:
+        """Start the transport's own task: connect to *target* (None: accepted), serve,
+        close."""
+        self.sockets.connection_started(self)
+        self.sockets.spawn(self, lambda: self._run(target))
+
+    async def _run(self, target: SocketAddress | HostName | None) -> None:
+        """The transport's task: connect (unless accepted), read, then close and report."""
+        try:
+            with trio.CancelScope() as self._read_scope:
+                if target is not None and self._state is CONNECTING:
+                    await self._connect(target)  # (skipped if close() came first)
+                elif target is not None and self.queue:
+                    await self._connect_to_flush(target)
+                if self._state is CONNECTED:
+                    if self.queue and not self._flushing:
+                        self._start_flusher()  # what was sent while connecting
+                    await self._serve()
+        except OSError as exc:
+            self._fail(exc)
+        finally:
+            self._read_scope = None
+            try:
+                await self._finish()
+            finally:
+                if self.server is not None:  # (the transport may connect again later)
+                    self.server.open_connections -= 1
+                    self.server = None
+                self.sockets.connection_ended(self)
+
+    async def _connect_to_flush(self, target: SocketAddress | HostName) -> None:
+        """close() came while connecting, with bytes queued: connect within the linger
+        time; _finish flushes them then."""
+        with trio.move_on_after(self.sockets.settings.linger):
+            await self._connect(target)
+        if self._sock is None and self._error is None:
+            self._fail(f"closed with {self.queue.size} bytes unsent: not connected within "
+                       "the linger time")  # fmt: skip
+
+    async def _connect(self, target: SocketAddress | HostName) -> None:
+        if isinstance(target, HostName):
+            try:
+                candidates = await resolve_name(target)
+            except ResolveError as exc:
+                self._fail(str(exc))
+                return
+        else:
+            candidates = [target]
+        failure = "no address to connect to"
+        for candidate in candidates:
+            sock = socket.socket(candidate.family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                code = sock.connect_ex(candidate.sockaddr())
+                if code == errno.EINPROGRESS:
+                    self._trio_waited = True
+                    await wait_writable(sock)
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    failure = f"connect to {candidate.value} failed: {os.strerror(code)}"
+                    sock.close()
+                    continue
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._established(sock, candidate)
+                return
+            except BaseException:
+                sock.close()
+                raise
+        self._fail(failure)
+
+    def _established(self, sock: socket.socket, peer: SocketAddress | None = None) -> None:
+        self._sock = sock
+        self._set_local(SocketAddress.from_sockaddr(sock.getsockname()))
+        self._set_peer(peer or SocketAddress.from_sockaddr(sock.getpeername()))
+        self._last_send = time.monotonic()
+        if self._state is CONNECTING or self._state is IDLE:
+            self._state = CONNECTED
+
+    async def _serve(self) -> None:
+        """While connected: the hub reads; this task waits for the end of the stream."""
+        sock = self._sock
+        assert sock is not None
+        hub = self.sockets.hub
+        hub.register(sock.fileno(), self)
+        idle = self.sockets.settings.idle_timeout
+        self._last_receive = time.monotonic()
+        try:
+            while not self._eof:
+                if not idle:
+                    await self._sleep()
+                    continue
+                quiet = time.monotonic() - max(self._last_receive, self._last_send)
+                if quiet >= idle:
+                    self._fail(f"idle for {idle:g} s (trio_mona.idle_timeout)")
+                    return
+                with trio.move_on_after(idle - quiet):
+                    await self._sleep()
+            # Peer closed: let the consumer see what was read (and answer it), then close.
+            while self.inbound.unconsumed > 0 and self._state is CONNECTED:
+                await self._sleep()
+            if self._state is CONNECTED:
+                self._state = CLOSING
+        finally:
+            hub.unregister(sock.fileno())
+
+    async def _finish(self) -> None:
+        """Flush within the linger time, close the socket, report the end once."""
+        sock = self._sock
+        try:
+            if sock is not None and self.queue:
+                with trio.move_on_after(self.sockets.settings.linger):
+                    if not self._flushing:
+                        self._start_flusher()
+                    self._flushed = trio.Event()
+                    if self._flushing:
+                        await self._flushed.wait()
+                if self.queue:
+                    self._fail(f"closed with {self.queue.size} bytes unsent after the linger time")
+        finally:
+            try:
+                if self._flush_scope is not None:
+                    self._flush_scope.cancel()
+                self._sock = None
+                if sock is not None:
+                    if self._trio_waited:
+                        notify_closing(sock)
+                    sock.close()
+            finally:
+                self._flushed = None
+                self._wake = None
+                self.queue.clear()
+                self._state = CLOSED
+                self.closed()
