@@ -38,6 +38,7 @@ from ._core.events import (
     Reads,
     Resumed,
 )
+from ._net.transport import CONNECTED
 from ._net.writes import Writes
 
 if TYPE_CHECKING:
@@ -112,18 +113,22 @@ Park = tuple[float, bytes, Callable[[int], None] | None]
 
 class Waits:
     """Makes the suspensions of calls that wait, each with a fresh token, and wakes
-    parked ones through the executor (set once it exists: the Lua host table, which
-    needs this, is built before it)."""
+    parked ones through the executor (:meth:`bind`, once it exists: the Lua host
+    table, which needs this, is built before the executor, which needs the Lua state)."""
 
     def __init__(self) -> None:
         self._tokens = itertools.count(1)
         #: Parks handed out and not yet parked on (see BY_TOKEN), by token.
         self.parks: dict[int, Park] = {}
+        #: Resume a parked coroutine (Executor.wake; before bind, nothing waits).
+        self.wake: Callable[..., None] = _ignore
+        #: Whether a token's coroutine still waits (Executor.waits).
+        self.waits: Callable[[int], bool] = _nothing_waits
 
     def bind(self, executor: Executor) -> None:
         """Wake through *executor* from now on."""
-        self.wake = executor.wake  # type: ignore[method-assign]
-        self.waits = executor.waits  # type: ignore[method-assign]
+        self.wake = executor.wake
+        self.waits = executor.waits
 
     def wait_for(
         self, owner: bytes, work: Callable[[], Awaitable[tuple[object, ...]]]
@@ -141,12 +146,6 @@ class Waits:
     def forget(self, token: int) -> None:
         """A park handed out will not be parked on."""
         self.parks.pop(token, None)
-
-    def wake(self, token: int, values: tuple[object, ...] = ()) -> None:
-        """(Before :meth:`bind`, nothing waits.)"""
-
-    def waits(self, token: int) -> bool:
-        return False
 
 
 class Subject(Protocol):
@@ -193,19 +192,28 @@ class Executor:
         self.lua_enabled = True
         #: The dispatch loop runs (a runtime whose task was cancelled has none).
         self.running = False
-        #: The events of the calls other tasks wait on (Runtime._in_executor): set
+        #: The events of the calls other tasks wait on (:meth:`call`): set
         #: when the loop stops, so that none waits for ever.
         self.waiting_calls: set[trio.Event] = set()
         self.events_dispatched = 0
-        self._dispatch: dict[type[Any], Callable[[Any], None]] = {
-            DataReceived: self._data,
-            DatagramReceived: self._datagram,
-            Reads: self._reads,
-            Accepted: self._accepted,
-            Closed: self._closed,
-            Resumed: self._resumed,
-            Call: self._call,
-        }
+        self._dispatch: dict[type[Any], Callable[[Any], None]] = {}
+        routes: list[tuple[type[Any], Callable[[Any], None]]] = [
+            (DataReceived, self._data),
+            (DatagramReceived, self._datagram),
+            (Reads, self._reads),
+            (Accepted, self._accepted),
+            (Closed, self._closed),
+            (Resumed, self._resumed),
+            (Call, self._call),
+        ]
+        for event_type, handler in routes:
+            self.route(event_type, handler)
+
+    def route(self, event_type: type[Any], handler: Callable[[Any], None]) -> None:
+        """Hand every event of *event_type* to *handler*, in the executor's task (a
+        read's class in a :class:`Reads` batch too). A handler for an event about a
+        socket (a :class:`Subject`) begins with :func:`held`."""
+        self._dispatch[event_type] = handler
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dispatch events until every sender has closed the channel."""
@@ -311,6 +319,56 @@ class Executor:
             entry.woken = True
             self._deliver(Resumed(token, values))
 
+    # -- Lua calls that Python starts -----------------------------------------------------
+    async def call(self, call: Callable[[], Any], *, until_waits: bool = False) -> Any:
+        """Run *call* (which calls Lua) in the executor's task and wait for its result,
+        waiting for a suspension it returns too; with *until_waits*, only until it
+        first waits (its result is None then: a main chunk that serves forever counts
+        as run once it waits, docs/lua/luasocket.rst).
+
+        Raises:
+            RuntimeError: the executor has stopped, or stopped before the call ran.
+        """
+        done = trio.Event()
+        box: list[Any] = []
+
+        def finish(result: Any) -> None:
+            box.append(result)
+            done.set()
+
+        def start() -> None:
+            try:
+                result = call()
+            except BaseException as exc:
+                box.append(exc)
+                done.set()
+                raise
+            suspension = self.suspension_of(result)
+            if until_waits and suspension is not None:
+                self.settle(suspension, (), _ignore)
+                finish(None)
+                return
+            self.settle(suspension or result, (), finish)
+
+        self._post(Call(start))
+        if not self.running:
+            raise RuntimeError("the runtime's executor has stopped")
+        self.waiting_calls.add(done)
+        try:
+            await done.wait()
+        finally:
+            self.waiting_calls.discard(done)
+        if not box:
+            raise RuntimeError("the runtime's executor stopped before the call ran")
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def call_soon(self, call: Callable[[], Any]) -> None:
+        """Run *call* (which calls Lua) in the executor's task soon; nobody waits for
+        its result (a suspension it returns is resumed as a handler's would be)."""
+        self._post(Call(lambda: self.settle(call(), (), _ignore)))
+
     def adopt(self, token: int, request: Suspension | None) -> None:
         """A coroutine of the application's own waits: the runtime resumes it from
         now on (docs/lua/luasocket.rst); nothing waits for its result."""
@@ -404,12 +462,12 @@ class Executor:
     # -- events -------------------------------------------------------------------
     def _reads(self, batch: Reads) -> None:
         batch.open = False  # reads from now on start a new batch, after this one
-        data, datagram = self._data, self._datagram
         items = batch.items
         last: DataReceived[TCPConnection] | DatagramReceived[UDPSocket] | Resumed | None = items[-1]
         if self._receive.statistics().current_buffer_used:
             last = None  # more events are queued: this batch's replies can wait
         writes = self._writes
+        dispatch = self._dispatch
         count = len(items)
         index = 0
         while index < count:
@@ -423,12 +481,7 @@ class Executor:
                     continue
             writes.now = read is last
             try:
-                if isinstance(read, DataReceived):
-                    data(read)
-                elif isinstance(read, DatagramReceived):
-                    datagram(read)
-                else:
-                    self._resumed(read)
+                dispatch[read.__class__](read)
             except Exception:
                 _internal_error(read)
         writes.now = False
@@ -462,12 +515,11 @@ class Executor:
                 break
             seen.add(conn)
             index += 1
-            if conn.waiting is not None:
-                conn.waiting.append(read)
+            if held(conn, read):
                 continue
             data = conn.take(read.data)
             table = conn.table
-            if data is None or table is None or not conn.connected or not lua_enabled:
+            if data is None or table is None or conn.state is not CONNECTED or not lua_enabled:
                 continue
             group += (table, data)
             conns.append(conn)
@@ -503,14 +555,13 @@ class Executor:
 
     def _data(self, event: DataReceived[TCPConnection]) -> None:
         conn = event.conn
-        if conn.waiting is not None:
-            conn.waiting.append(event)
+        if held(conn, event):
             return
         data = conn.take(event.data)
         if data is None:
             return  # it waits for its turn (or was a stale one)
         table = conn.table
-        if table is None or not conn.connected or not self.lua_enabled:
+        if table is None or conn.state is not CONNECTED or not self.lua_enabled:
             return
         rest = self._on_data(table, data)
         cls = rest.__class__
@@ -521,8 +572,7 @@ class Executor:
 
     def _datagram(self, event: DatagramReceived[UDPSocket]) -> None:
         udp = event.socket
-        if udp.waiting is not None:
-            udp.waiting.append(event)
+        if held(udp, event):
             return
         udp.consumed()
         table = udp.table
@@ -534,8 +584,7 @@ class Executor:
 
     def _accepted(self, event: Accepted[TCPConnection]) -> None:
         conn = event.conn
-        if conn.waiting is not None:
-            conn.waiting.append(event)
+        if held(conn, event):
             return
         if not self.lua_enabled:
             conn.close_now()
@@ -550,8 +599,7 @@ class Executor:
 
     def _closed(self, event: Closed[TCPConnection]) -> None:
         conn = event.conn
-        if conn.waiting is not None:
-            conn.waiting.append(event)
+        if held(conn, event):
             return
         table = conn.detach()
         if table is None or not self.lua_enabled:
@@ -565,8 +613,23 @@ class Executor:
             event.function()
 
 
-def _ignore(_: object) -> None:
+def held(subject: Subject, event: Event) -> bool:
+    """The rule that keeps a socket's events in order: while one of its handlers is
+    suspended, its events wait in its backlog (True: *event* waits there; it is
+    dispatched when the handler finishes, :meth:`Executor.settle`)."""
+    waiting = subject.waiting
+    if waiting is None:
+        return False
+    waiting.append(event)
+    return True
+
+
+def _ignore(*_: object) -> None:
     pass
+
+
+def _nothing_waits(_: int) -> bool:
+    return False
 
 
 def _internal_error(event: Event) -> None:

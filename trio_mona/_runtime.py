@@ -129,13 +129,13 @@ class Runtime:
         )
         self._waits.bind(self._executor)
         self._applications = Applications(
-            self._bridge, nursery, self._in_executor, self._close_owned, apps_dir
+            self._bridge, nursery, self._executor.call, self._close_owned, apps_dir
         )
         self._host_api = HostAPI(
             self._bridge,
             self._applications,
             self._suspending,
-            self._in_executor,
+            self._executor.call,
             lambda: self._executor.lua_enabled,
         )
         self._background_scope = trio.CancelScope()
@@ -306,52 +306,12 @@ class Runtime:
         return self._waits.wait_for(b"", functools.partial(work, *args))
 
     # -- lifecycle ----------------------------------------------------------------
-    async def _in_executor(self, call: Callable[[], Any], *, until_waits: bool = False) -> Any:
-        """Run *call* (which calls Lua) in the executor and wait for its result; with
-        *until_waits*, only until it first waits (its result is None then: a main
-        chunk that serves forever counts as run once it waits, docs/lua/luasocket.rst)."""
-        done = trio.Event()
-        box: list[Any] = []
-
-        def finish(result: Any) -> None:
-            box.append(result)
-            done.set()
-
-        def start() -> None:
-            try:
-                result = call()
-            except BaseException as exc:
-                box.append(exc)
-                done.set()
-                raise
-            suspension = self._executor.suspension_of(result)
-            if until_waits and suspension is not None:
-                self._executor.settle(suspension, (), _ignore)
-                finish(None)
-                return
-            self._executor.settle(suspension or result, (), finish)
-
-        self._sockets.post(Call(start))
-        executor = self._executor
-        if not executor.running:
-            raise RuntimeError("the runtime's executor has stopped")
-        executor.waiting_calls.add(done)
-        try:
-            await done.wait()
-        finally:
-            executor.waiting_calls.discard(done)
-        if not box:
-            raise RuntimeError("the runtime's executor stopped before the call ran")
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
-
     async def _mail_sent(self, mail: LuaTable, error: bytes | None) -> bool:
         """Run the mail object's onSent(error); whether it had one."""
         if not self._executor.lua_enabled:
             return False
         on_event = self._bridge.on_event
-        result = await self._in_executor(lambda: on_event(mail, b"onSent", error))
+        result = await self._executor.call(lambda: on_event(mail, b"onSent", error))
         return bool(result != self._bridge.no_handler)
 
     def _lua_table(self, data: Mapping[str, object]) -> LuaTable:
@@ -450,7 +410,7 @@ class Runtime:
         if self._executor.running:  # (the __gc finalizers still pending, bounded)
             with trio.move_on_after(self._settings.linger + 1):
                 try:
-                    await self._in_executor(self._bridge.finalize_all)
+                    await self._executor.call(self._bridge.finalize_all)
                 except RuntimeError:
                     pass  # (the executor stopped meanwhile: the block was cancelled)
         self._executor.stop_lua()

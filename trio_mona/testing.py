@@ -29,7 +29,7 @@ async def run_lua(runtime: Runtime, code: str, *, app: str = "") -> Any:
     chunk = bridge.load(code.encode(), "test", found.env)
     box = bridge.table()
     keeping = bridge.eval(_KEEPING)(chunk, box)
-    error = await runtime._in_executor(lambda: bridge.call(keeping, b"test", app.encode(), None))
+    error = await runtime._executor.call(lambda: bridge.call(keeping, b"test", app.encode(), None))
     if error is not None:
         raise RuntimeError(error.decode("utf-8", "replace"))
     values = tuple(box[index] for index in range(1, box[b"n"] + 1))

@@ -73,7 +73,7 @@ async def test_an_internal_error_closes_only_its_connection(
         raise RuntimeError("injected into the task")
 
     def failing_write(self: TCPConnection, sock: object) -> None:
-        if any(bytes(chunk).startswith(b"boom") for chunk in self.queue.chunks):
+        if any(bytes(chunk).startswith(b"boom") for chunk in self.queue.items):
             raise RuntimeError("injected into the write")
         write_some(self, sock)  # type: ignore[arg-type]
 

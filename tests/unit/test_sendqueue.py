@@ -16,7 +16,7 @@ def test_push_counts_the_queue_and_the_runtime_total() -> None:
     assert second.push(b"f") is True
     assert (first.size, second.size, total.bytes) == (5, 1, 6)
     first.clear()
-    assert (bool(first), first.size, total.bytes) == (False, 0, 1)
+    assert (bool(first.items), first.size, total.bytes) == (False, 0, 1)
 
 
 def test_advance_drops_what_a_write_took_and_trims_a_chunk() -> None:
@@ -25,27 +25,55 @@ def test_advance_drops_what_a_write_took_and_trims_a_chunk() -> None:
     for chunk in (b"abc", b"def", b"gh"):
         queue.push(chunk)
     queue.advance(4)  # all of the first chunk, one byte of the second
-    assert [bytes(c) for c in queue.chunks] == [b"ef", b"gh"]
+    assert [bytes(c) for c in queue.items] == [b"ef", b"gh"]
     assert (queue.size, total.bytes) == (4, 4)
     queue.advance(4)
-    assert not queue
+    assert not queue.items
     assert (queue.size, total.bytes) == (0, 0)
 
 
-def test_front_is_at_most_one_gathering_write() -> None:
-    queue = SendQueue(Unsent())
+class Kernel:
+    """A socket's send side: takes at most *room* bytes per call, records the calls."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.taken = bytearray()
+        self.calls: list[int] = []  # chunks per call
+
+    def send(self, chunk: bytes | memoryview, /) -> int:
+        return self.sendmsg([chunk])
+
+    def sendmsg(self, chunks: list[bytes | memoryview], /) -> int:
+        self.calls.append(len(chunks))
+        data = b"".join(bytes(c) for c in chunks)[: self.room]
+        self.taken += data
+        return len(data)
+
+
+def test_a_write_gathers_at_most_gather_max_chunks() -> None:
+    queue, kernel = SendQueue(Unsent()), Kernel(room=1 << 20)
     for _ in range(GATHER_MAX + 5):
         queue.push(b"x")
-    assert len(queue.front()) == GATHER_MAX
+    assert queue.write(kernel) == (GATHER_MAX, False)
+    assert queue.write(kernel) == (5, False)
+    assert kernel.calls == [GATHER_MAX, 5]
+    assert not queue.items
 
 
-def test_limits_refuse_and_room_tells_what_is_left() -> None:
+def test_a_partial_write_says_the_kernel_is_full() -> None:
+    total = Unsent()
+    queue, kernel = SendQueue(total), Kernel(room=2)
+    queue.push(b"abc")
+    assert queue.write(kernel) == (2, True)
+    assert [bytes(c) for c in queue.items] == [b"c"]
+    assert (queue.size, total.bytes) == (1, 1)
+
+
+def test_limits_refuse_with_the_limit_passed() -> None:
     total = Unsent()
     queue, other = SendQueue(total), SendQueue(total)
     other.push(b"o" * 50)
     queue.push(b"q" * 30)
-    assert queue.room(hard_limit=40, max_unsent=100) == 10
-    assert queue.room(hard_limit=1000, max_unsent=100) == 20  # (the runtime-wide bound)
     assert queue.refusal(10, hard_limit=40, max_unsent=100) is None
     assert queue.refusal(11, hard_limit=40, max_unsent=100) == (
         "send queue full: 30 bytes unsent, limit 40"
@@ -59,22 +87,19 @@ def test_limits_refuse_and_room_tells_what_is_left() -> None:
     st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=30),
     st.lists(st.integers(min_value=1, max_value=50), max_size=40),
 )
-def test_what_is_written_is_what_was_pushed_in_order(
-    chunks: list[bytes], writes: list[int]
-) -> None:
+def test_what_is_written_is_what_was_pushed_in_order(chunks: list[bytes], rooms: list[int]) -> None:
     total = Unsent()
     queue = SendQueue(total)
     for chunk in chunks:
         queue.push(chunk)
-    written = bytearray()
-    for size in writes:
-        if not queue:
+    kernel = Kernel(room=0)
+    for room in rooms:
+        if not queue.items:
             break
-        taken = b"".join(bytes(c) for c in queue.front())[:size]  # (a kernel taking *size*)
-        written += taken
-        queue.advance(len(taken))
-        assert queue.size == total.bytes == sum(map(len, chunks)) - len(written)
-    assert bytes(written) + b"".join(bytes(c) for c in queue.chunks) == b"".join(chunks)
+        kernel.room = room
+        queue.write(kernel)
+        assert queue.size == total.bytes == sum(map(len, chunks)) - len(kernel.taken)
+    assert bytes(kernel.taken) + b"".join(bytes(c) for c in queue.items) == b"".join(chunks)
 
 
 def test_datagrams_keep_their_boundaries_and_destinations() -> None:
@@ -83,6 +108,6 @@ def test_datagrams_keep_their_boundaries_and_destinations() -> None:
     assert queue.push(b"", ("127.0.0.1", 9)) is False  # (an empty datagram is one too)
     assert queue.size == 3
     queue.advance()
-    assert list(queue.datagrams) == [(b"", ("127.0.0.1", 9))]
+    assert list(queue.items) == [(b"", ("127.0.0.1", 9))]
     queue.advance()
-    assert (bool(queue), queue.size) == (False, 0)
+    assert (bool(queue.items), queue.size) == (False, 0)

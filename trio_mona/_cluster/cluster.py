@@ -4,12 +4,11 @@ Redis and ``mona.servers``, started when ``data`` is on Redis."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
 from .._apps import Applications
-from .._core.events import Call, Event
+from .._core.events import Event
 from .._data.persistence import Persistence
 from .._data.redis import RedisStore
 from .._executor import Executor
@@ -35,18 +34,11 @@ class Cluster:
         applications: Applications,
         max_peers: int = 1000,
     ) -> None:
-        def later(call: Callable[[], Any]) -> None:
-            def start() -> None:
-                result = call()
-                executor.settle(executor.suspension_of(result) or result, (), _ignore)
-
-            post(Call(start))
-
         def root() -> tuple[LuaTable, bytes] | None:
             app = applications.root
             return None if app.env is None else (app.env, app.owner)
 
-        self.servers = Servers(store, bridge, later, root, max_peers)
+        self.servers = Servers(store, bridge, executor.call_soon, root, max_peers)
         self._link = RedisLink(store, bridge, post, self.servers)
         persistence.on_failure = self._link.refuse
         bridge.data_state[b"shared"] = True

@@ -5,20 +5,27 @@ TCP objects, UDP sockets with :class:`DatagramQueue`); one flusher writes any of
 (``_net/writes.py``). A stream's queue is chunks in order, trimmed by what a write took
 (:meth:`SendQueue.advance`); its size counts toward a total shared by every connection
 of the runtime (``trio_mona.max_unsent``). The limits are the consumer's policy: a Lua
-``send`` past them fails (:meth:`SendQueue.refusal`), its "room" is what it may hold
-before asking again (:meth:`SendQueue.room`).
+``send`` past them fails (:meth:`SendQueue.refusal`).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from itertools import islice
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 
 #: Queued chunks handed to one gathering write (Linux allows 1,024).
 GATHER_MAX: Final = 64
+
+
+class Sink(Protocol):
+    """Where a write goes: a non-blocking socket's send side (or a test's stand-in)."""
+
+    def send(self, data: bytes | memoryview, /) -> int: ...
+
+    def sendmsg(self, buffers: list[bytes | memoryview], /) -> int: ...
 
 
 @attrs.define(eq=False)
@@ -33,43 +40,59 @@ class SendQueue:
     """A stream's bytes waiting for the kernel (see the module docstring)."""
 
     total: Unsent
-    chunks: deque[bytes | memoryview] = attrs.field(factory=deque)
+    #: The chunks, in order (empty: nothing to write; a queue is tested through this,
+    #: in C, rather than a ``__bool__`` in Python on every send).
+    items: deque[bytes | memoryview] = attrs.field(factory=deque)
     size: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.chunks)
 
     def push(self, chunk: bytes) -> bool:
         """Queue *chunk*; True when the queue was empty (a write is to be scheduled)."""
-        chunks = self.chunks
-        chunks.append(chunk)
+        items = self.items
+        items.append(chunk)
         size = len(chunk)
         self.size += size
         self.total.bytes += size
-        return len(chunks) == 1
+        return len(items) == 1
 
-    def front(self) -> list[bytes | memoryview]:
-        """The chunks one gathering write takes from the front."""
-        return list(islice(self.chunks, GATHER_MAX))
+    def write(self, sink: Sink) -> tuple[int, bool]:
+        """One write from the front into *sink*: one chunk, or several gathered (no
+        copy to join them); what *sink* raises goes through. Drops what it took;
+        returns how much, and whether it took less than it was given (the kernel's
+        buffer is full)."""
+        items = self.items
+        if len(items) == 1:  # (the usual reply: one chunk, no list to build)
+            size = len(items[0])
+            sent = sink.send(items[0])
+            if sent == size:
+                items.popleft()
+                self.size -= sent
+                self.total.bytes -= sent
+                return sent, False
+        else:
+            front = list(islice(items, GATHER_MAX))
+            size = sum(map(len, front))
+            sent = sink.sendmsg(front)
+        self.advance(sent)
+        return sent, sent < size
 
     def advance(self, sent: int) -> None:
         """A write took *sent* bytes from the front: drop them, trimming a chunk it
         took part of (no copy)."""
         self.size -= sent
         self.total.bytes -= sent
-        chunks = self.chunks
+        items = self.items
         while sent:
-            chunk = chunks[0]
+            chunk = items[0]
             if sent < len(chunk):
-                chunks[0] = memoryview(chunk)[sent:]
+                items[0] = memoryview(chunk)[sent:]
                 return
             sent -= len(chunk)
-            chunks.popleft()
+            items.popleft()
 
     def clear(self) -> None:
         """Drop everything (the socket failed or closed without flushing)."""
         self.total.bytes -= self.size
-        self.chunks.clear()
+        self.items.clear()
         self.size = 0
 
     def refusal(self, extra: int, hard_limit: int, max_unsent: int) -> str | None:
@@ -83,33 +106,26 @@ class SendQueue:
             )
         return None
 
-    def room(self, hard_limit: int, max_unsent: int) -> int:
-        """How many bytes more may be queued within both limits."""
-        return min(hard_limit - self.size, max_unsent - self.total.bytes)
-
 
 @attrs.define(eq=False)
 class DatagramQueue:
     """Datagrams waiting for the kernel, each with its destination (None: the
     connected peer); they keep their boundaries, so a write takes one or none."""
 
-    datagrams: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
+    items: deque[tuple[bytes, tuple[object, ...] | None]] = attrs.field(factory=deque)
     size: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.datagrams)
 
     def push(self, data: bytes, destination: tuple[object, ...] | None) -> bool:
         """Queue a datagram; True when the queue was empty."""
-        self.datagrams.append((data, destination))
+        self.items.append((data, destination))
         self.size += len(data)
-        return len(self.datagrams) == 1
+        return len(self.items) == 1
 
     def advance(self) -> None:
         """The first datagram is done with (written, or dropped for an error)."""
-        data, _ = self.datagrams.popleft()
+        data, _ = self.items.popleft()
         self.size -= len(data)
 
     def clear(self) -> None:
-        self.datagrams.clear()
+        self.items.clear()
         self.size = 0

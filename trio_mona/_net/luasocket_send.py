@@ -20,7 +20,7 @@ from trio.lowlevel import notify_closing
 
 from .._core.sendqueue import SendQueue, Unsent
 from .luasocket_options import error_text
-from .writes import flush, write_stream
+from .writes import flush
 
 if TYPE_CHECKING:
     from .sockets import Sockets
@@ -70,10 +70,10 @@ class Outgoing:
 
     def write_queued(self) -> None:
         """Write what the kernel takes now; a task writes the rest as it drains."""
-        if self._flushing or not self.out:
+        if self._flushing or not self.out.items:
             return
         self.write_some(self.sock)
-        if self.out and self.error is None:
+        if self.out.items and self.error is None:
             self._flushing = True
             self.sockets.spawn(self, lambda: flush(self, self.sock, self.out, self.sockets.writes))
         elif self._then_shutdown is not None:
@@ -88,8 +88,8 @@ class Outgoing:
             return  # (held while commits fail: the flusher task waits for one to work)
         out = self.out
         try:
-            while out:
-                sent, full = write_stream(sock, out)
+            while out.items:
+                sent, full = out.write(sock)
                 self.sockets.bytes_sent += sent
                 if full:
                     break
@@ -121,7 +121,7 @@ class Outgoing:
         """Shut down part of the connection, after what is queued for ``SHUT_WR``."""
         if how != socket.SHUT_RD:
             self.shut = True
-        if self.out and how != socket.SHUT_RD:
+        if self.out.items and how != socket.SHUT_RD:
             self._then_shutdown = how
             self.write_queued()
             return
@@ -133,7 +133,7 @@ class Outgoing:
     def close(self) -> None:
         """Close the socket, once what is queued is written (within the linger time)."""
         self.write_queued()
-        if not self.out or self.error is not None:
+        if not self.out.items or self.error is not None:
             _close(self.sock)
             return
         self._then_close = True

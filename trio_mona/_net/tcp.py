@@ -29,13 +29,13 @@ class TCPConnection(Transport):
 
     def __repr__(self) -> str:
         peer = self._peer.value if self._peer else "-"
-        return f"<TCPConnection {self._state.value} peer={peer}>"
+        return f"<TCPConnection {self.state.value} peer={peer}>"
 
     # -- Lua methods (synchronous, never wait) -------------------------------------
     def connect(self, table: LuaObject, first: object, second: object) -> bytes | None:
         """Start connecting; return None, or an error message when it cannot start."""
-        if self._state is not IDLE:
-            return b"already connected" if self._state is CONNECTED else b"connection in progress"
+        if self.state is not IDLE:
+            return b"already connected" if self.state is CONNECTED else b"connection in progress"
         try:
             target = parse_target(first, second, default_host=LOCALHOST, allow_names=True)
         except AddressError as exc:
@@ -53,23 +53,26 @@ class TCPConnection(Transport):
         """Queue *data* and see that it is written soon. Return how many bytes more the
         running job may hold in Lua for this connection before it asks again, or
         ``None`` and an error message (socket closed, or the queue past a limit)."""
-        state = self._state
+        state = self.state
         if state is not CONNECTED and state is not CONNECTING:
             return None, b"socket not connected"
         settings = self.sockets.settings
         queue = self.queue
-        room = queue.room(settings.hard_limit, settings.max_unsent) - len(data)
-        if room < 0:
-            refusal = queue.refusal(len(data), settings.hard_limit, settings.max_unsent)
+        size = len(data)
+        # The room: what the job may hold within both limits once *data* is queued.
+        room = settings.hard_limit - queue.size - size
+        spare = settings.max_unsent - queue.total.bytes - size
+        if room < 0 or spare < 0:
+            refusal = queue.refusal(size, settings.hard_limit, settings.max_unsent)
             return None, (refusal or "send queue full").encode()
         self.enqueue(data)
-        if self._state is not state:  # the write failed: closing
+        if self.state is not state:  # the write failed: closing
             return None, (self._error or "socket not connected").encode()
-        return room
+        return room if room < spare else spare
 
     def send_held(self, data: bytes) -> None:
         """Queue what Lua held at the end of a job, within the room :meth:`send` gave."""
-        if self._state is CONNECTED or self._state is CONNECTING:
+        if self.state is CONNECTED or self.state is CONNECTING:
             self.enqueue(data)
 
     def disconnect(self) -> None:
@@ -77,9 +80,6 @@ class TCPConnection(Transport):
         self.close()
 
     # -- executor side ----------------------------------------------------------
-    def received(self, data: bytes) -> None:
-        self.sockets.deliver(DataReceived(self, data))
-
     def closed(self) -> None:
         self.sockets.post(Closed(self))
 
@@ -94,7 +94,7 @@ class TCPConnection(Transport):
 
     def forget(self) -> None:
         """After onDisconnection: drop what described the finished connection."""
-        if self._state is IDLE:
+        if self.state is IDLE:
             self._set_local(None)
             self._set_peer(None)
             self.memo.clear()
@@ -103,7 +103,8 @@ class TCPConnection(Transport):
         """A read reaches the executor: what onData is to get now (None: nothing yet;
         see :meth:`Inbound.take`). Reading may go on."""
         taken = self.inbound.take(data)
-        self.resume_reading()
+        if self._ready or self._eof:  # (unread data, or an end waiting for this read)
+            self.resume_reading()
         return taken
 
     def keep(self, data: bytes, rest: Any) -> None:

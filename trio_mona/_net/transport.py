@@ -7,11 +7,13 @@ writes it with the executor's batch or through the one flusher (``writes.py``), 
 an idle connection, flushes within the linger time when it closes, and reports the end
 once. Its own Trio task connects it, waits while it is open, then flushes and closes it.
 
-A consumer is a subclass: it is handed each read (:meth:`Transport.received`, in the
-executor's task) and the end (:meth:`Transport.closed`), takes what it read through the
-transport's :class:`Inbound` (so that reading resumes), and decides what happens past
-the send limits. The Lua TCP client (``tcp.py``) is one; protocol sessions are the next.
-The socket is read here and nowhere else.
+A consumer is a subclass. Its reads reach it as events of its class's
+:attr:`Transport.read_event`, which the executor hands to it in its own task (in order,
+behind a suspended handler); it takes what it read through the transport's
+:class:`Inbound` and calls :meth:`Transport.resume_reading`; it is told of the end
+(:meth:`Transport.closed`); and it decides what happens past the send limits (the Lua
+client's ``send`` fails; a media listener will drop). The Lua TCP client (``tcp.py``)
+is one; protocol sessions are the next. The socket is read here and nowhere else.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import os
 import socket
 import time
-from typing import Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import attrs
 import trio
@@ -30,13 +32,14 @@ from trio.lowlevel import notify_closing, wait_writable
 
 from .._core.addresses import HostName, SocketAddress
 from .._core.errors import os_message
+from .._core.events import DataReceived
 from .._core.inbound import READ_AHEAD, RECV_SIZE, Inbound
 from .._core.sendqueue import SendQueue
 from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
 from .tasks import INTERNAL_ERROR
-from .writes import flush, write_stream
+from .writes import flush
 
 log = logging.getLogger("trio_mona")
 
@@ -72,13 +75,19 @@ def _queue(transport: Transport) -> SendQueue:
 class Transport(Endpoint):
     """One TCP connection's socket (see the module docstring)."""
 
+    #: What its reads become: events for the executor, which hands them to the
+    #: consumer in its task, in order behind a suspended handler (the consumer's
+    #: choice of class tells the executor which consumer it is).
+    read_event: ClassVar[type[Any]] = DataReceived
+
     #: The listener that accepted it (None: it connects), to count its open connections.
     server: Accepting | None = None
     #: What it read and the consumer has not taken yet (read-ahead), and what the
     #: consumer kept (the Lua client's rest rule).
     inbound: Inbound = attrs.field(factory=Inbound)
     queue: SendQueue = attrs.field(default=attrs.Factory(_queue, takes_self=True))
-    _state: State = State.IDLE
+    #: Read by the executor on every read: an attribute (a property costs a call).
+    state: State = State.IDLE
     _sock: socket.socket | None = None
     _error: str | None = None
     _last_send: float = 0.0
@@ -101,14 +110,9 @@ class Transport(Endpoint):
 
     def __repr__(self) -> str:
         peer = self._peer.value if self._peer else "-"
-        return f"<{self.__class__.__name__} {self._state.value} peer={peer}>"
+        return f"<{self.__class__.__name__} {self.state.value} peer={peer}>"
 
     # -- the consumer's part -------------------------------------------------------
-    def received(self, data: bytes) -> None:
-        """Bytes were read (in the executor's task): hand them on. The consumer takes
-        them through :attr:`inbound` later, then calls :meth:`resume_reading`."""
-        raise NotImplementedError
-
     def closed(self) -> None:
         """The socket is closed (:attr:`error` says why, when it failed): report it."""
         raise NotImplementedError
@@ -116,7 +120,7 @@ class Transport(Endpoint):
     # -- what consumers call -----------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._state is CONNECTED
+        return self.state is CONNECTED
 
     @property
     def error(self) -> str | None:
@@ -132,7 +136,7 @@ class Transport(Endpoint):
     def open(self, target: SocketAddress | HostName) -> None:
         """Start connecting to *target* (the transport is idle)."""
         self._reset()
-        self._state = CONNECTING
+        self.state = CONNECTING
         self._spawn(target)
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> bool:
@@ -151,13 +155,13 @@ class Transport(Endpoint):
         """Queue *data* (no limit: the consumer's policy comes first) and see that it
         is written soon (:class:`Writes`)."""
         first = self.queue.push(data)
-        if self._state is CONNECTED and not self._flushing:
+        if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
 
     def resume_reading(self) -> None:
-        """The consumer took what it read: reading may go on."""
+        """The consumer took what it read (through :attr:`inbound`): reading may go on."""
         if self._ready:
-            self._pump()
+            self.on_readable(0)
         if self._eof and not self.inbound.unconsumed:
             self._wake_task()
 
@@ -166,10 +170,10 @@ class Transport(Endpoint):
 
         While still connecting with bytes queued, the attempt goes on (within the
         linger time) so that they are delivered; without any, it is abandoned."""
-        state = self._state
+        state = self.state
         if state is CONNECTING or state is CONNECTED:
-            self._state = CLOSING
-            if state is CONNECTING and self.queue:
+            self.state = CLOSING
+            if state is CONNECTING and self.queue.items:
                 return
             if self._read_scope is not None:
                 self._read_scope.cancel()
@@ -181,7 +185,7 @@ class Transport(Endpoint):
 
     def close_now(self) -> None:
         """Close without flushing (shutdown, or an accept nobody will see)."""
-        self._state = CLOSING
+        self.state = CLOSING
         self.queue.clear()
         if self._read_scope is not None:
             self._read_scope.cancel()
@@ -193,22 +197,16 @@ class Transport(Endpoint):
 
     def ended(self) -> None:
         """The end was reported: the transport may connect again from now on."""
-        self._state = IDLE
+        self.state = IDLE
 
     # -- the hub and the executor ------------------------------------------------------
-    def on_readable(self, mask: int) -> None:
-        """The hub saw data or a hang-up: read it (called in the executor's task)."""
-        self._ready = True
-        if mask & HANGUP:
-            self._hangup = True
-        self._pump()
 
     def write_queued(self) -> None:
         """Write what is queued; what the kernel cannot take now goes to the flusher."""
         sock = self._sock
-        if self._flushing or sock is None or not self.queue:
+        if self._flushing or sock is None or not self.queue.items:
             return
-        state = self._state
+        state = self.state
         if state is not CONNECTED and state is not CLOSING:
             return
         try:
@@ -217,7 +215,7 @@ class Transport(Endpoint):
             log.exception("internal error in %r: it is closed", self)
             self.crashed()
             return
-        if self.queue:
+        if self.queue.items:
             self._start_flusher()
 
     # -- the flusher's part (writes.Flushable) ---------------------------------------------
@@ -232,8 +230,8 @@ class Transport(Endpoint):
             return  # (held while commits fail: the flusher task waits for one to work)
         queue = self.queue
         try:
-            while queue:
-                sent, full = write_stream(sock, queue)
+            while queue.items:
+                sent, full = queue.write(sock)
                 sockets.bytes_sent += sent
                 self._last_send = time.monotonic()
                 if full:
@@ -243,7 +241,7 @@ class Transport(Endpoint):
         except OSError as exc:
             self._fail(exc)
         if self._ready:
-            self._pump()
+            self.on_readable(0)
 
     def flush_ended(self, failure: OSError | str | None) -> None:
         if failure is not None:
@@ -281,26 +279,30 @@ class Transport(Endpoint):
         if self._error is None:
             self._error = exc if isinstance(exc, str) else os_message(exc)
         self.queue.clear()
-        if self._state is CONNECTED or self._state is CONNECTING:
-            self._state = CLOSING
+        if self.state is CONNECTED or self.state is CONNECTING:
+            self.state = CLOSING
         if self._read_scope is not None:
             self._read_scope.cancel()
 
-    def _pump(self) -> None:
+    def on_readable(self, mask: int) -> None:
         """Read until the kernel buffer is empty or back-pressure says stop.
 
-        Called while the hub's last report is not read to the end (``_ready``): by the
-        hub (new data), when the consumer took data, or when the queue drained. It
-        never waits.
+        Called by the hub (new data or a hang-up in *mask*, in the executor's task), or
+        with mask 0 while its last report is not read to the end (``_ready``): when the
+        consumer took data, or when the queue drained. It never waits.
         """
-        if self._state is not CONNECTED:
+        self._ready = True
+        if mask & HANGUP:
+            self._hangup = True
+        if self.state is not CONNECTED:
             return
         sock = self._sock
         if sock is None:
             return
         recv = sock.recv
         sockets = self.sockets
-        received = self.received
+        deliver = sockets.deliver
+        read_event = self.read_event
         soft_limit = sockets.settings.soft_limit
         inbound = self.inbound
         queue = self.queue
@@ -321,10 +323,10 @@ class Transport(Endpoint):
                 self._eof = True
                 self._wake_task()
                 return
-            inbound.read(size)
+            inbound.unconsumed += size
             self._last_receive = time.monotonic()
             sockets.bytes_received += size
-            received(data)
+            deliver(read_event(self, data))
             # A short read emptied the kernel buffer: new data brings a new edge.
             if size < RECV_SIZE and not self._hangup:
                 self._ready = False
@@ -351,12 +353,12 @@ class Transport(Endpoint):
         """The transport's task: connect (unless accepted), read, then close and report."""
         try:
             with trio.CancelScope() as self._read_scope:
-                if target is not None and self._state is CONNECTING:
+                if target is not None and self.state is CONNECTING:
                     await self._connect(target)  # (skipped if close() came first)
-                elif target is not None and self.queue:
+                elif target is not None and self.queue.items:
                     await self._connect_to_flush(target)
-                if self._state is CONNECTED:
-                    if self.queue and not self._flushing:
+                if self.state is CONNECTED:
+                    if self.queue.items and not self._flushing:
                         self._start_flusher()  # what was sent while connecting
                     await self._serve()
         except OSError as exc:
@@ -416,8 +418,8 @@ class Transport(Endpoint):
         self._set_local(SocketAddress.from_sockaddr(sock.getsockname()))
         self._set_peer(peer or SocketAddress.from_sockaddr(sock.getpeername()))
         self._last_send = time.monotonic()
-        if self._state is CONNECTING or self._state is IDLE:
-            self._state = CONNECTED
+        if self.state is CONNECTING or self.state is IDLE:
+            self.state = CONNECTED
 
     async def _serve(self) -> None:
         """While connected: the hub reads; this task waits for the end of the stream."""
@@ -439,10 +441,10 @@ class Transport(Endpoint):
                 with trio.move_on_after(idle - quiet):
                     await self._sleep()
             # Peer closed: let the consumer see what was read (and answer it), then close.
-            while self.inbound.unconsumed > 0 and self._state is CONNECTED:
+            while self.inbound.unconsumed > 0 and self.state is CONNECTED:
                 await self._sleep()
-            if self._state is CONNECTED:
-                self._state = CLOSING
+            if self.state is CONNECTED:
+                self.state = CLOSING
         finally:
             hub.unregister(sock.fileno())
 
@@ -450,14 +452,14 @@ class Transport(Endpoint):
         """Flush within the linger time, close the socket, report the end once."""
         sock = self._sock
         try:
-            if sock is not None and self.queue:
+            if sock is not None and self.queue.items:
                 with trio.move_on_after(self.sockets.settings.linger):
                     if not self._flushing:
                         self._start_flusher()
                     self._flushed = trio.Event()
                     if self._flushing:
                         await self._flushed.wait()
-                if self.queue:
+                if self.queue.items:
                     self._fail(f"closed with {self.queue.size} bytes unsent after the linger time")
         finally:
             try:
@@ -472,5 +474,5 @@ class Transport(Endpoint):
                 self._flushed = None
                 self._wake = None
                 self.queue.clear()
-                self._state = CLOSED
+                self.state = CLOSED
                 self.closed()

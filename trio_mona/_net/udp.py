@@ -217,7 +217,7 @@ class UDPSocket(Endpoint):
             return f"datagram of {len(data)} bytes is larger than the limit of {limit}".encode()
         out = self._out
         writes = self.sockets.writes
-        if out or not (writes.immediate() or self._local is None):
+        if out.items or not (writes.immediate() or self._local is None):
             # Written with the executor's batch (Writes), or behind datagrams that
             # wait for room: the order of sends is kept either way.
             if out.size + len(data) > QUEUE_LIMIT:
@@ -250,7 +250,7 @@ class UDPSocket(Endpoint):
         if self._flushing or self._sock is None:
             return
         self.write_some(self._sock)
-        if self._out:
+        if self._out.items:
             self._start_flusher()
 
     def close(self) -> None:
@@ -358,7 +358,7 @@ class UDPSocket(Endpoint):
 
     def _write_batch(self) -> None:
         """Write now what waits for the executor's batch to end (not for buffer room)."""
-        if self._out and self._sock is not None and not self._flushing:
+        if self._out.items and self._sock is not None and not self._flushing:
             self.write_some(self._sock)
 
     def _start_flusher(self) -> None:
@@ -379,7 +379,7 @@ class UDPSocket(Endpoint):
         if not self.sockets.writes.durable():
             return  # (held while commits fail: the flusher task waits for one to work)
         out = self._out
-        datagrams = out.datagrams
+        datagrams = out.items
         while datagrams:
             data, destination = datagrams[0]
             try:

@@ -17,23 +17,6 @@ from .tasks import Crashable
 log = logging.getLogger("trio_mona")
 
 
-def write_stream(sock: socket.socket, queue: SendQueue) -> tuple[int, bool]:
-    """One write from the front of *queue*, gathering its chunks (no copy to join
-    them); the queue drops what the kernel took. Returns the bytes sent and whether
-    the kernel buffer is full. Raises ``BlockingIOError`` when it took nothing,
-    ``OSError`` when the socket failed."""
-    chunks = queue.chunks
-    if len(chunks) == 1:  # (the usual reply: one chunk, no list to build)
-        size = len(chunks[0])
-        sent = sock.send(chunks[0])
-    else:
-        front = queue.front()
-        size = sum(map(len, front))
-        sent = sock.sendmsg(front)
-    queue.advance(sent)
-    return sent, sent < size
-
-
 class Writable(Crashable, Protocol):
     def write_queued(self) -> None:
         """Write what is queued; leave what the kernel cannot take to a flusher task."""
@@ -60,7 +43,7 @@ async def flush(
     been sent after the changes), then write; until the queue is empty."""
     failure: OSError | str | None = None
     try:
-        while queue and handle.writes_to(sock):
+        while queue.items and handle.writes_to(sock):
             await wait_writable(sock)
             await writes.settled()
             if not handle.writes_to(sock):
