@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +24,14 @@ from ._cluster.cluster import Cluster, send_to_servers
 from ._core import levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._core.addresses import IP_PROPERTIES
 from ._core.blacklist import Blacklist
-from ._core.config import ConfigError, ConfigValue, Settings, load_raw_config, nest, typed
+from ._core.config import (
+    ConfigError,
+    ConfigValue,
+    Settings,
+    configs_table,
+    full_config,
+    load_raw_config,
+)
 from ._core.errors import StartupError, os_message
 from ._core.events import Call
 from ._core.mail import SMTPSettings
@@ -34,12 +40,7 @@ from ._data.redis import RedisStore
 from ._data.store import StoreError
 from ._embedding import HostAPI, HostFunction
 from ._executor import BY_TOKEN, Executor, Suspension, Waits
-from ._formats import amf_tape
-from ._formats import helpers as format_helpers
-from ._formats import json as json_format
-from ._formats import xml as xml_format
-from ._formats import xmlrpc as xmlrpc_format
-from ._formats.tape import Tapes
+from ._formats import host as format_host
 from ._groups import raise_single
 from ._lua import host
 from ._lua.bindings import SocketBindings
@@ -148,8 +149,6 @@ class Runtime:
     def _host(self, config: Mapping[str, ConfigValue]) -> dict[str, object]:
         """The Python functions and data the Lua prelude may call."""
 
-        tapes = Tapes()
-
         def resolve_start(kind: bytes, first: object, second: object) -> tuple[int, Suspension]:
             return self._start_suspension(host.resolve, kind, first, second)
 
@@ -172,7 +171,7 @@ class Runtime:
             # (2: a stop signal, every handler ends; 1: shutdown, all but onStop end)
             "stopping": lambda: 2 if stop_requested() else 1 if self._shutting_down else 0,
             "log": host.LuaLog(),
-            "configs": _configs_table(config),
+            "configs": configs_table(config),
             "luasocket_debug": self._settings.luasocket_debug,
             "environment": self._environment(),
             "blacklist": self._blacklist.change,
@@ -194,15 +193,7 @@ class Runtime:
             "addr_get": host.addr_get,
             "addr_compare": host.addr_compare,
             "parse_address": host.parse_address,
-            "b64encode": format_helpers.b64encode,
-            "valid_utf8": format_helpers.valid_utf8,
-            "json_read": functools.partial(json_format.read, tapes),
-            "xml_read": functools.partial(xml_format.read, tapes),
-            "xmlrpc_read": functools.partial(xmlrpc_format.read, tapes),
-            "tape_more": tapes.more,
-            "tape_push": tapes.push,
-            "amf_write": functools.partial(amf_tape.write, tapes),
-            "amf_read": functools.partial(amf_tape.read, tapes),
+            **format_host.functions(),
             "properties": {  # (the one list of each class's properties)
                 "IPAddress": list(IP_PROPERTIES),
                 "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),
@@ -444,25 +435,6 @@ def _applications_folder(folder: Path) -> Path:
     return folder.resolve()
 
 
-def _configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
-    """``mona.configs``: every entry as a dotted key and nested (docs/configuration.rst)."""
-    table: dict[str, object] = dict(config)
-    table.update(nest(config))
-    return table
-
-
-def _full_config(raw: Mapping[str, str], arguments: Sequence[str]) -> dict[str, ConfigValue]:
-    config = {key: typed(value) for key, value in raw.items()}
-    program = Path(sys.argv[0] or "trio-mona").resolve()
-    config.setdefault("application.path", str(program))
-    config.setdefault("application.dir", str(program.parent))
-    config.setdefault("application.name", "trio_mona")
-    config.setdefault("application.version", VERSION)
-    for index, argument in enumerate(arguments, start=1):
-        config[f"arguments.{index}"] = typed(argument)
-    return config
-
-
 @asynccontextmanager
 async def open_runtime(
     apps_dir: str | os.PathLike[str],
@@ -503,7 +475,7 @@ async def open_runtime(
     folder = Path(apps_dir)
     try:
         raw = load_raw_config(config_file, settings)
-        config = _full_config(raw, arguments)
+        config = full_config(raw, arguments)
         runtime_settings = Settings.from_config(config)
         if engine is not None:
             runtime_settings = attrs.evolve(runtime_settings, engine=engine)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 import attrs
 
+from .._version import VERSION
 from .errors import MonaError
 
 ConfigValue: TypeAlias = bool | int | float | str
@@ -248,6 +250,27 @@ class Settings:
             raise ConfigError("trio_mona.cluster must be 1 to 100 printable characters")
         if self.data_sync not in ("normal", "full"):
             raise ConfigError("trio_mona.data_sync must be normal or full")
+
+
+def configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
+    """``mona.configs``: every entry as a dotted key and nested (docs/configuration.rst)."""
+    table: dict[str, object] = dict(config)
+    table.update(nest(config))
+    return table
+
+
+def full_config(raw: Mapping[str, str], arguments: Sequence[str]) -> dict[str, ConfigValue]:
+    """The configuration Lua sees: the file and the overrides, typed, with MonaServer's
+    ``application.*`` entries and the command line's ``arguments.N``."""
+    config = {key: typed(value) for key, value in raw.items()}
+    program = Path(sys.argv[0] or "trio-mona").resolve()
+    config.setdefault("application.path", str(program))
+    config.setdefault("application.dir", str(program.parent))
+    config.setdefault("application.name", "trio_mona")
+    config.setdefault("application.version", VERSION)
+    for index, argument in enumerate(arguments, start=1):
+        config[f"arguments.{index}"] = typed(argument)
+    return config
 
 
 def read_section(

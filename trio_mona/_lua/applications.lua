@@ -145,14 +145,68 @@ end
 local MAIL = { __metatable = "Mail", __tostring = function() return "Mail" end }
 lib.lock(MAIL)
 
-local function mona_factory(app, path)
-  local mona = {}
-  local function method(impl)
-    return function(first, ...)
-      if first == mona then return impl(...) end
-      return impl(first, ...)
+-- The members of `mona` (docs: lua/mona), by concern: each group is a function that
+-- adds its members for one application (`path`; `app`, its owner for the sockets it
+-- opens), given `method`, which lets a member be called as mona:name() or mona.name().
+-- The files after this one add theirs (e.g. mona.clients) to `mona_groups`.
+local mona_groups = {}
+
+-- Files, time, digests, timers.
+mona_groups[#mona_groups + 1] = function(members, props, method, path)
+  members.absolutePath = method(function(app_path)
+    if app_path ~= nil and type(app_path) ~= "string" then
+      argerror("absolutePath", 1, "string", app_path)
     end
-  end
+    return host.absolute_path(app_path or path)
+  end)
+  members.split = method(split)
+  members.md5 = method(function(...) return digest("md5", ...) end)
+  members.sha256 = method(function(...) return digest("sha256", ...) end)
+  members.time = method(function() return host.time_ms() end)
+  members.dump = method(function(data, size)
+    if type(data) ~= "string" then argerror("dump", 1, "string", data) end
+    if size ~= nil and type(size) ~= "number" then argerror("dump", 2, "number", size) end
+    log_at(path, INFO_LEVEL, 2, host.hexdump(data, size))
+  end)
+  members.listPaths = method(function(dir)
+    if type(dir) ~= "string" then argerror("listPaths", 1, "string", dir) end
+    local entries, err = host.list_paths(dir)
+    if entries == nil then
+      log_at(path, WARN_LEVEL, 2, err)
+      return nil, err
+    end
+    local files = {}
+    for i, entry in ipairs(entries) do files[i] = new_file(entry) end
+    return files
+  end)
+  members.setTimer = method(function(fn, delay)
+    if type(fn) ~= "function" then argerror("setTimer", 1, "function", fn) end
+    if type(delay) ~= "number" then argerror("setTimer", 2, "number", delay) end
+    host.set_timer(path, fn, delay)
+  end)
+  props.configs, props.environment = host.configs, host.environment
+  props.host, props.servers = shared.host_api, shared.servers
+end
+
+-- Sockets (docs: lua/tcp, lua/udp).
+mona_groups[#mona_groups + 1] = function(members, _, method, path, app)
+  members.createTCPClient = method(function()
+    return new_object("TCPClient", host.tcp_client_new(app), path)
+  end)
+  members.createTCPServer = method(function()
+    return new_object("TCPServer", host.tcp_server_new(app), path)
+  end)
+  members.createUDPSocket = method(function(allow_broadcast)
+    local t = type(allow_broadcast)
+    if t ~= "nil" and t ~= "boolean" then
+      argerror("createUDPSocket", 1, "boolean", allow_broadcast)
+    end
+    return new_object("UDPSocket", host.udp_new(app, allow_broadcast == true), path)
+  end)
+end
+
+-- Addresses and the blacklist (docs: lua/addresses).
+mona_groups[#mona_groups + 1] = function(members, _, method, path)
   -- mona:createIPAddress / createSocketAddress and their ...WithDNS variants:
   -- an optional error callback first, then the address arguments.
   local function create_address(kind, dns, ...)
@@ -160,16 +214,16 @@ local function mona_factory(app, path)
     local args = { ... }
     if type(args[1]) == "function" then onerror = remove(args, 1) end
     local a, b = args[1], args[2]
-    local method = (kind == "ip" and "createIPAddress" or "createSocketAddress")
+    local name = (kind == "ip" and "createIPAddress" or "createSocketAddress")
       .. (dns and "WithDNS" or "")
     local va, vb
     if kind == "ip" then
       if type(a) == "table" and typename(a) == "IPAddress" then return a end
-      if type(a) ~= "string" then argerror(method, onerror and 2 or 1, "string", a) end
+      if type(a) ~= "string" then argerror(name, onerror and 2 or 1, "string", a) end
       va = a
     else
-      va = address_arg(method, onerror and 2 or 1, a)
-      vb = address_arg(method, onerror and 3 or 2, b, true)
+      va = address_arg(name, onerror and 2 or 1, a)
+      vb = address_arg(name, onerror and 3 or 2, b, true)
     end
     local value, err
     if dns then
@@ -203,86 +257,58 @@ local function mona_factory(app, path)
     local err = host.blacklist(add, unpack(values, 1, select("#", ...)))
     if err then log_at(path, WARN_LEVEL, 2, err) end
   end
-  local members = {
-    absolutePath = method(function(app_path)
-      if app_path ~= nil and type(app_path) ~= "string" then
-        argerror("absolutePath", 1, "string", app_path)
-      end
-      return host.absolute_path(app_path or path)
-    end),
-    split = method(split),
-    md5 = method(function(...) return digest("md5", ...) end),
-    sha256 = method(function(...) return digest("sha256", ...) end),
-    time = method(function() return host.time_ms() end),
-    dump = method(function(data, size)
-      if type(data) ~= "string" then argerror("dump", 1, "string", data) end
-      if size ~= nil and type(size) ~= "number" then argerror("dump", 2, "number", size) end
-      log_at(path, INFO_LEVEL, 2, host.hexdump(data, size))
-    end),
-    listPaths = method(function(dir)
-      if type(dir) ~= "string" then argerror("listPaths", 1, "string", dir) end
-      local entries, err = host.list_paths(dir)
-      if entries == nil then
-        log_at(path, WARN_LEVEL, 2, err)
-        return nil, err
-      end
-      local files = {}
-      for i, entry in ipairs(entries) do files[i] = new_file(entry) end
-      return files
-    end),
-    setTimer = method(function(fn, delay)
-      if type(fn) ~= "function" then argerror("setTimer", 1, "function", fn) end
-      if type(delay) ~= "number" then argerror("setTimer", 2, "number", delay) end
-      host.set_timer(path, fn, delay)
-    end),
-    createTCPClient = method(function()
-      return new_object("TCPClient", host.tcp_client_new(app), path)
-    end),
-    createTCPServer = method(function()
-      return new_object("TCPServer", host.tcp_server_new(app), path)
-    end),
-    createUDPSocket = method(function(allow_broadcast)
-      local t = type(allow_broadcast)
-      if t ~= "nil" and t ~= "boolean" then
-        argerror("createUDPSocket", 1, "boolean", allow_broadcast)
-      end
-      return new_object("UDPSocket", host.udp_new(app, allow_broadcast == true), path)
-    end),
-    createIPAddress = method(function(...) return create_address("ip", false, ...) end),
-    createSocketAddress = method(function(...) return create_address("socket", false, ...) end),
-    createIPAddressWithDNS = method(function(...) return create_address("ip", true, ...) end),
-    createSocketAddressWithDNS = method(function(...)
-      return create_address("socket", true, ...)
-    end),
-    sendMail = method(function(sender, subject, content, ...)
-      for i, v in ipairs({ sender, subject, content }) do
-        if type(v) ~= "string" then argerror("sendMail", i, "string", v) end
-      end
-      for i = 1, select("#", ...) do
-        local recipient = select(i, ...)
-        if type(recipient) ~= "string" then argerror("sendMail", i + 3, "string", recipient) end
-      end
-      local mail = setmetatable({}, MAIL)
-      local err = host.mail_send(mail, sender, subject, content, ...)
-      if err ~= nil then error("sendMail: " .. err, 2) end
-      return mail
-    end),
-    addToBlacklist = method(function(...) return blacklist("addToBlacklist", true, ...) end),
-    removeFromBlacklist = method(function(...)
-      return blacklist("removeFromBlacklist", false, ...)
-    end),
-  }
+  members.createIPAddress = method(function(...) return create_address("ip", false, ...) end)
+  members.createSocketAddress = method(function(...)
+    return create_address("socket", false, ...)
+  end)
+  members.createIPAddressWithDNS = method(function(...) return create_address("ip", true, ...) end)
+  members.createSocketAddressWithDNS = method(function(...)
+    return create_address("socket", true, ...)
+  end)
+  members.addToBlacklist = method(function(...) return blacklist("addToBlacklist", true, ...) end)
+  members.removeFromBlacklist = method(function(...)
+    return blacklist("removeFromBlacklist", false, ...)
+  end)
+end
+
+-- Mail (docs: lua/mail).
+mona_groups[#mona_groups + 1] = function(members, _, method)
+  members.sendMail = method(function(sender, subject, content, ...)
+    for i, v in ipairs({ sender, subject, content }) do
+      if type(v) ~= "string" then argerror("sendMail", i, "string", v) end
+    end
+    for i = 1, select("#", ...) do
+      local recipient = select(i, ...)
+      if type(recipient) ~= "string" then argerror("sendMail", i + 3, "string", recipient) end
+    end
+    local mail = setmetatable({}, MAIL)
+    local err = host.mail_send(mail, sender, subject, content, ...)
+    if err ~= nil then error("sendMail: " .. err, 2) end
+    return mail
+  end)
+end
+
+-- The conversions (docs: lua/conversions).
+mona_groups[#mona_groups + 1] = function(members, _, method, path)
   for _, names in ipairs(CONVERSIONS) do
     local to, from = converters(path, names[1], names[2], names[3])
     members[names[2]], members[names[3]] = method(to), method(from)
   end
   members.toAMF0 = method((converters(path, "amf", "toAMF0", "fromAMF", "encode0")))
-  local props = {
-    configs = host.configs,
-    environment = host.environment,
-    host = shared.host_api,
-    servers = shared.servers,
-  }
+end
+
+shared.mona_groups = mona_groups
+
+local function mona_factory(app, path)
+  local mona = {}
+  local function method(impl)
+    return function(first, ...)
+      if first == mona then return impl(...) end
+      return impl(first, ...)
+    end
+  end
+  local members, props = {}, {}
+  for _, add in ipairs(mona_groups) do add(members, props, method, path, app) end
   local mt = {
     __index = function(_, k)
       local m = members[k]
