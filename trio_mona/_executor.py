@@ -515,9 +515,9 @@ class Executor:
                 break
             seen.add(conn)
             index += 1
-            if held(conn, read):
+            if conn.waiting is not None and held(conn, read):  # (no call per read)
                 continue
-            data = conn.take(read.data)
+            data = conn.inbound.take(read.data)
             table = conn.table
             if data is None or table is None or conn.state is not CONNECTED or not lua_enabled:
                 continue
@@ -555,9 +555,9 @@ class Executor:
 
     def _data(self, event: DataReceived[TCPConnection]) -> None:
         conn = event.conn
-        if held(conn, event):
+        if conn.waiting is not None and held(conn, event):  # (no call per read)
             return
-        data = conn.take(event.data)
+        data = conn.inbound.take(event.data)
         if data is None:
             return  # it waits for its turn (or was a stale one)
         table = conn.table

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 4 (after _lua/data.lua): the `mona` object, file
+-- trio_mona's Lua prelude, part 6 (after _lua/servers.lua): the `mona` object, file
 -- objects, and the application tree. Returns `shared`.
 local shared = ...
 local INFO_LEVEL, LEVELS, WARN_LEVEL, address_arg =

@@ -42,6 +42,7 @@ _PRELUDE: Final = tuple(
     (name, _source(name))
     for name in (
         "prelude.lua",
+        "jobs.lua",
         "objects.lua",
         "data.lua",
         "servers.lua",

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 3 (after _lua/objects.lua): the persistent `data`
+-- trio_mona's Lua prelude, part 4 (after _lua/objects.lua): the persistent `data`
 -- tree (docs: lua/data). Returns `shared`, with `data_of(app_path)` added.
 --
 -- The tree lives here, in plain tables: `nodes[path]` maps each key of the table at

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 2 (after _lua/prelude.lua): what a coroutine runs for
+-- trio_mona's Lua prelude, part 3 (after _lua/jobs.lua): what a coroutine runs for
 -- each kind of event, and the address, TCP and UDP objects. Returns `shared` with
 -- what _lua/applications.lua needs from here added.
 local shared = ...

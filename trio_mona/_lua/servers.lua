@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 4 (after _lua/data.lua): `mona.servers`, the other
+-- trio_mona's Lua prelude, part 5 (after _lua/data.lua): `mona.servers`, the other
 -- processes of the cluster (docs: scaling). Returns `shared`, with `servers` added.
 --
 -- `servers` is a plain array of Server objects in the order they joined (so `#` and

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 5 (after _lua/applications.lua): LuaSocket's API,
+-- trio_mona's Lua prelude, part 7 (after _lua/applications.lua): LuaSocket's API,
 -- `require "socket"` (docs: lua/luasocket). Each call that would block parks only the
 -- calling coroutine: the Python side (_net/luasocket.py) answers `nil, nil, token,
 -- request` when it has to wait (request nil: a park Python keeps by its token), the
@@ -16,6 +16,26 @@ local tonumber, tostring, type, typename, wait, pcall =
   shared.tonumber, shared.tostring, shared.type, shared.typename, shared.wait, shared.pcall
 local raw_getmetatable, raw_setmetatable = shared.raw_getmetatable, shared.raw_setmetatable
 local getinfo, outside_level, raise = shared.getinfo, shared.outside_level, shared.raise
+
+-- LuaSocket objects collected (__gc), by serial number: their handles went with them,
+-- and their sockets are closed when the job that ran the collector stops (a finalizer
+-- must not call into Python: the prelude's `collected` record).
+local collected, to_close, closing = shared.collected, {}, 0
+local close_socket = host.ls_close_collected
+
+local function close_later(serial)
+  closing = closing + 1
+  to_close[closing] = serial
+  collected.due = true
+end
+
+function collected.close()
+  for i = 1, closing do
+    pcall(close_socket, to_close[i])
+    to_close[i] = nil
+  end
+  closing, collected.due = 0, false
+end
 
 -- As LuaSocket's C functions raise through luaL_argerror: the error is at the
 -- application's line; argument `i` counts after self in a method call (`i` 0: self
@@ -463,7 +483,7 @@ local function define(family, kind, methods)
     __tostring = function(t) return name .. ": " .. address_of[t] end,
     __metatable = name,
     -- (the handle itself may be collected with the object: its number stays)
-    __gc = function(t) local n = serial_of[t]; if n ~= nil then shared.close_later(n) end end,
+    __gc = function(t) local n = serial_of[t]; if n ~= nil then close_later(n) end end,
     __name = name,
   }
   classes[name] = mt

@@ -99,14 +99,6 @@ class TCPConnection(Transport):
             self._set_peer(None)
             self.memo.clear()
 
-    def take(self, data: bytes) -> bytes | None:
-        """A read reaches the executor: what onData is to get now (None: nothing yet;
-        see :meth:`Inbound.take`). Reading may go on."""
-        taken = self.inbound.take(data)
-        if self._ready or self._eof:  # (unread data, or an end waiting for this read)
-            self.resume_reading()
-        return taken
-
     def keep(self, data: bytes, rest: Any) -> None:
         """What onData left of *data*, as the Lua side of the rest rule counted it
         (``rest_count`` in _lua/objects.lua): see :meth:`Inbound.keep`."""

@@ -158,12 +158,19 @@ class Transport(Endpoint):
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
 
+    def __attrs_post_init__(self) -> None:
+        self.inbound.resume = self.resume_reading
+
     def resume_reading(self) -> None:
-        """The consumer took what it read (through :attr:`inbound`): reading may go on."""
+        """The consumer took what it read while reading waited for it (through
+        :attr:`inbound`, which calls this): reading may go on."""
         if self._ready:
             self.on_readable(0)
-        if self._eof and not self.inbound.unconsumed:
-            self._wake_task()
+        if self._eof:
+            if self.inbound.unconsumed:
+                self.inbound.paused = True  # (the end waits for the last of them)
+            else:
+                self._wake_task()
 
     def close(self) -> None:
         """Stop reading, flush what is queued (within the linger time), then close.
@@ -306,7 +313,8 @@ class Transport(Endpoint):
         soft_limit = sockets.settings.soft_limit
         inbound = self.inbound
         queue = self.queue
-        # Back-pressure: a long send queue, or far enough ahead of the consumer.
+        # Back-pressure: a long send queue (the flusher resumes), or far enough ahead of
+        # the consumer (its next take resumes).
         while queue.size <= soft_limit and inbound.unconsumed < READ_AHEAD:
             try:
                 data = recv(RECV_SIZE)
@@ -331,6 +339,8 @@ class Transport(Endpoint):
             if size < RECV_SIZE and not self._hangup:
                 self._ready = False
                 return
+        if inbound.unconsumed >= READ_AHEAD:
+            inbound.paused = True
 
     def _wake_task(self) -> None:
         event = self._wake
@@ -442,6 +452,7 @@ class Transport(Endpoint):
                     await self._sleep()
             # Peer closed: let the consumer see what was read (and answer it), then close.
             while self.inbound.unconsumed > 0 and self.state is CONNECTED:
+                self.inbound.paused = True  # (its takes wake this task)
                 await self._sleep()
             if self.state is CONNECTED:
                 self.state = CLOSING
