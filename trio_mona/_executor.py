@@ -1,7 +1,7 @@
 """The executor: the one task that calls Lua.
 
 It receives events on the runtime's memory channel and, for each, runs the Lua
-handler in a pooled coroutine (``_lua/prelude.lua``). It drains every event already
+handler in a pooled coroutine (``_lua/jobs.lua``). It drains every event already
 queued before it waits again: batching is where the speed comes from. It reads the
 sockets itself, through the read hub (``_net/hub.py``), and waits on it when it has
 nothing to do.

@@ -2,7 +2,7 @@
 
 Trio's signal receiver only learns of a signal when its task runs, which it cannot
 while a Lua handler runs. These handlers record the signal where the runaway hook
-(``_lua/prelude.lua``) looks every million Lua instructions, so a handler that never
+(``_lua/jobs.lua``) looks every 100,000 Lua instructions, so a handler that never
 returns is stopped within a fraction of a second, and wake Trio to shut down.
 
 A Python signal handler runs only when the main thread runs Python: a LuaJIT loop

@@ -113,7 +113,7 @@ end
 local function pcall_(f, ...) return caught(raw_pcall(f, ...)) end
 local function xpcall_(f, handler, ...) return caught(raw_xpcall(f, handler, ...)) end
 
--- What a waiting call yields (_lua/prelude.lua): a coroutine of the application's own
+-- What a waiting call yields (_lua/jobs.lua): a coroutine of the application's own
 -- that yields it is adopted by the runtime, which resumes it when its wait ends; the
 -- application's resume returns true at once (docs: lua/luasocket).
 local SUSPEND = {}
