@@ -4,7 +4,8 @@ Handles (``transport.py``, ``listener.py``, ``udp.py``, ``luasocket.py``) get th
 object, not the :class:`Runtime`: the runtime's settings and services they need
 (nursery, hub, writes, the blacklist, the executor's channel), the counters they keep,
 and the bookkeeping of what is open, by owner, so that an unloading application's
-sockets can be closed and shutdown can close everything. It knows no handle class: only the small protocols below.
+sockets can be closed and shutdown can close everything. It knows no handle class:
+only the small protocols below.
 """
 
 from __future__ import annotations

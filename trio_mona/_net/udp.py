@@ -2,8 +2,9 @@
 
 Like the TCP transports: a raw non-blocking socket that the read hub reads (no task
 of its own; a flusher task only while the kernel buffer is full), methods that never
-wait, and the Lua object held only while the socket is open. Datagrams keep their boundaries (zero-length ones included); the sender reaches
-Lua as a SocketAddress object, shared between datagrams from the same sender.
+wait, and the Lua object held only while the socket is open. Datagrams keep their
+boundaries (zero-length ones included); the sender reaches Lua as a SocketAddress
+object, shared between datagrams from the same sender (_lua/bindings.py).
 """
 
 from __future__ import annotations
