@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 import trio_mona
 from trio_mona import IPAddress, Runtime
@@ -236,3 +237,31 @@ def test_several_errors_at_once_are_an_internal_error() -> None:
     # (a KeyboardInterrupt goes first, and cancellations with one error are dropped)
     interrupt = KeyboardInterrupt()
     assert single_exception(BaseExceptionGroup("", [ValueError(), interrupt])) is interrupt
+
+
+async def test_a_call_posted_while_a_commit_is_awaited_is_run_after_it(tmp_path: Path) -> None:
+    """The executor awaits a commit over the network (Redis) at the end of its batch;
+    what other tasks post meanwhile does not wake the read hub (nobody waits on it
+    then), so the executor must look at its channel again before it waits, or the call
+    stays there until some later event (a stall of 5 s, seen in the cluster tests)."""
+    gate = trio.Event()
+    async with running(tmp_path, "") as runtime:
+        writes = runtime._sockets.writes
+
+        async def commit_async() -> None:
+            await gate.wait()
+
+        writes.commit, writes.commit_async = (lambda: None), commit_async  # (as Redis's)
+        assert await lua(runtime, "return 1") == 1  # (its batch ends in the commit)
+        answers: list[object] = []
+
+        async def ask() -> None:
+            answers.append(await lua(runtime, "return 2"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+            with trio.fail_after(1):
+                await wait_until(lambda: bool(answers))
+        assert answers == [2]
