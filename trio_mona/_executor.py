@@ -245,9 +245,10 @@ class Executor:
                     # What the handlers sent goes out now, in one burst (Writes).
                     if writes.commit is not None and writes.commit_async is not None:
                         await writes.commit_batch()
-                        # (what other tasks posted meanwhile did not wake the hub, which
-                        # was not waited on: look at the channel again before waiting)
-                        continue
+                        if receive.statistics().current_buffer_used:
+                            # (posted meanwhile: that did not wake the hub, which nobody
+                            # waited on; dispatch them before waiting)
+                            continue
                     writes.flush()
                     # Before waiting, read what became ready while Lua ran: under load
                     # this saves a round trip through the scheduler. Bounded, so that
