@@ -91,7 +91,7 @@ class SocketBindings:
         return {
             "tcp_client_new": lambda owner: TCPConnection(sockets, owner),
             "tcp_connect": TCPConnection.connect,
-            "tcp_send": TCPConnection.send,
+            "tcp_send": TCPConnection.send,  # (the transport's: limits, then the room)
             "tcp_send_held": TCPConnection.send_held,
             "tcp_disconnect": TCPConnection.disconnect,
             "tcp_get": lambda handle, name: tcp[name](handle),

@@ -4,9 +4,10 @@ accepts): a consumer of the transport (``transport.py``).
 Each handle is the private Python side of one Lua object (docs/design.rst). What it
 adds to the transport: the methods Lua calls (synchronous, never waiting), reads handed
 to the executor as ``DataReceived`` events in batches, the Python half of ``onData``'s
-rest rule (through :class:`Inbound`), and its send policy: past the limits a ``send``
-fails, and within them it tells the running job how much more it may hold in Lua before
-asking again (sends held during a job: docs/lua/tcp.rst).
+rest rule (through :class:`Inbound`), and its send policy: Lua's ``send`` is the
+transport's, which fails past the limits (the error goes back to Lua), and within them
+its room is how much more the running job may hold in Lua before asking again (sends
+held during a job: docs/lua/tcp.rst; :meth:`TCPConnection.send_held`).
 
 Links to the Lua object are held only while the socket is active and are broken
 when it closes, so no cycle between the two garbage collectors outlives a connection.
@@ -49,29 +50,9 @@ class TCPConnection(Transport):
         self.open(target)
         return None
 
-    def send(self, data: bytes) -> int | tuple[None, bytes]:
-        """Queue *data* and see that it is written soon. Return how many bytes more the
-        running job may hold in Lua for this connection before it asks again, or
-        ``None`` and an error message (socket closed, or the queue past a limit)."""
-        state = self.state
-        if state is not CONNECTED and state is not CONNECTING:
-            return None, b"socket not connected"
-        settings = self.sockets.settings
-        queue = self.queue
-        size = len(data)
-        # The room: what the job may hold within both limits once *data* is queued.
-        room = settings.hard_limit - queue.size - size
-        spare = settings.max_unsent - queue.total.bytes - size
-        if room < 0 or spare < 0:
-            refusal = queue.refusal(size, settings.hard_limit, settings.max_unsent)
-            return None, (refusal or "send queue full").encode()
-        self.enqueue(data)
-        if self.state is not state:  # the write failed: closing
-            return None, (self._error or "socket not connected").encode()
-        return room if room < spare else spare
-
     def send_held(self, data: bytes) -> None:
-        """Queue what Lua held at the end of a job, within the room :meth:`send` gave."""
+        """Queue what Lua held at the end of a job, within the room :meth:`send` gave
+        (``send`` is the transport's: its room is what the job may hold in Lua)."""
         if self.state is CONNECTED or self.state is CONNECTING:
             self.enqueue(data)
 

@@ -151,9 +151,33 @@ class Transport(Endpoint):
         self._spawn(None)
         return True
 
+    def send(self, data: bytes) -> int | tuple[None, bytes]:
+        """Queue *data* within the send limits and see that it is written soon
+        (:class:`Writes`). Return the room left: how many bytes more may be queued
+        within both limits (the Lua client lets the running job hold that much in Lua);
+        or ``None`` and why nothing was queued (closed, or past a limit: the consumer's
+        policy decides what that means)."""
+        state = self.state
+        if state is not CONNECTED and state is not CONNECTING:
+            return None, b"socket not connected"
+        settings = self.sockets.settings
+        queue = self.queue
+        size = len(data)
+        room = settings.hard_limit - queue.size - size
+        spare = settings.max_unsent - queue.total.bytes - size
+        if room < 0 or spare < 0:
+            refusal = queue.refusal(size, settings.hard_limit, settings.max_unsent)
+            return None, (refusal or "send queue full").encode()
+        first = queue.push(data)
+        if state is CONNECTED and not self._flushing:  # (enqueue's, on the hot path)
+            self.sockets.writes.schedule(self, first)
+            if self.state is not state:  # the write failed: closing
+                return None, (self._error or "socket not connected").encode()
+        return room if room < spare else spare
+
     def enqueue(self, data: bytes) -> None:
-        """Queue *data* (no limit: the consumer's policy comes first) and see that it
-        is written soon (:class:`Writes`)."""
+        """Queue *data* with no limit (what the consumer checked already, e.g. within
+        the room :meth:`send` gave) and see that it is written soon."""
         first = self.queue.push(data)
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
