@@ -39,7 +39,7 @@ from ._data.persistence import NO_DATA, Persistence, open_store
 from ._data.redis import RedisStore
 from ._data.store import StoreError
 from ._embedding import HostAPI, HostFunction
-from ._executor import BY_TOKEN, Executor, Suspension, Waits
+from ._executor import Executor
 from ._formats import host as format_host
 from ._groups import raise_single
 from ._lua import host
@@ -52,6 +52,7 @@ from ._net.mail import Mailer
 from ._net.sockets import BoundAddress, Sockets
 from ._signals import stop_requested
 from ._version import VERSION
+from ._waits import BY_TOKEN, Suspension, Waits
 
 __all__ = ["BoundAddress", "Runtime", "RuntimeStatistics", "StartupError", "open_runtime", "serve"]
 
@@ -128,7 +129,7 @@ class Runtime:
             sockets.deliver,
             self._waits.parks,
         )
-        self._waits.bind(self._executor)
+        self._waits.bind(self._executor.wake, self._executor.waits)
         self._applications = Applications(
             self._bridge, nursery, self._executor.call, self._close_owned, apps_dir
         )
