@@ -501,7 +501,7 @@ class Executor:
 
     def _datagram(self, event: DatagramReceived[UDPSocket]) -> None:
         udp = event.socket
-        if held(udp, event):
+        if udp.waiting is not None and held(udp, event):  # (no call per datagram)
             return
         udp.consumed()
         table = udp.table

@@ -102,12 +102,45 @@ def test_what_is_written_is_what_was_pushed_in_order(chunks: list[bytes], rooms:
     assert bytes(kernel.taken) + b"".join(bytes(c) for c in queue.items) == b"".join(chunks)
 
 
-def test_datagrams_keep_their_boundaries_and_destinations() -> None:
+class UDPKernel:
+    """A UDP socket's send side: refuses *refused* destinations, fills after *room*."""
+
+    def __init__(self, room: int, refused: tuple[object, ...] = ()) -> None:
+        self.room, self.refused = room, refused
+        self.sent: list[tuple[bytes, tuple[object, ...] | None]] = []
+
+    def send(self, data: bytes, /) -> int:
+        return self.sendto(data, None)
+
+    def sendto(self, data: bytes, address: tuple[object, ...] | None, /) -> int:
+        if address == self.refused:
+            raise ConnectionRefusedError(111, "refused")
+        if len(self.sent) == self.room:
+            raise BlockingIOError
+        self.sent.append((data, address))
+        return len(data)
+
+
+def test_datagrams_keep_their_boundaries_order_and_destinations() -> None:
     queue = DatagramQueue()
     assert queue.push(b"one", None) is True
     assert queue.push(b"", ("127.0.0.1", 9)) is False  # (an empty datagram is one too)
-    assert queue.size == 3
-    queue.advance()
-    assert list(queue.items) == [(b"", ("127.0.0.1", 9))]
-    queue.advance()
+    assert queue.push(b"three", ("127.0.0.1", 7)) is False
+    assert queue.size == 8
+    kernel = UDPKernel(room=1)
+    assert queue.write(kernel, lambda *_: None) == (3, False)  # (full after one)
+    assert kernel.sent == [(b"one", None)]
+    kernel.room = 10
+    assert queue.write(kernel, lambda *_: None) == (5, True)
+    assert kernel.sent[1:] == [(b"", ("127.0.0.1", 9)), (b"three", ("127.0.0.1", 7))]
     assert (bool(queue.items), queue.size) == (False, 0)
+
+
+def test_a_refused_datagram_is_dropped_and_the_rest_go_on() -> None:
+    queue, dropped = DatagramQueue(), []
+    queue.push(b"lost", ("127.0.0.1", 1))
+    queue.push(b"kept", ("127.0.0.1", 2))
+    kernel = UDPKernel(room=10, refused=("127.0.0.1", 1))
+    assert queue.write(kernel, lambda data, to, exc: dropped.append((data, to))) == (4, True)
+    assert dropped == [(b"lost", ("127.0.0.1", 1))]
+    assert kernel.sent == [(b"kept", ("127.0.0.1", 2))]

@@ -11,6 +11,7 @@ of the runtime (``trio_mona.max_unsent``). The limits are the consumer's policy:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Final, Protocol
 
@@ -26,6 +27,18 @@ class Sink(Protocol):
     def send(self, data: bytes | memoryview, /) -> int: ...
 
     def sendmsg(self, buffers: list[bytes | memoryview], /) -> int: ...
+
+
+class DatagramSink(Protocol):
+    """Where a datagram goes: a non-blocking UDP socket (or a test's stand-in)."""
+
+    def send(self, data: bytes, /) -> int: ...
+
+    def sendto(self, data: bytes, address: tuple[object, ...], /) -> int: ...
+
+
+#: What a datagram queue is told of a datagram the sink refused for good.
+Dropped = Callable[[bytes, "tuple[object, ...] | None", OSError], None]
 
 
 @attrs.define(eq=False)
@@ -121,10 +134,29 @@ class DatagramQueue:
         self.size += len(data)
         return len(self.items) == 1
 
-    def advance(self) -> None:
-        """The first datagram is done with (written, or dropped for an error)."""
-        data, _ = self.items.popleft()
-        self.size -= len(data)
+    def write(self, sink: DatagramSink, dropped: Dropped) -> tuple[int, bool]:
+        """Write the datagrams in order into *sink* until none is left, or it raises
+        ``BlockingIOError`` (the kernel's buffer is full). One it refuses otherwise goes
+        to *dropped* and the rest go on (UDP: one undeliverable datagram does not stop
+        the others). Returns the bytes written and whether the queue is empty."""
+        items = self.items
+        written = 0
+        while items:
+            data, destination = items[0]
+            try:
+                if destination is None:
+                    sink.send(data)
+                else:
+                    sink.sendto(data, destination)
+            except BlockingIOError:
+                return written, False
+            except OSError as exc:
+                dropped(data, destination, exc)
+            else:
+                written += len(data)
+            items.popleft()
+            self.size -= len(data)
+        return written, True
 
     def clear(self) -> None:
         self.items.clear()

@@ -379,21 +379,12 @@ class UDPSocket(Endpoint):
         """Send queued datagrams until none is left or the kernel buffer is full."""
         if not self.sockets.writes.durable():
             return  # (held while commits fail: the flusher task waits for one to work)
-        out = self._out
-        datagrams = out.items
-        while datagrams:
-            data, destination = datagrams[0]
-            try:
-                _transmit(sock, data, destination)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                # UDP: one undeliverable datagram does not stop the rest.
-                where = self._describe(destination)
-                log.warning("%s: datagram to %s dropped: %s", self, where, os_message(exc))
-            else:
-                self.sockets.bytes_sent += len(data)
-            out.advance()
+        written, _ = self._out.write(sock, self._dropped)
+        self.sockets.bytes_sent += written
+
+    def _dropped(self, data: bytes, destination: tuple[object, ...] | None, exc: OSError) -> None:
+        where = self._describe(destination)
+        log.warning("%s: datagram to %s dropped: %s", self, where, os_message(exc))
 
     def _describe(self, destination: tuple[object, ...] | None) -> str:
         if destination is not None:
