@@ -108,7 +108,7 @@ class Runtime:
         self._waits = Waits()
         self._sockets = sockets = Sockets(settings, nursery, self._blacklist)
         self._bindings = SocketBindings(sockets)
-        self._persistence = Persistence(lambda: sockets.writes)
+        self._persistence = Persistence(sockets.writes)
         self._cluster: Cluster | None = None
         self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
         self._bridge = LuaBridge(

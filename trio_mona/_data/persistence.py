@@ -75,10 +75,10 @@ def open_store(setting: str, apps_dir: Path, sync: str, cluster: str = "default"
 
 class Persistence:
     """Changes from Lua into the store, committed through the runtime's
-    :class:`Writes` (see the module; *writes* hands it over once it exists)."""
+    :class:`Writes` (see the module)."""
 
-    def __init__(self, writes: Callable[[], Writes]) -> None:
-        self._get_writes = writes
+    def __init__(self, writes: Writes) -> None:
+        self._writes = writes
         self.store: Store | None = None
         self._commit = self.commit  # (one bound method, armed on every change)
         #: Called with the reason when a commit over the network fails (the runtime
@@ -99,7 +99,7 @@ class Persistence:
         """Hand every stored entry to Lua (*into*: path, value pairs); returns how many."""
         self.store = store
         if isinstance(store, RedisStore):
-            self._get_writes().commit_async = self.commit_async
+            self._writes.commit_async = self.commit_async
         chunk: list[object] = []
         count = 0
         for path, value in store.load():
@@ -119,7 +119,7 @@ class Persistence:
         put = store.put
         for index in range(0, len(pairs), 2):
             put(pairs[index], pairs[index + 1])  # type: ignore[arg-type]
-        writes = self._get_writes()
+        writes = self._writes
         writes.commit = self._commit
         self._uncommitted += len(pairs) // 2
         if self._uncommitted >= COMMIT_EARLY:
@@ -128,7 +128,7 @@ class Persistence:
     def delete(self, path: bytes) -> None:
         if self.store is not None:
             self.store.delete(path)
-            self._get_writes().commit = self._commit
+            self._writes.commit = self._commit
             self._uncommitted += 1
 
     def commit(self) -> None:
@@ -165,13 +165,13 @@ class Persistence:
 
     def _worked(self) -> None:
         self.commits += 1
-        writes = self._get_writes()
+        writes = self._writes
         if writes.held is not None:
             writes.release()
             log.log(NOTE, "data: committed again: the replies that waited are written")
 
     def _failed(self, failure: str) -> None:
-        first = self._get_writes().held is None
+        first = self._writes.held is None
         self._hold()
         if isinstance(self.store, RedisStore):
             if self.store.down is None:
@@ -190,14 +190,14 @@ class Persistence:
 
     def _hold(self) -> None:
         """Nothing is written until a commit works; the retries begin."""
-        self._get_writes().hold(self._commit)
+        self._writes.hold(self._commit)
         self._failing.set()
 
     async def retry_while_held(self, post_flush: Callable[[], None]) -> None:
         """(A task of the runtime.) While commits fail, have the executor try again
         every :data:`COMMIT_RETRY` seconds (*post_flush* asks it for a batch, whose end
         commits and then writes); asleep while they work."""
-        writes = self._get_writes()
+        writes = self._writes
         while True:
             await self._failing.wait()
             self._failing = trio.Event()
@@ -209,7 +209,7 @@ class Persistence:
         """Commit what is pending and release the store. If that fails, the writes that
         waited for it are never written (they were never acknowledged)."""
         store, self.store = self.store, None
-        writes = self._get_writes()
+        writes = self._writes
         writes.commit = None
         if store is None:
             return
