@@ -154,3 +154,40 @@ async def test_waiting_where_lua_cannot_is_a_clear_error(tmp_path: Path) -> None
         )
         assert b"'pause' has to wait" in message
         assert b"cannot wait" in message
+
+
+COUNTER = """
+server = mona:createTCPServer()
+function server:onConnection(client)
+  local seen = 0
+  function client:onData(data)
+    if seen == 0 then pause("A") end             -- the first read waits for the gate
+    seen = seen + #data
+    if seen >= TOTAL then self:send(tostring(seen)) end
+  end
+end
+server:start("127.0.0.1", 0)
+"""
+
+
+async def test_reading_pauses_behind_a_suspended_handler_and_resumes_after_it(
+    tmp_path: Path,
+) -> None:
+    # 4 MiB while the handler waits: the connection reads 256 KiB ahead of Lua and
+    # stops (the rest waits in the kernel: the sender blocks); once the handler goes on,
+    # each take lets reading go on, and every byte arrives once.
+    total = 4 << 20
+    gate: dict[bytes, trio.Event] = {}
+    async with running(tmp_path, f"TOTAL = {total}\n" + COUNTER) as runtime:
+        install_pause(runtime, gate)
+        stream = await connect(tcp_port(runtime))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.send_all, b"x" * total)
+            await wait_until(lambda: b"A" in gate)
+            with trio.move_on_after(0.3):  # (the sender cannot finish: reading paused)
+                await wait_until(lambda: runtime.statistics().bytes_received >= total)
+            assert runtime.statistics().bytes_received < total
+            gate[b"A"].set()
+            with trio.fail_after(10):
+                assert await stream.receive_some(100) == str(total).encode()
+        await stream.aclose()

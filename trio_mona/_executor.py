@@ -446,7 +446,9 @@ class Executor:
             index += 1
             if conn.waiting is not None and held(conn, read):  # (no call per read)
                 continue
-            data = conn.inbound.take(read.data)
+            data = inbound.take(read.data)
+            if inbound.paused:  # (reading waited for this take)
+                conn.resume_reading()
             table = conn.table
             if data is None or table is None or conn.state is not CONNECTED or not lua_enabled:
                 continue
@@ -486,7 +488,10 @@ class Executor:
         conn = event.conn
         if conn.waiting is not None and held(conn, event):  # (no call per read)
             return
-        data = conn.inbound.take(event.data)
+        inbound = conn.inbound
+        data = inbound.take(event.data)
+        if inbound.paused:  # (reading waited for this take)
+            conn.resume_reading()
         if data is None:
             return  # it waits for its turn (or was a stale one)
         table = conn.table

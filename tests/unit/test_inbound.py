@@ -83,16 +83,3 @@ def test_every_byte_read_is_consumed_once_in_order(
             queue.append(b"")  # its turn, behind what is queued
     assert bytes(consumed) + inbound.kept == b"".join(reads)
     assert inbound.unconsumed == 0
-
-
-def test_a_take_resumes_a_reader_that_waits_for_it_once() -> None:
-    resumed: list[int] = []
-    inbound = Inbound()
-    inbound.resume = lambda: resumed.append(inbound.unconsumed)
-    inbound.read(READ_AHEAD)
-    inbound.paused = True  # (the transport stopped reading: far enough ahead)
-    assert inbound.take(b"") is None  # (a stale turn takes nothing: no resume)
-    inbound.take(b"x" * 10)
-    assert (resumed, inbound.paused) == ([READ_AHEAD - 10], False)
-    inbound.take(b"y")
-    assert resumed == [READ_AHEAD - 10]  # (not paused any more: no call)

@@ -4,7 +4,8 @@ the Python half of the "rest" rule and of read-ahead, with no I/O (docs/lua/tcp.
 A connection reads into this (:meth:`Inbound.read`), the executor takes what ``onData``
 is to get now (:meth:`Inbound.take`) and says what it left (:meth:`Inbound.keep`). When
 the connection stopped reading for this (:attr:`Inbound.paused`: far enough ahead, or
-at the end of the stream with reads not taken yet), a take calls :attr:`Inbound.resume`. A
+at the end of the stream with reads not taken yet), whoever takes tells it after the
+take (the transport's ``resume_reading``). A
 job that stopped for its budget goes on at the connection's next *turn* (an empty read
 posted behind every other socket's events); bytes read meanwhile wait for that turn,
 so one connection takes one turn at a time however many reads it has queued.
@@ -12,7 +13,6 @@ so one connection takes one turn at a time however many reads it has queued.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -35,10 +35,8 @@ class Inbound:
     later: list[bytes] = attrs.field(factory=list)
     #: Bytes read and not yet taken by the executor.
     unconsumed: int = 0
-    #: The reader waits for takes (set by the reader): the next take calls :attr:`resume`.
+    #: The reader waits for takes (set and cleared by the reader): after a take, tell it.
     paused: bool = False
-    #: What lets the reader go on (the transport's).
-    resume: Callable[[], None] | None = None
 
     def read(self, size: int) -> None:
         self.unconsumed += size
@@ -60,16 +58,11 @@ class Inbound:
             self.later.clear()
             self.unconsumed -= self.unseen + len(later)
             self.unseen = 0
-            taken: bytes | None = self.kept + later
-        elif data:
-            self.unconsumed -= len(data)
-            taken = self.kept + data if self.kept else data
-        else:
+            return self.kept + later
+        if not data:
             return None
-        if self.paused and self.resume is not None:
-            self.paused = False
-            self.resume()
-        return taken
+        self.unconsumed -= len(data)
+        return self.kept + data if self.kept else data
 
     def keep(self, data: bytes, rest: int) -> bool:
         """What ``onData`` left of *data*, as the Lua side counted it: *rest* bytes at

@@ -182,12 +182,10 @@ class Transport(Endpoint):
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
 
-    def __attrs_post_init__(self) -> None:
-        self.inbound.resume = self.resume_reading
-
     def resume_reading(self) -> None:
-        """The consumer took what it read while reading waited for it (through
-        :attr:`inbound`, which calls this): reading may go on."""
+        """The consumer took what it read while reading waited for it
+        (``inbound.paused``): reading may go on."""
+        self.inbound.paused = False
         if self._ready:
             self.on_readable(0)
         if self._eof:
