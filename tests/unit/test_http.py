@@ -7,7 +7,16 @@ import httptools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_mona._proto.http import CLOSED, NEED_DATA, HTTPServer, Refused, Request, response
+from trio_mona._proto.http import (
+    CLOSED,
+    NEED_DATA,
+    HTTPServer,
+    Refused,
+    Request,
+    cors_headers,
+    header,
+    response,
+)
 
 GET = (
     b"GET /chat/index.html?x=1&y HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -144,3 +153,34 @@ def test_any_bytes_give_requests_or_a_refusal_never_an_exception(
     assert found[-1] is CLOSED
     assert all(isinstance(event, Request | Refused) for event in found[:-1])
     assert sum(isinstance(event, Refused) for event in found) <= 1
+
+
+def request(data: bytes) -> Request:
+    server = HTTPServer()
+    server.receive_data(data)
+    found = server.next_event()
+    assert isinstance(found, Request)
+    return found
+
+
+def test_cors_echoes_the_origin_and_answers_a_preflight() -> None:
+    assert cors_headers(request(GET)) == []  # (no Origin: nothing said)
+    plain = request(b"GET / HTTP/1.1\r\nOrigin: http://a.example\r\n\r\n")
+    assert cors_headers(plain) == [
+        ("Access-Control-Allow-Origin", "http://a.example"),
+        ("Vary", "Origin"),
+    ]
+    preflight = request(
+        b"OPTIONS /api/ HTTP/1.1\r\norigin: http://a.example\r\n"
+        b"Access-Control-Request-Method: POST\r\n"
+        b"Access-Control-Request-Headers: content-type\r\n\r\n"
+    )
+    assert dict(cors_headers(preflight)) == {
+        "Access-Control-Allow-Origin": "http://a.example",
+        "Vary": "Origin",
+        "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, POST",
+        "Access-Control-Allow-Headers": "content-type",
+        "Access-Control-Max-Age": "600",
+    }
+    assert header(preflight, "ORIGIN") == "http://a.example"
+    assert header(preflight, "Cookie") is None

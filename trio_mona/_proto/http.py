@@ -199,3 +199,34 @@ def response(
         lines.append("Connection: close")
     head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head_bytes if head or status in (204, 304) else head_bytes + body
+
+
+#: How long a browser may keep a preflight's answer, in seconds.
+PREFLIGHT_MAX_AGE: Final = 600
+
+
+def header(request: Request, name: str) -> str | None:
+    """A request header's value by name, whatever its case (the first one)."""
+    wanted = name.lower()
+    for found, value in request.headers:
+        if found.lower() == wanted:
+            return value
+    return None
+
+
+def cors_headers(request: Request) -> list[tuple[str, str]]:
+    """What a response says for cross-origin requests: the ``Origin`` it came with,
+    echoed (none without one); for a preflight (``OPTIONS`` with
+    ``Access-Control-Request-Method``) also the methods served, the headers asked for,
+    and how long the answer holds."""
+    origin = header(request, "Origin")
+    if origin is None:
+        return []
+    found = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    if request.method == "OPTIONS" and header(request, "Access-Control-Request-Method"):
+        found.append(("Access-Control-Allow-Methods", ", ".join(sorted(METHODS))))
+        asked = header(request, "Access-Control-Request-Headers")
+        if asked:
+            found.append(("Access-Control-Allow-Headers", asked))
+        found.append(("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE)))
+    return found
