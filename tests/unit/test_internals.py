@@ -16,11 +16,13 @@ import trio
 import trio.testing
 
 import trio_mona
+import trio_mona._net.writes
 from trio_mona import IPAddress, Runtime
 from trio_mona._core.addresses import IP_PROPERTIES
 from trio_mona._core.events import DataReceived
 from trio_mona._core.inbound import READ_AHEAD, RECV_SIZE
 from trio_mona._net.tcp import TCPConnection
+from trio_mona._net.udp import UDPSocket
 
 from ..helpers import (
     ENGINES,
@@ -265,3 +267,22 @@ async def test_a_call_posted_while_a_commit_is_awaited_is_run_after_it(tmp_path:
             with trio.fail_after(1):
                 await wait_until(lambda: bool(answers))
         assert answers == [2]
+
+
+async def test_a_udp_socket_whose_flusher_fails_is_closed_not_left_with_a_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(_: object) -> None:
+        raise OSError(9, "Bad file descriptor")
+
+    app = 'udp = mona:createUDPSocket() assert(udp:bind("127.0.0.1", 0) == nil)'
+    async with running(tmp_path, app) as runtime:
+        (found,) = runtime._sockets.udp_sockets
+        assert isinstance(found, UDPSocket)
+        udp = found
+        monkeypatch.setattr(trio_mona._net.writes, "wait_writable", broken)
+        udp._out.push(b"queued", ("127.0.0.1", 9))
+        udp._start_flusher()
+        await wait_until(lambda: udp._closed)
+        assert "its datagrams cannot be written: Bad file descriptor" in caplog.text
+        assert await lua(runtime, "return udp:send('x', '127.0.0.1', 9)") == b"UDP socket closed"

@@ -373,7 +373,12 @@ class UDPSocket(Endpoint):
         return sock is self._sock
 
     def flush_ended(self, failure: OSError | str | None) -> None:
-        self._flushing = False  # (a failure: the socket was closed)
+        self._flushing = False
+        if failure is not None and self._sock is not None and not self._closed:
+            # (the socket cannot be waited on: what is queued would never leave)
+            reason = failure if isinstance(failure, str) else os_message(failure)
+            log.warning("%s: closed, its datagrams cannot be written: %s", self, reason)
+            self.close()
 
     def write_some(self, sock: socket.socket) -> None:
         """Send queued datagrams until none is left or the kernel buffer is full."""
