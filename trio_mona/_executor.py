@@ -558,7 +558,7 @@ def held(subject: Subject, event: Event) -> bool:
     return True
 
 
-def _ignore(*_: object) -> None:
+def _ignore(_: object) -> None:
     pass
 
 

@@ -422,10 +422,6 @@ class Runtime:
         sockets.close_channel()
 
 
-def _ignore(_: object) -> None:
-    pass
-
-
 def _nothing() -> None:
     pass
 

@@ -61,7 +61,7 @@ class Waits:
         #: Parks handed out and not yet parked on (see BY_TOKEN), by token.
         self.parks: dict[int, Park] = {}
         #: Resume a parked coroutine (Executor.wake; before bind, nothing waits).
-        self.wake: Callable[..., None] = _ignore
+        self.wake: Callable[..., None] = _nothing_to_wake
         #: Whether a token's coroutine still waits (Executor.waits).
         self.waits: Callable[[int], bool] = _nothing_waits
 
@@ -90,7 +90,7 @@ class Waits:
         self.parks.pop(token, None)
 
 
-def _ignore(*_: object) -> None:
+def _nothing_to_wake(*_: object) -> None:
     pass
 
 

@@ -65,7 +65,3 @@ def send_to_servers(
     if cluster is None:
         return None if target is None else b"no cluster (data is not on Redis)"
     return cluster.servers.send(target, handler, payload)
-
-
-def _ignore(_: object) -> None:
-    pass

@@ -228,8 +228,7 @@ class Transport(Endpoint):
         """The end was reported: the transport may connect again from now on."""
         self.state = IDLE
 
-    # -- the hub and the executor ------------------------------------------------------
-
+    # -- the executor's batch ----------------------------------------------------------
     def write_queued(self) -> None:
         """Write what is queued; what the kernel cannot take now goes to the flusher."""
         sock = self._sock
@@ -361,7 +360,7 @@ class Transport(Endpoint):
             if size < RECV_SIZE and not self._hangup:
                 self._ready = False
                 return
-        if inbound.unconsumed >= READ_AHEAD:
+        if inbound.full:  # (else the send queue stopped it: the flusher resumes)
             inbound.paused = True
 
     def _wake_task(self) -> None:
