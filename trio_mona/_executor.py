@@ -518,7 +518,7 @@ class Executor:
 
     def _accepted(self, event: Accepted[TCPConnection]) -> None:
         conn = event.conn
-        if held(conn, event):
+        if conn.waiting is not None and held(conn, event):
             return
         if not self.lua_enabled:
             conn.close_now()
@@ -533,7 +533,7 @@ class Executor:
 
     def _closed(self, event: Closed[TCPConnection]) -> None:
         conn = event.conn
-        if held(conn, event):
+        if conn.waiting is not None and held(conn, event):
             return
         table = conn.detach()
         if table is None or not self.lua_enabled:

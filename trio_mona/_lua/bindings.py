@@ -61,12 +61,17 @@ class SocketBindings:
         """*address* as a Lua object, the same one each time for *handle*."""
         if address is None:
             return None
+        # (by identity: an address is hashed in Python, ~40 bytecodes; the Lua object
+        # holds the address, so its id is not reused while the entry stands)
         memo = handle.memo
-        table = memo.get(address)
-        if table is None:
-            if len(memo) >= MEMO_MAX:
-                memo.clear()
-            table = memo[address] = self.wrap(address)
+        key = id(address)
+        found = memo.get(key)
+        if found is not None and found[0] is address:
+            return found[1]
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        table = self.wrap(address)
+        memo[key] = (address, table)
         return table
 
     def sender(self, udp: UDPSocket, sockaddr: tuple[object, ...]) -> LuaTable:

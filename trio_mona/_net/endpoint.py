@@ -23,8 +23,8 @@ class Endpoint:
     table: LuaObject | None = None
     #: Events held back while one of this socket's handlers is suspended.
     waiting: deque[Event] | None = None
-    #: What the Lua side made of this socket's addresses, by address (the same Lua
-    #: object each time: _lua/bindings.py); dropped with the socket.
+    #: What the Lua side made of this socket's addresses (the same Lua object each
+    #: time: _lua/bindings.py); dropped with the socket.
     memo: dict[object, Any] = attrs.field(factory=dict)
     _local: SocketAddress | None = None
     _peer: SocketAddress | None = None

@@ -125,24 +125,20 @@ class Listener:
                                 await trio.sleep(0.1)
                                 break
                             continue  # the peer went away before we took it (ECONNABORTED...)
-                        self._check(client, peer)
+                        # The blacklist and the limits, then the owner's accepted().
+                        if self.sockets.blacklisted(peer[0]):
+                            log.debug("%s: refused blacklisted %s", self, peer[0])
+                            client.close()
+                            continue
+                        limit = self._limit_reached()
+                        if limit is not None:
+                            self._refuse(client, limit)
+                            continue
+                        client.setblocking(False)
+                        self.accepted(client, SocketAddress.from_sockaddr(peer))
             except (trio.ClosedResourceError, OSError):
                 pass  # stop() closed the socket
         self._scope = None
-
-    def _check(self, client: socket.socket, peer: tuple[object, ...]) -> None:
-        """The blacklist and the limits, then the owner's :meth:`accepted`."""
-        host = peer[0]
-        if isinstance(host, str) and self.sockets.blacklisted(host):
-            log.debug("%s: refused blacklisted %s", self, host)
-            client.close()
-            return
-        limit = self._limit_reached()
-        if limit is not None:
-            self._refuse(client, limit)
-            return
-        client.setblocking(False)
-        self.accepted(client, SocketAddress.from_sockaddr(peer))  # type: ignore[arg-type]
 
     def _limit_reached(self) -> str | None:
         """The connection limit an accept would pass, if any (docs: operations)."""
