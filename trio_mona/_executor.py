@@ -392,7 +392,7 @@ class Executor:
     def _reads(self, batch: Reads) -> None:
         batch.open = False  # reads from now on start a new batch, after this one
         items = batch.items
-        last: DataReceived[TCPConnection] | DatagramReceived[UDPSocket] | Resumed | None = items[-1]
+        last: object = items[-1]
         if self._receive.statistics().current_buffer_used:
             last = None  # more events are queued: this batch's replies can wait
         writes = self._writes

@@ -22,11 +22,12 @@ import trio
 from ._apps import Applications, discover
 from ._cluster.cluster import Cluster, send_to_servers
 from ._core import levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
-from ._core.addresses import IP_PROPERTIES
+from ._core.addresses import IP_PROPERTIES, AddressError
 from ._core.blacklist import Blacklist
 from ._core.config import (
     ConfigError,
     ConfigValue,
+    HTTPSettings,
     Settings,
     configs_table,
     full_config,
@@ -42,9 +43,11 @@ from ._embedding import HostAPI, HostFunction
 from ._executor import Executor
 from ._formats import host as format_host
 from ._groups import raise_single
+from ._http_requests import HTTPRequests
 from ._lua import host
 from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
+from ._lua.client_host import ClientHost
 from ._lua.files import AppFiles
 from ._lua.socket_host import SocketHost
 from ._net.hub import Hub
@@ -86,6 +89,9 @@ class RuntimeStatistics:
     #: Commits of ``data``; and, on Redis, the other processes' commits followed.
     data_commits: int = 0
     data_commits_heard: int = 0
+    #: HTTP requests served, and refused as malformed or too large (400, 413, 431, 501).
+    http_requests: int = 0
+    http_refused: int = 0
 
 
 @final
@@ -99,6 +105,7 @@ class Runtime:
         settings: Settings,
         nursery: trio.Nursery,
         smtp: SMTPSettings | None = None,
+        http: HTTPSettings | None = None,
     ) -> None:
         self._apps_dir = apps_dir
         self._settings = settings
@@ -111,6 +118,7 @@ class Runtime:
         self._persistence = Persistence(sockets.writes)
         self._cluster: Cluster | None = None
         self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
+        self._client_host = ClientHost(apps_dir)
         self._bridge = LuaBridge(
             settings.engine,
             self._host(config),
@@ -133,6 +141,10 @@ class Runtime:
         self._applications = Applications(
             self._bridge, nursery, self._executor.call, self._close_owned, apps_dir
         )
+        self._http = HTTPRequests(
+            http or HTTPSettings(), self._bridge, self._executor, self._applications,
+            sockets, self._bindings,
+        )  # fmt: skip
         self._host_api = HostAPI(
             self._bridge,
             self._applications,
@@ -163,6 +175,7 @@ class Runtime:
             **socket_host.functions(),
             **self._bindings.functions(),
             **self._persistence.functions(),
+            **self._client_host.functions(),
             "mail_send": self._mailer.send,
             "servers_send": lambda *call: send_to_servers(self._cluster, *call),
             "adopt": lambda token, request: self._executor.adopt(token, request),
@@ -279,6 +292,8 @@ class Runtime:
             luasockets=len(sockets.luasockets),
             data_commits=self._persistence.commits,
             data_commits_heard=self._cluster.commits_heard if self._cluster else 0,
+            http_requests=self._http.requests,
+            http_refused=sum(self._http.refused.values()),
         )
 
     def _suspending(
@@ -330,6 +345,14 @@ class Runtime:
         error = await self._applications.start(found)
         if error is not None and self._exit_code is None:
             raise StartupError(error)
+        http = self._http.settings
+        try:
+            self._http.listen()
+        except (OSError, AddressError) as exc:
+            message = os_message(exc) if isinstance(exc, OSError) else str(exc)
+            raise StartupError(
+                f"HTTP: cannot listen on {http.host} port {http.port}: {message}"
+            ) from None
         self._nursery.start_soon(self._background)
 
     def _load_data(self) -> None:
@@ -480,6 +503,7 @@ async def open_runtime(
             runtime_settings = attrs.evolve(runtime_settings, data=os.fspath(data))
         runtime_settings.check()
         smtp = SMTPSettings.from_config(raw)
+        http = HTTPSettings.from_config(config)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
@@ -487,7 +511,7 @@ async def open_runtime(
     hubs: list[Hub] = []  # (closed once every task that reads through it has ended)
     try:
         async with trio.open_nursery() as nursery:
-            runtime = Runtime(folder, config, runtime_settings, nursery, smtp)
+            runtime = Runtime(folder, config, runtime_settings, nursery, smtp, http)
             hubs.append(runtime._sockets.hub)
             for name, function in (expose or {}).items():
                 runtime.expose(name, function)

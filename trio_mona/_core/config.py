@@ -252,6 +252,62 @@ class Settings:
             raise ConfigError("trio_mona.data_sync must be normal or full")
 
 
+@attrs.frozen
+class HTTPSettings:
+    """The ``[HTTP]`` section: where HTTP clients connect, and their bounds
+    (docs/clients/http.rst). Keys are MonaServer.ini's, in its case."""
+
+    #: None (the key absent, or ``false``): HTTP is off; 0: a free port.
+    port: int | None = None
+    host: str = "127.0.0.1"
+    #: Seconds without a byte before a connection closes, and the most a request
+    #: nobody answers is held (then 204).
+    timeout: float = 7.0
+    #: What a folder's URL answers: True a listing, False 403, a name that file or
+    #: method.
+    index: bool | str = True
+    maxHeaders: int = 64 * 1024
+    maxBody: int = 16 * 1024 * 1024
+    #: Echo a request's ``Origin`` in ``Access-Control-Allow-Origin``, answer preflights.
+    cors: bool = True
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, ConfigValue]) -> HTTPSettings:
+        """Read and check the ``HTTP.*`` keys.
+
+        Raises:
+            ConfigError: a key has the wrong type or an impossible value.
+        """
+        found: dict[str, Any] = {}
+        for name in ("port", "host", "timeout", "index", "maxHeaders", "maxBody", "cors"):
+            key = f"HTTP.{name}"
+            if key in config:
+                found[name] = config[key]
+        port = found.get("port")
+        if port is False or port == "":
+            found["port"] = None
+        elif port is not None and (type(port) is not int or not 0 <= port <= 65535):
+            raise ConfigError(f"HTTP.port must be a port number (0: any free port), got {port!r}")
+        if "host" in found:
+            found["host"] = str(found["host"])
+        for name, low, high in (("timeout", 0.01, _DAY), ("maxHeaders", 1024, _MAX_BYTES),
+                                ("maxBody", 0, _MAX_BYTES)):  # fmt: skip
+            value = found.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"HTTP.{name} must be a number, got {value!r}")
+            if not low <= value <= high:
+                raise ConfigError(f"HTTP.{name} must be {_number(low)} to {_number(high)}")
+            found[name] = float(value) if name == "timeout" else int(value)
+        index = found.get("index")
+        if index is not None and not isinstance(index, bool | str):
+            found["index"] = str(index)
+        if not isinstance(found.get("cors", True), bool):
+            raise ConfigError(f"HTTP.cors must be true or false, got {found['cors']!r}")
+        return cls(**found)
+
+
 def configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:
     """``mona.configs``: every entry as a dotted key and nested (docs/configuration.rst)."""
     table: dict[str, object] = dict(config)

@@ -45,12 +45,22 @@ class DatagramReceived(Generic[Socket]):
 
 
 @attrs.define(eq=False)
+class SessionData(Generic[Conn]):
+    """Bytes read by a protocol session (an HTTP connection), for its protocol core."""
+
+    conn: Conn
+    data: bytes
+
+
+@attrs.define(eq=False)
 class Reads:
     """Reads in the order they happened. The batch grows while it is the newest event
     on the channel and the executor has not taken it (*open*)."""
 
     #: (A Resumed among them: a coroutine a read woke, docs/lua/luasocket.rst.)
-    items: list[DataReceived[Any] | DatagramReceived[Any] | Resumed] = attrs.field(factory=list)
+    items: list[DataReceived[Any] | DatagramReceived[Any] | SessionData[Any] | Resumed] = (
+        attrs.field(factory=list)
+    )
     open: bool = True
 
 
@@ -66,6 +76,13 @@ class Accepted(Generic[Conn]):
 @attrs.frozen
 class Closed(Generic[Conn]):
     """A connection (or connection attempt) ended: fire ``onDisconnection`` once."""
+
+    conn: Conn
+
+
+@attrs.frozen
+class SessionClosed(Generic[Conn]):
+    """A protocol session's connection ended: its client disconnects."""
 
     conn: Conn
 
@@ -90,5 +107,13 @@ class Call:
 
 
 Event: TypeAlias = (
-    DataReceived[Any] | DatagramReceived[Any] | Reads | Accepted[Any] | Closed[Any] | Resumed | Call
+    DataReceived[Any]
+    | DatagramReceived[Any]
+    | SessionData[Any]
+    | Reads
+    | Accepted[Any]
+    | Closed[Any]
+    | SessionClosed[Any]
+    | Resumed
+    | Call
 )

@@ -48,6 +48,7 @@ _PRELUDE: Final = tuple(
         "servers.lua",
         "applications.lua",
         "socket.lua",
+        "clients.lua",
     )
 )
 
@@ -206,6 +207,9 @@ class LuaBridge:
         #: What a Lua value lupa hands Python is: "table", "function", "thread", ...
         self.lua_type: Callable[[object], str | None] = module.lua_type
         self.host_call: Callable[..., Any] = api.host_call
+        self.client_new: Callable[..., LuaTable] = api.client_new
+        self.http_request: Callable[..., Any] = api.http_request
+        self.client_closed: Callable[[LuaTable, bool], Any] = api.client_closed
         self._load_chunk = api.load_chunk
 
     def _anchoring(self, host: Mapping[str, object]) -> dict[str, object]:

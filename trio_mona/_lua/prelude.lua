@@ -24,8 +24,9 @@ local type, tostring, tonumber, select, error, rawget, pairs, ipairs, next =
   G.type, G.tostring, G.tonumber, G.select, G.error, G.rawget, G.pairs, G.ipairs, G.next
 local rawset, load = lib.raw.rawset, lib.raw.load
 local setmetatable, xpcall, pcall = lib.raw.setmetatable, lib.raw.xpcall, lib.raw.pcall
-local format, sub, gsub, match, gmatch, find =
-  G.string.format, G.string.sub, G.string.gsub, G.string.match, G.string.gmatch, G.string.find
+local format, sub, gsub, match, gmatch, find, lower =
+  G.string.format, G.string.sub, G.string.gsub, G.string.match, G.string.gmatch, G.string.find,
+  G.string.lower
 local concat, remove, unpack = G.table.concat, G.table.remove, G.table.unpack or G.unpack
 local floor = G.math.floor
 local yield, running, isyieldable =
@@ -358,6 +359,7 @@ return {
   mark_class = mark_class,
   log_at = log_at,
   log_level = log_level,
+  lower = lower,
   monotonic = host_functions.monotonic, -- (raw: the runaway hook calls it, no boundary)
   match = match,
   new_object = new_object,

@@ -15,7 +15,7 @@ import logging
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
 import trio
@@ -40,6 +40,10 @@ EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 @attrs.define(eq=False, repr=False)
 class Listener:
     """A listening socket and its accept loop (see the module docstring)."""
+
+    #: What the runtime reports it as (:class:`BoundAddress`): the Lua TCP server's
+    #: ``"tcp"``, a protocol's name.
+    kind: ClassVar[str] = "tcp"
 
     sockets: Sockets
     owner: bytes
@@ -86,7 +90,7 @@ class Listener:
             raise
         self._sock = sock
         self._address = SocketAddress.from_sockaddr(sock.getsockname())
-        self.sockets.bound(self, "tcp", self._address)
+        self.sockets.bound(self, self.kind, self._address)
         self.sockets.spawn(self, lambda: self._accept_loop(sock))
 
     def stop(self) -> None:

@@ -22,7 +22,7 @@ import trio
 from .._core.addresses import IPAddress, SocketAddress
 from .._core.blacklist import Blacklist
 from .._core.config import Settings
-from .._core.events import DatagramReceived, DataReceived, Event, Reads, Resumed
+from .._core.events import DatagramReceived, DataReceived, Event, Reads, Resumed, SessionData
 from .._core.sendqueue import Unsent
 from .hub import Hub
 from .tasks import Crashable, start_contained
@@ -33,10 +33,10 @@ from .writes import Writes
 class BoundAddress:
     """An address one of the runtime's servers or sockets is bound to."""
 
-    kind: str  #: ``"tcp"`` (a listening TCP server) or ``"udp"``
+    kind: str  #: ``"tcp"`` (a listening TCP server), ``"udp"``, or ``"http"``
     host: str
     port: int
-    app: str  #: path of the owning application (``""`` for the root)
+    app: str  #: path of the owning application (``""`` for the root, and the HTTP port)
 
 
 class Owned(Protocol):
@@ -111,7 +111,9 @@ class Sockets:
         if hub.waiting:
             hub.wake()
 
-    def deliver(self, read: DataReceived[Any] | DatagramReceived[Any] | Resumed) -> None:
+    def deliver(
+        self, read: DataReceived[Any] | DatagramReceived[Any] | SessionData[Any] | Resumed
+    ) -> None:
         """Hand a read to the executor: it joins the batch posted last, when the batch
         is still the newest thing on the channel, so events keep the order they
         happened in while a burst of reads costs one channel message."""
@@ -152,7 +154,8 @@ class Sockets:
             self.connections_gone.set()
 
     def bound(self, handle: Owned, kind: str, address: SocketAddress) -> None:
-        owner = handle.owner.decode("utf-8", "replace")
+        # (an owner that is no application's path, the HTTP port's: none, shown as "")
+        owner = "" if handle.owner.startswith(b"\x00") else handle.owner.decode("utf-8", "replace")
         self.bound_addresses[handle] = BoundAddress(kind, address.host.value, address.port, owner)
 
     def unbound(self, handle: Owned) -> None:
@@ -173,7 +176,7 @@ class Sockets:
         self.unbound(handle)
 
     def listeners(self) -> list[Owned]:
-        return [h for h, a in self.bound_addresses.items() if a.kind == "tcp"]
+        return [h for h, a in self.bound_addresses.items() if a.kind in ("tcp", "http")]
 
     def close_owned(self, owner: bytes) -> None:
         """Close what the application *owner* opened (it is being unloading): listeners

@@ -79,6 +79,8 @@ class Transport(Endpoint):
     #: consumer in its task, in order behind a suspended handler (the consumer's
     #: choice of class tells the executor which consumer it is).
     read_event: ClassVar[type[Any]] = DataReceived
+    #: The setting :meth:`idle_limit` reads, as an idle close names it.
+    idle_setting: ClassVar[str] = "trio_mona.idle_timeout"
 
     #: The listener that accepted it (None: it connects), to count its open connections.
     server: Accepting | None = None
@@ -116,6 +118,11 @@ class Transport(Endpoint):
     def closed(self) -> None:
         """The socket is closed (:attr:`error` says why, when it failed): report it."""
         raise NotImplementedError
+
+    def idle_limit(self) -> float:
+        """Seconds without a byte either way before the connection is closed (0:
+        never); asked again whenever the transport's task wakes (:meth:`wake`)."""
+        return self.sockets.settings.idle_timeout
 
     # -- what consumers call -----------------------------------------------------------
     @property
@@ -363,6 +370,10 @@ class Transport(Endpoint):
         if inbound.full:  # (else the send queue stopped it: the flusher resumes)
             inbound.paused = True
 
+    def wake(self) -> None:
+        """Have the transport's task look at the idle limit again."""
+        self._wake_task()
+
     def _wake_task(self) -> None:
         event = self._wake
         if event is not None:
@@ -458,16 +469,16 @@ class Transport(Endpoint):
         assert sock is not None
         hub = self.sockets.hub
         hub.register(sock.fileno(), self)
-        idle = self.sockets.settings.idle_timeout
         self._last_receive = time.monotonic()
         try:
             while not self._eof:
+                idle = self.idle_limit()
                 if not idle:
                     await self._sleep()
                     continue
                 quiet = time.monotonic() - max(self._last_receive, self._last_send)
                 if quiet >= idle:
-                    self._fail(f"idle for {idle:g} s (trio_mona.idle_timeout)")
+                    self._fail(f"idle for {idle:g} s ({self.idle_setting})")
                     return
                 with trio.move_on_after(idle - quiet):
                     await self._sleep()

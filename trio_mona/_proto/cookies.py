@@ -67,3 +67,18 @@ def set_cookie(
         if chosen and label not in parts:
             parts.append(label)
     return "; ".join(parts)
+
+
+def parse_cookies(header: str | None) -> list[tuple[str, str]]:
+    """The cookies a ``Cookie`` header holds, in order (``a=1; b=2``); a part with no
+    ``=`` or no name is skipped, a quoted value unquoted."""
+    found: list[tuple[str, str]] = []
+    for part in (header or "").split(";"):
+        name, equals, value = part.strip().partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        found.append((name, value))
+    return found

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import http
+import time
 from collections import deque
 from typing import Final
 
@@ -104,6 +105,11 @@ class HTTPServer:
         except httptools.HttpParserError as exc:
             self._refuse(400, f"malformed request: {exc}")
 
+    @property
+    def pending(self) -> bool:
+        """Whether :meth:`next_event` has something at hand (a request, a refusal)."""
+        return bool(self._events)
+
     def next_event(self) -> Request | Refused | _NeedData | _Closed:
         """The next whole request, a refusal, or what to wait for."""
         if self._events:
@@ -189,16 +195,35 @@ def response(
 ) -> bytes:
     """A whole response: its status line, *headers*, an exact ``Content-Length`` and a
     ``Date`` in GMT, then *body* (left out for HEAD, its length still said)."""
+    start = response_head(status, headers, len(body), close=close)
+    return start if head or status in (204, 304) else start + body
+
+
+def response_head(
+    status: int, headers: list[tuple[str, str]], length: int, *, close: bool = False
+) -> bytes:
+    """A response's status line and headers, for a body of *length* bytes sent apart
+    (a file streamed; none for HEAD)."""
     phrase = http.HTTPStatus(status).phrase
     lines = [f"HTTP/1.1 {status} {phrase}"]
     lines += [f"{name}: {value}" for name, value in headers]
-    lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
+    lines.append(f"Date: {_date()}")
     if status >= 200 and status not in (204, 304):
-        lines.append(f"Content-Length: {len(body)}")
+        lines.append(f"Content-Length: {length}")
     if close:
         lines.append("Connection: close")
-    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head_bytes if head or status in (204, 304) else head_bytes + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_dates: list[object] = [0, ""]
+
+
+def _date() -> str:
+    """Now, as a ``Date`` header says it (made once a second)."""
+    now = int(time.time())
+    if _dates[0] != now:
+        _dates[0], _dates[1] = now, email.utils.formatdate(now, usegmt=True)
+    return str(_dates[1])
 
 
 #: How long a browser may keep a preflight's answer, in seconds.

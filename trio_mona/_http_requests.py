@@ -1,0 +1,257 @@
+"""HTTP requests' way to Lua and back (docs/clients/http.rst).
+
+The executor hands this the reads of HTTP sessions (``_clients/http_session.py``);
+it feeds each session's HTTP core and serves its requests one at a time: which
+application the path names (``_proto/paths.py``), a new client when the path or the
+query changed, then one Lua job (``_lua/clients.lua``) that runs ``onDisconnection``
+of the client replaced, ``onConnection`` of the new one, and the method, ``onRead`` or
+``onMessage`` the request asks for. What the job answers becomes the response here: a
+body, a file (``_clients/files.py``), a listing or an error page.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ._apps import Applications
+from ._clients.client import Client
+from ._clients.files import file_response, listing_response
+from ._clients.http_listener import NO_APPLICATION, HTTPListener
+from ._clients.http_session import IDLE, RUNNING, HTTPSession
+from ._clients.replies import Answer, ErrorReply, FileReply, Listing
+from ._core.addresses import LOCALHOST, SocketAddress, parse_target
+from ._core.config import HTTPSettings
+from ._core.events import Call, SessionClosed, SessionData
+from ._lua.bindings import SocketBindings
+from ._lua.bridge import LuaBridge, LuaTable
+from ._net.sockets import Sockets
+from ._net.transport import CONNECTED
+from ._proto.cookies import parse_cookies
+from ._proto.http import CLOSED, NEED_DATA, Refused, Request, header
+from ._proto.paths import BadPath, NoApplication, Redirect, resolve
+
+if TYPE_CHECKING:
+    from ._executor import Executor
+
+log = logging.getLogger("trio_mona")
+
+
+class _Running:
+    """The applications a path may name: those in the tree that are up."""
+
+    def __init__(self, applications: Applications) -> None:
+        self._applications = applications
+
+    def __contains__(self, path: object) -> bool:
+        app = self._applications.find(str(path))
+        return app is not None and app.env is not None
+
+
+class HTTPRequests:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: HTTPSettings,
+        bridge: LuaBridge,
+        executor: Executor,
+        applications: Applications,
+        sockets: Sockets,
+        bindings: SocketBindings,
+    ) -> None:
+        self.settings = settings
+        self._bridge = bridge
+        self._executor = executor
+        self._applications = applications
+        self._running = _Running(applications)
+        self._sockets = sockets
+        self._bindings = bindings
+        self._parameters: LuaTable | None = None
+        self.listener: HTTPListener | None = None
+        #: Requests served, and those refused by status (400, 413, 431, 501).
+        self.requests = 0
+        self.refused: collections.Counter[int] = collections.Counter()
+        executor.route(SessionData, self.received)
+        executor.route(SessionClosed, self.closed)
+
+    def listen(self) -> None:
+        """Open the ``[HTTP]`` port, if configured.
+
+        Raises:
+            AddressError: ``[HTTP] host`` is no IP address.
+            OSError: the port cannot be bound.
+        """
+        settings = self.settings
+        if settings.port is None:
+            return
+        target = parse_target(settings.host, settings.port, default_host=LOCALHOST)
+        assert isinstance(target, SocketAddress)  # (no names: allow_names is off)
+        listener = HTTPListener(self._sockets, NO_APPLICATION, http=settings,
+                                on_answered=self.answered)  # fmt: skip
+        listener.listen(target)
+        self.listener = listener
+        log.info("HTTP: serving on %s", listener.address.value if listener.address else "?")
+
+    # -- the executor's events ---------------------------------------------------------
+    def received(self, event: SessionData[HTTPSession]) -> None:
+        session = event.conn
+        if session.phase is not IDLE or session.backlog:
+            session.backlog.append(event)  # (its turn comes once the request in hand is)
+            return
+        self._feed(session, event)
+        self.pump(session)
+
+    def closed(self, event: SessionClosed[HTTPSession]) -> None:
+        session = event.conn
+        session.backlog.clear()
+        client, session.client = session.client, None
+        if client is None or client.table is None:
+            return
+        table, client.table = client.table, None
+        if not self._executor.lua_enabled:
+            return
+        result = self._bridge.client_closed(table, client.silent)
+        self._executor.settle(result, (), _ignore)
+
+    def answered(self, session: HTTPSession) -> None:
+        """A request was answered: serve the next, if it is here already (later, in
+        the executor's own turn: this may run inside a Lua call, a write)."""
+        if session.backlog or session.parser.pending:
+            self._sockets.post(Call(partial(self.pump, session)))
+
+    # -- serving ----------------------------------------------------------------------------
+    def _feed(self, session: HTTPSession, event: SessionData[HTTPSession]) -> None:
+        inbound = session.inbound
+        data = inbound.take(event.data)
+        if inbound.paused:
+            session.resume_reading()
+        if data:
+            session.parser.receive_data(data)
+            if session.client is not None:
+                session.client.last_reception = time.time()
+
+    def pump(self, session: HTTPSession) -> None:
+        """Serve the session's requests while none is in hand."""
+        while session.phase is IDLE and session.state is CONNECTED:
+            event = session.parser.next_event()
+            if event is NEED_DATA:
+                if not session.backlog:
+                    return
+                self._feed(session, session.backlog.popleft())
+                continue
+            if event is CLOSED:
+                return
+            if isinstance(event, Refused):
+                self.refused[event.status] += 1
+                log.debug("%r: refused (%d): %s", session, event.status, event.reason)
+                session.refuse(event.status, event.reason)
+                return
+            assert isinstance(event, Request)
+            self.requests += 1
+            try:
+                self.serve(session, event)
+            except Exception:
+                log.exception("internal error while serving %r: it is closed", session)
+                session.crashed()
+                return
+
+    def serve(self, session: HTTPSession, request: Request) -> None:
+        """Answer *request*, at once or through Lua."""
+        session.begin(request)
+        if request.method == "OPTIONS":
+            session.send_response(204, [("Allow", "GET, HEAD, POST, OPTIONS")], b"")
+            return
+        found = resolve(request.path, self._running)
+        if isinstance(found, Redirect):
+            location = found.location + (f"?{request.query}" if request.query else "")
+            session.send_response(301, [("Location", location)], b"")
+            return
+        if isinstance(found, BadPath):
+            session.respond(ErrorReply(400, found.why))
+            return
+        if isinstance(found, NoApplication):
+            session.respond(ErrorReply(503, f"Application {found.app} doesn't exist"))
+            return
+        app = self._applications.find(found.app)
+        assert app is not None
+        assert app.env is not None
+        if not self._executor.lua_enabled:
+            session.respond(ErrorReply(503, "The server is stopping"))
+            return
+        client = session.client
+        old: LuaTable | None = None
+        new = client is None or client.app != found.app or client.query != request.query
+        if new:
+            if client is not None:
+                old, client.table = client.table, None
+            client = self._client(session, app.env, found.app, request)
+        assert client is not None
+        content_type = header(request, "Content-Type") or ""
+        result = self._bridge.http_request(
+            client.table, old, new, request.method.encode(), found.name.encode(),
+            request.query.encode("latin-1"), request.body, content_type.encode("latin-1"),
+        )  # fmt: skip
+        self._executor.settle(result, (), partial(self._job_ended, session, request))
+
+    def _client(self, session: HTTPSession, env: LuaTable, app: str, request: Request) -> Client:
+        client = Client(session, app, request.query)
+        fields: list[object] = []
+        for name, value in request.headers:
+            fields += (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in parse_cookies(header(request, "Cookie")):
+            fields += (name.encode("latin-1"), value.encode("latin-1"))
+        fields += (b"version", request.version.encode(), b"HTTPVersion", request.version.encode())
+        client.table = self._bridge.client_new(
+            client, env, app.encode(), client.id.encode(), client.raw_id, app.encode(), b"HTTP",
+            request.query.encode("latin-1"), self._bindings.address(session, session.peer),
+            self._bridge.sequence(fields), self._parameters_table(),
+        )  # fmt: skip
+        session.client = client
+        session.owner = app.encode()
+        return client
+
+    def _parameters_table(self) -> LuaTable:
+        """``client.parameters``: the ``[HTTP]`` settings (one table, read-only in Lua)."""
+        if self._parameters is None:
+            settings = self.settings
+            self._parameters = self._bridge.table({
+                "port": settings.port, "host": settings.host, "timeout": settings.timeout,
+                "index": settings.index, "maxHeaders": settings.maxHeaders,
+                "maxBody": settings.maxBody, "cors": settings.cors,
+            })  # fmt: skip
+        return self._parameters
+
+    def _job_ended(self, session: HTTPSession, request: Request, _: object) -> None:
+        if session.request is not request or session.phase is not RUNNING:
+            return  # (closed meanwhile)
+        answer = session.job_ended()
+        if answer is not None:
+            self._send(session, request, answer)
+
+    def _send(self, session: HTTPSession, request: Request, answer: Answer) -> None:
+        if not isinstance(answer, FileReply | Listing):
+            session.respond(answer)
+            return
+        client = session.client
+        app = None if client is None else self._applications.find(client.app)
+        if app is None:
+            session.respond(ErrorReply(503, "The application is not running"))
+            return
+        root = self._applications.apps_dir
+        if isinstance(answer, Listing):
+            session.send_file(listing_response(root, app.directory, request.path))
+        else:
+            session.send_file(
+                file_response(root, app.directory, answer.name, request, answer.variables)
+            )
+
+    def statistics(self) -> dict[str, Any]:
+        return {"requests": self.requests, "refused": sum(self.refused.values())}
+
+
+def _ignore(_: object) -> None:
+    pass

@@ -1,0 +1,112 @@
+"""The host functions of Lua's ``Client`` and ``Writer`` objects (``_lua/clients.lua``):
+what a request's job answers, what the writer writes, cookies, and the properties
+Python keeps (docs/clients/http.rst)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from .._clients.client import Client
+from .._clients.http_session import RUNNING, HTTPSession
+from .._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply
+from .._proto.cookies import set_cookie
+
+log = logging.getLogger("trio_mona")
+
+
+def _session(client: Client) -> HTTPSession:
+    return cast(HTTPSession, client.session)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _options(table: Any) -> dict[str, object] | None:
+    """A cookie's options as Python values; None when one cannot be one."""
+    found: dict[str, object] = {}
+    for key, value in table.items():
+        if not isinstance(key, bytes):
+            return None
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif not isinstance(value, bool | int | float):
+            return None
+        found[key.decode("utf-8", "replace")] = value
+    return found
+
+
+class ClientHost:
+    """See the module docstring. *apps_dir* is left out of the error messages a
+    client is answered with (they name Lua files relative to it)."""
+
+    def __init__(self, apps_dir: Path) -> None:
+        self._apps_prefix = f"{apps_dir}/"
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "http_answer": self.answer,
+            "client_write": self.write,
+            "client_close": self.close,
+            "client_cookie": self.cookie,
+            "client_get": self.get,
+            "client_timeout": self.timeout,
+        }
+
+    def answer(self, client: Client, kind: bytes, first: object = None, second: Any = None) -> None:
+        """What the job of the request in hand answered (Python sends it when the job
+        ends: _http_requests.py)."""
+        session = _session(client)
+        if session.phase is not RUNNING:
+            return
+        found: Answer
+        if kind == b"values":
+            found = Reply(bytes(second), _text(first))
+        elif kind == b"file":
+            variables = None
+            if second is not None:
+                flat = [_text(v) for v in second.values()]
+                variables = dict(zip(flat[::2], flat[1::2], strict=False))
+            found = FileReply(_text(first), variables)
+        elif kind == b"listing":
+            found = Listing()
+        else:  # error, reject
+            found = ErrorReply(int(first), _text(second).replace(self._apps_prefix, ""))  # type: ignore[call-overload]
+            if kind == b"reject" and session.client is client:
+                session.client = None  # (its next request tries onConnection again)
+                client.table = None
+        session.job_answer = found
+
+    def write(self, client: Client, content_type: bytes, body: bytes) -> bool:
+        """The writer wrote: False when the client is gone or was closed for it."""
+        if not client.connected:
+            return False
+        return _session(client).write(Reply(body, content_type.decode("latin-1")))
+
+    def close(self, client: Client) -> None:
+        if client.connected:
+            _session(client).close()
+
+    def cookie(self, client: Client, key: bytes, value: bytes, options: Any) -> bool:
+        """Add a Set-Cookie to the client's next response; False for bad arguments."""
+        chosen = None if options is None else _options(options)
+        if options is not None and chosen is None:
+            return False
+        header = set_cookie(_text(key), _text(value), chosen)
+        if header is None or not client.connected:
+            return False
+        _session(client).cookies.append(header)
+        return True
+
+    def get(self, client: Client, name: bytes) -> object:
+        if name == b"lastReceptionTime":
+            return int(client.last_reception * 1000)
+        session = _session(client)
+        return session.queue.size + session.answer_bytes  # queueing
+
+    def timeout(self, client: Client, seconds: float) -> None:
+        client.timeout = float(seconds)
+        _session(client).wake()
