@@ -66,6 +66,17 @@ def _setting(text: str) -> str:
     return text
 
 
+def _http(text: str) -> list[str]:
+    """``--http [HOST:]PORT`` as the settings it stands for."""
+    host, colon, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}")
+    found = [f"HTTP.port={int(port)}"]
+    if colon:
+        found.append(f"HTTP.host={host.strip('[]')}")
+    return found
+
+
 def _workers(text: str) -> int:
     try:
         count = int(text)
@@ -92,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="override one configuration entry (repeatable)",
+    )
+    run.add_argument(
+        "--http",
+        type=_http,
+        metavar="[HOST:]PORT",
+        help="serve HTTP clients on this port (0: a free one; docs: clients/http)",
     )
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
@@ -236,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         words, extra = words[:split], words[split + 1 :]
     args = _parser().parse_args(words)
     args.arguments = extra
+    if getattr(args, "http", None):
+        args.settings = [*args.http, *args.settings]  # (a --set of HTTP.* wins)
     if args.command == "import-data":
         return _import_data(args)
     who = f"worker {args.worker} " if args.worker else ""

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 import http
-from typing import TypeAlias
+import re
+from typing import Final, TypeAlias
 
 import attrs
 
@@ -54,3 +55,28 @@ def error_page(status: int, message: str) -> bytes:
         f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>"
         f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>\n"
     ).encode()
+
+
+#: A Lua file as an error message names it: ``/abs/apps/chat/main.lua:3:``, or cut
+#: short by Lua to its last characters, ``...apps/chat/main.lua:3:``.
+_LUA_FILE: Final = re.compile(r"(\.\.\.)?(/?[^\s:]*\.lua):(\d+):")
+
+
+def public_message(message: str, apps_dir: str) -> str:
+    """*message* with the Lua files it names made relative to the applications folder
+    *apps_dir* (an absolute path): an error page never shows the server's disk."""
+    prefix = apps_dir.rstrip("/") + "/"
+
+    def relative(match: re.Match[str]) -> str:
+        path = match.group(2)
+        if match.group(1) is None:
+            shown = path[len(prefix) :] if path.startswith(prefix) else path.rsplit("/", 1)[-1]
+        else:  # (the tail of a path: where does the folder's own tail end in it?)
+            shown = path.rsplit("/", 1)[-1]
+            for cut in range(len(path), 0, -1):
+                if path[cut - 1] == "/" and prefix.endswith(path[:cut]):
+                    shown = path[cut:]
+                    break
+        return f"{shown}:{match.group(3)}:"
+
+    return _LUA_FILE.sub(relative, message)

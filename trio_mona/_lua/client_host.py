@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from .._clients.client import Client
 from .._clients.http_session import RUNNING, HTTPSession
-from .._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply
+from .._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply, public_message
 from .._proto.cookies import set_cookie
 
 log = logging.getLogger("trio_mona")
@@ -44,7 +44,7 @@ class ClientHost:
     client is answered with (they name Lua files relative to it)."""
 
     def __init__(self, apps_dir: Path) -> None:
-        self._apps_prefix = f"{apps_dir}/"
+        self._apps_dir = str(apps_dir)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -74,7 +74,8 @@ class ClientHost:
         elif kind == b"listing":
             found = Listing()
         else:  # error, reject
-            found = ErrorReply(int(first), _text(second).replace(self._apps_prefix, ""))  # type: ignore[call-overload]
+            message = public_message(_text(second), self._apps_dir)
+            found = ErrorReply(int(first), message)  # type: ignore[call-overload]
             if kind == b"reject" and session.client is client:
                 session.client = None  # (its next request tries onConnection again)
                 client.table = None
