@@ -14,7 +14,7 @@ import trio
 
 import trio_mona
 
-from .helpers import lua, running, write_app
+from .helpers import lua, write_app
 from .http_client import HTTPClient, get, http_port
 
 SITE = """
@@ -85,7 +85,7 @@ async def test_sources_dot_files_and_the_outside_are_never_served(tmp_path: Path
             response = await get(port, target)
             assert response.status == 404, target
             assert b"TOKEN" not in response.body
-            assert b"outside\n" != response.body
+            assert response.body != b"outside\n"
         assert (await get(port, "/inside-link.txt")).body == b"a page\n"
         listing = await get(port, "/")
         assert listing.status == 200
@@ -122,29 +122,31 @@ async def test_conditional_and_range_requests(tmp_path: Path) -> None:
     folder = _site(tmp_path)
     when = 1_700_000_000
     os.utime(folder / "data.bin", (when, when))
-    async with trio_mona.open_runtime(folder, settings={"HTTP.port": "0"}) as rt:
-        async with await HTTPClient.open(http_port(rt)) as client:
-            whole = await client.request("GET", "/data.bin")
-            assert whole.headers["last-modified"] == email.utils.formatdate(when, usegmt=True)
-            assert whole.headers["accept-ranges"] == "bytes"
-            same = await client.request(
-                "GET", "/data.bin", [("If-Modified-Since", whole.headers["last-modified"])]
-            )
-            assert (same.status, same.body) == (304, b"")
-            older = email.utils.formatdate(when - 10, usegmt=True)
-            assert (
-                await client.request("GET", "/data.bin", [("If-Modified-Since", older)])
-            ).status == 200
-            part = await client.request("GET", "/data.bin", [("Range", "bytes=10-19")])
-            assert (part.status, part.body) == (206, bytes(range(10, 20)))
-            assert part.headers["content-range"] == "bytes 10-19/1024"
-            tail = await client.request("GET", "/data.bin", [("Range", "bytes=-4")])
-            assert tail.body == bytes(range(252, 256))
-            past = await client.request("GET", "/data.bin", [("Range", "bytes=5000-")])
-            assert (past.status, past.headers["content-range"]) == (416, "bytes */1024")
-            head = await client.request("HEAD", "/data.bin")
-            assert (head.status, head.headers["content-length"], head.body) == (200, "1024", b"")
-            assert (await client.request("GET", "/page.txt")).body == b"a page\n"  # (still in step)
+    async with (
+        trio_mona.open_runtime(folder, settings={"HTTP.port": "0"}) as rt,
+        await HTTPClient.open(http_port(rt)) as client,
+    ):
+        whole = await client.request("GET", "/data.bin")
+        assert whole.headers["last-modified"] == email.utils.formatdate(when, usegmt=True)
+        assert whole.headers["accept-ranges"] == "bytes"
+        same = await client.request(
+            "GET", "/data.bin", [("If-Modified-Since", whole.headers["last-modified"])]
+        )
+        assert (same.status, same.body) == (304, b"")
+        older = email.utils.formatdate(when - 10, usegmt=True)
+        assert (
+            await client.request("GET", "/data.bin", [("If-Modified-Since", older)])
+        ).status == 200
+        part = await client.request("GET", "/data.bin", [("Range", "bytes=10-19")])
+        assert (part.status, part.body) == (206, bytes(range(10, 20)))
+        assert part.headers["content-range"] == "bytes 10-19/1024"
+        tail = await client.request("GET", "/data.bin", [("Range", "bytes=-4")])
+        assert tail.body == bytes(range(252, 256))
+        past = await client.request("GET", "/data.bin", [("Range", "bytes=5000-")])
+        assert (past.status, past.headers["content-range"]) == (416, "bytes */1024")
+        head = await client.request("HEAD", "/data.bin")
+        assert (head.status, head.headers["content-length"], head.body) == (200, "1024", b"")
+        assert (await client.request("GET", "/page.txt")).body == b"a page\n"  # (still in step)
 
 
 async def test_a_large_file_streams_with_back_pressure(tmp_path: Path) -> None:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import email.utils
 import http
+import re
 import time
 from collections import deque
 from typing import Final
 
 import attrs
 import httptools
+
+#: A request line, whatever its method.
+_REQUEST_LINE: Final = re.compile(rb"(?m)^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/\d\.\d\r?$")
 
 #: The request methods the clients' server knows (others are a 501).
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "OPTIONS"})
@@ -99,7 +103,12 @@ class HTTPServer:
                 raise
             self._refuse(refusal.status, refusal.reason)
         except httptools.HttpParserInvalidMethodError:
-            self._refuse(501, "unknown request method")
+            # (a well-formed request line naming a method nobody knows: 501; a line that
+            # is no request line at all: 400)
+            if _REQUEST_LINE.search(data):
+                self._refuse(501, "unknown request method")
+            else:
+                self._refuse(400, "malformed request line")
         except httptools.HttpParserUpgrade:
             self._refuse(501, "no upgrade is served here")
         except httptools.HttpParserError as exc:
