@@ -7,6 +7,9 @@
  *   loadgen bulk     PORT SECONDS               TCP: stream 64 KiB writes, count echo
  *   loadgen churn    PORT CONCURRENCY SECONDS   TCP: connect, 64-byte echo, close
  *   loadgen idle     PORT CONNS                 open CONNS, print, wait for stdin, exit
+ *   loadgen http     PORT CONNS SECONDS FILE    HTTP/1.1 keep-alive: send the request held
+ *                                               in FILE, read the whole response, again
+ *   loadgen httpidle PORT CONNS FILE            as idle, each connection served one request
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -213,6 +216,110 @@ static int idle(int n) {
   return 0;
 }
 
+static char *read_request(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) die("request file");
+  static char request[65536];
+  *size = fread(request, 1, sizeof request, f);
+  fclose(f);
+  return request;
+}
+
+/* Where a response held in buf (len bytes so far) ends, or 0 when it is not whole yet:
+ * its head, then Content-Length bytes (none for 204 and 304). */
+static size_t response_end(const char *buf, size_t len) {
+  const char *head_end = memmem(buf, len, "\r\n\r\n", 4);
+  if (!head_end) return 0;
+  size_t head = (size_t)(head_end - buf) + 4, body = 0;
+  for (const char *p = buf; p < head_end; p++) {
+    if ((p == buf || p[-1] == '\n') && !strncasecmp(p, "content-length:", 15)) {
+      body = strtoul(p + 15, NULL, 10);
+      break;
+    }
+  }
+  return len >= head + body ? head + body : 0;
+}
+
+/* CONNS keep-alive connections, each with one request in flight. */
+static int http(int n, double seconds, const char *path) {
+  size_t size;
+  const char *request = read_request(path, &size);
+  int ep = epoll_create1(0), *fds = calloc(n, sizeof(int));
+  size_t *got = calloc(n, sizeof(size_t)), cap = 1 << 24, count = 0;
+  char **bufs = calloc(n, sizeof(char *));
+  double *sent_at = calloc(n, sizeof(double));
+  float *lat = malloc(cap * sizeof(float));
+  for (int i = 0; i < n; i++) {
+    fds[i] = tcp_connect(0);
+    fcntl(fds[i], F_SETFL, O_NONBLOCK);
+    bufs[i] = malloc(1 << 20);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+  }
+  double start = now(), end = start + seconds, warm = start + seconds * 0.1, from = 0, cpu0 = 0;
+  long done = 0;
+  for (int i = 0; i < n; i++) {
+    sent_at[i] = now();
+    if (write(fds[i], request, size) != (ssize_t)size) die("write");
+  }
+  struct epoll_event events[1024];
+  while (now() < end) {
+    int k = epoll_wait(ep, events, 1024, 50);
+    double t = now();
+    if (!from && t >= warm) { from = t; done = 0; count = 0; cpu0 = cpu_seconds(); }
+    for (int j = 0; j < k; j++) {
+      int i = events[j].data.u32;
+      ssize_t r = read(fds[i], bufs[i] + got[i], (1 << 20) - got[i]);
+      if (r < 0 && errno == EAGAIN) continue;
+      if (r <= 0) { fprintf(stderr, "connection closed\n"); return 1; }
+      got[i] += r;
+      size_t whole = response_end(bufs[i], got[i]);
+      if (!whole) {
+        if (got[i] == 1 << 20) { fprintf(stderr, "response too large\n"); return 1; }
+        continue;
+      }
+      if (strncmp(bufs[i], "HTTP/1.1 200", 12)) {
+        fprintf(stderr, "unexpected response: %.40s\n", bufs[i]);
+        return 1;
+      }
+      got[i] = 0;
+      if (from) { done++; if (count < cap) lat[count++] = (float)((t - sent_at[i]) * 1e6); }
+      sent_at[i] = t;
+      if (write(fds[i], request, size) != (ssize_t)size) die("write");
+    }
+  }
+  double elapsed = now() - from;
+  qsort(lat, count, sizeof(float), cmp);
+  printf("{\"requests_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
+         "\"generator_cpu\": %.2f}\n",
+         done / elapsed, count ? lat[count / 2] : 0.0, count ? lat[(size_t)(count * 0.99)] : 0.0,
+         (cpu_seconds() - cpu0) / elapsed);
+  return 0;
+}
+
+/* Open CONNS keep-alive connections, each served one request, then hold them. */
+static int http_idle(int n, const char *path) {
+  size_t size;
+  const char *request = read_request(path, &size);
+  int *fds = calloc(n, sizeof(int));
+  static char buf[1 << 16];
+  for (int i = 0; i < n; i++) {
+    fds[i] = tcp_connect(0);
+    if (write(fds[i], request, size) != (ssize_t)size) die("write");
+    size_t got = 0;
+    while (!response_end(buf, got)) {
+      ssize_t r = read(fds[i], buf + got, sizeof buf - got);
+      if (r <= 0) die("response");
+      got += r;
+    }
+  }
+  printf("{\"open\": %d}\n", n);
+  fflush(stdout);
+  char line[16];
+  if (!fgets(line, sizeof line, stdin)) { /* stdin closed: exit */ }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) { fprintf(stderr, "usage: see loadgen.c\n"); return 2; }
   struct rlimit rl;
@@ -228,6 +335,8 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "bulk") && argc == 4) return bulk(atof(argv[3]));
   if (!strcmp(mode, "churn") && argc == 5) return churn(atoi(argv[3]), atof(argv[4]));
   if (!strcmp(mode, "idle") && argc == 4) return idle(atoi(argv[3]));
+  if (!strcmp(mode, "http") && argc == 6) return http(atoi(argv[3]), atof(argv[4]), argv[5]);
+  if (!strcmp(mode, "httpidle") && argc == 5) return http_idle(atoi(argv[3]), argv[4]);
   fprintf(stderr, "usage: see loadgen.c\n");
   return 2;
 }

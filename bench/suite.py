@@ -92,6 +92,46 @@ def _trio_mona_luasocket(size: int) -> Callable[[int], list[str]]:
                          "--log-level", "WARN"]  # fmt: skip
 
 
+def _trio_mona_http(port: int) -> list[str]:
+    """The HTTP site (servers/http_site): a 1 KiB file and a Lua method."""
+    site = str(HERE / "servers" / "http_site")
+    return [sys.executable, "-m", "trio_mona", "run", site, "--http", str(port), "--set",
+            "HTTP.timeout=3600", "--log-level", "WARN", "--data", ":memory:"]  # fmt: skip
+
+
+def _asgi(server: str) -> Callable[[int], list[str]]:
+    """servers/asgi_site.py under uvicorn (httptools, uvloop) or hypercorn (Trio)."""
+    where = str(HERE / "servers")
+    if server == "uvicorn":
+        return lambda port: [sys.executable, "-m", "uvicorn", "--app-dir", where, "--port",
+                             str(port), "--http", "httptools", "--loop", "uvloop",
+                             "--no-access-log", "--log-level", "warning",
+                             "--timeout-keep-alive", "3600", "asgi_site:app"]  # fmt: skip
+    return lambda port: [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind",
+                         f"127.0.0.1:{port}", "--keep-alive", "3600", "--log-level", "warning",
+                         f"{where}/asgi_site.py:app"]  # fmt: skip
+
+
+def _nginx(port: int) -> list[str]:
+    """Debian's nginx, one worker, serving servers/http_site's file (the ceiling)."""
+    prefix = RESULTS / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    site = HERE / "servers" / "http_site"
+    (prefix / "nginx.conf").write_text(
+        "worker_processes 1; error_log stderr; pid nginx.pid;\n"
+        "events { worker_connections 20000; }\n"
+        "http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600;\n"
+        "  client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp;\n"
+        "  uwsgi_temp_path tmp; scgi_temp_path tmp;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {site}; }}\n}}\n"
+    )
+    return ["nginx", "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"]
+
+
+def _module(name: str) -> Callable[[], bool]:
+    return lambda: importlib.util.find_spec(name) is not None
+
+
 def _copas_available() -> bool:
     if not shutil.which("luajit"):
         return False
@@ -124,6 +164,12 @@ SERVERS = [
         ],
         lambda: importlib.util.find_spec("uvloop") is not None,
     ),
+    # The HTTP workloads' servers (their names start with "http").
+    Server("http trio_mona", _trio_mona_http, serves=("http",)),
+    Server("http uvicorn", _asgi("uvicorn"), _module("uvicorn"), serves=("http",)),
+    Server("http hypercorn", _asgi("hypercorn"), _module("hypercorn"), serves=("http",)),
+    Server("http nginx", _nginx, lambda: shutil.which("nginx") is not None,
+           serves=("http static", "http idle")),  # fmt: skip
     Server(
         "copas (luajit)",
         lambda port: ["luajit", str(HERE / "servers" / "copas_echo.lua"), str(port)],
@@ -144,7 +190,35 @@ WORKLOADS: dict[str, tuple[Callable[[float], list[str]], str, bool]] = {
     "udp echo, 10 clients": (lambda s: ["udp", "10", "64", str(s)], "round_trips_per_s", True),
     "bulk, 1 conn": (lambda s: ["bulk", str(s)], "mb_per_s", True),
     "churn, 10 at once": (lambda s: ["churn", "10", str(s)], "connections_per_s", True),
+    # (HTTP/1.1 keep-alive; the request each connection repeats: REQUESTS)
+    "http static 1 KiB, 100 conns": (
+        lambda s: ["http", "100", str(s), str(RESULTS / "get_file.http")],
+        "requests_per_s",
+        True,
+    ),
+    "http json call, 100 conns": (
+        lambda s: ["http", "100", str(s), str(RESULTS / "post_json.http")],
+        "requests_per_s",
+        True,
+    ),
 }
+
+#: The requests of the HTTP workloads, written to RESULTS for the generator.
+REQUESTS = {
+    "get_file.http": b"GET /file.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadgen\r\n"
+    b"Accept: */*\r\n\r\n",
+    "post_json.http": b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadgen\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 13\r\n\r\n[\"sum\", 2, 3]",
+}
+IDLE = ("idle memory, 10k conns", "http idle memory, 10k conns")
+
+
+def serves(server: Server, workload: str) -> bool:
+    """Echo servers serve the echo workloads, HTTP servers the HTTP ones (each within
+    its ``serves`` prefixes)."""
+    if workload.startswith("http") != server.name.startswith("http"):
+        return False
+    return not server.serves or workload.startswith(server.serves)
 
 
 def pinned(core: int | str, command: list[str]) -> list[str]:
@@ -195,10 +269,11 @@ def loadgen(binary: Path, port: int, args: list[str], seconds: float) -> dict[st
     return dict(json.loads(result.stdout))
 
 
-def idle_memory(binary: Path, port: int, pid: int) -> dict[str, float]:
+def idle_memory(binary: Path, port: int, pid: int, http: bool) -> dict[str, float]:
     before = rss_kib(pid)
+    mode = ["httpidle", str(port), str(IDLE_CONNECTIONS), str(RESULTS / "get_file.http")]
     holder = subprocess.Popen(
-        pinned(1, [str(binary), "idle", str(port), str(IDLE_CONNECTIONS)]),
+        pinned(1, [str(binary), *(mode if http else ["idle", str(port), str(IDLE_CONNECTIONS)])]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout is not None
@@ -239,7 +314,7 @@ class Running:
         wait_listening(self.port, self.process)
 
     def measure(self, binary: Path, workload: str, seconds: float) -> dict[str, float] | None:
-        idle = workload == "idle memory, 10k conns"
+        idle = workload in IDLE
         if idle:
             self.stop()  # a fresh process: memory freed by earlier runs would be reused
         self.ensure(idle)
@@ -247,7 +322,8 @@ class Running:
         try:
             if idle:
                 try:
-                    return idle_memory(binary, self.port, self.process.pid)
+                    http = workload.startswith("http")
+                    return idle_memory(binary, self.port, self.process.pid, http)
                 finally:
                     self.stop()  # (the next workload wants the usual process)
             return loadgen(binary, self.port, WORKLOADS[workload][0](seconds), seconds)
@@ -322,7 +398,9 @@ def main() -> None:
     if args.only:
         servers = [s for s in servers if s.name in args.only.split(",")]
     skipped = [s.name for s in SERVERS if not s.available()]
-    workloads = [*WORKLOADS, "idle memory, 10k conns"]
+    workloads = [*WORKLOADS, *IDLE]
+    for name, request in REQUESTS.items():
+        (RESULTS / name).write_bytes(request)
     if args.workloads:
         workloads = [
             w for w in workloads if any(w.startswith(p) for p in args.workloads.split(","))
@@ -341,8 +419,7 @@ def main() -> None:
                 print(f"{workload} [{repetition + 1}/{args.repeat}]", file=sys.stderr, flush=True)
                 turn = repetition % len(running)
                 for instance in running[turn:] + running[:turn]:
-                    serves = instance.server.serves
-                    if serves and not workload.startswith(serves):
+                    if not serves(instance.server, workload):
                         continue
                     result = instance.measure(binary, workload, args.seconds)
                     runs.setdefault(workload, {}).setdefault(instance.server.name, [])

@@ -67,6 +67,20 @@ def confined(root: Path, path: Path) -> str | None:
     return real if real.startswith(os.fspath(root) + os.sep) else None
 
 
+def _regular_file(root: Path, folder: Path, name: str) -> tuple[str, os.stat_result] | None:
+    """The file *name* of *folder* (an application's folder: a real folder below
+    *root*, as the application tree finds them) and its status, if it is a regular
+    file inside *root*; a symbolic link is followed only to a file inside."""
+    path = os.path.join(folder, name)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        real = confined(root, Path(path))
+        if real is None:
+            return None
+        path, info = real, os.stat(real)
+    return (path, info) if stat.S_ISREG(info.st_mode) else None
+
+
 def file_response(
     root: Path, folder: Path, name: str, request: Request, variables: dict[str, str] | None
 ) -> FileResponse:
@@ -80,15 +94,13 @@ def file_response(
         or static.never_served(name)
     ):
         return error(404, f"File {name} doesn't exist")
-    real = confined(root, folder / name)
     try:
-        if real is None:
-            raise FileNotFoundError
-        info = os.stat(real)
+        found = _regular_file(root, folder, name)
     except OSError:
+        found = None
+    if found is None:
         return error(404, f"File {name} doesn't exist")
-    if not stat.S_ISREG(info.st_mode):
-        return error(404, f"File {name} doesn't exist")
+    real, info = found
     headers: Headers = [("Content-Type", static.content_type(name))]
     if variables is not None:
         return _template(real, info.st_size, headers, variables)

@@ -110,4 +110,4 @@ class ClientHost:
 
     def timeout(self, client: Client, seconds: float) -> None:
         client.timeout = float(seconds)
-        _session(client).wake()
+        _session(client).wake(always=True)

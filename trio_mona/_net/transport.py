@@ -105,6 +105,8 @@ class Transport(Endpoint):
     _ready: bool = False
     #: The peer hung up: read to the end instead of stopping at a short read.
     _hangup: bool = False
+    #: The task waits with no idle limit (:meth:`wake`).
+    _unbounded: bool = False
     _eof: bool = False
     #: A task waited on the socket through Trio (connect, flusher): Trio is told before
     #: it closes (else there is nothing to tell, and telling costs a system call).
@@ -370,9 +372,11 @@ class Transport(Endpoint):
         if inbound.full:  # (else the send queue stopped it: the flusher resumes)
             inbound.paused = True
 
-    def wake(self) -> None:
-        """Have the transport's task look at the idle limit again."""
-        self._wake_task()
+    def wake(self, *, always: bool = False) -> None:
+        """The idle limit may have changed: have the transport's task look at it again
+        if it waits with none (else its timer will; *always*: a limit made shorter)."""
+        if always or self._unbounded:
+            self._wake_task()
 
     def _wake_task(self) -> None:
         event = self._wake
@@ -474,7 +478,11 @@ class Transport(Endpoint):
             while not self._eof:
                 idle = self.idle_limit()
                 if not idle:
-                    await self._sleep()
+                    self._unbounded = True
+                    try:
+                        await self._sleep()
+                    finally:
+                        self._unbounded = False
                     continue
                 quiet = time.monotonic() - max(self._last_receive, self._last_send)
                 if quiet >= idle:

@@ -10,6 +10,7 @@ above the applications folder. What comes out names no place outside it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Container
 from typing import Final, TypeAlias
 from urllib.parse import unquote_to_bytes
@@ -54,7 +55,8 @@ class BadPath:
 Resolved: TypeAlias = Target | Redirect | NoApplication | BadPath
 
 
-def segments(path: str) -> list[str] | BadPath:
+@functools.lru_cache(maxsize=1024)
+def segments(path: str) -> tuple[str, ...] | BadPath:
     """The path's segments, decoded, with ``.``, ``..`` and empty ones resolved."""
     if not path.startswith("/"):
         return BadPath("the path must begin with /")
@@ -74,7 +76,7 @@ def segments(path: str) -> list[str] | BadPath:
                 found.pop()
             continue
         found.append(segment)
-    return found
+    return tuple(found)
 
 
 def resolve(path: str, applications: Container[str]) -> Resolved:

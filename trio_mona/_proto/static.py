@@ -11,6 +11,7 @@ dot-files are never served or listed, types come from an explicit table (unknown
 from __future__ import annotations
 
 import email.utils
+import functools
 import html
 from collections.abc import Iterable
 from typing import Final
@@ -59,6 +60,7 @@ def content_type(name: str) -> str:
     return CONTENT_TYPES.get(name[dot:].lower(), DEFAULT_TYPE) if dot > 0 else DEFAULT_TYPE
 
 
+@functools.lru_cache(maxsize=256)
 def last_modified(mtime: float) -> str:
     """A file's time as ``Last-Modified`` says it (GMT)."""
     return email.utils.formatdate(mtime, usegmt=True)
