@@ -168,8 +168,12 @@ SERVERS = [
     Server("http trio_mona", _trio_mona_http, serves=("http",)),
     Server("http uvicorn", _asgi("uvicorn"), _module("uvicorn"), serves=("http",)),
     Server("http hypercorn", _asgi("hypercorn"), _module("hypercorn"), serves=("http",)),
-    Server("http nginx", _nginx, lambda: shutil.which("nginx") is not None,
-           serves=("http static", "http idle")),  # fmt: skip
+    Server(
+        "http nginx",
+        _nginx,
+        lambda: shutil.which("nginx") is not None,
+        serves=("http static", "http idle"),
+    ),  # fmt: skip
     Server(
         "copas (luajit)",
         lambda port: ["luajit", str(HERE / "servers" / "copas_echo.lua"), str(port)],
@@ -208,7 +212,7 @@ REQUESTS = {
     "get_file.http": b"GET /file.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadgen\r\n"
     b"Accept: */*\r\n\r\n",
     "post_json.http": b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadgen\r\n"
-    b"Content-Type: application/json\r\nContent-Length: 13\r\n\r\n[\"sum\", 2, 3]",
+    b'Content-Type: application/json\r\nContent-Length: 13\r\n\r\n["sum", 2, 3]',
 }
 IDLE = ("idle memory, 10k conns", "http idle memory, 10k conns")
 

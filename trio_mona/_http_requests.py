@@ -26,6 +26,7 @@ from ._clients.replies import Answer, ErrorReply, FileReply, Listing
 from ._core.addresses import LOCALHOST, SocketAddress, parse_target
 from ._core.config import HTTPSettings
 from ._core.events import Call, SessionClosed, SessionData
+from ._formats.json import flat_values
 from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable
 from ._net.sockets import Sockets
@@ -191,9 +192,15 @@ class HTTPRequests:
             client = self._client(session, app.env, found.app, request)
         assert client is not None
         content_type = header(request, "Content-Type") or ""
+        body: bytes | None = request.body
+        values: tuple[object, ...] = ()
+        if request.method == "POST" and "json" in content_type.lower():
+            flat = flat_values(request.body)  # (then no tape: most calls are these)
+            if flat is not None:
+                body, values = None, flat
         result = self._bridge.http_request(
             client.table, old, new, request.method.encode(), found.name.encode(),
-            request.query.encode("latin-1"), request.body, content_type.encode("latin-1"),
+            request.query.encode("latin-1"), body, content_type.encode("latin-1"), *values,
         )  # fmt: skip
         self._executor.settle(result, (), partial(self._job_ended, session, request))
 

@@ -7,6 +7,7 @@ import httptools
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_mona._formats.json import flat_values
 from trio_mona._proto.http import (
     CLOSED,
     NEED_DATA,
@@ -184,3 +185,19 @@ def test_cors_echoes_the_origin_and_answers_a_preflight() -> None:
     }
     assert header(preflight, "ORIGIN") == "http://a.example"
     assert header(preflight, "Cookie") is None
+
+
+def test_flat_json_arrays_reach_lua_without_a_tape() -> None:
+    assert flat_values(b'["sum", 2, 3.5, true, null, "caf\\u00e9"]') == (
+        b"sum",
+        2,
+        3.5,
+        True,
+        None,
+        "café".encode(),
+    )
+    # What only fromJSON's reader does right: nested values, dates, odd numbers, bad text.
+    for document in [b'["a", [1]]', b'[{"a": 1}]', b'["2024-01-02T03:04:05.678Z"]',
+                     b"[1e999]", b"[18446744073709551616]", b'{"a": 1}', b"[NaN]",
+                     b"[not json", b'["\\xff"]']:  # fmt: skip
+        assert flat_values(document) is None, document

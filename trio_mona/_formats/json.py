@@ -119,3 +119,36 @@ def read(tapes: Tapes, document: bytes) -> tuple[object, ...]:
         return None, b"a lone surrogate (\\ud800-\\udfff) in a string"
     except ValueError as exc:
         return None, str(exc).encode()
+
+
+def flat_values(document: bytes) -> tuple[object, ...] | None:
+    """The items of *document* when it is an array of plain scalars (strings not in
+    the date layout, 64-bit integers, finite floats, booleans, null), as Lua receives
+    them (strings as bytes); else None, and fromJSON's reader does the work. A call's
+    arguments are mostly such an array: they then reach Lua with no tape."""
+    try:
+        value = _decoder.decode(document.decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if value.__class__ is not list:
+        return None
+    found: list[object] = []
+    for item in value:
+        cls = item.__class__
+        if cls is str:
+            if len(item) == 24 and item[10] == "T" and _DATE.match(item):
+                return None
+            found.append(item.encode())
+        elif cls is int:
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                return None
+            found.append(item)
+        elif cls is float:
+            if item - item:
+                return None
+            found.append(item)
+        elif cls is bool or item is None:
+            found.append(item)
+        else:
+            return None
+    return tuple(found)

@@ -360,9 +360,10 @@ local function method_named(client, name)
   return nil
 end
 
-local function dispatch(client, p, kind, name, query, body, content_type)
+local function dispatch(client, p, kind, name, query, body, content_type, values, count)
   if kind == "POST" then
-    local format_name, values, count = body_values(content_type, body)
+    local format_name = "json" -- (Python read the body already: JSON with plain values)
+    if values == nil then format_name, values, count = body_values(content_type, body) end
     p.format = format_name
     local fn = method_named(client, name)
     if fn ~= nil then return call_method(client, p, name, fn, values, count) end
@@ -438,14 +439,19 @@ local function request_job(client, request)
   if request.old ~= nil then disconnect(request.old) end
   local p = private[client]
   if request.new and not connect(client, p, request.query) then return 0 end
-  dispatch(client, p, request.kind, request.name, request.query, request.body, request.content_type)
+  dispatch(client, p, request.kind, request.name, request.query, request.body,
+    request.content_type, request.values, request.count)
   return 0
 end
 
--- One request for `client` (new: it is new, and `old` the client it replaces).
-function api.http_request(client, old, new, kind, name, query, body, content_type)
-  return run(request_job, client, { old = old, new = new, kind = kind, name = name,
-    query = query, body = body, content_type = content_type })
+-- One request for `client` (new: it is new, and `old` the client it replaces). A POST
+-- whose body is nil comes with its values, which Python read (a JSON array of plain
+-- values: _formats/json.py's flat_values).
+function api.http_request(client, old, new, kind, name, query, body, content_type, ...)
+  local request = { old = old, new = new, kind = kind, name = name, query = query,
+    body = body, content_type = content_type }
+  if body == nil then request.values, request.count = { ... }, select("#", ...) end
+  return run(request_job, client, request)
 end
 
 local function disconnect_job(client)
