@@ -173,7 +173,7 @@ SERVERS = [
         _nginx,
         lambda: shutil.which("nginx") is not None,
         serves=("http static", "http idle"),
-    ),  # fmt: skip
+    ),
     Server(
         "copas (luajit)",
         lambda port: ["luajit", str(HERE / "servers" / "copas_echo.lua"), str(port)],
