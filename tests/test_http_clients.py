@@ -216,3 +216,46 @@ async def test_the_blacklist_applies(tmp_path: Path, caplog: pytest.LogCaptureFi
         data = await raw_exchange(http_port(runtime), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert data == b""
     await wait_for_log(caplog, "blacklisted")
+
+
+async def test_the_connection_limits_apply(tmp_path: Path) -> None:
+    async with running(
+        tmp_path, CLIENTS, HTTP__port="0", trio_mona__max_server_connections="1"
+    ) as runtime:
+        port = http_port(runtime)
+        async with await HTTPClient.open(port) as first:
+            assert (await first.request("GET", "/whoami")).status == 200
+            refused = await trio.open_tcp_stream("127.0.0.1", port)
+            async with refused:
+                with trio.fail_after(5):
+                    try:  # (reset at once: the write or the read fails, or reads nothing)
+                        await refused.send_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+                        answer = await refused.receive_some(100)
+                    except trio.BrokenResourceError:
+                        answer = b""
+                assert answer == b""
+        assert (await get(port, "/whoami")).status == 200  # (the first one closed)
+
+
+async def test_writes_no_request_takes_are_bounded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = """
+    function onConnection(client)
+      function client:hi() return "hi" end
+      keep = client
+    end
+    function flood()
+      for _ = 1, 20 do keep.writer:writeRaw(string.rep("x", 1000)) end
+    end
+    """
+    settings = {"trio_mona__soft_limit": "1024", "trio_mona__hard_limit": "8192"}
+    async with running(tmp_path, source, HTTP__port="0", **settings) as runtime:
+        async with await HTTPClient.open(http_port(runtime)) as client:
+            assert (await client.request("GET", "/hi")).body == b'["hi"]'
+            await lua(runtime, "flood()")
+            with trio.fail_after(5):
+                assert await client.stream.receive_some(100) == b""
+        await wait_for_log(
+            caplog, "bytes written that no request took (trio_mona.hard_limit): closed"
+        )

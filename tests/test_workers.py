@@ -217,3 +217,30 @@ def test_os_exit_in_one_worker_stops_them_all(tmp_path: Path, port: int) -> None
         server.kill()
     assert re.search(r"worker \d stopped on its own: stopping the others", server.text())
     assert "restarting" not in server.text()
+
+
+def test_workers_share_the_http_port(tmp_path: Path, port: int) -> None:
+    apps = write_app(tmp_path / "apps", """
+        function onConnection(client)
+          function client:who() return mona.configs["trio_mona.reuse_port"] end
+          INFO("client on ", client.path)
+        end
+    """)  # fmt: skip
+    server = Server(tmp_path / "log", str(apps), "--workers", "2", "--data", ":memory:",
+                    "--http", str(port), "--log-level", "DEBUG")  # fmt: skip
+    try:
+        server.wait_for(r"worker \d INFO .*HTTP: serving on", 2)
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 OK")
+            assert answer.endswith(b"[true]")
+        served = re.findall(r"worker (\d) INFO .*client on", server.text())
+        assert len(served) == 40
+        assert set(served) == {"1", "2"}
+        assert server.stop() == 0
+    finally:
+        server.kill()
