@@ -11,7 +11,7 @@ import trio
 
 import trio_mona
 
-from .helpers import lua, lua_until, messages, running, wait_for_log, write_app
+from .helpers import lua, lua_until, messages, running, wait_for_log, wait_until, write_app
 from .http_client import HTTPClient, get, http_port, raw_exchange
 
 CLIENTS = """
@@ -218,6 +218,19 @@ async def test_the_blacklist_applies(tmp_path: Path, caplog: pytest.LogCaptureFi
     await wait_for_log(caplog, "blacklisted")
 
 
+async def _refused(port: int) -> bool:
+    """Whether a connection to *port* is reset at once (the connect, the write or the
+    read fails, or reads nothing)."""
+    with trio.fail_after(5):
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+                return await stream.receive_some(100) == b""
+        except (OSError, trio.BrokenResourceError):
+            return True
+
+
 async def test_the_connection_limits_apply(tmp_path: Path) -> None:
     async with running(
         tmp_path, CLIENTS, HTTP__port="0", trio_mona__max_server_connections="1"
@@ -225,15 +238,8 @@ async def test_the_connection_limits_apply(tmp_path: Path) -> None:
         port = http_port(runtime)
         async with await HTTPClient.open(port) as first:
             assert (await first.request("GET", "/whoami")).status == 200
-            refused = await trio.open_tcp_stream("127.0.0.1", port)
-            async with refused:
-                with trio.fail_after(5):
-                    try:  # (reset at once: the write or the read fails, or reads nothing)
-                        await refused.send_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
-                        answer = await refused.receive_some(100)
-                    except trio.BrokenResourceError:
-                        answer = b""
-                assert answer == b""
+            assert await _refused(port)
+        await wait_until(lambda: runtime.statistics().tcp_connections == 0)
         assert (await get(port, "/whoami")).status == 200  # (the first one closed)
 
 
