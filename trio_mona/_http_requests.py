@@ -142,7 +142,7 @@ class HTTPRequests:
             if event is NEED_DATA:
                 if not session.backlog:
                     return
-                self._feed(session, session.backlog.popleft())
+                self._feed(session, session.backlog.pop(0))
                 continue
             if event is CLOSED:
                 return
