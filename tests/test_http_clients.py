@@ -265,3 +265,25 @@ async def test_writes_no_request_takes_are_bounded(
         await wait_for_log(
             caplog, "bytes written that no request took (trio_mona.hard_limit): closed"
         )
+
+
+async def test_requests_sent_before_the_client_closed_its_side_are_answered(tmp_path: Path) -> None:
+    source = """
+    local socket = require "socket"
+    function onConnection(client)
+      function client:slow(args) socket.sleep(0.2) return args.n end
+    end
+    """
+    async with running(tmp_path, source, HTTP__port="0") as runtime:
+        stream = await trio.open_tcp_stream("127.0.0.1", http_port(runtime))
+        async with stream:
+            await stream.send_all(
+                b"GET /slow?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow?n=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            await stream.send_eof()
+            answer = b""
+            with trio.fail_after(5):
+                while chunk := await stream.receive_some(65536):
+                    answer += chunk
+        assert answer.count(b"HTTP/1.1 200 OK") == 2
+        assert answer.endswith(b"[2]")

@@ -234,7 +234,10 @@ class HTTPRequests:
 
     def _job_ended(self, session: HTTPSession, request: Request, _: object) -> None:
         if session.request is not request or session.phase is not RUNNING:
-            return  # (closed meanwhile)
+            return  # (refused meanwhile)
+        if session.state is not CONNECTED:
+            session.phase = IDLE  # (closed meanwhile: nobody waits for the answer)
+            return
         answer = session.job_ended()
         if answer is not None:
             self._send(session, request, answer)

@@ -99,6 +99,15 @@ class HTTPSession(Transport):
             self.client.silent = True
         super().unload()
 
+    def unfinished(self) -> bool:
+        # (requests read before the peer closed its side are answered first)
+        return (
+            self.inbound.unconsumed > 0
+            or self.phase is not IDLE
+            or bool(self.backlog)
+            or self.parser.pending
+        )
+
     def idle_limit(self) -> float:
         if self.phase is not IDLE:
             return 0.0  # (a request in hand has its own bound, or streams)
@@ -218,7 +227,7 @@ class HTTPSession(Transport):
         if close:
             self.close()
             return
-        self.wake()  # (the idle bound counts again)
+        self.wake()  # (the idle bound counts again; or the peer has closed its side)
         if self.on_answered is not None:
             self.on_answered(self)
 

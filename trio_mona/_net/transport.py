@@ -121,6 +121,12 @@ class Transport(Endpoint):
         """The socket is closed (:attr:`error` says why, when it failed): report it."""
         raise NotImplementedError
 
+    def unfinished(self) -> bool:
+        """Whether the consumer still has work with what it read (the peer closed its
+        side: the connection closes once it has none); it calls :meth:`wake` when
+        that ends. The Lua client's work ends when it has taken every byte."""
+        return self.inbound.unconsumed > 0
+
     def idle_limit(self) -> float:
         """Seconds without a byte either way before the connection is closed (0:
         never); asked again whenever the transport's task wakes (:meth:`wake`)."""
@@ -491,9 +497,14 @@ class Transport(Endpoint):
                 with trio.move_on_after(idle - quiet):
                     await self._sleep()
             # Peer closed: let the consumer see what was read (and answer it), then close.
-            while self.inbound.unconsumed > 0 and self.state is CONNECTED:
-                self.inbound.paused = True  # (its takes wake this task)
-                await self._sleep()
+            while self.state is CONNECTED and self.unfinished():
+                if self.inbound.unconsumed > 0:
+                    self.inbound.paused = True  # (its takes wake this task)
+                self._unbounded = True  # (and so does wake())
+                try:
+                    await self._sleep()
+                finally:
+                    self._unbounded = False
             if self.state is CONNECTED:
                 self.state = CLOSING
         finally:
