@@ -6,6 +6,13 @@ with two worker processes on both cores), plain Trio streams,
 asyncio (protocols), uvloop when it is installed, and native Lua with LuaSocket + copas
 when Debian's ``lua-socket``, ``lua-copas`` and ``luajit`` are installed.
 
+HTTP servers (their names begin with ``http``; their workloads too): trio_mona serving
+``servers/http_site`` (a 1 KiB file, a Lua method), uvicorn (httptools, uvloop) and
+hypercorn (Trio) serving the same from ``servers/asgi_site.py``, and Debian's nginx
+(the file only: the ceiling): a 1 KiB file and a JSON POST to a method returning a
+small table over 100 keep-alive connections (requests/s, p50/p99), and idle memory per
+keep-alive connection.
+
 Workloads (the C generator ``loadgen.c``, compiled here with gcc): TCP echo ping-pong
 at 1, 10, 100 and 1,000 connections (64-byte messages; round trips/s, p50/p99), UDP
 ping-pong with 10 clients, bulk streaming through one connection (MB/s), connection
@@ -24,6 +31,7 @@ The generator's CPU use is reported: near 1.0 means it, not the server, was the 
 Results: a table on stdout and ``bench/results/suite.json``.
 
     python bench/suite.py [--seconds 2] [--repeat 3] [--only NAME,...] [--quick]
+                          [--workloads PREFIX,...] [--network-only]
 """
 
 from __future__ import annotations
@@ -391,6 +399,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated server names")
     parser.add_argument("--workloads", default="", help="comma-separated workload prefixes")
     parser.add_argument("--quick", action="store_true", help="1 s runs, 1 repetition")
+    parser.add_argument(
+        "--network-only",
+        action="store_true",
+        help="only the servers' workloads (results: suite_network.json), not the in-process ones",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.repeat = 1.0, 1
@@ -433,6 +446,10 @@ def main() -> None:
             instance.stop()
 
     table = summarize(runs, workloads)
+    if args.network_only:
+        print_table(table, {})
+        (RESULTS / "suite_network.json").write_text(json.dumps({"rows": table}, indent=2))
+        return
     in_process = {engine: dispatch(engine) for engine in ("lua54", "luajit21")}
     converting = conversions()
     storing = persistent_data(args.seconds, args.repeat)
