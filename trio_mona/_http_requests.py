@@ -22,9 +22,10 @@ from ._clients.client import Client
 from ._clients.files import file_response, listing_response
 from ._clients.http_listener import NO_APPLICATION, HTTPListener
 from ._clients.http_session import IDLE, RUNNING, HTTPSession
-from ._clients.replies import Answer, ErrorReply, FileReply, Listing
+from ._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply, Upgraded
+from ._clients.websocket import WebSocketChannel
 from ._core.addresses import LOCALHOST, SocketAddress, parse_target
-from ._core.config import HTTPSettings
+from ._core.config import HTTPSettings, WebSocketSettings
 from ._core.events import Call, SessionClosed, SessionData
 from ._formats.json import flat_values
 from ._lua.bindings import SocketBindings
@@ -32,8 +33,10 @@ from ._lua.bridge import LuaBridge, LuaTable
 from ._net.sockets import Sockets
 from ._net.transport import CONNECTED
 from ._proto.cookies import parse_cookies
-from ._proto.http import CLOSED, NEED_DATA, Refused, Request, header
-from ._proto.paths import BadPath, NoApplication, Redirect, resolve
+from ._proto.http import CLOSED, NEED_DATA, Refused, Request, Upgrade, header
+from ._proto.paths import BadPath, NoApplication, Redirect, Target, resolve
+from ._proto.websocket import Accepted, NotWebSocket, upgrade
+from ._websocket_messages import WebSocketMessages
 
 if TYPE_CHECKING:
     from ._executor import Executor
@@ -58,6 +61,7 @@ class HTTPRequests:
     def __init__(
         self,
         settings: HTTPSettings,
+        websocket_settings: WebSocketSettings,
         bridge: LuaBridge,
         executor: Executor,
         applications: Applications,
@@ -65,6 +69,8 @@ class HTTPRequests:
         bindings: SocketBindings,
     ) -> None:
         self.settings = settings
+        self.websocket_settings = websocket_settings
+        self.websocket = WebSocketMessages(bridge, executor)
         self._bridge = bridge
         self._executor = executor
         self._applications = applications
@@ -102,6 +108,9 @@ class HTTPRequests:
         session = event.conn
         if session.phase is not IDLE or session.backlog:
             session.backlog.append(event)  # (its turn comes once the request in hand is)
+            return
+        if session.websocket is not None:
+            self.websocket.received(session, event)
             return
         self._feed(session, event)
         self.pump(session)
@@ -150,6 +159,10 @@ class HTTPRequests:
                 self.refused[event.status] += 1
                 log.debug("%r: refused (%d): %s", session, event.status, event.reason)
                 session.refuse(event.status, event.reason)
+                return
+            if isinstance(event, Upgrade):
+                self.requests += 1
+                self._upgrade(session, event)
                 return
             assert isinstance(event, Request)
             self.requests += 1
@@ -204,8 +217,57 @@ class HTTPRequests:
         )  # fmt: skip
         self._executor.settle(result, (), partial(self._job_ended, session, request))
 
-    def _client(self, session: HTTPSession, env: LuaTable, app: str, request: Request) -> Client:
-        client = Client(session, app, request.query)
+    def _upgrade(self, session: HTTPSession, event: Upgrade) -> None:
+        """A WebSocket upgrade: the application at the path's folder, the handshake,
+        then onConnection of a new client (docs/clients/websocket.rst); an error
+        answers its HTTP status and closes the socket."""
+        request = event.request
+        session.begin(request)
+        found = resolve(request.path, self._running)
+        if isinstance(found, Redirect):  # (the application's own folder, no slash)
+            found = Target(found.location.rstrip("/"), "")
+        if isinstance(found, BadPath):
+            session.refuse(400, found.why)
+            return
+        if isinstance(found, NoApplication):
+            session.refuse(503, f"Application {found.app} doesn't exist")
+            return
+        app = self._applications.find(found.app)
+        if app is None or app.env is None or not self._executor.lua_enabled:
+            session.refuse(503, "The application is not running")
+            return
+        settings = self.websocket_settings
+        handshake = upgrade(request, max_message=settings.maxMessage, trailing=event.trailing,
+                            compress=settings.compress)  # fmt: skip
+        if isinstance(handshake, NotWebSocket):
+            session.refuse(handshake.status, handshake.reason)
+            return
+        old = None
+        if session.client is not None:
+            old, session.client.table = session.client.table, None
+        client = self._client(session, app.env, found.app, request, b"WebSocket")
+        result = self._bridge.ws_open(client.table, old)
+        self._executor.settle(result, (), partial(self._opened, session, handshake))
+
+    def _opened(self, session: HTTPSession, handshake: Accepted, _: object) -> None:
+        answer, session.job_answer = session.job_answer, None
+        if session.state is not CONNECTED:
+            return
+        if not isinstance(answer, Upgraded):
+            message = answer.message if isinstance(answer, ErrorReply) else "refused"
+            session.refuse(500, message)
+            return
+        session.enqueue(handshake.response)
+        soft_limit = self._sockets.settings.soft_limit
+        session.upgraded(WebSocketChannel(session, handshake.server, self.websocket_settings,
+                                          soft_limit))  # fmt: skip
+        self.websocket.pump(session)  # (frames sent with the request)
+
+    def _client(
+        self, session: HTTPSession, env: LuaTable, app: str, request: Request,
+        protocol: bytes = b"HTTP",
+    ) -> Client:  # fmt: skip
+        client = Client(session, app, request.query, protocol.decode())
         fields: list[object] = []
         for name, value in request.headers:
             fields += (name.encode("latin-1"), value.encode("latin-1"))
@@ -213,7 +275,7 @@ class HTTPRequests:
             fields += (name.encode("latin-1"), value.encode("latin-1"))
         fields += (b"version", request.version.encode(), b"HTTPVersion", request.version.encode())
         client.table = self._bridge.client_new(
-            client, env, app.encode(), client.id.encode(), client.raw_id, app.encode(), b"HTTP",
+            client, env, app.encode(), client.id.encode(), client.raw_id, app.encode(), protocol,
             request.query.encode("latin-1"), self._bindings.address(session, session.peer),
             self._bridge.sequence(fields), self._parameters_table(),
         )  # fmt: skip
@@ -243,8 +305,11 @@ class HTTPRequests:
             self._send(session, request, answer)
 
     def _send(self, session: HTTPSession, request: Request, answer: Answer) -> None:
-        if not isinstance(answer, FileReply | Listing):
+        if isinstance(answer, Reply | ErrorReply):
             session.respond(answer)
+            return
+        if not isinstance(answer, FileReply | Listing):
+            session.respond(ErrorReply(500, "no answer over HTTP"))
             return
         client = session.client
         app = None if client is None else self._applications.find(client.app)

@@ -29,6 +29,7 @@ from ._core.config import (
     ConfigValue,
     HTTPSettings,
     Settings,
+    WebSocketSettings,
     configs_table,
     full_config,
     load_raw_config,
@@ -106,6 +107,7 @@ class Runtime:
         nursery: trio.Nursery,
         smtp: SMTPSettings | None = None,
         http: HTTPSettings | None = None,
+        websocket: WebSocketSettings | None = None,
     ) -> None:
         self._apps_dir = apps_dir
         self._settings = settings
@@ -142,8 +144,8 @@ class Runtime:
             self._bridge, nursery, self._executor.call, self._close_owned, apps_dir
         )
         self._http = HTTPRequests(
-            http or HTTPSettings(), self._bridge, self._executor, self._applications,
-            sockets, self._bindings,
+            http or HTTPSettings(), websocket or WebSocketSettings(), self._bridge,
+            self._executor, self._applications, sockets, self._bindings,
         )  # fmt: skip
         self._host_api = HostAPI(
             self._bridge,
@@ -390,6 +392,7 @@ class Runtime:
         with self._background_scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._applications.manage, settings.manage_interval)
+                nursery.start_soon(self._http.websocket.manage)
                 nursery.start_soon(self._persistence.retry_while_held, self._post_flush)
                 if settings.reload_interval:
                     nursery.start_soon(self._applications.watch, settings.reload_interval)
@@ -504,6 +507,7 @@ async def open_runtime(
         runtime_settings.check()
         smtp = SMTPSettings.from_config(raw)
         http = HTTPSettings.from_config(config)
+        websocket = WebSocketSettings.from_config(config)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
@@ -511,7 +515,7 @@ async def open_runtime(
     hubs: list[Hub] = []  # (closed once every task that reads through it has ended)
     try:
         async with trio.open_nursery() as nursery:
-            runtime = Runtime(folder, config, runtime_settings, nursery, smtp, http)
+            runtime = Runtime(folder, config, runtime_settings, nursery, smtp, http, websocket)
             hubs.append(runtime._sockets.hub)
             for name, function in (expose or {}).items():
                 runtime.expose(name, function)

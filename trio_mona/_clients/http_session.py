@@ -31,6 +31,7 @@ from .._proto.http import HTTPServer, Request, cors_headers, response, response_
 from .client import Client
 from .files import FileResponse, Streamed, Whole
 from .replies import ErrorReply, Reply, error_page
+from .websocket import SILENT, WebSocketChannel
 
 log = logging.getLogger("trio_mona")
 
@@ -56,7 +57,6 @@ class HTTPSession(Transport):
     """One HTTP connection (see the module docstring)."""
 
     read_event: ClassVar[type[Any]] = SessionData
-    idle_setting: ClassVar[str] = "HTTP.timeout"
 
     http: HTTPSettings = attrs.field(factory=HTTPSettings)
     parser: HTTPServer = attrs.field(
@@ -81,6 +81,8 @@ class HTTPSession(Transport):
     job_answer: Any = None
     #: Called in the executor when a request is answered, to serve the next.
     on_answered: Callable[[HTTPSession], None] | None = None
+    #: Its WebSocket side once the connection was upgraded (the HTTP part is over).
+    websocket: WebSocketChannel | None = None
     _hold_scope: trio.CancelScope | None = None
     _drained: trio.Event | None = None
 
@@ -92,7 +94,31 @@ class HTTPSession(Transport):
     def closed(self) -> None:
         if self._hold_scope is not None:
             self._hold_scope.cancel()
+        if self.websocket is not None:
+            self.websocket.ended()
         self.sockets.post(SessionClosed(self))
+
+    def upgraded(self, channel: WebSocketChannel) -> None:
+        """The connection speaks WebSocket from now on."""
+        self.websocket = channel
+        self.request = None
+        self.phase = IDLE
+        channel.start_pings(lambda task: self.sockets.spawn(self, task))  # type: ignore[arg-type]
+        self.wake(always=True)  # (its idle limit is the WebSocket one)
+
+    def idle_setting(self) -> str:
+        return "HTTP.timeout" if self.websocket is None else "WebSocket.timeout"
+
+    def last_activity(self) -> float:
+        if self.websocket is not None:
+            return self._last_receive  # (a WebSocket client is silent when it sends nothing)
+        return super().last_activity()
+
+    def idled(self, why: str) -> None:
+        if self.websocket is not None:
+            self.websocket.close(SILENT, why)
+            return
+        super().idled(why)
 
     def unload(self) -> None:
         if self.client is not None:
@@ -109,6 +135,8 @@ class HTTPSession(Transport):
         )
 
     def idle_limit(self) -> float:
+        if self.websocket is not None:
+            return self.websocket.settings.timeout
         if self.phase is not IDLE:
             return 0.0  # (a request in hand has its own bound, or streams)
         return self.timeout

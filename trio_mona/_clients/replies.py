@@ -45,7 +45,21 @@ class ErrorReply:
     message: str
 
 
-Answer: TypeAlias = Reply | FileReply | Listing | ErrorReply
+@attrs.frozen
+class Upgraded:
+    """onConnection accepted a WebSocket client: the upgrade is answered 101."""
+
+
+@attrs.frozen
+class CloseReply:
+    """A WebSocket client is closed with *code* and *reason* (a method missing or
+    failing: 1002, as MonaServer did)."""
+
+    code: int
+    reason: str
+
+
+Answer: TypeAlias = Reply | FileReply | Listing | ErrorReply | Upgraded | CloseReply
 
 
 def error_page(status: int, message: str) -> bytes:

@@ -290,22 +290,63 @@ class HTTPSettings:
             raise ConfigError(f"HTTP.port must be a port number (0: any free port), got {port!r}")
         if "host" in found:
             found["host"] = str(found["host"])
-        for name, low, high in (("timeout", 0.01, _DAY), ("maxHeaders", 1024, _MAX_BYTES),
-                                ("maxBody", 0, _MAX_BYTES)):  # fmt: skip
-            value = found.get(name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"HTTP.{name} must be a number, got {value!r}")
-            if not low <= value <= high:
-                raise ConfigError(f"HTTP.{name} must be {_number(low)} to {_number(high)}")
-            found[name] = float(value) if name == "timeout" else int(value)
+        _numbers(found, "HTTP", timeout=(0.01, _DAY), maxHeaders=(1024, _MAX_BYTES),
+                 maxBody=(0, _MAX_BYTES))  # fmt: skip
         index = found.get("index")
         if index is not None and not isinstance(index, bool | str):
             found["index"] = str(index)
         if not isinstance(found.get("cors", True), bool):
             raise ConfigError(f"HTTP.cors must be true or false, got {found['cors']!r}")
         return cls(**found)
+
+
+@attrs.frozen
+class WebSocketSettings:
+    """The ``[WebSocket]`` section: WebSocket clients on the HTTP port
+    (docs/clients/websocket.rst)."""
+
+    #: The largest message a client may send (bytes; characters of text): past it the
+    #: client is closed with 1009.
+    maxMessage: int = 1 << 20
+    #: Seconds between the server's pings (``client.ping`` is their round trip).
+    ping: float = 40.0
+    #: Seconds a client may send nothing before it is closed with 1001.
+    timeout: float = 120.0
+    #: Negotiate permessage-deflate when the browser offers it.
+    compress: bool = True
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, ConfigValue]) -> WebSocketSettings:
+        """Read and check the ``WebSocket.*`` keys.
+
+        Raises:
+            ConfigError: a key has the wrong type or an impossible value.
+        """
+        found: dict[str, Any] = {}
+        for name in ("maxMessage", "ping", "timeout", "compress"):
+            if f"WebSocket.{name}" in config:
+                found[name] = config[f"WebSocket.{name}"]
+        _numbers(found, "WebSocket", maxMessage=(1, _MAX_BYTES), ping=(0.01, _DAY),
+                 timeout=(0.01, _DAY))  # fmt: skip
+        if not isinstance(found.get("compress", True), bool):
+            raise ConfigError(
+                f"WebSocket.compress must be true or false, got {found['compress']!r}"
+            )
+        return cls(**found)
+
+
+def _numbers(found: dict[str, Any], section: str, **ranges: tuple[float, float]) -> None:
+    """Check the numbers of *found* (a section's entries) within their *ranges*; a
+    range given as floats makes a float, else an int."""
+    for name, (low, high) in ranges.items():
+        value = found.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{section}.{name} must be a number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(f"{section}.{name} must be {_number(low)} to {_number(high)}")
+        found[name] = float(value) if isinstance(low, float) else int(value)
 
 
 def configs_table(config: Mapping[str, ConfigValue]) -> dict[str, object]:

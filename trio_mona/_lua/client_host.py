@@ -11,7 +11,16 @@ from typing import Any, cast
 
 from .._clients.client import Client
 from .._clients.http_session import RUNNING, HTTPSession
-from .._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply, public_message
+from .._clients.replies import (
+    Answer,
+    CloseReply,
+    ErrorReply,
+    FileReply,
+    Listing,
+    Reply,
+    Upgraded,
+    public_message,
+)
 from .._proto.cookies import set_cookie
 
 log = logging.getLogger("trio_mona")
@@ -73,6 +82,10 @@ class ClientHost:
             found = FileReply(_text(first), variables)
         elif kind == b"listing":
             found = Listing()
+        elif kind == b"upgrade":
+            found = Upgraded()
+        elif kind == b"close":
+            found = CloseReply(int(first), public_message(_text(second), self._apps_dir))  # type: ignore[call-overload]
         else:  # error, reject
             message = public_message(_text(second), self._apps_dir)
             found = ErrorReply(int(first), message)  # type: ignore[call-overload]
@@ -81,15 +94,27 @@ class ClientHost:
                 client.table = None
         session.job_answer = found
 
-    def write(self, client: Client, content_type: bytes, body: bytes) -> bool:
-        """The writer wrote: False when the client is gone or was closed for it."""
+    def write(
+        self, client: Client, kind: bytes, content_type: bytes, body: bytes, reliable: bool
+    ) -> bool:
+        """A writer wrote (*kind*: ``message`` or ``raw``): False when the client is
+        gone or was closed for it."""
         if not client.connected:
             return False
-        return _session(client).write(Reply(body, content_type.decode("latin-1")))
+        session = _session(client)
+        websocket = session.websocket
+        if websocket is not None:
+            return websocket.send(body, text=kind == b"message", reliable=bool(reliable))
+        return session.write(Reply(body, content_type.decode("latin-1")))
 
-    def close(self, client: Client) -> None:
-        if client.connected:
-            _session(client).close()
+    def close(self, client: Client, code: int) -> None:
+        if not client.connected:
+            return
+        session = _session(client)
+        if session.websocket is not None:
+            session.websocket.close(int(code))
+        else:
+            session.close()
 
     def cookie(self, client: Client, key: bytes, value: bytes, options: Any) -> bool:
         """Add a Set-Cookie to the client's next response; False for bad arguments."""
@@ -106,6 +131,11 @@ class ClientHost:
         if name == b"lastReceptionTime":
             return int(client.last_reception * 1000)
         session = _session(client)
+        websocket = session.websocket
+        if name == b"ping":
+            return 0 if websocket is None else websocket.ping_ms
+        if name == b"dropped":
+            return 0 if websocket is None else websocket.dropped
         return session.queue.size + session.answer_bytes  # queueing
 
     def timeout(self, client: Client, seconds: float) -> None:

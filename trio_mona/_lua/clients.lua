@@ -98,9 +98,13 @@ local function encoded(p, count, ...)
 end
 
 ---------------------------------------------------------------------------
--- Writer: what the application writes to a client (docs: clients/http, "Writers").
+-- Writer: what the application writes to a client (docs: clients/http, "Writers";
+-- clients/websocket). A client's main writer is `client.writer`; `newWriter()` opens
+-- secondary ones, each with its own `reliable`, `onManage` (every 2 s) and counters.
 ---------------------------------------------------------------------------
 local client_of = setmetatable({}, { __mode = "k" }) -- writer -> its client
+local writer_state = setmetatable({}, { __mode = "k" }) -- writer -> { reliable, main, closed, ... }
+local secondary = setmetatable({}, { __mode = "k" }) -- secondary writers still open
 local write, close_client = host.client_write, host.client_close
 
 local function writer_client(self, method)
@@ -109,62 +113,100 @@ local function writer_client(self, method)
     error(format("bad self to '%s' (Writer expected, got %s; call it as writer:%s(...))",
       method, typename(self), method), 3)
   end
-  return client
+  local state = writer_state[self]
+  if state.closed then error(format("%s: this writer is closed", method), 3) end
+  return client, state
 end
 
-local function written(client, content_type, body)
-  local p = private[client]
-  p.wrote = p.wrote + 1
-  return write(handle_of[client], content_type, body)
+-- `kind`: "message" (text over WebSocket) or "raw" (binary over WebSocket).
+local function written(client, state, kind, content_type, body)
+  private[client].wrote = private[client].wrote + 1
+  state.messages = state.messages + 1
+  state.bytes = state.bytes + #body
+  return write(handle_of[client], kind, content_type, body, state.reliable)
+end
+
+local function new_writer(client, main)
+  local writer = setmetatable({}, shared.writer_mt)
+  client_of[writer] = client
+  writer_state[writer] = { reliable = true, main = main, closed = false, messages = 0, bytes = 0 }
+  if not main then secondary[writer] = true end
+  return writer
 end
 
 local WRITER_METHODS = {
   writeMessage = function(self, ...)
-    local client = writer_client(self, "writeMessage")
+    local client, state = writer_client(self, "writeMessage")
     local ok, content_type, body = pcall(encoded, private[client], select("#", ...), ...)
     if not ok then error("writeMessage: " .. content_type, 2) end
-    return written(client, content_type, body)
+    return written(client, state, "message", content_type, body)
   end,
   writeInvocation = function(self, name, ...)
-    local client = writer_client(self, "writeInvocation")
+    local client, state = writer_client(self, "writeInvocation")
     if type(name) ~= "string" then argerror("writeInvocation", 1, "string", name) end
     local ok, content_type, body = pcall(encoded, private[client], select("#", ...) + 1, name, ...)
     if not ok then error("writeInvocation: " .. content_type, 2) end
-    return written(client, content_type, body)
+    return written(client, state, "message", content_type, body)
   end,
   writeStatusResponse = function(self, code, description)
-    local client = writer_client(self, "writeStatusResponse")
+    local client, state = writer_client(self, "writeStatusResponse")
     if type(code) ~= "string" then argerror("writeStatusResponse", 1, "string", code) end
     local status = { code = code, description = description }
     local content_type, body = encoded(private[client], 2, "onStatus", status)
-    return written(client, content_type, body)
+    return written(client, state, "message", content_type, body)
   end,
   writeRaw = function(self, ...)
-    local client = writer_client(self, "writeRaw")
-    return written(client, "text/plain; charset=utf-8", raw_text(select("#", ...), ...))
+    local client, state = writer_client(self, "writeRaw")
+    local count = select("#", ...)
+    if public[client].protocol ~= "WebSocket" then
+      return written(client, state, "raw", "text/plain; charset=utf-8", raw_text(count, ...))
+    end
+    raw_text(count, ...) -- (the arguments' check)
+    local ok = true
+    for i = 1, count do -- (one binary message each)
+      local part = raw_text(1, (select(i, ...)))
+      ok = written(client, state, "raw", "application/octet-stream", part) and ok
+    end
+    return ok
   end,
   flush = function(self)
     writer_client(self, "flush") -- (what is written leaves with the executor's batch)
   end,
-  close = function(self)
-    close_client(handle_of[writer_client(self, "close")])
+  close = function(self, code)
+    local client, state = writer_client(self, "close")
+    if code ~= nil and shared.tonumber(code) == nil then argerror("close", 1, "number", code) end
+    if not state.main then -- (a secondary writer: the client stays)
+      state.closed, secondary[self] = true, nil
+      return
+    end
+    close_client(handle_of[client], shared.tonumber(code) or 1000)
+  end,
+  newWriter = function(self)
+    local client = writer_client(self, "newWriter")
+    return new_writer(client, false)
   end,
 }
+WRITER_METHODS.newFlowWriter = WRITER_METHODS.newWriter
 
-local writer_mt = {
+local WRITER_PROPERTIES = { reliable = true, queueing = true, closed = true, messages = true,
+  bytes = true, dropped = true }
+
+shared.writer_mt = {
   __index = function(t, k)
     local m = WRITER_METHODS[k]
     if m ~= nil then return m end
-    if k == "reliable" then return private[client_of[t]].reliable end
-    if k == "queueing" then return host.client_get(handle_of[client_of[t]], "queueing") end
+    local state = writer_state[t]
+    if state == nil then return nil end
+    if k == "reliable" or k == "closed" or k == "messages" or k == "bytes" then return state[k] end
+    if k == "queueing" or k == "dropped" then return host.client_get(handle_of[client_of[t]], k) end
     return nil
   end,
   __newindex = function(t, k, v)
     if k == "reliable" then
-      private[client_of[t]].reliable = v and true or false
+      writer_state[t].reliable = v and true or false
       return
     end
-    if WRITER_METHODS[k] ~= nil or k == "queueing" then
+    if WRITER_METHODS[k] ~= nil or WRITER_PROPERTIES[k] then
       error(format("'%s' is read-only on Writer", tostring(k)), 2)
     end
     rawset(t, k, v)
@@ -172,8 +214,25 @@ local writer_mt = {
   __tostring = function(t) return "Writer(" .. tostring(client_of[t]) .. ")" end,
   __metatable = "Writer",
 }
-mark_class(writer_mt, "Writer")
-lib.lock(writer_mt)
+mark_class(shared.writer_mt, "Writer")
+lib.lock(shared.writer_mt)
+
+local function manage_job()
+  for writer in next, secondary do
+    local on_manage = rawget(writer, "onManage")
+    if on_manage ~= nil then
+      local ok, err = xpcall(on_manage, with_traceback, writer)
+      if not ok then report(owner_of[client_of[writer]], "onManage", err, on_manage) end
+    end
+  end
+  return 0
+end
+
+-- Every 2 s: onManage of the secondary writers that have one.
+function api.manage_writers()
+  if next(secondary) == nil then return 0 end
+  return run(manage_job)
+end
 
 ---------------------------------------------------------------------------
 -- Client (docs: clients/http, "The client object").
@@ -189,7 +248,7 @@ local client_mt = {
     local v = p[k]
     if v ~= nil then return v end
     if k == "lastReceptionTime" then return host.client_get(handle_of[t], "lastReceptionTime") end
-    if k == "ping" then return 0 end
+    if k == "ping" then return host.client_get(handle_of[t], "ping") end
     return private[t].data[k] -- (client.properties' entries, read directly)
   end,
   __newindex = function(t, k, v)
@@ -254,8 +313,7 @@ function api.client_new(h, env, owner, id, raw_id, path, protocol, query, addres
   local data = {}
   for i = 1, #fields, 2 do data[fields[i]] = fields[i + 1] end
   local client = new_object("Client", h, owner)
-  local writer = setmetatable({}, writer_mt)
-  client_of[writer] = client
+  local writer = new_writer(client, true)
   public[client] = {
     id = id, rawId = raw_id, address = address, path = path, protocol = protocol,
     query = query, writer = writer, properties = properties_of(h, data),
@@ -452,6 +510,83 @@ function api.http_request(client, old, new, kind, name, query, body, content_typ
     body = body, content_type = content_type }
   if body == nil then request.values, request.count = { ... }, select("#", ...) end
   return run(request_job, client, request)
+end
+
+---------------------------------------------------------------------------
+-- WebSocket (docs: clients/websocket).
+---------------------------------------------------------------------------
+-- An upgrade: onDisconnection of the HTTP client it replaces, then onConnection.
+local function open_job(client, old)
+  if old ~= nil then disconnect(old) end
+  if connect(client, private[client], public[client].query) then
+    answer(handle_of[client], "upgrade")
+  end
+  return 0
+end
+
+function api.ws_open(client, old) return run(open_job, client, old) end
+
+local json_decode = formats.json.decode
+
+-- A method's results go back as one text message; an error closes the client with 1002
+-- and its message, as MonaServer did.
+local function message_results(client, p, what, fn, ok, ...)
+  local h = handle_of[client]
+  if not ok then
+    report(owner_of[client], what, (...), fn)
+    return answer(h, "close", 1002, first_line((...)))
+  end
+  local count = select("#", ...)
+  if count == 0 then return end
+  local encoded_ok, content_type, body = pcall(encoded, p, count, ...)
+  if not encoded_ok then
+    report(owner_of[client], what, what .. " returned what JSON cannot hold: " .. content_type, fn)
+    return answer(h, "close", 1002, "the answer cannot be written: " .. content_type)
+  end
+  return answer(h, "values", content_type, body)
+end
+
+local function missing(client, name)
+  local path = public[client].path
+  local message = format("Method '%s' not found on application %s", name, path == "" and "/" or path)
+  shared.log_at(owner_of[client] or "", shared.ERROR_LEVEL, 2, message)
+  return answer(handle_of[client], "close", 1002, message)
+end
+
+-- One message: `kind` is "call" (Python read a JSON array of plain values naming a
+-- method: they follow), "values" (such an array not naming one), "text" (to read
+-- here) or "binary".
+local function message_job(client, message)
+  local p = private[client]
+  p.format = "json"
+  local kind, values, count = message.kind, message.values, message.count
+  local name
+  if kind == "call" then
+    name = values[1]
+    values, count = { unpack(values, 2, count) }, count - 1
+  elseif kind == "text" then
+    local text = message.data
+    local ok, decoded, n = pcall(json_decode, text)
+    if not ok then
+      values, count = { text }, 1
+    elseif match(text, "^%s*%[") and n >= 1 and type(decoded[1]) == "string" then
+      name, values, count = decoded[1], { unpack(decoded, 2, n) }, n - 1
+    else
+      values, count = decoded, n
+    end
+  elseif kind == "binary" then
+    values, count = { message.data }, 1
+  end
+  name = name or "onMessage"
+  local fn = rawget(client, name)
+  if type(fn) ~= "function" then return missing(client, name), 0 end
+  message_results(client, p, name, fn, xpcall(fn, with_traceback, client, unpack(values, 1, count)))
+  return 0
+end
+
+function api.ws_message(client, kind, data, ...)
+  return run(message_job, client, { kind = kind, data = data, values = { ... },
+    count = select("#", ...) })
 end
 
 local function disconnect_job(client)

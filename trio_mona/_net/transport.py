@@ -79,8 +79,6 @@ class Transport(Endpoint):
     #: consumer in its task, in order behind a suspended handler (the consumer's
     #: choice of class tells the executor which consumer it is).
     read_event: ClassVar[type[Any]] = DataReceived
-    #: The setting :meth:`idle_limit` reads, as an idle close names it.
-    idle_setting: ClassVar[str] = "trio_mona.idle_timeout"
 
     #: The listener that accepted it (None: it connects), to count its open connections.
     server: Accepting | None = None
@@ -126,6 +124,18 @@ class Transport(Endpoint):
         side: the connection closes once it has none); it calls :meth:`wake` when
         that ends. The Lua client's work ends when it has taken every byte."""
         return self.inbound.unconsumed > 0
+
+    def idle_setting(self) -> str:
+        """The setting :meth:`idle_limit` reads, as an idle close names it."""
+        return "trio_mona.idle_timeout"
+
+    def last_activity(self) -> float:
+        """When the idle time counts from: the last byte either way."""
+        return max(self._last_receive, self._last_send)
+
+    def idled(self, why: str) -> None:
+        """The idle limit passed: close (the consumer may say goodbye first)."""
+        self._fail(why)
 
     def idle_limit(self) -> float:
         """Seconds without a byte either way before the connection is closed (0:
@@ -490,9 +500,9 @@ class Transport(Endpoint):
                     finally:
                         self._unbounded = False
                     continue
-                quiet = time.monotonic() - max(self._last_receive, self._last_send)
+                quiet = time.monotonic() - self.last_activity()
                 if quiet >= idle:
-                    self._fail(f"idle for {idle:g} s ({self.idle_setting})")
+                    self.idled(f"idle for {idle:g} s ({self.idle_setting()})")
                     return
                 with trio.move_on_after(idle - quiet):
                     await self._sleep()

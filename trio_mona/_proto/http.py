@@ -47,6 +47,15 @@ class Request:
 
 
 @attrs.frozen
+class Upgrade:
+    """A request to become a WebSocket (``Upgrade: websocket``), and what the client
+    sent after it (its first frames). The HTTP connection reads nothing more."""
+
+    request: Request
+    trailing: bytes
+
+
+@attrs.frozen
 class Refused:
     """A request that cannot be served: answer *status* and close."""
 
@@ -77,7 +86,7 @@ class HTTPServer:
         self.max_headers = max_headers
         self.max_body = max_body
         #: (A list: a connection's requests at hand are few, and a deque costs ~700 bytes.)
-        self._events: list[Request | Refused] = []
+        self._events: list[Request | Upgrade | Refused] = []
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[str, str]] = []
@@ -109,8 +118,8 @@ class HTTPServer:
                 self._refuse(501, "unknown request method")
             else:
                 self._refuse(400, "malformed request line")
-        except httptools.HttpParserUpgrade:
-            self._refuse(501, "no upgrade is served here")
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade(data[exc.args[0] :] if exc.args else b"")
         except httptools.HttpParserError as exc:
             self._refuse(400, f"malformed request: {exc}")
 
@@ -119,11 +128,26 @@ class HTTPServer:
         """Whether :meth:`next_event` has something at hand (a request, a refusal)."""
         return bool(self._events)
 
-    def next_event(self) -> Request | Refused | _NeedData | _Closed:
+    def next_event(self) -> Request | Upgrade | Refused | _NeedData | _Closed:
         """The next whole request, a refusal, or what to wait for."""
         if self._events:
             return self._events.pop(0)
         return CLOSED if self._done else NEED_DATA
+
+    def _upgrade(self, trailing: bytes) -> None:
+        """The request just read asks for another protocol: a WebSocket becomes an
+        :class:`Upgrade`; another (``h2c``) is served as plain HTTP, then the
+        connection closes (the parser cannot go on after it)."""
+        self._done = True
+        last = self._events[-1] if self._events else None
+        if not isinstance(last, Request):
+            self._refuse(400, "an upgrade without a whole request")
+            return
+        upgrade = next((v for k, v in last.headers if k.lower() == "upgrade"), "")
+        if upgrade.strip().lower() == "websocket":
+            self._events[-1] = Upgrade(last, trailing)
+        else:
+            self._events[-1] = attrs.evolve(last, keep_alive=False)
 
     def _refuse(self, status: int, reason: str) -> None:
         self._events.append(Refused(status, reason))
