@@ -104,7 +104,7 @@ end
 ---------------------------------------------------------------------------
 local client_of = setmetatable({}, { __mode = "k" }) -- writer -> its client
 local writer_state = setmetatable({}, { __mode = "k" }) -- writer -> { reliable, main, closed, ... }
-local secondary = setmetatable({}, { __mode = "k" }) -- secondary writers still open
+local secondary = {} -- secondary writers still open (held while their client is connected)
 local write, close_client = host.client_write, host.client_close
 
 local function writer_client(self, method)
@@ -455,12 +455,19 @@ local function dispatch(client, p, kind, name, query, body, content_type, values
   return read_file(client, p, name, values, count)
 end
 
+local function drop_writers(client)
+  for writer in next, secondary do
+    if client_of[writer] == client then secondary[writer] = nil end
+  end
+end
+
 -- onDisconnection(client) of its application, once (when onConnection accepted it).
 local function disconnect(client)
   local p = private[client]
   if p == nil or p.gone then return end
   p.gone = true
   unregister(client)
+  drop_writers(client)
   if not p.accepted then return end
   local handler = p.env.onDisconnection
   if handler == nil then return end
@@ -601,6 +608,7 @@ function api.client_closed(client, silent)
     local p = private[client]
     if p ~= nil then p.gone = true end
     unregister(client)
+    drop_writers(client)
     return 0
   end
   return run(disconnect_job, client)
