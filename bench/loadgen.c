@@ -10,6 +10,10 @@
  *   loadgen http     PORT CONNS SECONDS FILE    HTTP/1.1 keep-alive: send the request held
  *                                               in FILE, read the whole response, again
  *   loadgen httpidle PORT CONNS FILE            as idle, each connection served one request
+ *   loadgen wsecho   PORT CONNS SECONDS FILE    WebSocket: send FILE as a text message,
+ *                                               wait for one message back, again
+ *   loadgen wsfan    PORT CONNS SECONDS FILE    WebSocket: every connection sends FILE,
+ *                                               then waits for CONNS messages (everyone's)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -320,6 +324,114 @@ static int http_idle(int n, const char *path) {
   return 0;
 }
 
+/* WebSocket (RFC 6455), just enough for the benchmarks: the upgrade with a fixed key
+ * (no extensions), masked text frames out, unmasked frames in. */
+static int ws_open(const char *path) {
+  int fd = tcp_connect(0);
+  char request[512], buf[4096];
+  int n = snprintf(request, sizeof request,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n", path);
+  if (write(fd, request, n) != n) die("write");
+  size_t got = 0;
+  while (!memmem(buf, got, "\r\n\r\n", 4)) {
+    ssize_t r = read(fd, buf + got, sizeof buf - got);
+    if (r <= 0) die("upgrade");
+    got += r;
+  }
+  if (strncmp(buf, "HTTP/1.1 101", 12)) { fprintf(stderr, "upgrade refused: %.40s\n", buf); exit(1); }
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+/* A masked text frame holding payload (size bytes) into out; its length. */
+static size_t ws_frame(char *out, const char *payload, size_t size) {
+  size_t at = 0;
+  out[at++] = (char)0x81;
+  if (size < 126) out[at++] = (char)(0x80 | size);
+  else { out[at++] = (char)(0x80 | 126); out[at++] = (char)(size >> 8); out[at++] = (char)size; }
+  const unsigned char mask[4] = {1, 2, 3, 4};
+  memcpy(out + at, mask, 4);
+  at += 4;
+  for (size_t i = 0; i < size; i++) out[at + i] = payload[i] ^ mask[i % 4];
+  return at + size;
+}
+
+/* How many whole frames buf (len bytes) holds; *used: the bytes they take. */
+static int ws_frames(const unsigned char *buf, size_t len, size_t *used) {
+  int count = 0;
+  size_t at = 0;
+  while (len - at >= 2) {
+    size_t size = buf[at + 1] & 0x7f, head = 2;
+    if (size == 126) { if (len - at < 4) break; size = (buf[at + 2] << 8) | buf[at + 3]; head = 4; }
+    else if (size == 127) { fprintf(stderr, "frame too large\n"); exit(1); }
+    if (len - at < head + size) break;
+    if ((buf[at] & 0x0f) == 0x8) { fprintf(stderr, "closed by the server\n"); exit(1); }
+    if ((buf[at] & 0x0f) == 0x1 || (buf[at] & 0x0f) == 0x2) count++;
+    at += head + size;
+  }
+  *used = at;
+  return count;
+}
+
+/* echo: one message in flight per connection; fan: each sends one, then waits for n. */
+static int ws_run(int fan, int n, double seconds, const char *path) {
+  size_t size;
+  const char *payload = read_request(path, &size);
+  static char frame[70000];
+  size_t frame_size = ws_frame(frame, payload, size);
+  int ep = epoll_create1(0), *fds = calloc(n, sizeof(int)), *waiting = calloc(n, sizeof(int));
+  size_t *got = calloc(n, sizeof(size_t)), cap = 1 << 24, count = 0;
+  unsigned char **bufs = calloc(n, sizeof(char *));
+  double *sent_at = calloc(n, sizeof(double));
+  float *lat = malloc(cap * sizeof(float));
+  for (int i = 0; i < n; i++) {
+    fds[i] = ws_open("/");
+    bufs[i] = malloc(1 << 20);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+  }
+  double start = now(), end = start + seconds, warm = start + seconds * 0.1, from = 0, cpu0 = 0;
+  long done = 0;
+  for (int i = 0; i < n; i++) {
+    sent_at[i] = now();
+    waiting[i] = fan ? n : 1;
+    if (write(fds[i], frame, frame_size) != (ssize_t)frame_size) die("write");
+  }
+  struct epoll_event events[1024];
+  while (now() < end) {
+    int k = epoll_wait(ep, events, 1024, 50);
+    double t = now();
+    if (!from && t >= warm) { from = t; done = 0; count = 0; cpu0 = cpu_seconds(); }
+    for (int j = 0; j < k; j++) {
+      int i = events[j].data.u32;
+      ssize_t r = read(fds[i], bufs[i] + got[i], (1 << 20) - got[i]);
+      if (r < 0 && errno == EAGAIN) continue;
+      if (r <= 0) { fprintf(stderr, "connection closed\n"); return 1; }
+      got[i] += r;
+      size_t used;
+      int frames = ws_frames(bufs[i], got[i], &used);
+      memmove(bufs[i], bufs[i] + used, got[i] - used);
+      got[i] -= used;
+      if (from) done += frames;
+      waiting[i] -= frames;
+      if (waiting[i] > 0) continue;
+      if (from && count < cap) lat[count++] = (float)((t - sent_at[i]) * 1e6);
+      sent_at[i] = t;
+      waiting[i] += fan ? n : 1;
+      if (write(fds[i], frame, frame_size) != (ssize_t)frame_size) die("write");
+    }
+  }
+  double elapsed = now() - from;
+  qsort(lat, count, sizeof(float), cmp);
+  printf("{\"%s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"generator_cpu\": %.2f}\n",
+         fan ? "deliveries_per_s" : "messages_per_s", done / elapsed,
+         count ? lat[count / 2] : 0.0, count ? lat[(size_t)(count * 0.99)] : 0.0,
+         (cpu_seconds() - cpu0) / elapsed);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) { fprintf(stderr, "usage: see loadgen.c\n"); return 2; }
   struct rlimit rl;
@@ -337,6 +449,8 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "idle") && argc == 4) return idle(atoi(argv[3]));
   if (!strcmp(mode, "http") && argc == 6) return http(atoi(argv[3]), atof(argv[4]), argv[5]);
   if (!strcmp(mode, "httpidle") && argc == 5) return http_idle(atoi(argv[3]), argv[4]);
+  if (!strcmp(mode, "wsecho") && argc == 6) return ws_run(0, atoi(argv[3]), atof(argv[4]), argv[5]);
+  if (!strcmp(mode, "wsfan") && argc == 6) return ws_run(1, atoi(argv[3]), atof(argv[4]), argv[5]);
   fprintf(stderr, "usage: see loadgen.c\n");
   return 2;
 }

@@ -11,7 +11,10 @@ HTTP servers (their names begin with ``http``; their workloads too): trio_mona s
 hypercorn (Trio) serving the same from ``servers/asgi_site.py``, and Debian's nginx
 (the file only: the ceiling): a 1 KiB file and a JSON POST to a method returning a
 small table over 100 keep-alive connections (requests/s, p50/p99), and idle memory per
-keep-alive connection.
+keep-alive connection. WebSocket servers (names beginning with ``ws``): trio_mona
+serving ``servers/ws_site``, websockets (asyncio) and trio-websocket with the same JSON
+handling: a 0.5 KB JSON invocation echoed, and a chat's fan-out (each of 100 clients
+sends, every client receives every message: deliveries/s).
 
 Workloads (the C generator ``loadgen.c``, compiled here with gcc): TCP echo ping-pong
 at 1, 10, 100 and 1,000 connections (64-byte messages; round trips/s, p50/p99), UDP
@@ -120,6 +123,13 @@ def _asgi(server: str) -> Callable[[int], list[str]]:
                          f"{where}/asgi_site.py:app"]  # fmt: skip
 
 
+def _trio_mona_ws(port: int) -> list[str]:
+    """The WebSocket site (servers/ws_site): an echo method, a fan-out method."""
+    site = str(HERE / "servers" / "ws_site")
+    return [sys.executable, "-m", "trio_mona", "run", site, "--http", str(port),
+            "--log-level", "WARN", "--data", ":memory:"]  # fmt: skip
+
+
 def _nginx(port: int) -> list[str]:
     """Debian's nginx, one worker, serving servers/http_site's file (the ceiling)."""
     prefix = RESULTS / "nginx"
@@ -182,6 +192,20 @@ SERVERS = [
         lambda: shutil.which("nginx") is not None,
         serves=("http static", "http idle"),
     ),
+    # The WebSocket workloads' servers (their names start with "ws").
+    Server("ws trio_mona", _trio_mona_ws, serves=("ws",)),
+    Server(
+        "ws websockets",
+        _python(str(HERE / "servers" / "websockets_server.py")),
+        _module("websockets"),
+        serves=("ws",),
+    ),
+    Server(
+        "ws trio-websocket",
+        _python(str(HERE / "servers" / "trio_websocket_server.py")),
+        _module("trio_websocket"),
+        serves=("ws",),
+    ),
     Server(
         "copas (luajit)",
         lambda port: ["luajit", str(HERE / "servers" / "copas_echo.lua"), str(port)],
@@ -213,6 +237,18 @@ WORKLOADS: dict[str, tuple[Callable[[float], list[str]], str, bool]] = {
         "requests_per_s",
         True,
     ),
+    # (WebSocket, 100 connections: a 0.5 KB JSON invocation echoed by the method's
+    # return; a chat's fan-out, every message to every client)
+    "ws json echo, 100 conns": (
+        lambda s: ["wsecho", "100", str(s), str(RESULTS / "ws_echo.json")],
+        "messages_per_s",
+        True,
+    ),
+    "ws fan-out, 100 conns": (
+        lambda s: ["wsfan", "100", str(s), str(RESULTS / "ws_say.json")],
+        "deliveries_per_s",
+        True,
+    ),
 }
 
 #: The requests of the HTTP workloads, written to RESULTS for the generator.
@@ -226,10 +262,11 @@ IDLE = ("idle memory, 10k conns", "http idle memory, 10k conns")
 
 
 def serves(server: Server, workload: str) -> bool:
-    """Echo servers serve the echo workloads, HTTP servers the HTTP ones (each within
-    its ``serves`` prefixes)."""
-    if workload.startswith("http") != server.name.startswith("http"):
-        return False
+    """Echo servers serve the echo workloads, HTTP and WebSocket servers their own
+    (each within its ``serves`` prefixes)."""
+    for protocol in ("http", "ws"):
+        if workload.startswith(protocol + " ") != server.name.startswith(protocol + " "):
+            return False
     return not server.serves or workload.startswith(server.serves)
 
 
