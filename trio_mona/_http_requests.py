@@ -28,6 +28,7 @@ from ._core.addresses import LOCALHOST, SocketAddress, parse_target
 from ._core.config import HTTPSettings, WebSocketSettings
 from ._core.events import Call, SessionClosed, SessionData
 from ._formats.json import flat_values
+from ._formats.tape import Tapes
 from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable
 from ._net.sockets import Sockets
@@ -67,10 +68,11 @@ class HTTPRequests:
         applications: Applications,
         sockets: Sockets,
         bindings: SocketBindings,
+        tapes: Tapes,
     ) -> None:
         self.settings = settings
         self.websocket_settings = websocket_settings
-        self.websocket = WebSocketMessages(bridge, executor)
+        self.websocket = WebSocketMessages(bridge, executor, tapes)
         self._bridge = bridge
         self._executor = executor
         self._applications = applications

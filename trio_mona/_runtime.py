@@ -43,6 +43,7 @@ from ._data.store import StoreError
 from ._embedding import HostAPI, HostFunction
 from ._executor import Executor
 from ._formats import host as format_host
+from ._formats.tape import Tapes
 from ._groups import raise_single
 from ._http_requests import HTTPRequests
 from ._lua import host
@@ -121,6 +122,8 @@ class Runtime:
         self._cluster: Cluster | None = None
         self._mailer = Mailer(smtp or SMTPSettings(), nursery, self._mail_sent)
         self._client_host = ClientHost(apps_dir)
+        #: How Python's readers hand documents to Lua (one crossing per document).
+        self._tapes = Tapes()
         self._bridge = LuaBridge(
             settings.engine,
             self._host(config),
@@ -145,7 +148,7 @@ class Runtime:
         )
         self._http = HTTPRequests(
             http or HTTPSettings(), websocket or WebSocketSettings(), self._bridge,
-            self._executor, self._applications, sockets, self._bindings,
+            self._executor, self._applications, sockets, self._bindings, self._tapes,
         )  # fmt: skip
         self._host_api = HostAPI(
             self._bridge,
@@ -209,7 +212,7 @@ class Runtime:
             "addr_get": host.addr_get,
             "addr_compare": host.addr_compare,
             "parse_address": host.parse_address,
-            **format_host.functions(),
+            **format_host.functions(self._tapes),
             "properties": {  # (the one list of each class's properties)
                 "IPAddress": list(IP_PROPERTIES),
                 "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),

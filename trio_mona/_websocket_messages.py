@@ -20,7 +20,8 @@ import trio
 from ._clients.http_session import IDLE, RUNNING, HTTPSession
 from ._clients.replies import CloseReply, Reply
 from ._core.events import SessionData
-from ._formats.json import flat_values
+from ._formats import json
+from ._formats.tape import Tapes
 from ._lua.bridge import LuaBridge
 from ._net.transport import CONNECTED
 from ._proto.websocket import NEED_DATA, Binary, Closed, Pinged, Text
@@ -37,9 +38,10 @@ MANAGE_INTERVAL = 2.0
 class WebSocketMessages:
     """See the module docstring."""
 
-    def __init__(self, bridge: LuaBridge, executor: Executor) -> None:
+    def __init__(self, bridge: LuaBridge, executor: Executor, tapes: Tapes) -> None:
         self._bridge = bridge
         self._executor = executor
+        self._tapes = tapes
         #: Messages handed to Lua.
         self.messages = 0
 
@@ -87,19 +89,21 @@ class WebSocketMessages:
         if client is None or client.table is None or not self._executor.lua_enabled:
             return
         self.messages += 1
-        values: tuple[object, ...] = ()
+        tape: tuple[object, ...] = ()
         if isinstance(message, Binary):
             kind, data = b"binary", message.data
         else:
             data = message.text.encode()
-            flat = flat_values(data) if data[:1] == b"[" else None
-            if flat is None:  # (read in Lua: not JSON, an object, nested values)
-                kind = b"text"
-            else:
-                kind = b"call" if flat and flat[0].__class__ is bytes else b"values"
-                data, values = b"", flat
+            start = data.lstrip()[:1]
+            kind = b"text"
+            if start == b"[" or start == b"{":  # (read once, here: its values as a tape)
+                tape = json.read(self._tapes, data)
+                if tape[0] is None:
+                    tape = ()  # (not JSON: the text goes to onMessage as it is)
+                else:
+                    kind = b"array" if start == b"[" else b"object"
         session.phase = RUNNING
-        result = self._bridge.ws_message(client.table, kind, data, *values)
+        result = self._bridge.ws_message(client.table, kind, data, *tape)
         self._executor.settle(result, (), partial(self._ended, session))
 
     def _ended(self, session: HTTPSession, _: object) -> None:

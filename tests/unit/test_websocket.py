@@ -217,3 +217,19 @@ def test_any_split_of_the_stream_gives_the_same_messages(cuts: list[int], compre
     if at < len(stream):
         server.receive_data(stream[at:])
     assert _events(server) == [Text("é" * n) for n in (1, 50, 300)] + [Binary(b"b" * 70)]
+
+
+def test_frames_made_without_wsproto_are_what_wsproto_reads() -> None:
+    client, server = _pair(compress=False)
+    for size in (0, 5, 125, 126, 65535, 65536, 70000):
+        payload = ("é" * (size // 2) + "x" * (size % 2)).encode()
+        frame = server.message(payload, text=True)
+        assert server.message(payload, text=True) is frame  # (a broadcast's frame, made once)
+        client.receive_data(frame + server.message(payload, text=False))
+        found = list(client.events())
+        assert [type(e) for e in found] == [TextMessage, BytesMessage]
+        assert found[0].data == payload.decode()  # type: ignore[attr-defined]
+        assert found[1].data == payload  # type: ignore[attr-defined]
+    compressed_client, compressed = _pair(compress=True)
+    compressed_client.receive_data(compressed.message(b"[1]", text=True))
+    assert next(compressed_client.events()).data == "[1]"  # type: ignore[attr-defined]

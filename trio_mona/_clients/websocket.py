@@ -63,8 +63,7 @@ class WebSocketChannel:
         if not reliable and self.pipe.queue.size > self.soft_limit:
             self.dropped += 1
             return True
-        data = core.text(message.decode("utf-8", "replace")) if text else core.binary(message)
-        result = self.pipe.send(data)
+        result = self.pipe.send(core.message(message, text=text))
         if result.__class__ is tuple:
             refusal = result[1].decode()
             log.warning("a WebSocket client does not read: %s; closed (1008)", refusal)

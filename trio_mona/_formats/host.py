@@ -10,8 +10,10 @@ from . import amf_tape, helpers, json, xml, xmlrpc
 from .tape import Tapes
 
 
-def functions() -> dict[str, object]:
-    tapes = Tapes()
+def functions(tapes: Tapes | None = None) -> dict[str, object]:
+    """The host functions; *tapes* hands long tapes over (shared with the runtime's
+    other readers: the WebSocket messages)."""
+    tapes = tapes or Tapes()
     return {
         "b64encode": helpers.b64encode,
         "valid_utf8": helpers.valid_utf8,

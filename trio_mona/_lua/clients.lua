@@ -533,7 +533,6 @@ end
 
 function api.ws_open(client, old) return run(open_job, client, old) end
 
-local json_decode = formats.json.decode
 
 -- A method's results go back as one text message; an error closes the client with 1002
 -- and its message, as MonaServer did.
@@ -560,29 +559,23 @@ local function missing(client, name)
   return answer(handle_of[client], "close", 1002, message)
 end
 
--- One message: `kind` is "call" (Python read a JSON array of plain values naming a
--- method: they follow), "values" (such an array not naming one), "text" (to read
--- here) or "binary".
+-- One message: `kind` is "array" or "object" (Python read it as JSON: its values
+-- follow as a tape), "text" (not JSON) or "binary".
+local tape_values = formats.values.values
+
 local function message_job(client, message)
   local p = private[client]
   p.format = "json"
-  local kind, values, count = message.kind, message.values, message.count
-  local name
-  if kind == "call" then
-    name = values[1]
-    values, count = { unpack(values, 2, count) }, count - 1
-  elseif kind == "text" then
-    local text = message.data
-    local ok, decoded, n = pcall(json_decode, text)
-    if not ok then
-      values, count = { text }, 1
-    elseif match(text, "^%s*%[") and n >= 1 and type(decoded[1]) == "string" then
-      name, values, count = decoded[1], { unpack(decoded, 2, n) }, n - 1
-    else
-      values, count = decoded, n
+  local kind, values, count, name = message.kind, nil, 1, nil
+  if kind == "array" or kind == "object" then
+    values, count = tape_values(unpack(message.tape, 1, message.tape_count))
+    if values == nil then
+      values, count = { message.data }, 1
+    elseif kind == "array" and count >= 1 and type(values[1]) == "string" then
+      name, values, count = values[1], { unpack(values, 2, count) }, count - 1
     end
-  elseif kind == "binary" then
-    values, count = { message.data }, 1
+  else
+    values = { message.data }
   end
   name = name or "onMessage"
   local fn = rawget(client, name)
@@ -592,8 +585,8 @@ local function message_job(client, message)
 end
 
 function api.ws_message(client, kind, data, ...)
-  return run(message_job, client, { kind = kind, data = data, values = { ... },
-    count = select("#", ...) })
+  return run(message_job, client, { kind = kind, data = data, tape = { ... },
+    tape_count = select("#", ...) })
 end
 
 local function disconnect_job(client)

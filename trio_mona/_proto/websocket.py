@@ -138,6 +138,10 @@ class Closed:
     reason: str
 
 
+#: The last frame :meth:`WebSocketServer.message` made: opcode, payload, frame.
+_last_frame: tuple[int, bytes, bytes] = (0, b"", b"")
+
+
 class _NeedData:
     def __repr__(self) -> str:
         return "NEED_DATA"
@@ -157,6 +161,8 @@ class WebSocketServer:
     ) -> None:
         self.max_message = max_message
         self._connection = Connection(ConnectionType.SERVER, extensions)
+        #: No extension: a message is framed here (:meth:`message`).
+        self._plain = not extensions
         self._out: list[bytes] = []
         self._parts: list[str | bytes | bytearray] = []
         self._size = 0
@@ -207,6 +213,31 @@ class WebSocketServer:
 
     def binary(self, data: bytes) -> bytes:
         return self._send(BytesMessage(data=data))
+
+    def message(self, payload: bytes, *, text: bool) -> bytes:
+        """One whole message (*payload*: UTF-8 for text, as the caller vouches). Without
+        an extension a server's frame is its header and the payload, the same bytes for
+        every client: made here (wsproto's general path costs ~10x), and the last one
+        kept, so a broadcast frames its message once."""
+        if self._plain and self.open:
+            global _last_frame
+            opcode = 0x81 if text else 0x82
+            last = _last_frame
+            if last[0] == opcode and last[1] == payload:
+                return last[2]
+            size = len(payload)
+            if size < 126:
+                head = bytes((opcode, size))
+            elif size < 65536:
+                head = bytes((opcode, 126)) + size.to_bytes(2, "big")
+            else:
+                head = bytes((opcode, 127)) + size.to_bytes(8, "big")
+            frame = head + payload
+            _last_frame = (opcode, payload, frame)
+            return frame
+        if text:
+            return self.text(payload.decode("utf-8", "replace"))
+        return self.binary(payload)
 
     def ping(self, payload: bytes) -> bytes:
         return self._send(Ping(payload=payload))
