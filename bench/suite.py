@@ -257,6 +257,35 @@ REQUESTS = {
     b"Accept: */*\r\n\r\n",
     "post_json.http": b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadgen\r\n"
     b'Content-Type: application/json\r\nContent-Length: 13\r\n\r\n["sum", 2, 3]',
+    # (the WebSocket messages: 464 bytes of JSON, and a line of chat)
+    "ws_echo.json": json.dumps(
+        [
+            "echo",
+            {
+                "user": "ann",
+                "room": "lobby",
+                "text": "Hello everyone, this is a chat "
+                "message of a usual length, with some words in it.",
+                "time": 1796638646061,
+                "tags": ["greeting", "lobby", "first"],
+                "reply": None,
+                "edited": False,
+                "score": 4.5,
+                "attachments": [
+                    {"name": "photo.png", "size": 12345, "type": "image/png"},
+                    {"name": "notes.txt", "size": 321, "type": "text/plain"},
+                ],
+                "mentions": ["bob", "carol"],
+                "client": {
+                    "agent": "Mozilla/5.0 (X11; Linux x86_64)",
+                    "lang": "en-GB",
+                    "zone": "Europe/London",
+                },
+            },
+        ],
+        separators=(",", ":"),
+    ).encode(),
+    "ws_say.json": b'["say", "hello everyone, a short line of chat"]',
 }
 IDLE = ("idle memory, 10k conns", "http idle memory, 10k conns")
 

@@ -9,7 +9,9 @@ import pytest
 import trio_mona
 from trio_mona._core.config import (
     ConfigError,
+    HTTPSettings,
     Settings,
+    WebSocketSettings,
     load_config,
     nest,
     parse_ini,
@@ -188,3 +190,40 @@ def test_ini_lines_end_only_at_newlines() -> None:
     text = "motd = hello\x0c[trio_mona]\x0csandbox = false\r\nother = 1\u2028two\n"
     entries = parse_ini(text)
     assert entries == {"motd": "hello\x0c[trio_mona]\x0csandbox = false", "other": "1\u2028two"}
+
+
+def test_the_http_and_websocket_sections() -> None:
+    assert HTTPSettings.from_config({}).port is None
+    assert HTTPSettings.from_config({"HTTP.port": 0}).port == 0
+    assert HTTPSettings.from_config({"HTTP.port": False}).port is None
+    found = HTTPSettings.from_config(
+        {"HTTP.port": 8080, "HTTP.host": "0.0.0.0", "HTTP.timeout": 3, "HTTP.index": "home.html",
+         "HTTP.maxBody": 1000, "HTTP.cors": False}
+    )  # fmt: skip
+    assert (found.port, found.host, found.timeout, found.index) == (
+        8080,
+        "0.0.0.0",
+        3.0,
+        "home.html",
+    )
+    assert (found.maxBody, found.cors) == (1000, False)
+    for bad, message in [
+        ({"HTTP.port": 70000}, "HTTP.port must be a port number"),
+        ({"HTTP.port": "x"}, "HTTP.port must be a port number"),
+        ({"HTTP.timeout": 0}, "HTTP.timeout must be 0.01 to 86400"),
+        ({"HTTP.maxHeaders": "big"}, "HTTP.maxHeaders must be a number"),
+        ({"HTTP.cors": 1}, "HTTP.cors must be true or false"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            HTTPSettings.from_config(bad)
+    socket = WebSocketSettings.from_config({"WebSocket.maxMessage": 100, "WebSocket.ping": 1})
+    assert (socket.maxMessage, socket.ping, socket.timeout, socket.compress) == (
+        100,
+        1.0,
+        120.0,
+        True,
+    )
+    with pytest.raises(ConfigError, match=r"WebSocket\.maxMessage must be 1 to"):
+        WebSocketSettings.from_config({"WebSocket.maxMessage": 0})
+    with pytest.raises(ConfigError, match=r"WebSocket\.compress must be true or false"):
+        WebSocketSettings.from_config({"WebSocket.compress": "yes"})
