@@ -9,6 +9,7 @@ import pytest
 import trio_mona
 from trio_mona._core.config import (
     ConfigError,
+    ConfigValue,
     HTTPSettings,
     Settings,
     WebSocketSettings,
@@ -207,13 +208,14 @@ def test_the_http_and_websocket_sections() -> None:
         "home.html",
     )
     assert (found.maxBody, found.cors) == (1000, False)
-    for bad, message in [
+    bad_ones: list[tuple[dict[str, ConfigValue], str]] = [
         ({"HTTP.port": 70000}, "HTTP.port must be a port number"),
         ({"HTTP.port": "x"}, "HTTP.port must be a port number"),
         ({"HTTP.timeout": 0}, "HTTP.timeout must be 0.01 to 86400"),
         ({"HTTP.maxHeaders": "big"}, "HTTP.maxHeaders must be a number"),
         ({"HTTP.cors": 1}, "HTTP.cors must be true or false"),
-    ]:
+    ]
+    for bad, message in bad_ones:
         with pytest.raises(ConfigError, match=message):
             HTTPSettings.from_config(bad)
     socket = WebSocketSettings.from_config({"WebSocket.maxMessage": 100, "WebSocket.ping": 1})
