@@ -39,6 +39,8 @@ class Pipe(Protocol):
 
     def close(self) -> None: ...
 
+    def close_now(self) -> None: ...
+
 
 @attrs.define(eq=False)
 class WebSocketChannel:
@@ -67,7 +69,10 @@ class WebSocketChannel:
         if result.__class__ is tuple:
             refusal = result[1].decode()
             log.warning("a WebSocket client does not read: %s; closed (1008)", refusal)
-            self.close(POLICY, "the client does not read what it is sent")
+            # (its queue is full and it does not read: the close frame would wait out the
+            # linger time behind it, so the connection closes now, the frame made anyway)
+            self.core.close(POLICY, "the client does not read what it is sent")
+            self.pipe.close_now()
             return False
         return True
 
