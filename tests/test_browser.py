@@ -68,7 +68,9 @@ def _text_becomes(driver: Any, element_id: str, wanted: Callable[[str], bool]) -
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 10).until(lambda d: wanted(d.find_element(By.ID, element_id).text))
+    WebDriverWait(driver, 10, poll_frequency=0.02).until(
+        lambda d: wanted(d.find_element(By.ID, element_id).text)
+    )
     return str(driver.find_element(By.ID, element_id).text)
 
 
