@@ -145,9 +145,11 @@ async def test_two_browsers_chat_over_websocket(browser: Any, second_browser: An
         await _in_thread(
             lambda: _text_becomes(second_browser, "log", lambda t: "ann: hello bob" in t)
         )
-        assert (
-            time.monotonic() - started < 0.5
-        )  # (the issue asks 200 ms; selenium's polls add to it)
+        assert time.monotonic() - started < 1  # (selenium's round trips count here)
+        # From the send in one page to the message in the other, by the pages' own clock.
+        sent = await _in_thread(lambda: browser.execute_script("return window.lastSentAt"))
+        got = await _in_thread(lambda: second_browser.execute_script("return window.lastMessageAt"))
+        assert 0 <= got - sent < 200
         # onManage of each client's own writer pushes the clock every 2 s.
         status = await _in_thread(
             lambda: _text_becomes(browser, "status", lambda t: "2 online" in t)
