@@ -233,3 +233,34 @@ def test_frames_made_without_wsproto_are_what_wsproto_reads() -> None:
     compressed_client, compressed = _pair(compress=True)
     compressed_client.receive_data(compressed.message(b"[1]", text=True))
     assert next(compressed_client.events()).data == "[1]"  # type: ignore[attr-defined]
+
+
+def test_the_frame_rules_without_extensions() -> None:
+    for frames, code in [
+        (_masked(0x0, b"x"), 1002),  # a continuation with no message
+        (_masked(0x1, b"a", fin=False) + _masked(0x1, b"b"), 1002),  # a message inside one
+        (_masked(0x9, b"p", fin=False), 1002),  # a fragmented ping
+        (_masked(0x9, b"p" * 126), 1002),  # a long ping
+        (b"\xc1\x81" + b"\x00" * 5, 1002),  # a reserved bit
+        (_masked(0x8, b"\x03"), 1002),  # a close of one byte
+        (_masked(0x8, (1005).to_bytes(2, "big")), 1002),  # a code no peer sends
+        (_masked(0x8, (1000).to_bytes(2, "big") + b"\xff"), 1007),  # a reason not UTF-8
+        (b"\x82\xff" + (1 << 63).to_bytes(8, "big") + b"\x00" * 4, 1002),  # a 64-bit length
+    ]:
+        _, server = _pair(compress=False)
+        server.receive_data(frames)
+        [closed] = _events(server)
+        assert isinstance(closed, Closed)
+        assert closed.code == code, frames
+    _, server = _pair(compress=False)
+    server.receive_data(_masked(0x8, (4001).to_bytes(2, "big") + b"bye"))
+    assert _events(server) == [Closed(4001, "bye")]
+    assert server.data_to_send() == b"\x88\x02" + (4001).to_bytes(2, "big")
+    _, server = _pair(compress=False)
+    server.receive_data(_masked(0x8, b""))
+    assert _events(server) == [Closed(1005, "")]
+    _, server = _pair(compress=False)
+    server.receive_data(_masked(0x1, "é".encode()[:1], fin=False) + _masked(0x9, b"mid"))
+    server.receive_data(_masked(0x0, "é".encode()[1:]))
+    assert _events(server) == [Text("é")]  # (a ping between the fragments is answered)
+    assert server.data_to_send() == b"\x8a\x03mid"

@@ -30,6 +30,22 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from .http import Request, header
+from .websocket_frames import (
+    BINARY as BINARY_FRAME,
+)
+from .websocket_frames import (
+    CLOSE,
+    PING,
+    PONG,
+    FrameReader,
+    ProtocolError,
+    close_payload,
+    frame,
+    read_close,
+)
+from .websocket_frames import (
+    TEXT as TEXT_FRAME,
+)
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -161,8 +177,10 @@ class WebSocketServer:
     ) -> None:
         self.max_message = max_message
         self._connection = Connection(ConnectionType.SERVER, extensions)
-        #: No extension: a message is framed here (:meth:`message`).
+        #: No extension: frames are read and made here (``websocket_frames.py``), not by
+        #: wsproto.
         self._plain = not extensions
+        self._frames = FrameReader(max_message)
         self._out: list[bytes] = []
         self._parts: list[str | bytes | bytearray] = []
         self._size = 0
@@ -173,6 +191,8 @@ class WebSocketServer:
 
     @property
     def open(self) -> bool:
+        if self._plain:
+            return self.closed is None
         return self._connection.state is ConnectionState.OPEN
 
     def receive_data(self, data: bytes) -> None:
@@ -181,6 +201,9 @@ class WebSocketServer:
             return
         if not data:
             self._end(Closed(GOING_AWAY, "the connection was closed"))
+            return
+        if self._plain:
+            self._receive_plain(data)
             return
         connection = self._connection
         connection.receive_data(data)
@@ -197,6 +220,27 @@ class WebSocketServer:
                 self._end(Closed(event.code, event.reason or ""))
             if self.closed is not None:
                 return
+
+    def _receive_plain(self, data: bytes) -> None:
+        events, out = self._events, self._out
+        try:
+            for opcode, payload in self._frames.receive(data):
+                if opcode == TEXT_FRAME:
+                    events.append(Text(payload))  # type: ignore[arg-type]
+                elif opcode == BINARY_FRAME:
+                    events.append(Binary(payload))  # type: ignore[arg-type]
+                elif opcode == PING:
+                    out.append(frame(PONG, payload))  # type: ignore[arg-type]
+                elif opcode == PONG:
+                    events.append(Pinged(payload))  # type: ignore[arg-type]
+                else:  # a close: answered with its code
+                    code, reason = read_close(payload)  # type: ignore[arg-type]
+                    out.append(frame(CLOSE, b"" if code == 1005 else close_payload(code, "")))
+                    self._end(Closed(code, reason))
+                    return
+        except ProtocolError as error:
+            out.append(frame(CLOSE, close_payload(error.code, error.reason)))
+            self._end(Closed(error.code, error.reason))
 
     def next_event(self) -> Event:
         if self._events:
@@ -221,32 +265,30 @@ class WebSocketServer:
         kept, so a broadcast frames its message once."""
         if self._plain and self.open:
             global _last_frame
-            opcode = 0x81 if text else 0x82
+            opcode = TEXT_FRAME if text else BINARY_FRAME
             last = _last_frame
             if last[0] == opcode and last[1] == payload:
                 return last[2]
-            size = len(payload)
-            if size < 126:
-                head = bytes((opcode, size))
-            elif size < 65536:
-                head = bytes((opcode, 126)) + size.to_bytes(2, "big")
-            else:
-                head = bytes((opcode, 127)) + size.to_bytes(8, "big")
-            frame = head + payload
-            _last_frame = (opcode, payload, frame)
-            return frame
+            made = frame(opcode, payload)
+            _last_frame = (opcode, payload, made)
+            return made
         if text:
             return self.text(payload.decode("utf-8", "replace"))
         return self.binary(payload)
 
     def ping(self, payload: bytes) -> bytes:
+        if self._plain:
+            return frame(PING, payload) if self.open else b""
         return self._send(Ping(payload=payload))
 
     def close(self, code: int = NORMAL, reason: str = "") -> bytes:
         """The close frame (nothing once closing); what arrives afterwards is dropped."""
         if not self.open:
             return b""
-        data = self._connection.send(CloseConnection(code=code, reason=reason[:120]))
+        if self._plain:
+            data = frame(CLOSE, close_payload(code, reason))
+        else:
+            data = self._connection.send(CloseConnection(code=code, reason=reason[:120]))
         self._end(Closed(code, reason))
         return data
 
