@@ -244,17 +244,20 @@ static size_t response_end(const char *buf, size_t len) {
   return len >= head + body ? head + body : 0;
 }
 
-/* CONNS keep-alive connections, each with one request in flight. */
-static int http(int n, double seconds, const char *path) {
-  size_t size;
-  const char *request = read_request(path, &size);
-  int ep = epoll_create1(0), *fds = calloc(n, sizeof(int));
+/* The keep-alive exchanges of the HTTP and WebSocket modes: each of n connections sends
+ * `message`, waits until `complete` says `expect` units (responses, messages) arrived,
+ * sends again; `complete` consumes them from the connection's buffer and returns how
+ * many, or -1 on a protocol error. Reports units per second under `metric`. */
+typedef int (*Complete)(unsigned char *buf, size_t *got);
+
+static int exchange(int n, double seconds, const char *message, size_t size, int *fds,
+                    Complete complete, int expect, const char *metric) {
+  int ep = epoll_create1(0), *waiting = calloc(n, sizeof(int));
   size_t *got = calloc(n, sizeof(size_t)), cap = 1 << 24, count = 0;
-  char **bufs = calloc(n, sizeof(char *));
+  unsigned char **bufs = calloc(n, sizeof(char *));
   double *sent_at = calloc(n, sizeof(double));
   float *lat = malloc(cap * sizeof(float));
   for (int i = 0; i < n; i++) {
-    fds[i] = tcp_connect(0);
     fcntl(fds[i], F_SETFL, O_NONBLOCK);
     bufs[i] = malloc(1 << 20);
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
@@ -264,7 +267,8 @@ static int http(int n, double seconds, const char *path) {
   long done = 0;
   for (int i = 0; i < n; i++) {
     sent_at[i] = now();
-    if (write(fds[i], request, size) != (ssize_t)size) die("write");
+    waiting[i] = expect;
+    if (write(fds[i], message, size) != (ssize_t)size) die("write");
   }
   struct epoll_event events[1024];
   while (now() < end) {
@@ -277,28 +281,46 @@ static int http(int n, double seconds, const char *path) {
       if (r < 0 && errno == EAGAIN) continue;
       if (r <= 0) { fprintf(stderr, "connection closed\n"); return 1; }
       got[i] += r;
-      size_t whole = response_end(bufs[i], got[i]);
-      if (!whole) {
-        if (got[i] == 1 << 20) { fprintf(stderr, "response too large\n"); return 1; }
-        continue;
-      }
-      if (strncmp(bufs[i], "HTTP/1.1 200", 12)) {
-        fprintf(stderr, "unexpected response: %.40s\n", bufs[i]);
-        return 1;
-      }
-      got[i] = 0;
-      if (from) { done++; if (count < cap) lat[count++] = (float)((t - sent_at[i]) * 1e6); }
+      int units = complete(bufs[i], &got[i]);
+      if (units < 0) return 1;
+      if (!units && got[i] == 1 << 20) { fprintf(stderr, "answer too large\n"); return 1; }
+      if (from) done += units;
+      waiting[i] -= units;
+      if (waiting[i] > 0) continue;
+      if (from && count < cap) lat[count++] = (float)((t - sent_at[i]) * 1e6);
       sent_at[i] = t;
-      if (write(fds[i], request, size) != (ssize_t)size) die("write");
+      waiting[i] += expect;
+      if (write(fds[i], message, size) != (ssize_t)size) die("write");
     }
   }
   double elapsed = now() - from;
   qsort(lat, count, sizeof(float), cmp);
-  printf("{\"requests_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
-         "\"generator_cpu\": %.2f}\n",
-         done / elapsed, count ? lat[count / 2] : 0.0, count ? lat[(size_t)(count * 0.99)] : 0.0,
-         (cpu_seconds() - cpu0) / elapsed);
+  printf("{\"%s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"generator_cpu\": %.2f}\n",
+         metric, done / elapsed, count ? lat[count / 2] : 0.0,
+         count ? lat[(size_t)(count * 0.99)] : 0.0, (cpu_seconds() - cpu0) / elapsed);
   return 0;
+}
+
+/* HTTP: a whole 200 response in the buffer is one unit. */
+static int http_complete(unsigned char *buf, size_t *got) {
+  size_t whole = response_end((const char *)buf, *got);
+  if (!whole) return 0;
+  if (strncmp((const char *)buf, "HTTP/1.1 200", 12)) {
+    fprintf(stderr, "unexpected response: %.40s\n", buf);
+    return -1;
+  }
+  memmove(buf, buf + whole, *got - whole);
+  *got -= whole;
+  return 1;
+}
+
+/* CONNS keep-alive connections, each with one request in flight. */
+static int http(int n, double seconds, const char *path) {
+  size_t size;
+  const char *request = read_request(path, &size);
+  int *fds = calloc(n, sizeof(int));
+  for (int i = 0; i < n; i++) fds[i] = tcp_connect(0);
+  return exchange(n, seconds, request, size, fds, http_complete, 1, "requests_per_s");
 }
 
 /* Open CONNS keep-alive connections, each served one request, then hold them. */
@@ -341,7 +363,6 @@ static int ws_open(const char *path) {
     got += r;
   }
   if (strncmp(buf, "HTTP/1.1 101", 12)) { fprintf(stderr, "upgrade refused: %.40s\n", buf); exit(1); }
-  fcntl(fd, F_SETFL, O_NONBLOCK);
   return fd;
 }
 
@@ -375,61 +396,25 @@ static int ws_frames(const unsigned char *buf, size_t len, size_t *used) {
   return count;
 }
 
+/* WebSocket: each whole data frame in the buffer is one unit (a close fails the run). */
+static int ws_complete(unsigned char *buf, size_t *got) {
+  size_t used;
+  int frames = ws_frames(buf, *got, &used);
+  memmove(buf, buf + used, *got - used);
+  *got -= used;
+  return frames;
+}
+
 /* echo: one message in flight per connection; fan: each sends one, then waits for n. */
 static int ws_run(int fan, int n, double seconds, const char *path) {
   size_t size;
   const char *payload = read_request(path, &size);
   static char frame[70000];
   size_t frame_size = ws_frame(frame, payload, size);
-  int ep = epoll_create1(0), *fds = calloc(n, sizeof(int)), *waiting = calloc(n, sizeof(int));
-  size_t *got = calloc(n, sizeof(size_t)), cap = 1 << 24, count = 0;
-  unsigned char **bufs = calloc(n, sizeof(char *));
-  double *sent_at = calloc(n, sizeof(double));
-  float *lat = malloc(cap * sizeof(float));
-  for (int i = 0; i < n; i++) {
-    fds[i] = ws_open("/");
-    bufs[i] = malloc(1 << 20);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
-  }
-  double start = now(), end = start + seconds, warm = start + seconds * 0.1, from = 0, cpu0 = 0;
-  long done = 0;
-  for (int i = 0; i < n; i++) {
-    sent_at[i] = now();
-    waiting[i] = fan ? n : 1;
-    if (write(fds[i], frame, frame_size) != (ssize_t)frame_size) die("write");
-  }
-  struct epoll_event events[1024];
-  while (now() < end) {
-    int k = epoll_wait(ep, events, 1024, 50);
-    double t = now();
-    if (!from && t >= warm) { from = t; done = 0; count = 0; cpu0 = cpu_seconds(); }
-    for (int j = 0; j < k; j++) {
-      int i = events[j].data.u32;
-      ssize_t r = read(fds[i], bufs[i] + got[i], (1 << 20) - got[i]);
-      if (r < 0 && errno == EAGAIN) continue;
-      if (r <= 0) { fprintf(stderr, "connection closed\n"); return 1; }
-      got[i] += r;
-      size_t used;
-      int frames = ws_frames(bufs[i], got[i], &used);
-      memmove(bufs[i], bufs[i] + used, got[i] - used);
-      got[i] -= used;
-      if (from) done += frames;
-      waiting[i] -= frames;
-      if (waiting[i] > 0) continue;
-      if (from && count < cap) lat[count++] = (float)((t - sent_at[i]) * 1e6);
-      sent_at[i] = t;
-      waiting[i] += fan ? n : 1;
-      if (write(fds[i], frame, frame_size) != (ssize_t)frame_size) die("write");
-    }
-  }
-  double elapsed = now() - from;
-  qsort(lat, count, sizeof(float), cmp);
-  printf("{\"%s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"generator_cpu\": %.2f}\n",
-         fan ? "deliveries_per_s" : "messages_per_s", done / elapsed,
-         count ? lat[count / 2] : 0.0, count ? lat[(size_t)(count * 0.99)] : 0.0,
-         (cpu_seconds() - cpu0) / elapsed);
-  return 0;
+  int *fds = calloc(n, sizeof(int));
+  for (int i = 0; i < n; i++) fds[i] = ws_open("/");
+  return exchange(n, seconds, frame, frame_size, fds, ws_complete, fan ? n : 1,
+                  fan ? "deliveries_per_s" : "messages_per_s");
 }
 
 int main(int argc, char **argv) {

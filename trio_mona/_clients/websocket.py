@@ -31,6 +31,9 @@ class Pipe(Protocol):
 
     queue: SendQueue
 
+    @property
+    def connected(self) -> bool: ...
+
     def send(self, data: bytes) -> int | tuple[None, bytes]: ...
 
     def enqueue(self, data: bytes) -> None: ...
@@ -67,6 +70,8 @@ class WebSocketChannel:
             return True
         result = self.pipe.send(core.message(message, text=text))
         if result.__class__ is tuple:
+            if not self.pipe.connected:
+                return False  # (it went away: its end is reported as any end is)
             refusal = result[1].decode()
             log.warning("a WebSocket client does not read: %s; closed (1008)", refusal)
             # (its queue is full and it does not read: the close frame would wait out the

@@ -278,11 +278,7 @@ class HTTPSettings:
         Raises:
             ConfigError: a key has the wrong type or an impossible value.
         """
-        found: dict[str, Any] = {}
-        for name in ("port", "host", "timeout", "index", "maxHeaders", "maxBody", "cors"):
-            key = f"HTTP.{name}"
-            if key in config:
-                found[name] = config[key]
+        found = _entries(cls, config, "HTTP")
         port = found.get("port")
         if port is False or port == "":
             found["port"] = None
@@ -322,10 +318,7 @@ class WebSocketSettings:
         Raises:
             ConfigError: a key has the wrong type or an impossible value.
         """
-        found: dict[str, Any] = {}
-        for name in ("maxMessage", "ping", "timeout", "compress"):
-            if f"WebSocket.{name}" in config:
-                found[name] = config[f"WebSocket.{name}"]
+        found = _entries(cls, config, "WebSocket")
         _numbers(found, "WebSocket", maxMessage=(1, _MAX_BYTES), ping=(0.01, _DAY),
                  timeout=(0.01, _DAY))  # fmt: skip
         if not isinstance(found.get("compress", True), bool):
@@ -333,6 +326,18 @@ class WebSocketSettings:
                 f"WebSocket.compress must be true or false, got {found['compress']!r}"
             )
         return cls(**found)
+
+
+def _entries(
+    cls: type[attrs.AttrsInstance], config: Mapping[str, ConfigValue], section: str
+) -> dict[str, Any]:
+    """The entries of *section* that name fields of *cls*, as they are (checked by the
+    caller)."""
+    return {
+        field.name: config[f"{section}.{field.name}"]
+        for field in attrs.fields(cls)
+        if f"{section}.{field.name}" in config
+    }
 
 
 def _numbers(found: dict[str, Any], section: str, **ranges: tuple[float, float]) -> None:
