@@ -304,3 +304,31 @@ async def test_secondary_writers_manage_and_close_alone(tmp_path: Path) -> None:
         assert ok is False
         assert b"this writer is closed" in err
         assert await lua(runtime, "return mona.clients.count") == 1
+
+
+MEMO = """
+function onConnection(client)
+  function client:many()
+    local w = client.writer
+    w:writeInvocation("a", "x")
+    w:writeInvocation("a", "x")
+    w:writeInvocation("a", "y")
+    w:writeInvocation("b", "y")
+    w:writeInvocation("b", 1)
+    w:writeInvocation("b", "1")
+    w:writeInvocation("b", "1", "2")
+    w:writeInvocation("b", "1")
+  end
+end
+"""
+
+
+async def test_an_invocation_encoded_once_is_the_same_invocation(tmp_path: Path) -> None:
+    async with (
+        running(tmp_path, MEMO, HTTP__port="0") as runtime,
+        await WSClient.open(http_port(runtime)) as ws,
+    ):
+        await ws.send_text('["many"]')
+        found = [await ws.receive() for _ in range(8)]
+        assert found == ['["a","x"]', '["a","x"]', '["a","y"]', '["b","y"]', '["b",1]',
+                         '["b","1"]', '["b","1","2"]', '["b","1"]']  # fmt: skip

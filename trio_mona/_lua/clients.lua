@@ -134,6 +134,9 @@ local function new_writer(client, main)
   return writer
 end
 
+-- The last invocation of one string that writeInvocation encoded (see it).
+local memo = { name = nil, text = nil, format = nil, content_type = nil, body = nil }
+
 local WRITER_METHODS = {
   writeMessage = function(self, ...)
     local client, state = writer_client(self, "writeMessage")
@@ -144,8 +147,20 @@ local WRITER_METHODS = {
   writeInvocation = function(self, name, ...)
     local client, state = writer_client(self, "writeInvocation")
     if type(name) ~= "string" then argerror("writeInvocation", 1, "string", name) end
-    local ok, content_type, body = pcall(encoded, private[client], select("#", ...) + 1, name, ...)
+    local p, count = private[client], select("#", ...)
+    -- A broadcast writes the same invocation to each client: `name` with one string is
+    -- encoded once (strings cannot change; tables could between two writes).
+    local text = count == 1 and (...) or nil
+    if type(text) == "string" and text == memo.text and name == memo.name
+      and p.format == memo.format then
+      return written(client, state, "message", memo.content_type, memo.body)
+    end
+    local ok, content_type, body = pcall(encoded, p, count + 1, name, ...)
     if not ok then error("writeInvocation: " .. content_type, 2) end
+    if type(text) == "string" then
+      memo.name, memo.text, memo.format = name, text, p.format
+      memo.content_type, memo.body = content_type, body
+    end
     return written(client, state, "message", content_type, body)
   end,
   writeStatusResponse = function(self, code, description)
