@@ -248,7 +248,7 @@ class HTTPRequests:
         if session.client is not None:
             old, session.client.table = session.client.table, None
         client = self._client(session, app.env, found.app, request, b"WebSocket")
-        result = self._bridge.ws_open(client.table, old)
+        result = self._bridge.client_open(client.table, old)
         self._executor.settle(result, (), partial(self._opened, session, handshake))
 
     def _opened(self, session: HTTPSession, handshake: Accepted, _: object) -> None:
@@ -269,19 +269,30 @@ class HTTPRequests:
         self, session: HTTPSession, env: LuaTable, app: str, request: Request,
         protocol: bytes = b"HTTP",
     ) -> Client:  # fmt: skip
-        client = Client(session, app, request.query, protocol.decode())
-        fields: list[object] = []
-        for name, value in request.headers:
-            fields += (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in parse_cookies(header(request, "Cookie")):
-            fields += (name.encode("latin-1"), value.encode("latin-1"))
-        fields += (b"version", request.version.encode(), b"HTTPVersion", request.version.encode())
-        client.table = self._bridge.client_new(
-            client, env, app.encode(), client.id.encode(), client.raw_id, app.encode(), protocol,
-            request.query.encode("latin-1"), self._bindings.address(session, session.peer),
-            self._bridge.sequence(fields), self._parameters_table(),
-        )  # fmt: skip
+        fields = list(request.headers)
+        fields += parse_cookies(header(request, "Cookie"))
+        fields += [("version", request.version), ("HTTPVersion", request.version)]
+        client = self.make_client(session, env, app, request.query, protocol.decode(), fields,
+                                  self._parameters_table(), "latin-1")  # fmt: skip
         session.client = client
+        return client
+
+    def make_client(
+        self, session: Any, env: LuaTable, app: str, query: str, protocol: str,
+        fields: list[tuple[str, str]], parameters: LuaTable, charset: str = "utf-8",
+    ) -> Client:  # fmt: skip
+        """A client of the application *app* (its environment *env*) on *session*, its
+        properties *fields* (text in *charset*: HTTP's headers are latin-1), its
+        parameters *parameters* (a protocol's settings)."""
+        client = Client(session, app, query, protocol)
+        flat: list[object] = []
+        for name, value in fields:
+            flat += (name.encode(charset, "replace"), value.encode(charset, "replace"))
+        client.table = self._bridge.client_new(
+            client, env, app.encode(), client.id.encode(), client.raw_id, app.encode(),
+            protocol.encode(), query.encode(charset, "replace"),
+            self._bindings.address(session, session.peer), self._bridge.sequence(flat), parameters,
+        )  # fmt: skip
         session.owner = app.encode()
         return client
 

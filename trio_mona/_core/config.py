@@ -328,6 +328,35 @@ class WebSocketSettings:
         return cls(**found)
 
 
+@attrs.frozen
+class RTMPSettings:
+    """The ``[RTMP]`` section: where encoders and players connect (docs/clients/rtmp.rst)."""
+
+    #: None (absent, or ``false``): RTMP is off; 0: a free port.
+    port: int | None = None
+    host: str = "127.0.0.1"
+    #: Seconds without a byte before a connection is closed.
+    timeout: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, ConfigValue]) -> RTMPSettings:
+        """Read and check the ``RTMP.*`` keys.
+
+        Raises:
+            ConfigError: a key has the wrong type or an impossible value.
+        """
+        found = _entries(cls, config, "RTMP")
+        port = found.get("port")
+        if port is False or port == "":
+            found["port"] = None
+        elif port is not None and (type(port) is not int or not 0 <= port <= 65535):
+            raise ConfigError(f"RTMP.port must be a port number (0: any free port), got {port!r}")
+        if "host" in found:
+            found["host"] = str(found["host"])
+        _numbers(found, "RTMP", timeout=(0.01, _DAY))
+        return cls(**found)
+
+
 def _entries(
     cls: type[attrs.AttrsInstance], config: Mapping[str, ConfigValue], section: str
 ) -> dict[str, Any]:

@@ -53,6 +53,11 @@ class SessionData(Generic[Conn]):
 
 
 @attrs.define(eq=False)
+class RTMPData(SessionData[Conn]):
+    """Bytes read by an RTMP session."""
+
+
+@attrs.define(eq=False)
 class Reads:
     """Reads in the order they happened. The batch grows while it is the newest event
     on the channel and the executor has not taken it (*open*)."""
@@ -85,6 +90,11 @@ class SessionClosed(Generic[Conn]):
     """A protocol session's connection ended: its client disconnects."""
 
     conn: Conn
+
+
+@attrs.frozen
+class RTMPClosed(SessionClosed[Conn]):
+    """An RTMP session's connection ended."""
 
 
 #: What a waiting coroutine resumes with when its deadline passes.

@@ -537,7 +537,8 @@ end
 ---------------------------------------------------------------------------
 -- WebSocket (docs: clients/websocket).
 ---------------------------------------------------------------------------
--- An upgrade: onDisconnection of the HTTP client it replaces, then onConnection.
+-- A new client that is not HTTP's (a WebSocket upgrade, an RTMP connect):
+-- onDisconnection of the client it replaces, then onConnection; "upgrade" answers.
 local function open_job(client, old)
   if old ~= nil then disconnect(old) end
   if connect(client, private[client], public[client].query) then
@@ -546,7 +547,7 @@ local function open_job(client, old)
   return 0
 end
 
-function api.ws_open(client, old) return run(open_job, client, old) end
+function api.client_open(client, old) return run(open_job, client, old) end
 
 
 -- A method's results go back as one text message; an error closes the client with 1002

@@ -33,7 +33,7 @@ from .writes import Writes
 class BoundAddress:
     """An address one of the runtime's servers or sockets is bound to."""
 
-    kind: str  #: ``"tcp"`` (a listening TCP server), ``"udp"``, or ``"http"``
+    kind: str  #: ``"tcp"`` (a listening TCP server), ``"udp"``, ``"http"`` or ``"rtmp"``
     host: str
     port: int
     app: str  #: path of the owning application (``""`` for the root, and the HTTP port)
@@ -176,7 +176,7 @@ class Sockets:
         self.unbound(handle)
 
     def listeners(self) -> list[Owned]:
-        return [h for h, a in self.bound_addresses.items() if a.kind in ("tcp", "http")]
+        return [h for h, a in self.bound_addresses.items() if a.kind in ("tcp", "http", "rtmp")]
 
     def close_owned(self, owner: bytes) -> None:
         """Close what the application *owner* opened (it is being unloading): listeners
