@@ -10,7 +10,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import trio
@@ -66,15 +66,19 @@ def _setting(text: str) -> str:
     return text
 
 
-def _http(text: str) -> list[str]:
-    """``--http [HOST:]PORT`` as the settings it stands for."""
-    host, colon, port = text.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}")
-    found = [f"HTTP.port={int(port)}"]
-    if colon:
-        found.append(f"HTTP.host={host.strip('[]')}")
-    return found
+def _port_of(section: str) -> Callable[[str], list[str]]:
+    """``--http``/``--rtmp [HOST:]PORT`` as the settings it stands for."""
+
+    def settings(text: str) -> list[str]:
+        host, colon, port = text.rpartition(":")
+        if not port.isdigit() or int(port) > 65535:
+            raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}")
+        found = [f"{section}.port={int(port)}"]
+        if colon:
+            found.append(f"{section}.host={host.strip('[]')}")
+        return found
+
+    return settings
 
 
 def _workers(text: str) -> int:
@@ -106,9 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--http",
-        type=_http,
+        type=_port_of("HTTP"),
         metavar="[HOST:]PORT",
         help="serve HTTP clients on this port (0: a free one; docs: clients/http)",
+    )
+    run.add_argument(
+        "--rtmp",
+        type=_port_of("RTMP"),
+        metavar="[HOST:]PORT",
+        help="serve RTMP encoders and players on this port (0: a free one; docs: clients/rtmp)",
     )
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
@@ -253,8 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         words, extra = words[:split], words[split + 1 :]
     args = _parser().parse_args(words)
     args.arguments = extra
-    if getattr(args, "http", None):
-        args.settings = [*args.http, *args.settings]  # (a --set of HTTP.* wins)
+    for port in ("http", "rtmp"):
+        if getattr(args, port, None):
+            args.settings = [*getattr(args, port), *args.settings]  # (a --set wins)
     if args.command == "import-data":
         return _import_data(args)
     who = f"worker {args.worker} " if args.worker else ""

@@ -28,6 +28,7 @@ from ._core.config import (
     ConfigError,
     ConfigValue,
     HTTPSettings,
+    RTMPSettings,
     Settings,
     WebSocketSettings,
     configs_table,
@@ -55,6 +56,7 @@ from ._lua.socket_host import SocketHost
 from ._net.hub import Hub
 from ._net.mail import Mailer
 from ._net.sockets import BoundAddress, Sockets
+from ._rtmp_requests import RTMPRequests
 from ._signals import stop_requested
 from ._version import VERSION
 from ._waits import BY_TOKEN, Suspension, Waits
@@ -109,6 +111,7 @@ class Runtime:
         smtp: SMTPSettings | None = None,
         http: HTTPSettings | None = None,
         websocket: WebSocketSettings | None = None,
+        rtmp: RTMPSettings | None = None,
     ) -> None:
         self._apps_dir = apps_dir
         self._settings = settings
@@ -149,6 +152,10 @@ class Runtime:
         self._http = HTTPRequests(
             http or HTTPSettings(), websocket or WebSocketSettings(), self._bridge,
             self._executor, self._applications, sockets, self._bindings, self._tapes,
+        )  # fmt: skip
+        self._rtmp = RTMPRequests(
+            rtmp or RTMPSettings(), self._bridge, self._executor, self._applications, sockets,
+            self._http.make_client,
         )  # fmt: skip
         self._host_api = HostAPI(
             self._bridge,
@@ -350,14 +357,13 @@ class Runtime:
         error = await self._applications.start(found)
         if error is not None and self._exit_code is None:
             raise StartupError(error)
-        http = self._http.settings
-        try:
-            self._http.listen()
-        except (OSError, AddressError) as exc:
-            message = os_message(exc) if isinstance(exc, OSError) else str(exc)
-            raise StartupError(
-                f"HTTP: cannot listen on {http.host} port {http.port}: {message}"
-            ) from None
+        for name, protocol in (("HTTP", self._http), ("RTMP", self._rtmp)):
+            try:
+                protocol.listen()
+            except (OSError, AddressError) as exc:
+                message = os_message(exc) if isinstance(exc, OSError) else str(exc)
+                where = f"{protocol.settings.host} port {protocol.settings.port}"
+                raise StartupError(f"{name}: cannot listen on {where}: {message}") from None
         self._nursery.start_soon(self._background)
 
     def _load_data(self) -> None:
@@ -511,6 +517,7 @@ async def open_runtime(
         smtp = SMTPSettings.from_config(raw)
         http = HTTPSettings.from_config(config)
         websocket = WebSocketSettings.from_config(config)
+        rtmp = RTMPSettings.from_config(config)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
@@ -518,7 +525,9 @@ async def open_runtime(
     hubs: list[Hub] = []  # (closed once every task that reads through it has ended)
     try:
         async with trio.open_nursery() as nursery:
-            runtime = Runtime(folder, config, runtime_settings, nursery, smtp, http, websocket)
+            runtime = Runtime(
+                folder, config, runtime_settings, nursery, smtp, http, websocket, rtmp
+            )
             hubs.append(runtime._sockets.hub)
             for name, function in (expose or {}).items():
                 runtime.expose(name, function)

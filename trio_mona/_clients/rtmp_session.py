@@ -20,6 +20,7 @@ from .._core.events import RTMPClosed, RTMPData
 from .._net.transport import CONNECTED, Transport
 from .._proto.rtmp import RTMPServer
 from .client import Client
+from .http_session import IDLE, RUNNING, Phase
 from .publications import Listener, Publication
 
 log = logging.getLogger("trio_mona")
@@ -41,6 +42,17 @@ class RTMPSession(Transport):
     #: A Lua job for one of its events is in hand: later reads wait (in order).
     busy: bool = False
     backlog: list[RTMPData[RTMPSession]] = attrs.field(factory=list)
+    #: What the running job answered (_lua/client_host.py).
+    job_answer: Any = None
+    #: (no WebSocket side, no writes waiting for a request: the writers' host
+    #: functions ask)
+    websocket: None = None
+    answer_bytes: int = 0
+
+    @property
+    def phase(self) -> Phase:
+        """RUNNING while a Lua job of it runs (as an HTTP session says it)."""
+        return RUNNING if self.busy else IDLE
 
     def __repr__(self) -> str:
         peer = self._peer.value if self._peer else "-"

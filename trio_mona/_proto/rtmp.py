@@ -181,8 +181,8 @@ class RTMPServer:
         name = values[0].decode("utf-8", "replace")
         transaction = values[1] if isinstance(values[1], float) else 0.0
         if name == "connect" and stream == 0:
-            self._events.append(Connect(transaction, fields_of(values[2] if len(values) > 2 else None),
-                                        tuple(values[3:])))  # fmt: skip
+            properties = fields_of(values[2] if len(values) > 2 else None)
+            self._events.append(Connect(transaction, properties, tuple(values[3:])))
             return
         # (a command's third value is its command object, null for all but connect)
         self._events.append(Command(stream, name, transaction, tuple(values[3:])))
@@ -202,8 +202,8 @@ class RTMPServer:
         return out + self.command(0, "_result", transaction, server, obj(**status))
 
     def reject(self, transaction: float, description: str) -> bytes:
-        return self.command(0, "_error", transaction, None, obj(
-            level="error", code="NetConnection.Connect.Rejected", description=description))  # fmt: skip
+        info = obj(level="error", code="NetConnection.Connect.Rejected", description=description)
+        return self.command(0, "_error", transaction, None, info)
 
     def command(self, stream: int, name: str, transaction: float, *values: Any) -> bytes:
         payload = encode([name.encode(), float(transaction), *values], amf0=True)

@@ -1,0 +1,297 @@
+"""RTMP's way to Lua and back, and its streams (docs/clients/rtmp.rst).
+
+The executor hands this the reads of RTMP sessions (``_clients/rtmp_session.py``); the
+RTMP core (``_proto/rtmp.py``) turns them into commands and media. ``connect`` makes a
+client of the application its ``app`` names and runs ``onConnection`` (accepted: the
+connection's success; an error: ``NetConnection.Connect.Rejected`` with the message,
+then the socket closes). The stream commands (``createStream``, ``publish``, ``play``,
+``deleteStream``, ...) are answered here, and media go through the publications
+(``_clients/publications.py``). A session's events are handled in order: while a Lua
+job of it runs, its later reads wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ._apps import Applications
+from ._clients.client import Client
+from ._clients.http_listener import NO_APPLICATION
+from ._clients.publications import Listener, Publications
+from ._clients.replies import ErrorReply, Upgraded
+from ._clients.rtmp_listener import RTMPListener
+from ._clients.rtmp_session import RTMPSession
+from ._core.addresses import LOCALHOST, SocketAddress, parse_target
+from ._core.config import RTMPSettings
+from ._core.events import RTMPClosed, RTMPData
+from ._formats.amf import AMFError, decode, encode
+from ._lua.bridge import LuaBridge, LuaTable
+from ._net.sockets import Sockets
+from ._net.transport import CONNECTED
+from ._proto.paths import BadPath, segments
+from ._proto.rtmp import NEED_DATA, Command, Connect, Failed, Media
+from ._proto.rtmp_chunks import DATA_AMF0
+
+if TYPE_CHECKING:
+    from ._executor import Executor
+
+log = logging.getLogger("trio_mona")
+
+#: Makes a Lua client (``HTTPRequests.make_client``).
+MakeClient = Callable[..., Client]
+
+#: Stream commands answered with a plain ``_result`` (ffmpeg and OBS send them before
+#: publishing; MonaServer answered errors they had to tolerate).
+_ACKNOWLEDGED = frozenset({"releaseStream", "FCPublish", "FCUnpublish", "getStreamLength",
+                           "_checkbw"})  # fmt: skip
+
+
+class RTMPRequests:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: RTMPSettings,
+        bridge: LuaBridge,
+        executor: Executor,
+        applications: Applications,
+        sockets: Sockets,
+        make_client: MakeClient,
+    ) -> None:
+        self.settings = settings
+        self._bridge = bridge
+        self._executor = executor
+        self._applications = applications
+        self._sockets = sockets
+        self._make_client = make_client
+        self._parameters: LuaTable | None = None
+        self.publications = Publications()
+        self.listener: RTMPListener | None = None
+        executor.route(RTMPData, self.received)
+        executor.route(RTMPClosed, self.closed)
+
+    def listen(self) -> None:
+        """Open the ``[RTMP]`` port, if configured.
+
+        Raises:
+            AddressError: ``[RTMP] host`` is no IP address.
+            OSError: the port cannot be bound.
+        """
+        settings = self.settings
+        if settings.port is None:
+            return
+        target = parse_target(settings.host, settings.port, default_host=LOCALHOST)
+        assert isinstance(target, SocketAddress)
+        listener = RTMPListener(self._sockets, NO_APPLICATION, rtmp=settings)
+        listener.listen(target)
+        self.listener = listener
+        log.info("RTMP: serving on %s", listener.address.value if listener.address else "?")
+
+    # -- the executor's events ---------------------------------------------------------
+    def received(self, event: RTMPData[RTMPSession]) -> None:
+        session = event.conn
+        if session.busy or session.backlog:
+            session.backlog.append(event)
+            return
+        self._feed(session, event)
+        self.pump(session)
+
+    def _feed(self, session: RTMPSession, event: RTMPData[RTMPSession]) -> None:
+        inbound = session.inbound
+        data = inbound.take(event.data)
+        if inbound.paused:
+            session.resume_reading()
+        if data:
+            session.core.receive_data(data)
+            session.flush_core()
+
+    def pump(self, session: RTMPSession) -> None:
+        core = session.core
+        while not session.busy and session.state is CONNECTED:
+            event = core.next_event()
+            if event is NEED_DATA:
+                if not session.backlog:
+                    return
+                self._feed(session, session.backlog.pop(0))
+                continue
+            if isinstance(event, Failed):
+                log.info("%r: %s; closed", session, event.reason)
+                session.close()
+                return
+            if isinstance(event, Media):
+                publication = session.publishing.get(event.stream)
+                if publication is not None:
+                    payload = event.payload
+                    if event.type_id == DATA_AMF0:
+                        payload = _metadata(payload)
+                    self.publications.media(publication, event.type_id, event.timestamp, payload)
+            elif isinstance(event, Connect):
+                self._connect(session, event)
+            elif isinstance(event, Command):
+                self._command(session, event)
+
+    def closed(self, event: RTMPClosed[RTMPSession]) -> None:
+        session = event.conn
+        session.backlog.clear()
+        for stream in list(session.publishing):
+            self._unpublish(session, stream)
+        for listener in session.playing.values():
+            self.publications.stop(listener)
+        session.playing.clear()
+        client, session.client = session.client, None
+        if client is None or client.table is None:
+            return
+        table, client.table = client.table, None
+        if self._executor.lua_enabled:
+            self._executor.settle(self._bridge.client_closed(table, client.silent), (), _ignore)
+
+    # -- the connection ---------------------------------------------------------------------
+    def _connect(self, session: RTMPSession, event: Connect) -> None:
+        properties = event.properties
+        url = urlsplit(str(properties.get("tcUrl", "")))
+        app_name = str(properties.get("app", "")).partition("?")[0]
+        parts = segments("/" + app_name)
+        path = None if isinstance(parts, BadPath) else "/" + "/".join(parts) if parts else ""
+        app = None if path is None else self._applications.find(path)
+        if path is None or app is None or app.env is None or session.client is not None:
+            why = (
+                "already connected" if session.client else f"Application /{app_name} doesn't exist"
+            )
+            session.write(session.core.reject(event.transaction, why))
+            session.close()
+            return
+        fields = [(k, str(v)) for k, v in properties.items() if isinstance(v, str | float | bool)]
+        fields += parse_qsl(url.query)
+        client = self._make_client(session, app.env, path, url.query, "RTMP", fields,
+                                   self._parameters_table())  # fmt: skip
+        session.client = client
+        session.busy = True
+        result = self._bridge.client_open(client.table, None)
+        self._executor.settle(result, (), partial(self._connected, session, event))
+
+    def _connected(self, session: RTMPSession, event: Connect, _: object) -> None:
+        answer, session.job_answer = session.job_answer, None
+        session.busy = False
+        if session.state is not CONNECTED:
+            return
+        if isinstance(answer, Upgraded):
+            amf3 = event.properties.get("objectEncoding") == 3.0
+            session.write(session.core.accept(event.transaction, {}, amf3=amf3))
+            self.pump(session)
+            return
+        why = answer.message if isinstance(answer, ErrorReply) else "refused"
+        session.write(session.core.reject(event.transaction, why))
+        session.close()
+
+    def _parameters_table(self) -> LuaTable:
+        if self._parameters is None:
+            settings = self.settings
+            self._parameters = self._bridge.table(
+                {"port": settings.port, "host": settings.host, "timeout": settings.timeout}
+            )
+        return self._parameters
+
+    # -- commands ------------------------------------------------------------------------------
+    def _command(self, session: RTMPSession, event: Command) -> None:
+        core, name, stream = session.core, event.name, event.stream
+        if session.client is None:
+            session.write(core.command(0, "_error", event.transaction, None,
+                                       {"code": "NetConnection.Call.Failed"}))  # fmt: skip
+            return
+        if name == "createStream":
+            number, session.next_stream = session.next_stream, session.next_stream + 1
+            session.write(core.command(0, "_result", event.transaction, None, float(number)))
+        elif name in _ACKNOWLEDGED:
+            session.write(core.command(0, "_result", event.transaction, None))
+        elif name == "publish" and stream:
+            self._publish(session, stream, _text(event.arguments[0] if event.arguments else b""))
+        elif name == "play" and stream:
+            self._play(session, stream, _text(event.arguments[0] if event.arguments else b""))
+        elif name in ("deleteStream", "closeStream"):
+            target = stream  # (closeStream: on the stream; deleteStream: its number)
+            if name == "deleteStream" and event.arguments and isinstance(event.arguments[0], float):
+                target = int(event.arguments[0])
+            self._end_stream(session, target)
+        elif name in ("receiveAudio", "receiveVideo"):
+            pass  # (every listener receives both for now)
+        elif name in ("pause", "seek") and stream:
+            why = f"{name} is not served on a live stream"
+            session.write(
+                core.status(stream, f"NetStream.{name.capitalize()}.Failed", why, "error")
+            )
+        elif stream == 0:
+            session.write(core.command(0, "_error", event.transaction, None, _call_failed(name)))
+
+    def _publish(self, session: RTMPSession, stream: int, requested: str) -> None:
+        core, name = session.core, requested.partition("?")[0]
+        publication = self.publications.publish(name, session) if name else None
+        if publication is None:
+            session.write(core.status(stream, "NetStream.Publish.BadName",
+                                      f"{name} is already published", "error"))  # fmt: skip
+            return
+        session.publishing[stream] = publication
+        session.write(core.stream_begin(stream))
+        session.write(core.status(stream, "NetStream.Publish.Start", f"{name} is now published"))
+        for listener in publication.listeners:  # (players that waited for it)
+            receiver = listener.receiver
+            assert isinstance(receiver, RTMPSession)
+            receiver.write(receiver.core.status(listener.stream, "NetStream.Play.PublishNotify",
+                                                f"{name} is now published"))  # fmt: skip
+
+    def _play(self, session: RTMPSession, stream: int, requested: str) -> None:
+        core, name = session.core, requested.partition("?")[0]
+        listener = Listener(session, stream, name)
+        session.playing[stream] = listener
+        session.write(core.stream_begin(stream))
+        session.write(core.status(stream, "NetStream.Play.Reset", f"Playing and resetting {name}"))
+        session.write(core.status(stream, "NetStream.Play.Start", f"Started playing {name}"))
+        access = encode([b"|RtmpSampleAccess", True, True], amf0=True)
+        session.write(core.media(stream, DATA_AMF0, 0, access))
+        self.publications.play(listener)
+
+    def _end_stream(self, session: RTMPSession, stream: int) -> None:
+        if stream in session.publishing:
+            self._unpublish(session, stream)
+        listener = session.playing.pop(stream, None)
+        if listener is not None:
+            self.publications.stop(listener)
+
+    def _unpublish(self, session: RTMPSession, stream: int) -> None:
+        publication = session.publishing.pop(stream)
+        for listener in self.publications.unpublish(publication):
+            receiver = listener.receiver
+            assert isinstance(receiver, RTMPSession)
+            why = f"{publication.name} is now unpublished"
+            code = "NetStream.Play.UnpublishNotify"
+            receiver.write(receiver.core.status(listener.stream, code, why))
+            receiver.write(receiver.core.stream_eof(listener.stream))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _call_failed(name: str) -> Any:
+    from ._proto.rtmp import obj
+
+    return obj(level="error", code="NetConnection.Call.Failed",
+               description=f"Method '{name}' not found")  # fmt: skip
+
+
+def _metadata(payload: bytes) -> bytes:
+    """A data message as players get it: ``@setDataFrame`` left out."""
+    try:
+        values = decode(payload)
+    except (AMFError, RecursionError):
+        return payload
+    if values and values[0] == b"@setDataFrame":
+        return encode(values[1:], amf0=True)
+    return payload
+
+
+def _ignore(_: object) -> None:
+    pass
