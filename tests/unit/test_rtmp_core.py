@@ -163,3 +163,33 @@ def test_bad_chunk_streams_are_refused() -> None:
         ChunkStream().receive_data(b"\xc4" + b"x" * 10)
     with pytest.raises(ChunkError, match="a chunk size of 0"):
         ChunkStream().receive_data(ChunkStream().send(2, 0, 1, 0, bytes(4)))
+
+
+def test_connect_and_streams_through_the_command_core() -> None:
+    from trio_mona._formats.amf import decode, encode
+    from trio_mona._proto.rtmp import NEED_DATA, Command, Connect, Media, RTMPServer, obj
+
+    server, client, chunks = RTMPServer(), ClientHandshake(), ChunkStream()
+    server.receive_data(client.start())
+    c2 = client.receive_data(server.data_to_send())
+    connect = encode([b"connect", 1.0, obj(app="live", tcUrl="rtmp://h/live?k=1")], amf0=True)
+    server.receive_data(c2 + chunks.send(3, 0, COMMAND_AMF0, 0, connect))
+    event = server.next_event()
+    assert isinstance(event, Connect)
+    assert event.properties == {"app": "live", "tcUrl": "rtmp://h/live?k=1"}
+    chunks.receive_data(server.accept(event.transaction, {"extra": "x"}))
+    found = _messages(chunks)
+    assert [m.type_id for m in found] == [COMMAND_AMF0]  # (window, bandwidth, size: taken)
+    name, transaction, _, info = decode(found[0].payload)
+    assert (name, transaction) == (b"_result", 1.0)
+    fields = dict(info.fields)
+    assert fields[b"code"] == b"NetConnection.Connect.Success"
+    assert fields[b"extra"] == b"x"
+    assert chunks.in_chunk_size == 4096
+    publish = encode([b"publish", 5.0, None, b"cam", b"live"], amf0=True)
+    server.receive_data(
+        chunks.send(8, 0, COMMAND_AMF0, 1, publish) + chunks.send(6, 40, VIDEO, 1, b"\x17\x01")
+    )
+    assert server.next_event() == Command(1, "publish", 5.0, (b"cam", b"live"))
+    assert server.next_event() == Media(1, VIDEO, 40, b"\x17\x01")
+    assert server.next_event() is NEED_DATA

@@ -1,0 +1,130 @@
+"""RTMP with Debian's ffmpeg as the encoder and the player (``.ci/run`` installs it):
+a generated H.264 + AAC stream published, played back before and after the publisher
+starts, both codecs found by ffprobe in what was received; the Lua side sees the
+clients (docs/clients/rtmp.rst)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_mona
+
+from .helpers import lua, lua_until, write_app
+
+pytestmark = pytest.mark.slow  # (starts ffmpeg processes)
+
+FFMPEG = shutil.which("ffmpeg")
+FFPROBE = shutil.which("ffprobe")
+
+LIVE = """
+log = {}
+function onConnection(client, ...)
+  log[#log + 1] = client.protocol .. " " .. client.path .. " " .. tostring(client.app)
+end
+function onDisconnection(client) log[#log + 1] = "bye" end
+"""
+
+
+def _rtmp_port(runtime: trio_mona.Runtime) -> int:
+    return next(a.port for a in runtime.bound_addresses if a.kind == "rtmp")
+
+
+def _publish(port: int, seconds: float, name: str = "cam") -> list[str]:
+    return [
+        str(FFMPEG), "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+        "-c:a", "aac", "-t", str(seconds), "-f", "flv", f"rtmp://127.0.0.1:{port}/live/{name}",
+    ]  # fmt: skip
+
+
+def _play(port: int, seconds: float, out: Path, *extra: str) -> list[str]:
+    return [str(FFMPEG), "-hide_banner", "-loglevel", "error", *extra,
+            "-i", f"rtmp://127.0.0.1:{port}/live/cam", "-t", str(seconds), "-c", "copy", "-y",
+            str(out)]  # fmt: skip
+
+
+def _codecs(path: Path) -> set[str]:
+    found = subprocess.run(
+        [str(FFPROBE), "-hide_banner", "-loglevel", "error", "-show_entries",
+         "stream=codec_name", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return set(found.stdout.split())
+
+
+async def _run(command: list[str]) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
+
+
+@pytest.fixture
+def apps(tmp_path: Path) -> Path:
+    if FFMPEG is None or FFPROBE is None:
+        pytest.fail("the RTMP tests need Debian's ffmpeg (.ci/run installs it)")
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", LIVE)
+    return folder
+
+
+async def test_ffmpeg_publishes_and_plays_back(apps: Path, tmp_path: Path) -> None:
+    async with trio_mona.open_runtime(apps, settings={"RTMP.port": "0"}, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+        async def run(key: str, command: list[str]) -> None:
+            results[key] = await _run(command)
+
+        async with trio.open_nursery() as nursery:
+            # A player started before the publisher waits for it; one after joins it.
+            nursery.start_soon(run, "early", _play(port, 2, tmp_path / "early.flv"))
+            await trio.sleep(0.5)
+            nursery.start_soon(run, "publisher", _publish(port, 5))
+            await trio.sleep(2)
+            nursery.start_soon(
+                run, "late", _play(port, 2, tmp_path / "late.flv", "-rtmp_live", "live")
+            )
+        for key, result in results.items():
+            assert result.returncode == 0, (key, result.stderr.decode())
+        assert _codecs(tmp_path / "early.flv") == {"h264", "aac"}
+        assert _codecs(tmp_path / "late.flv") == {"h264", "aac"}
+        await lua_until(rt, "return #live.log == 6")
+        entries = sorted((await lua(rt, "return table.concat(live.log, ',')")).decode().split(","))
+        assert entries == ["RTMP /live live"] * 3 + ["bye"] * 3
+
+
+async def test_a_name_in_use_cannot_be_published(apps: Path) -> None:
+    async with trio_mona.open_runtime(apps, settings={"RTMP.port": "0"}, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_run, _publish(port, 4))
+            await trio.sleep(1.5)
+            second = await _run(_publish(port, 1))
+        assert second.returncode != 0
+        assert b"Server error: cam is already published" in second.stderr
+
+
+async def test_a_missing_application_is_rejected(apps: Path) -> None:
+    async with trio_mona.open_runtime(apps, settings={"RTMP.port": "0"}, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        command = _publish(port, 1)
+        command[-1] = f"rtmp://127.0.0.1:{port}/nowhere/cam"
+        refused = await _run(command)
+        assert refused.returncode != 0
+        assert b"Server error: Application /nowhere doesn't exist" in refused.stderr
+
+
+async def test_an_error_in_onconnection_rejects_with_its_message(tmp_path: Path) -> None:
+    if FFMPEG is None:
+        pytest.fail("the RTMP tests need Debian's ffmpeg (.ci/run installs it)")
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", "function onConnection() error('no publishing today') end")
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}, data=":memory:") as rt:
+        refused = await _run(_publish(_rtmp_port(rt), 1))
+        assert refused.returncode != 0
+        assert b"main.lua:1: no publishing today" in refused.stderr
