@@ -22,18 +22,20 @@ from ._apps import Applications
 from ._clients.client import Client
 from ._clients.http_listener import NO_APPLICATION
 from ._clients.publications import Listener, Publications
-from ._clients.replies import ErrorReply, Upgraded
+from ._clients.replies import CloseReply, ErrorReply, Reply, Upgraded
 from ._clients.rtmp_listener import RTMPListener
 from ._clients.rtmp_session import RTMPSession
 from ._core.addresses import LOCALHOST, SocketAddress, parse_target
 from ._core.config import RTMPSettings
 from ._core.events import RTMPClosed, RTMPData
+from ._formats import amf_tape
 from ._formats.amf import AMFError, decode, encode
+from ._formats.tape import Tapes
 from ._lua.bridge import LuaBridge, LuaTable
 from ._net.sockets import Sockets
 from ._net.transport import CONNECTED
 from ._proto.paths import BadPath, segments
-from ._proto.rtmp import NEED_DATA, Command, Connect, Failed, Media
+from ._proto.rtmp import NEED_DATA, Command, Connect, Failed, Media, obj
 from ._proto.rtmp_chunks import DATA_AMF0
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class RTMPRequests:
         applications: Applications,
         sockets: Sockets,
         make_client: MakeClient,
+        tapes: Tapes,
     ) -> None:
         self.settings = settings
         self._bridge = bridge
@@ -68,6 +71,7 @@ class RTMPRequests:
         self._applications = applications
         self._sockets = sockets
         self._make_client = make_client
+        self._tapes = tapes
         self._parameters: LuaTable | None = None
         self.publications = Publications()
         self.listener: RTMPListener | None = None
@@ -170,7 +174,12 @@ class RTMPRequests:
                                    self._parameters_table())  # fmt: skip
         session.client = client
         session.busy = True
-        result = self._bridge.client_open(client.table, None)
+        tape: tuple[object, ...] = ()
+        if event.arguments:  # (onConnection's arguments: connect's, after its object)
+            tape = amf_tape.read(self._tapes, encode(list(event.arguments), amf0=True))
+            if tape[0] is None:
+                tape = ()
+        result = self._bridge.client_open(client.table, None, *tape)
         self._executor.settle(result, (), partial(self._connected, session, event))
 
     def _connected(self, session: RTMPSession, event: Connect, _: object) -> None:
@@ -224,7 +233,41 @@ class RTMPRequests:
                 core.status(stream, f"NetStream.{name.capitalize()}.Failed", why, "error")
             )
         elif stream == 0:
-            session.write(core.command(0, "_error", event.transaction, None, _call_failed(name)))
+            self._call(session, event)
+
+    def _call(self, session: RTMPSession, event: Command) -> None:
+        """A call of a method of the client: its arguments to Lua as a tape, its results
+        (or its first ``writeMessage``) answer it with ``_result``; a missing method or
+        an error with ``_error`` and ``NetConnection.Call.Failed``."""
+        client = session.client
+        if client is None or client.table is None or not self._executor.lua_enabled:
+            return
+        arguments = encode([event.name.encode(), *event.arguments], amf0=True)
+        tape = amf_tape.read(self._tapes, arguments)
+        if tape[0] is None:
+            session.write(session.core.command(0, "_error", event.transaction, None,
+                                               _call_failed(_text(tape[1]))))  # fmt: skip
+            return
+        session.busy, session.call = True, event.transaction
+        result = self._bridge.ws_message(client.table, b"array", b"", *tape)
+        self._executor.settle(result, (), partial(self._called, session, event))
+
+    def _called(self, session: RTMPSession, event: Command, _: object) -> None:
+        answer, session.job_answer = session.job_answer, None
+        session.busy = False
+        if session.state is not CONNECTED:
+            return
+        if session.call is not None:  # (no write answered it)
+            session.call = None
+            core = session.core
+            if isinstance(answer, Reply):
+                session.write(core.raw_command(0, b"_result", event.transaction, answer.body))
+            elif isinstance(answer, CloseReply):
+                session.write(core.command(0, "_error", event.transaction, None,
+                                           _call_failed(answer.reason)))  # fmt: skip
+            else:
+                session.write(core.command(0, "_result", event.transaction, None))
+        self.pump(session)
 
     def _publish(self, session: RTMPSession, stream: int, requested: str) -> None:
         core, name = session.core, requested.partition("?")[0]
@@ -275,11 +318,8 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
-def _call_failed(name: str) -> Any:
-    from ._proto.rtmp import obj
-
-    return obj(level="error", code="NetConnection.Call.Failed",
-               description=f"Method '{name}' not found")  # fmt: skip
+def _call_failed(description: str) -> Any:
+    return obj(level="error", code="NetConnection.Call.Failed", description=description)
 
 
 def _metadata(payload: bytes) -> bytes:

@@ -155,7 +155,7 @@ class Runtime:
         )  # fmt: skip
         self._rtmp = RTMPRequests(
             rtmp or RTMPSettings(), self._bridge, self._executor, self._applications, sockets,
-            self._http.make_client,
+            self._http.make_client, self._tapes,
         )  # fmt: skip
         self._host_api = HostAPI(
             self._bridge,

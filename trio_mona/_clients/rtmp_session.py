@@ -18,7 +18,7 @@ import attrs
 from .._core.config import RTMPSettings
 from .._core.events import RTMPClosed, RTMPData
 from .._net.transport import CONNECTED, Transport
-from .._proto.rtmp import RTMPServer
+from .._proto.rtmp import RTMPServer, command_header, split_name
 from .client import Client
 from .http_session import IDLE, RUNNING, Phase
 from .publications import Listener, Publication
@@ -44,6 +44,8 @@ class RTMPSession(Transport):
     backlog: list[RTMPData[RTMPSession]] = attrs.field(factory=list)
     #: What the running job answered (_lua/client_host.py).
     job_answer: Any = None
+    #: The transaction of the call in hand, until it is answered.
+    call: float | None = None
     #: (no WebSocket side, no writes waiting for a request: the writers' host
     #: functions ask)
     websocket: None = None
@@ -80,6 +82,22 @@ class RTMPSession(Transport):
     def flush_core(self) -> None:
         """Send what the core has to say on its own (the handshake, acknowledgements)."""
         self.write(self.core.data_to_send())
+
+    def written(self, body: bytes, *, invocation: bool) -> bool:
+        """A writer wrote AMF0 values: an invocation names a method of the client (its
+        first value); a message answers the call in hand (once), or is an ``onMessage``
+        invocation when none is."""
+        if self.state is not CONNECTED:
+            return False
+        if invocation:
+            name, rest = split_name(body)
+            self.write(self.core.command_payload(0, name + command_header(0.0) + rest))
+        elif self.call is not None:
+            self.write(self.core.raw_command(0, b"_result", self.call, body))
+            self.call = None
+        else:
+            self.write(self.core.raw_command(0, b"onMessage", 0.0, body))
+        return True
 
     def deliver(self, stream: int, type_id: int, timestamp: int, payload: bytes) -> bool:
         """A frame for one of its listeners: False when it was dropped."""

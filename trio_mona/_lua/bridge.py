@@ -210,7 +210,7 @@ class LuaBridge:
         self.client_new: Callable[..., LuaTable] = api.client_new
         self.http_request: Callable[..., Any] = api.http_request
         self.client_closed: Callable[[LuaTable, bool], Any] = api.client_closed
-        self.client_open: Callable[[LuaTable, LuaTable | None], Any] = api.client_open
+        self.client_open: Callable[..., Any] = api.client_open
         self.ws_message: Callable[..., Any] = api.ws_message
         self.manage_writers: Callable[[], Any] = api.manage_writers
         self._load_chunk = api.load_chunk

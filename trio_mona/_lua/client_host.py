@@ -104,11 +104,11 @@ class ClientHost:
             return False
         session = client.session
         if isinstance(session, RTMPSession):
-            return False  # (writers over RTMP: to come with RTMP's calls)
+            return session.written(body, invocation=kind == b"invocation")
         assert isinstance(session, HTTPSession)
         websocket = session.websocket
         if websocket is not None:
-            return websocket.send(body, text=kind == b"message", reliable=bool(reliable))
+            return websocket.send(body, text=kind != b"raw", reliable=bool(reliable))
         return session.write(Reply(body, content_type.decode("latin-1")))
 
     def close(self, client: Client, code: int) -> None:

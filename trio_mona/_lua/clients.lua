@@ -19,6 +19,7 @@ local with_traceback, xpcall, concat, classes =
   shared.with_traceback, shared.xpcall, shared.concat, shared.classes
 local formats = shared.formats
 local query_decode = formats.query.decode
+local tape_values = formats.values.values
 
 ---------------------------------------------------------------------------
 -- mona.clients: every connected client, by id (64 hex characters) and rawId.
@@ -118,7 +119,8 @@ local function writer_client(self, method)
   return client, state
 end
 
--- `kind`: "message" (text over WebSocket) or "raw" (binary over WebSocket).
+-- `kind`: "message" (text over WebSocket; over RTMP the answer of the call in hand),
+-- "invocation" (a message naming a method of the peer) or "raw" (binary over WebSocket).
 local function written(client, state, kind, content_type, body)
   private[client].wrote = private[client].wrote + 1
   state.messages = state.messages + 1
@@ -153,7 +155,7 @@ local WRITER_METHODS = {
     local text = count == 1 and (...) or nil
     if type(text) == "string" and text == memo.text and name == memo.name
       and p.format == memo.format then
-      return written(client, state, "message", memo.content_type, memo.body)
+      return written(client, state, "invocation", memo.content_type, memo.body)
     end
     local ok, content_type, body = pcall(encoded, p, count + 1, name, ...)
     if not ok then error("writeInvocation: " .. content_type, 2) end
@@ -161,14 +163,14 @@ local WRITER_METHODS = {
       memo.name, memo.text, memo.format = name, text, p.format
       memo.content_type, memo.body = content_type, body
     end
-    return written(client, state, "message", content_type, body)
+    return written(client, state, "invocation", content_type, body)
   end,
   writeStatusResponse = function(self, code, description)
     local client, state = writer_client(self, "writeStatusResponse")
     if type(code) ~= "string" then argerror("writeStatusResponse", 1, "string", code) end
     local status = { code = code, description = description }
     local content_type, body = encoded(private[client], 2, "onStatus", status)
-    return written(client, state, "message", content_type, body)
+    return written(client, state, "invocation", content_type, body)
   end,
   writeRaw = function(self, ...)
     local client, state = writer_client(self, "writeRaw")
@@ -334,8 +336,10 @@ function api.client_new(h, env, owner, id, raw_id, path, protocol, query, addres
     query = query, writer = writer, properties = properties_of(h, data),
     parameters = read_only(parameters),
   }
-  private[client] = { env = env, data = data, format = "json", reliable = true, wrote = 0,
-    index = parameters.index }
+  -- (what its messages are written in: AMF0 over RTMP, JSON elsewhere)
+  local message_format = protocol == "RTMP" and "amf" or "json"
+  private[client] = { env = env, data = data, format = message_format,
+    message_format = message_format, reliable = true, wrote = 0, index = parameters.index }
   return client
 end
 
@@ -492,10 +496,11 @@ end
 
 -- onConnection(client, query arguments...): an error rejects the client; a table
 -- returned may set `index` and `timeout`.
-local function connect(client, p, query)
+-- (`values`: its arguments, when they are not the query's: RTMP's connect arguments)
+local function connect(client, p, query, values, count)
   local handler = p.env.onConnection
   if handler ~= nil then
-    local values, count = query_decode(query)
+    if values == nil then values, count = query_decode(query) end
     local ok, options = xpcall(handler, with_traceback, client, unpack(values, 1, count))
     if not ok then
       report(owner_of[client], "onConnection", options, handler)
@@ -539,15 +544,22 @@ end
 ---------------------------------------------------------------------------
 -- A new client that is not HTTP's (a WebSocket upgrade, an RTMP connect):
 -- onDisconnection of the client it replaces, then onConnection; "upgrade" answers.
-local function open_job(client, old)
-  if old ~= nil then disconnect(old) end
-  if connect(client, private[client], public[client].query) then
+local function open_job(client, opening)
+  if opening.old ~= nil then disconnect(opening.old) end
+  local values, count
+  if opening.tape_count > 0 then
+    values, count = tape_values(unpack(opening.tape, 1, opening.tape_count))
+  end
+  if connect(client, private[client], public[client].query, values, count) then
     answer(handle_of[client], "upgrade")
   end
   return 0
 end
 
-function api.client_open(client, old) return run(open_job, client, old) end
+-- (`...`: a tape of onConnection's arguments, when they are not the query's)
+function api.client_open(client, old, ...)
+  return run(open_job, client, { old = old, tape = { ... }, tape_count = select("#", ...) })
+end
 
 
 -- A method's results go back as one text message; an error closes the client with 1002
@@ -577,11 +589,9 @@ end
 
 -- One message: `kind` is "array" or "object" (Python read it as JSON: its values
 -- follow as a tape), "text" (not JSON) or "binary".
-local tape_values = formats.values.values
-
 local function message_job(client, message)
   local p = private[client]
-  p.format = "json"
+  p.format = p.message_format
   local kind, values, count, name = message.kind, nil, 1, nil
   if kind == "array" or kind == "object" then
     values, count = tape_values(unpack(message.tape, 1, message.tape_count))

@@ -11,6 +11,7 @@ AMF3 (type 17: a byte 0, then AMF0 values with AMF3 switches inside) are read th
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -55,6 +56,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return obj(**value)
     return value
+
+
+def amf_string(text: bytes) -> bytes:
+    """A short AMF0 string (a command's name)."""
+    return b"\x02" + len(text).to_bytes(2, "big") + text
+
+
+def command_header(transaction: float) -> bytes:
+    """What follows a command's name: its transaction, and a null command object."""
+    return b"\x00" + struct.pack(">d", transaction) + b"\x05"
+
+
+def split_name(values: bytes) -> tuple[bytes, bytes]:
+    """AMF0 values that begin with a short string: that string's bytes, and the rest."""
+    if values[:1] != b"\x02" or len(values) < 3:
+        return amf_string(b"onMessage"), values
+    end = 3 + int.from_bytes(values[1:3], "big")
+    return values[:end], values[end:]
 
 
 def fields_of(value: Any) -> dict[str, Any]:
@@ -207,6 +226,13 @@ class RTMPServer:
 
     def command(self, stream: int, name: str, transaction: float, *values: Any) -> bytes:
         payload = encode([name.encode(), float(transaction), *values], amf0=True)
+        return self.command_payload(stream, payload)
+
+    def raw_command(self, stream: int, name: bytes, transaction: float, values: bytes) -> bytes:
+        """A command whose values are AMF0 already (what Lua wrote)."""
+        return self.command_payload(stream, amf_string(name) + command_header(transaction) + values)
+
+    def command_payload(self, stream: int, payload: bytes) -> bytes:
         return self.chunks.send(_COMMANDS, 0, COMMAND_AMF0, stream, payload)
 
     def status(self, stream: int, code: str, description: str, level: str = "status",

@@ -1,0 +1,52 @@
+"""RTMP clients' calls and writers, over real loopback sockets with a client on
+trio_mona's own RTMP cores (docs/clients/rtmp.rst)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio_mona
+
+from .helpers import lua, lua_until, write_app
+from .rtmp_client import RTMPClient
+
+LIVE = """
+function onConnection(client, first)
+  connected = client.protocol .. " " .. client.path .. " " .. tostring(first) .. " " ..
+    tostring(client.flashVer)
+  function client:add(a, b) return a + b, "sum" end
+  function client:table(t) return { got = t.x, list = { 1, 2 } } end
+  function client:boom() error("exploded") end
+  function client:answer() client.writer:writeMessage("written") return "returned" end
+  function client:push() client.writer:writeInvocation("onPush", 1, "two") end
+end
+function onDisconnection() disconnected = true end
+"""
+
+
+async def test_calls_and_writers(tmp_path: Path, engine: str) -> None:
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", LIVE)
+    settings = {"RTMP.port": "0"}
+    async with trio_mona.open_runtime(folder, settings=settings, engine=engine) as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        async with await RTMPClient.open(port) as client:
+            name, _, _, info = await client.connect("live", b"first argument")
+            assert name == b"_result"
+            assert info[b"code"] == b"NetConnection.Connect.Success"
+            assert await lua(rt, "return live.connected") == b"RTMP /live first argument test"
+            assert await client.call("add", 2.0, 3.0) == [b"_result", 3.0, None, 5.0, b"sum"]
+            name, _, _, table = await client.call("table", {"x": "y"})
+            assert table == {b"got": b"y", b"list": [1.0, 2.0]}
+            failed = await client.call("boom")
+            assert failed[0] == b"_error"
+            assert failed[3][b"code"] == b"NetConnection.Call.Failed"
+            assert failed[3][b"description"].endswith(b"main.lua:7: exploded")
+            missing = await client.call("nothing")
+            assert missing[3][b"description"] == b"Method 'nothing' not found on application /live"
+            # writeMessage answers the call in hand; the return values then go nowhere.
+            assert await client.call("answer") == [b"_result", 7.0, None, b"written"]
+            await client.send("push", None)
+            assert await client.command() == [b"onPush", 0.0, None, 1.0, b"two"]
+            assert (await client.command())[0] == b"_result"
+        await lua_until(rt, "return live.disconnected")
