@@ -50,3 +50,33 @@ async def test_calls_and_writers(tmp_path: Path, engine: str) -> None:
             assert await client.command() == [b"onPush", 0.0, None, 1.0, b"two"]
             assert (await client.command())[0] == b"_result"
         await lua_until(rt, "return live.disconnected")
+
+
+GATED = """
+function onConnection(client)
+  function client:onSubscribe(listener)
+    if listener.name ~= "open" then error("not for you") end
+    seen = tostring(listener) .. " " .. listener.name
+  end
+end
+"""
+
+
+async def test_onsubscribe_refuses_with_its_message(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", GATED)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}) as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        async with await RTMPClient.open(port) as client:
+            await client.connect("live")
+            name, _, _, stream = await client.call("createStream")
+            assert name == b"_result"
+            await client.send("play", None, "closed", stream=int(stream))
+            status = await client.command()
+            assert status[0] == b"onStatus"
+            assert status[3][b"code"] == b"NetStream.Play.Failed"
+            assert status[3][b"description"].endswith(b"main.lua:4: not for you")
+            await client.send("play", None, "open", stream=int(stream))
+            codes = [(await client.command())[3][b"code"] for _ in range(2)]
+            assert codes == [b"NetStream.Play.Reset", b"NetStream.Play.Start"]
+            assert await lua(rt, "return live.seen") == b"Listener(open) open"

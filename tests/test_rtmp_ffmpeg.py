@@ -128,3 +128,38 @@ async def test_an_error_in_onconnection_rejects_with_its_message(tmp_path: Path)
         refused = await _run(_publish(_rtmp_port(rt), 1))
         assert refused.returncode != 0
         assert b"main.lua:1: no publishing today" in refused.stderr
+
+
+GATED = """
+log = {}
+function onConnection(client)
+  function client:onPublish(publication)
+    log[#log + 1] = "publish " .. publication.name
+    if publication.name == "secret" then error("no publishing of secrets") end
+    if publication.name == "nope" then return false end
+  end
+  function client:onUnpublish(publication) log[#log + 1] = "unpublish " .. publication.name end
+  function client:onSubscribe(listener) log[#log + 1] = "subscribe " .. listener.name end
+  function client:onUnsubscribe(listener) log[#log + 1] = "unsubscribe " .. listener.name end
+end
+"""
+
+
+async def test_onpublish_refuses_with_its_message(tmp_path: Path) -> None:
+    if FFMPEG is None:
+        pytest.fail("the RTMP tests need Debian's ffmpeg (.ci/run installs it)")
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", GATED)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        secret = await _run(_publish(port, 1, "secret"))
+        assert secret.returncode != 0
+        assert b"main.lua:6: no publishing of secrets" in secret.stderr
+        nope = await _run(_publish(port, 1, "nope"))
+        assert b"Not allowed to publish nope" in nope.stderr
+        fine = await _run(_publish(port, 1, "cam"))
+        assert fine.returncode == 0, fine.stderr.decode()
+        await lua_until(rt, "return #live.log == 4")
+        assert await lua(rt, "return table.concat(live.log, ',')") == (
+            b"publish secret,publish nope,publish cam,unpublish cam"
+        )

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ._apps import Applications
 from ._clients.client import Client
 from ._clients.http_listener import NO_APPLICATION
-from ._clients.publications import Listener, Publications
+from ._clients.publications import Listener, Publication, Publications
 from ._clients.replies import CloseReply, ErrorReply, Reply, Upgraded
 from ._clients.rtmp_listener import RTMPListener
 from ._clients.rtmp_session import RTMPSession
@@ -143,9 +143,8 @@ class RTMPRequests:
         session.backlog.clear()
         for stream in list(session.publishing):
             self._unpublish(session, stream)
-        for listener in session.playing.values():
-            self.publications.stop(listener)
-        session.playing.clear()
+        for stream in list(session.playing):
+            self._end_stream(session, stream)
         client, session.client = session.client, None
         if client is None or client.table is None:
             return
@@ -270,9 +269,24 @@ class RTMPRequests:
         self.pump(session)
 
     def _publish(self, session: RTMPSession, stream: int, requested: str) -> None:
-        core, name = session.core, requested.partition("?")[0]
-        publication = self.publications.publish(name, session) if name else None
-        if publication is None:
+        """``publish``: the name free, then the client's ``onPublish`` (false or an error
+        refuses, with its message), then the publication starts."""
+        name = requested.partition("?")[0]
+        if not name or name in self.publications.by_name:
+            session.write(session.core.status(stream, "NetStream.Publish.BadName",
+                                              f"{name} is already published", "error"))  # fmt: skip
+            return
+        publication = Publication(name, session)
+        self._ask(session, "onPublish", publication, name,
+                  partial(self._published, session, stream, publication))  # fmt: skip
+
+    def _published(self, session: RTMPSession, stream: int, publication: Publication,
+                   refusal: str | None) -> None:  # fmt: skip
+        core, name = session.core, publication.name
+        if refusal is not None:
+            session.write(core.status(stream, "NetStream.Publish.Failed", refusal, "error"))
+            return
+        if not self.publications.register(publication):  # (taken while onPublish ran)
             session.write(core.status(stream, "NetStream.Publish.BadName",
                                       f"{name} is already published", "error"))  # fmt: skip
             return
@@ -286,8 +300,18 @@ class RTMPRequests:
                                                 f"{name} is now published"))  # fmt: skip
 
     def _play(self, session: RTMPSession, stream: int, requested: str) -> None:
-        core, name = session.core, requested.partition("?")[0]
+        """``play``: the client's ``onSubscribe`` (false or an error refuses), then the
+        listener joins its publication, or waits for it."""
+        name = requested.partition("?")[0]
         listener = Listener(session, stream, name)
+        self._ask(session, "onSubscribe", listener, name,
+                  partial(self._subscribed, session, listener))  # fmt: skip
+
+    def _subscribed(self, session: RTMPSession, listener: Listener, refusal: str | None) -> None:
+        core, stream, name = session.core, listener.stream, listener.name
+        if refusal is not None:
+            session.write(core.status(stream, "NetStream.Play.Failed", refusal, "error"))
+            return
         session.playing[stream] = listener
         session.write(core.stream_begin(stream))
         session.write(core.status(stream, "NetStream.Play.Reset", f"Playing and resetting {name}"))
@@ -296,12 +320,49 @@ class RTMPRequests:
         session.write(core.media(stream, DATA_AMF0, 0, access))
         self.publications.play(listener)
 
+    def _ask(self, session: RTMPSession, event: str, subject: Publication | Listener,
+             name: str, then: Callable[[str | None], None]) -> None:  # fmt: skip
+        """Run the client's *event* handler with *subject*'s Lua object; *then* gets the
+        refusal's text, or None."""
+        client = session.client
+        if client is None or client.table is None or not self._executor.lua_enabled:
+            then(None)
+            return
+        table = self._media_object(session, subject)
+        session.busy = True
+
+        def answered(_: object) -> None:
+            answer, session.job_answer = session.job_answer, None
+            session.busy = False
+            if session.state is CONNECTED:
+                then(answer.message if isinstance(answer, ErrorReply) else None)
+                self.pump(session)
+
+        result = self._bridge.media_event(client.table, event.encode(), table, name.encode())
+        self._executor.settle(result, (), answered)
+
+    def _tell(self, session: RTMPSession, event: str, subject: Publication | Listener) -> None:
+        """Tell the client (``onUnpublish``, ``onUnsubscribe``); nothing waits for it."""
+        client = session.client
+        if client is None or client.table is None or not self._executor.lua_enabled:
+            return
+        table = self._media_object(session, subject)
+        result = self._bridge.media_event(client.table, event.encode(), table, b"")
+        self._executor.settle(result, (), _ignore)
+
+    def _media_object(self, session: RTMPSession, subject: Publication | Listener) -> LuaTable:
+        if subject.table is None:
+            kind = b"Publication" if isinstance(subject, Publication) else b"Listener"
+            subject.table = self._bridge.media_object(kind, subject, session.owner)
+        return subject.table
+
     def _end_stream(self, session: RTMPSession, stream: int) -> None:
         if stream in session.publishing:
             self._unpublish(session, stream)
         listener = session.playing.pop(stream, None)
         if listener is not None:
             self.publications.stop(listener)
+            self._tell(session, "onUnsubscribe", listener)
 
     def _unpublish(self, session: RTMPSession, stream: int) -> None:
         publication = session.publishing.pop(stream)
@@ -312,6 +373,7 @@ class RTMPRequests:
             code = "NetStream.Play.UnpublishNotify"
             receiver.write(receiver.core.status(listener.stream, code, why))
             receiver.write(receiver.core.stream_eof(listener.stream))
+        self._tell(session, "onUnpublish", publication)
 
 
 def _text(value: Any) -> str:

@@ -47,7 +47,7 @@ from ._formats import host as format_host
 from ._formats.tape import Tapes
 from ._groups import raise_single
 from ._http_requests import HTTPRequests
-from ._lua import host
+from ._lua import host, media_host
 from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.client_host import ClientHost
@@ -188,6 +188,7 @@ class Runtime:
             **self._bindings.functions(),
             **self._persistence.functions(),
             **self._client_host.functions(),
+            "media_get": media_host.media_get,
             "mail_send": self._mailer.send,
             "servers_send": lambda *call: send_to_servers(self._cluster, *call),
             "adopt": lambda token, request: self._executor.adopt(token, request),
@@ -224,6 +225,7 @@ class Runtime:
                 "IPAddress": list(IP_PROPERTIES),
                 "SocketAddress": list(host.SOCKET_ADDRESS_PROPERTIES),
                 **self._bindings.property_names(),
+                **media_host.property_names(),
             },
         }
         check_host_table(table)  # (the prelude names every one of them, and no other)

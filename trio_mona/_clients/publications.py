@@ -36,6 +36,7 @@ class Listener:
     base: int = 0
     dropped: int = 0
     frames: int = 0
+    table: object | None = None
 
 
 @attrs.define(eq=False)
@@ -48,6 +49,10 @@ class Publication:
     listeners: list[Listener] = attrs.field(factory=list)
     last_time: int = 0
     frames: int = 0
+    #: Its publisher has not stopped.
+    running: bool = True
+    #: Its Lua object, once made (the client events' argument).
+    table: object | None = None
 
 
 def is_keyframe(payload: bytes) -> bool:
@@ -73,14 +78,21 @@ class Publications:
     def publish(self, name: str, publisher: object) -> Publication | None:
         """A new publication, with the listeners that waited for it; None: the name is
         in use."""
-        if name in self.by_name:
-            return None
-        publication = self.by_name[name] = Publication(name, publisher)
-        publication.listeners = self.waiting.pop(name, [])
-        return publication
+        publication = Publication(name, publisher)
+        return publication if self.register(publication) else None
+
+    def register(self, publication: Publication) -> bool:
+        """*publication* starts, with the listeners that waited for its name; False:
+        the name is in use."""
+        if publication.name in self.by_name:
+            return False
+        self.by_name[publication.name] = publication
+        publication.listeners = self.waiting.pop(publication.name, [])
+        return True
 
     def unpublish(self, publication: Publication) -> list[Listener]:
         """The publication ends; its listeners wait for the next one of its name."""
+        publication.running = False
         if self.by_name.get(publication.name) is publication:
             del self.by_name[publication.name]
         listeners, publication.listeners = publication.listeners, []

@@ -49,6 +49,7 @@ _PRELUDE: Final = tuple(
         "applications.lua",
         "socket.lua",
         "clients.lua",
+        "media.lua",
     )
 )
 
@@ -211,6 +212,8 @@ class LuaBridge:
         self.http_request: Callable[..., Any] = api.http_request
         self.client_closed: Callable[[LuaTable, bool], Any] = api.client_closed
         self.client_open: Callable[..., Any] = api.client_open
+        self.media_object: Callable[[bytes, object, bytes], LuaTable] = api.media_object
+        self.media_event: Callable[..., Any] = api.media_event
         self.ws_message: Callable[..., Any] = api.ws_message
         self.manage_writers: Callable[[], Any] = api.manage_writers
         self._load_chunk = api.load_chunk

@@ -85,6 +85,8 @@ class ClientHost:
             found = Listing()
         elif kind == b"upgrade":
             found = Upgraded()
+        elif kind == b"refuse":  # (a stream event refused: onPublish, onSubscribe)
+            found = ErrorReply(int(first), public_message(_text(second), self._apps_dir))  # type: ignore[call-overload]
         elif kind == b"close":
             found = CloseReply(int(first), public_message(_text(second), self._apps_dir))  # type: ignore[call-overload]
         else:  # error, reject

@@ -389,11 +389,16 @@ local resolve = {
 shared.resolve = resolve
 
 -- The conversions write an object as a map of its properties (docs: lua/conversions).
-for name, props in pairs(properties) do
-  shared.formats.values.add_view(classes[name], function(t)
-    local view = {}
-    for i = 1, #props do view[props[i]] = t[props[i]] end
-    return view
-  end, shared.raw_getmetatable)
+local function add_views(names)
+  for _, name in shared.ipairs(names) do
+    local props = properties[name]
+    shared.formats.values.add_view(classes[name], function(t)
+      local view = {}
+      for i = 1, #props do view[props[i]] = t[props[i]] end
+      return view
+    end, shared.raw_getmetatable)
+  end
 end
+shared.add_views = add_views
+add_views({ "IPAddress", "SocketAddress", "TCPClient", "TCPServer", "UDPSocket" })
 return shared
