@@ -163,3 +163,19 @@ async def test_onpublish_refuses_with_its_message(tmp_path: Path) -> None:
         assert await lua(rt, "return table.concat(live.log, ',')") == (
             b"publish secret,publish nope,publish cam,unpublish cam"
         )
+
+
+async def test_http_flv_plays_a_publication(apps: Path, tmp_path: Path) -> None:
+    settings = {"RTMP.port": "0", "HTTP.port": "0"}
+    async with trio_mona.open_runtime(apps, settings=settings, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        http = next(a.port for a in rt.bound_addresses if a.kind == "http")
+        out = tmp_path / "http.flv"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_run, _publish(port, 4))
+            await trio.sleep(1.5)
+            played = await _run([str(FFMPEG), "-hide_banner", "-loglevel", "error", "-i",
+                                 f"http://127.0.0.1:{http}/live/cam.flv", "-t", "2", "-c", "copy",
+                                 "-y", str(out)])  # fmt: skip
+        assert played.returncode == 0, played.stderr.decode()
+        assert _codecs(out) == {"h264", "aac"}

@@ -22,6 +22,7 @@ from ._clients.client import Client
 from ._clients.files import file_response, listing_response
 from ._clients.http_listener import NO_APPLICATION, HTTPListener
 from ._clients.http_session import IDLE, RUNNING, HTTPSession
+from ._clients.publications import Listener, Publications
 from ._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply, Upgraded
 from ._clients.websocket import WebSocketChannel
 from ._core.addresses import LOCALHOST, SocketAddress, parse_target
@@ -69,9 +70,11 @@ class HTTPRequests:
         sockets: Sockets,
         bindings: SocketBindings,
         tapes: Tapes,
+        publications: Publications,
     ) -> None:
         self.settings = settings
         self.websocket_settings = websocket_settings
+        self._publications = publications
         self.websocket = WebSocketMessages(bridge, executor, tapes)
         self._bridge = bridge
         self._executor = executor
@@ -120,6 +123,8 @@ class HTTPRequests:
     def closed(self, event: SessionClosed[HTTPSession]) -> None:
         session = event.conn
         session.backlog.clear()
+        if session.flv is not None:
+            self._publications.stop(session.flv)
         client, session.client = session.client, None
         if client is None or client.table is None:
             return
@@ -195,6 +200,13 @@ class HTTPRequests:
         app = self._applications.find(found.app)
         assert app is not None
         assert app.env is not None
+        name = found.name
+        live = name.endswith(".flv") and name[:-4] in self._publications.by_name
+        if live and request.method in ("GET", "HEAD"):  # (HTTP-FLV: a live publication)
+            listener = Listener(session, 0, name[:-4])
+            session.play_flv(listener)
+            self._publications.play(listener)
+            return
         if not self._executor.lua_enabled:
             session.respond(ErrorReply(503, "The server is stopping"))
             return

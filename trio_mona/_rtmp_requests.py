@@ -64,6 +64,7 @@ class RTMPRequests:
         sockets: Sockets,
         make_client: MakeClient,
         tapes: Tapes,
+        publications: Publications,
     ) -> None:
         self.settings = settings
         self._bridge = bridge
@@ -73,7 +74,7 @@ class RTMPRequests:
         self._make_client = make_client
         self._tapes = tapes
         self._parameters: LuaTable | None = None
-        self.publications = Publications()
+        self.publications = publications
         self.listener: RTMPListener | None = None
         executor.route(RTMPData, self.received)
         executor.route(RTMPClosed, self.closed)
@@ -294,10 +295,7 @@ class RTMPRequests:
         session.write(core.stream_begin(stream))
         session.write(core.status(stream, "NetStream.Publish.Start", f"{name} is now published"))
         for listener in publication.listeners:  # (players that waited for it)
-            receiver = listener.receiver
-            assert isinstance(receiver, RTMPSession)
-            receiver.write(receiver.core.status(listener.stream, "NetStream.Play.PublishNotify",
-                                                f"{name} is now published"))  # fmt: skip
+            listener.receiver.published(listener)
 
     def _play(self, session: RTMPSession, stream: int, requested: str) -> None:
         """``play``: the client's ``onSubscribe`` (false or an error refuses), then the
@@ -367,12 +365,7 @@ class RTMPRequests:
     def _unpublish(self, session: RTMPSession, stream: int) -> None:
         publication = session.publishing.pop(stream)
         for listener in self.publications.unpublish(publication):
-            receiver = listener.receiver
-            assert isinstance(receiver, RTMPSession)
-            why = f"{publication.name} is now unpublished"
-            code = "NetStream.Play.UnpublishNotify"
-            receiver.write(receiver.core.status(listener.stream, code, why))
-            receiver.write(receiver.core.stream_eof(listener.stream))
+            listener.receiver.unpublished(listener)
         self._tell(session, "onUnpublish", publication)
 
 

@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from ._apps import Applications, discover
+from ._clients.publications import Publications
 from ._cluster.cluster import Cluster, send_to_servers
 from ._core import levels  # noqa: F401  (NOTE and TRACE, by name, for the apps' records)
 from ._core.addresses import IP_PROPERTIES, AddressError
@@ -149,13 +150,15 @@ class Runtime:
         self._applications = Applications(
             self._bridge, nursery, self._executor.call, self._close_owned, apps_dir
         )
+        publications = Publications()
         self._http = HTTPRequests(
             http or HTTPSettings(), websocket or WebSocketSettings(), self._bridge,
             self._executor, self._applications, sockets, self._bindings, self._tapes,
+            publications,
         )  # fmt: skip
         self._rtmp = RTMPRequests(
             rtmp or RTMPSettings(), self._bridge, self._executor, self._applications, sockets,
-            self._http.make_client, self._tapes,
+            self._http.make_client, self._tapes, publications,
         )  # fmt: skip
         self._host_api = HostAPI(
             self._bridge,

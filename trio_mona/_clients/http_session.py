@@ -27,9 +27,11 @@ import trio
 from .._core.config import HTTPSettings
 from .._core.events import Call, SessionClosed, SessionData
 from .._net.transport import CONNECTED, Transport
+from .._proto import flv
 from .._proto.http import HTTPServer, Request, cors_headers, response, response_head
 from .client import Client
 from .files import FileResponse, Streamed, Whole
+from .publications import Listener
 from .replies import ErrorReply, Reply, error_page
 from .websocket import SILENT, WebSocketChannel
 
@@ -83,6 +85,8 @@ class HTTPSession(Transport):
     on_answered: Callable[[HTTPSession], None] | None = None
     #: Its WebSocket side once the connection was upgraded (the HTTP part is over).
     websocket: WebSocketChannel | None = None
+    #: The publication it plays as HTTP-FLV (the connection is the player's from then on).
+    flv: Listener | None = None
     _hold_scope: trio.CancelScope | None = None
     _drained: trio.Event | None = None
 
@@ -258,6 +262,40 @@ class HTTPSession(Transport):
         self.wake()  # (the idle bound counts again; or the peer has closed its side)
         if self.on_answered is not None:
             self.on_answered(self)
+
+    # -- HTTP-FLV ---------------------------------------------------------------------------
+    def play_flv(self, listener: Listener) -> None:
+        """Answer the request in hand with a live FLV stream: no length, the connection
+        closes at its end; the frames follow as the publication sends them."""
+        request = self.request
+        headers = [("Content-Type", "video/x-flv"), ("Cache-Control", "no-cache")]
+        if request is not None and self.http.cors:
+            headers += cors_headers(request)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        head = f"HTTP/1.1 200 OK\r\n{lines}Connection: close\r\n\r\n".encode("latin-1")
+        self.enqueue(
+            head if request is not None and request.method == "HEAD" else head + flv.HEADER
+        )
+        self.phase = SENDING
+        self.flv = listener
+
+    def deliver(self, stream: int, type_id: int, timestamp: int, payload: bytes) -> bool:
+        """A frame of the publication it plays, as an FLV tag: False when dropped."""
+        if self.state is not CONNECTED or self.queue.size > self.sockets.settings.soft_limit:
+            return False
+        if self.request is not None and self.request.method == "HEAD":
+            return True
+        if self.send(flv.tag(type_id, timestamp, payload)).__class__ is tuple:
+            log.warning("%r: an HTTP-FLV player does not read (trio_mona.hard_limit): closed", self)
+            self.close_now()
+            return False
+        return True
+
+    def published(self, listener: Listener) -> None:
+        pass
+
+    def unpublished(self, listener: Listener) -> None:
+        self.close()  # (the stream has ended: the player sees the end of the body)
 
     # -- a request waiting for a write --------------------------------------------------
     def _hold(self) -> None:

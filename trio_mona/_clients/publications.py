@@ -19,10 +19,17 @@ from .._proto.rtmp_chunks import AUDIO, DATA_AMF0, VIDEO
 
 
 class Receiver(Protocol):
-    """A listener's connection, as the fan-out sees it."""
+    """A listener's connection, as the fan-out sees it (an RTMP player, an HTTP-FLV
+    one)."""
 
     def deliver(self, stream: int, type_id: int, timestamp: int, payload: bytes) -> bool:
         """Send one frame now; False when it was dropped (the queue is long)."""
+
+    def published(self, listener: Listener) -> None:
+        """The publication *listener* waited for has started."""
+
+    def unpublished(self, listener: Listener) -> None:
+        """*listener*'s publication has stopped (it waits for the next one)."""
 
 
 @attrs.define(eq=False)

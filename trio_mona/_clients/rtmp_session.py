@@ -99,6 +99,15 @@ class RTMPSession(Transport):
             self.write(self.core.raw_command(0, b"onMessage", 0.0, body))
         return True
 
+    def published(self, listener: Listener) -> None:
+        why = f"{listener.name} is now published"
+        self.write(self.core.status(listener.stream, "NetStream.Play.PublishNotify", why))
+
+    def unpublished(self, listener: Listener) -> None:
+        why = f"{listener.name} is now unpublished"
+        self.write(self.core.status(listener.stream, "NetStream.Play.UnpublishNotify", why))
+        self.write(self.core.stream_eof(listener.stream))
+
     def deliver(self, stream: int, type_id: int, timestamp: int, payload: bytes) -> bool:
         """A frame for one of its listeners: False when it was dropped."""
         if self.state is not CONNECTED:
