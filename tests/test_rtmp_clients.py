@@ -80,3 +80,47 @@ async def test_onsubscribe_refuses_with_its_message(tmp_path: Path) -> None:
             codes = [(await client.command())[3][b"code"] for _ in range(2)]
             assert codes == [b"NetStream.Play.Reset", b"NetStream.Play.Start"]
             assert await lua(rt, "return live.seen") == b"Listener(open) open"
+
+
+PUSHER = """
+function onConnection(client)
+  function client:start()
+    publication = mona:publish("synthetic")
+    return publication ~= nil, mona:publish("synthetic") == nil, mona.publications.count,
+      mona.publications.synthetic == publication, tostring(publication)
+  end
+  function client:push()
+    publication:pushVideo(0, "\\23\\0\\0\\0\\0header")      -- an AVC sequence header
+    publication:pushAudio(0, "\\175\\0config")              -- an AAC configuration
+    publication:pushVideo(40, "\\23\\1\\0\\0\\0keyframe")    -- a keyframe
+    publication:pushAudio(45, "\\175\\1sound")
+    publication:pushVideo(80, "\\39\\1\\0\\0\\0delta")
+  end
+  function client:stop() publication:close() return publication.running end
+end
+"""
+
+
+async def test_an_application_publishes_media_of_its_own(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", PUSHER)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}) as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        async with await RTMPClient.open(port) as owner, await RTMPClient.open(port) as player:
+            await owner.connect("live")
+            started = await owner.call("start")
+            assert started[3:] == [True, True, 1.0, True, b"Publication(synthetic)"]
+            await player.connect("live")
+            _, _, _, stream = await player.call("createStream")
+            await player.send("play", None, "synthetic", stream=int(stream))
+            await owner.call("push")
+            media = []
+            while len(media) < 5:
+                type_id, payload = await player.message()
+                if type_id in (8, 9):
+                    media.append((type_id, payload))
+            assert media == [(9, b"\x17\x00\x00\x00\x00header"), (8, b"\xaf\x00config"),
+                             (9, b"\x17\x01\x00\x00\x00keyframe"), (8, b"\xaf\x01sound"),
+                             (9, b"\x27\x01\x00\x00\x00delta")]  # fmt: skip
+            assert (await owner.call("stop"))[3] is False
+            assert await lua(rt, "return mona.publications.count") == 0

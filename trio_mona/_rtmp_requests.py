@@ -153,6 +153,47 @@ class RTMPRequests:
         if self._executor.lua_enabled:
             self._executor.settle(self._bridge.client_closed(table, client.silent), (), _ignore)
 
+    # -- publications of the applications' own (mona:publish) -------------------------------
+    def script_publish(self, owner: bytes, name: bytes) -> LuaTable | None:
+        """``mona:publish(name)``: a publication the application pushes media into, or
+        None when the name is in use."""
+        text = name.decode("utf-8", "replace")
+        publication = Publication(text, owner)
+        if not text or not self.publications.register(publication):
+            return None
+        for listener in publication.listeners:
+            listener.receiver.published(listener)
+        publication.table = self._bridge.media_object(b"Publication", publication, owner)
+        return publication.table
+
+    def script_push(self, publication: Publication, type_id: int, time: float,
+                    packet: bytes) -> tuple[bool, bytes | None]:  # fmt: skip
+        """A frame (or data) an application pushes into its own publication."""
+        if not isinstance(publication.publisher, bytes):
+            return False, b"a client publishes this publication"
+        if not publication.running:
+            return False, b"the publication is closed"
+        self.publications.media(publication, type_id, int(time) & 0xFFFFFFFF, packet)
+        return True, None
+
+    def script_close(self, publication: Publication) -> None:
+        if isinstance(publication.publisher, bytes) and publication.running:
+            for listener in self.publications.unpublish(publication):
+                listener.receiver.unpublished(listener)
+
+    def find(self, name: bytes) -> LuaTable | None:
+        """``mona.publications[name]``."""
+        publication = self.publications.by_name.get(name.decode("utf-8", "replace"))
+        if publication is None:
+            return None
+        if publication.table is None:
+            owner = publication.publisher if isinstance(publication.publisher, bytes) else b""
+            publication.table = self._bridge.media_object(b"Publication", publication, owner)
+        return publication.table
+
+    def names(self) -> LuaTable:
+        return self._bridge.sequence(sorted(self.publications.by_name))
+
     # -- the connection ---------------------------------------------------------------------
     def _connect(self, session: RTMPSession, event: Connect) -> None:
         properties = event.properties

@@ -192,6 +192,13 @@ class Runtime:
             **self._persistence.functions(),
             **self._client_host.functions(),
             "media_get": media_host.media_get,
+            "media_publish": lambda owner, name: self._rtmp.script_publish(owner, name),
+            "media_push": lambda publication, kind, time, packet: self._rtmp.script_push(
+                publication, kind, time, packet
+            ),
+            "media_close": lambda publication: self._rtmp.script_close(publication),
+            "media_find": lambda name: self._rtmp.find(name),
+            "media_names": lambda: self._rtmp.names(),
             "mail_send": self._mailer.send,
             "servers_send": lambda *call: send_to_servers(self._cluster, *call),
             "adopt": lambda token, request: self._executor.adopt(token, request),
