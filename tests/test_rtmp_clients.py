@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 import trio_mona
 
 from .helpers import lua, lua_until, write_app
@@ -114,7 +116,7 @@ async def test_an_application_publishes_media_of_its_own(tmp_path: Path) -> None
             _, _, _, stream = await player.call("createStream")
             await player.send("play", None, "synthetic", stream=int(stream))
             await owner.call("push")
-            media = []
+            media: list[tuple[int, bytes]] = []
             while len(media) < 5:
                 type_id, payload = await player.message()
                 if type_id in (8, 9):
@@ -124,3 +126,60 @@ async def test_an_application_publishes_media_of_its_own(tmp_path: Path) -> None
                              (9, b"\x27\x01\x00\x00\x00delta")]  # fmt: skip
             assert (await owner.call("stop"))[3] is False
             assert await lua(rt, "return mona.publications.count") == 0
+
+
+FLOOD = """
+function onConnection(client)
+  function client:start() publication = mona:publish("flood") end
+  sent = 0
+  function client:push(count)
+    local frame = string.rep("f", 5000)
+    for _ = 1, count do
+      local key = sent % 10 == 0 and "\\23\\1" or "\\39\\1"
+      publication:pushVideo(sent * 40, key .. "\\0\\0\\0" .. frame)
+      sent = sent + 1
+    end
+    return publication.droppedFrames
+  end
+end
+"""
+
+
+async def test_a_slow_listener_drops_frames_and_a_fast_one_gets_all(tmp_path: Path) -> None:
+    import socket
+
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", FLOOD)
+    settings = {"RTMP.port": "0", "trio_mona.soft_limit": "65536"}
+    async with trio_mona.open_runtime(folder, settings=settings) as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        async with (
+            await RTMPClient.open(port) as owner,
+            await RTMPClient.open(port) as fast,
+            await RTMPClient.open(port) as slow,
+        ):
+            slow.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for client in (owner, fast, slow):
+                await client.connect("live")
+            await owner.call("start")
+            for client in (fast, slow):
+                _, _, _, stream = await client.call("createStream")
+                await client.send("play", None, "flood", stream=int(stream))
+                while (await client.command())[3][b"code"] != b"NetStream.Play.Start":
+                    pass
+            count = 2000  # (10 MB: more than the kernel holds for the slow one)
+            async with trio.open_nursery() as nursery:
+                received: list[bytes] = []
+
+                async def read_all() -> None:
+                    while len(received) < count:
+                        type_id, payload = await fast.message()
+                        if type_id == 9:
+                            received.append(payload)
+
+                nursery.start_soon(read_all)
+                for _ in range(count // 10):  # (10 frames a call: the fast one keeps up)
+                    answer = await owner.call("push", 10)
+            assert received[0][:2] == b"\x17\x01"
+            assert len(received) == count  # (the fast one: every frame)
+            assert answer[3] > 0  # (the slow one: dropped, counted)
