@@ -306,6 +306,11 @@ async def test_a_burst_larger_than_a_subscriber_may_hold_reaches_the_others(
                 "data.t = {}; local t, v = data.t, string.rep('v', 100); for i = 1, 50000 do t[i] = v end",
             )
             await seen_within(b, "data.t and data.t.count == 50000", limit=20)
+            # (a's own subscription may be cut too, when its reader lags under load: each
+            # runtime's assignments fail until it is back, a moment later)
+            await seen_within(b, "pcall(function() data.b_back = true end)", limit=10)
+            await seen_within(a, "pcall(function() data.a_back = true end)", limit=10)
+            await seen_within(a, "data.b_back == true", limit=10)
             await run_lua(a, "data.after = 'x'")
             await seen_within(b, "data.after == 'x'")
     finally:
