@@ -25,13 +25,13 @@ from ._clients.http_session import IDLE, RUNNING, HTTPSession
 from ._clients.publications import Listener, Publications
 from ._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply, Upgraded
 from ._clients.websocket import WebSocketChannel
-from ._core.addresses import LOCALHOST, SocketAddress, parse_target
 from ._core.config import HTTPSettings, WebSocketSettings
 from ._core.events import Call, SessionClosed, SessionData
 from ._formats.json import flat_values
 from ._formats.tape import Tapes
 from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable
+from ._net.listener import configured_address
 from ._net.sockets import Sockets
 from ._net.transport import CONNECTED
 from ._proto.cookies import parse_cookies
@@ -100,8 +100,7 @@ class HTTPRequests:
         settings = self.settings
         if settings.port is None:
             return
-        target = parse_target(settings.host, settings.port, default_host=LOCALHOST)
-        assert isinstance(target, SocketAddress)  # (no names: allow_names is off)
+        target = configured_address(settings.host, settings.port)
         listener = HTTPListener(self._sockets, NO_APPLICATION, http=settings,
                                 on_answered=self.answered)  # fmt: skip
         listener.listen(target)
@@ -142,10 +141,7 @@ class HTTPRequests:
 
     # -- serving ----------------------------------------------------------------------------
     def _feed(self, session: HTTPSession, event: SessionData[HTTPSession]) -> None:
-        inbound = session.inbound
-        data = inbound.take(event.data)
-        if inbound.paused:
-            session.resume_reading()
+        data = session.take(event.data)
         if data:
             session.parser.receive_data(data)
             if session.client is not None:

@@ -25,13 +25,13 @@ from ._clients.publications import Listener, Publication, Publications
 from ._clients.replies import CloseReply, ErrorReply, Reply, Upgraded
 from ._clients.rtmp_listener import RTMPListener
 from ._clients.rtmp_session import RTMPSession
-from ._core.addresses import LOCALHOST, SocketAddress, parse_target
 from ._core.config import RTMPSettings
 from ._core.events import RTMPClosed, RTMPData
 from ._formats import amf_tape
 from ._formats.amf import AMFError, decode, encode
 from ._formats.tape import Tapes
 from ._lua.bridge import LuaBridge, LuaTable
+from ._net.listener import configured_address
 from ._net.sockets import Sockets
 from ._net.transport import CONNECTED
 from ._proto.paths import BadPath, segments
@@ -89,8 +89,7 @@ class RTMPRequests:
         settings = self.settings
         if settings.port is None:
             return
-        target = parse_target(settings.host, settings.port, default_host=LOCALHOST)
-        assert isinstance(target, SocketAddress)
+        target = configured_address(settings.host, settings.port)
         listener = RTMPListener(self._sockets, NO_APPLICATION, rtmp=settings)
         listener.listen(target)
         self.listener = listener
@@ -106,10 +105,7 @@ class RTMPRequests:
         self.pump(session)
 
     def _feed(self, session: RTMPSession, event: RTMPData[RTMPSession]) -> None:
-        inbound = session.inbound
-        data = inbound.take(event.data)
-        if inbound.paused:
-            session.resume_reading()
+        data = session.take(event.data)
         if data:
             session.core.receive_data(data)
             session.flush_core()

@@ -51,10 +51,7 @@ class WebSocketMessages:
         self.pump(session)
 
     def _feed(self, session: HTTPSession, event: SessionData[HTTPSession]) -> None:
-        inbound = session.inbound
-        data = inbound.take(event.data)
-        if inbound.paused:
-            session.resume_reading()
+        data = session.take(event.data)
         channel = session.websocket
         if data and channel is not None:
             channel.core.receive_data(data)

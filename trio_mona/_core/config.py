@@ -279,13 +279,7 @@ class HTTPSettings:
             ConfigError: a key has the wrong type or an impossible value.
         """
         found = _entries(cls, config, "HTTP")
-        port = found.get("port")
-        if port is False or port == "":
-            found["port"] = None
-        elif port is not None and (type(port) is not int or not 0 <= port <= 65535):
-            raise ConfigError(f"HTTP.port must be a port number (0: any free port), got {port!r}")
-        if "host" in found:
-            found["host"] = str(found["host"])
+        _port_and_host(found, "HTTP")
         _numbers(found, "HTTP", timeout=(0.01, _DAY), maxHeaders=(1024, _MAX_BYTES),
                  maxBody=(0, _MAX_BYTES))  # fmt: skip
         index = found.get("index")
@@ -346,15 +340,20 @@ class RTMPSettings:
             ConfigError: a key has the wrong type or an impossible value.
         """
         found = _entries(cls, config, "RTMP")
-        port = found.get("port")
-        if port is False or port == "":
-            found["port"] = None
-        elif port is not None and (type(port) is not int or not 0 <= port <= 65535):
-            raise ConfigError(f"RTMP.port must be a port number (0: any free port), got {port!r}")
-        if "host" in found:
-            found["host"] = str(found["host"])
+        _port_and_host(found, "RTMP")
         _numbers(found, "RTMP", timeout=(0.01, _DAY))
         return cls(**found)
+
+
+def _port_and_host(found: dict[str, Any], section: str) -> None:
+    """A protocol's ``port`` (absent or false: None, off; 0: a free one) and ``host``."""
+    port = found.get("port")
+    if port is False or port == "":
+        found["port"] = None
+    elif port is not None and (type(port) is not int or not 0 <= port <= 65535):
+        raise ConfigError(f"{section}.port must be a port number (0: any free port), got {port!r}")
+    if "host" in found:
+        found["host"] = str(found["host"])
 
 
 def _entries(

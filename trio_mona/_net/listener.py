@@ -21,7 +21,7 @@ import attrs
 import trio
 from trio.lowlevel import notify_closing, wait_readable
 
-from .._core.addresses import SocketAddress
+from .._core.addresses import LOCALHOST, SocketAddress, parse_target
 from .._core.errors import os_message
 
 if TYPE_CHECKING:
@@ -35,6 +35,17 @@ LISTEN_BACKLOG: Final = 1024
 #: accept() errors that say the process or the system is out of something: the loop
 #: pauses instead of spinning (the connection waits in the backlog meanwhile).
 EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def configured_address(host: str, port: int) -> SocketAddress:
+    """Where a protocol's port listens, from its ``host`` and ``port`` settings.
+
+    Raises:
+        AddressError: *host* is no IP address (names are not looked up here).
+    """
+    target = parse_target(host, port, default_host=LOCALHOST)
+    assert isinstance(target, SocketAddress)  # (no names: allow_names is off)
+    return target
 
 
 @attrs.define(eq=False, repr=False)

@@ -207,6 +207,15 @@ class Transport(Endpoint):
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
 
+    def take(self, data: bytes) -> bytes | None:
+        """A protocol session takes one of its reads (its bytes, or None: nothing new),
+        letting reading go on if it waited for this (see :meth:`resume_reading`)."""
+        inbound = self.inbound
+        found = inbound.take(data)
+        if inbound.paused:
+            self.resume_reading()
+        return found
+
     def resume_reading(self) -> None:
         """The consumer took what it read while reading waited for it
         (``inbound.paused``): reading may go on."""
