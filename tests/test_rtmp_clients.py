@@ -183,3 +183,42 @@ async def test_a_slow_listener_drops_frames_and_a_fast_one_gets_all(tmp_path: Pa
             assert received[0][:2] == b"\x17\x01"
             assert len(received) == count  # (the fast one: every frame)
             assert answer[3] > 0  # (the slow one: dropped, counted)
+
+
+CHOOSY = """
+function onConnection(client)
+  function client:start() publication = mona:publish("mixed") end
+  function client:push()
+    publication:pushVideo(0, "\\23\\1\\0\\0\\0key")
+    publication:pushAudio(10, "\\175\\1sound")
+    publication:pushVideo(40, "\\39\\1\\0\\0\\0delta")
+    publication:pushAudio(50, "\\175\\1more")
+  end
+  return { motto = "welcome", version = 3 }
+end
+"""
+
+
+async def test_connect_info_receive_video_and_publications_closed_on_unload(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", CHOOSY)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}) as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        async with await RTMPClient.open(port) as owner, await RTMPClient.open(port) as player:
+            _, _, _, info = await owner.connect("live")
+            assert (info[b"motto"], info[b"version"]) == (b"welcome", 3.0)
+            await owner.call("start")
+            await player.connect("live")
+            _, _, _, stream = await player.call("createStream")
+            await player.send("play", None, "mixed", stream=int(stream))
+            await player.send("receiveVideo", None, False, stream=int(stream))
+            await owner.call("push")
+            media: list[tuple[int, bytes]] = []
+            while len(media) < 2:
+                type_id, payload = await player.message()
+                if type_id in (8, 9):
+                    media.append((type_id, payload))
+            assert media == [(8, b"\xaf\x01sound"), (8, b"\xaf\x01more")]
+            assert await lua(rt, "return mona.publications.count") == 1
+            (folder / "live" / "main.lua").write_text(CHOOSY + "\n-- changed")
+            await lua_until(rt, "return mona.publications.count == 0")

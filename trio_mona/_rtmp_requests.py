@@ -149,6 +149,13 @@ class RTMPRequests:
         if self._executor.lua_enabled:
             self._executor.settle(self._bridge.client_closed(table, client.silent), (), _ignore)
 
+    def close_owned(self, owner: bytes) -> None:
+        """The application *owner* unloads: the publications it made with
+        ``mona:publish`` stop."""
+        for publication in list(self.publications.by_name.values()):
+            if publication.publisher == owner:
+                self.script_close(publication)
+
     # -- publications of the applications' own (mona:publish) -------------------------------
     def script_publish(self, owner: bytes, name: bytes) -> LuaTable | None:
         """``mona:publish(name)``: a publication the application pushes media into, or
@@ -226,7 +233,7 @@ class RTMPRequests:
             return
         if isinstance(answer, Upgraded):
             amf3 = event.properties.get("objectEncoding") == 3.0
-            session.write(session.core.accept(event.transaction, {}, amf3=amf3))
+            session.write(session.core.accept(event.transaction, answer.info, amf3=amf3))
             self.pump(session)
             return
         why = answer.message if isinstance(answer, ErrorReply) else "refused"
@@ -262,8 +269,9 @@ class RTMPRequests:
             if name == "deleteStream" and event.arguments and isinstance(event.arguments[0], float):
                 target = int(event.arguments[0])
             self._end_stream(session, target)
-        elif name in ("receiveAudio", "receiveVideo"):
-            pass  # (every listener receives both for now)
+        elif name in ("receiveAudio", "receiveVideo") and stream in session.playing:
+            wanted = bool(event.arguments[0]) if event.arguments else True
+            setattr(session.playing[stream], name[7:].lower(), wanted)
         elif name in ("pause", "seek") and stream:
             why = f"{name} is not served on a live stream"
             session.write(

@@ -353,6 +353,7 @@ class Runtime:
         what it opened closes."""
         self._executor.drop_owner(owner)
         self._sockets.close_owned(owner)
+        self._rtmp.close_owned(owner)
 
     async def _start(self) -> None:
         log.info("trio_mona %s: Lua engine %s", VERSION, self._bridge.version)

@@ -44,6 +44,9 @@ class Listener:
     dropped: int = 0
     frames: int = 0
     table: object | None = None
+    #: What it receives (``receiveAudio``/``receiveVideo``).
+    audio: bool = True
+    video: bool = True
 
 
 @attrs.define(eq=False)
@@ -152,8 +155,12 @@ class Publications:
             return
         key = type_id == VIDEO and is_keyframe(payload)
         for listener in publication.listeners:
+            if (type_id == VIDEO and not listener.video) or (
+                type_id == AUDIO and not listener.audio
+            ):
+                continue
             if not listener.started:
-                if not key:
+                if not key and listener.video:  # (audio alone starts at once)
                     continue
                 listener.started, listener.base = True, timestamp
             time = (timestamp - listener.base) & 0xFFFFFFFF

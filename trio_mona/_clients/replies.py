@@ -47,7 +47,10 @@ class ErrorReply:
 
 @attrs.frozen
 class Upgraded:
-    """onConnection accepted a WebSocket client: the upgrade is answered 101."""
+    """onConnection accepted a client that is not HTTP's (a WebSocket upgrade, an RTMP
+    connect); *info*: the fields of the table it returned (RTMP's success carries them)."""
+
+    info: dict[str, object] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -84,7 +84,10 @@ class ClientHost:
         elif kind == b"listing":
             found = Listing()
         elif kind == b"upgrade":
-            found = Upgraded()
+            values = list(second.values()) if second is not None else []
+            info = {_text(key): _text(v) if isinstance(v, bytes) else v
+                    for key, v in zip(values[::2], values[1::2], strict=False)}  # fmt: skip
+            found = Upgraded(info)
         elif kind == b"refuse":  # (a stream event refused: onPublish, onSubscribe)
             found = ErrorReply(int(first), public_message(_text(second), self._apps_dir))  # type: ignore[call-overload]
         elif kind == b"close":

@@ -513,6 +513,7 @@ local function connect(client, p, query, values, count)
       if index ~= nil then p.index = index end
       local timeout = shared.tonumber(rawget(options, "timeout"))
       if timeout ~= nil and timeout > 0 then host.client_timeout(handle_of[client], timeout) end
+      p.options = options -- (over RTMP, its fields go into the connection's success)
     end
   end
   p.accepted = true
@@ -550,8 +551,16 @@ local function open_job(client, opening)
   if opening.tape_count > 0 then
     values, count = tape_values(unpack(opening.tape, 1, opening.tape_count))
   end
-  if connect(client, private[client], public[client].query, values, count) then
-    answer(handle_of[client], "upgrade")
+  local p = private[client]
+  if connect(client, p, public[client].query, values, count) then
+    local info, n = {}, 0 -- (the table onConnection returned: text, numbers, booleans)
+    for k, v in next, p.options or {} do
+      local tv = type(v)
+      if type(k) == "string" and (tv == "string" or tv == "number" or tv == "boolean") then
+        info[n + 1], info[n + 2], n = k, v, n + 2
+      end
+    end
+    answer(handle_of[client], "upgrade", n, info)
   end
   return 0
 end
