@@ -19,6 +19,7 @@ from .helpers import lua, lua_until, write_app
 pytestmark = pytest.mark.slow  # (starts ffmpeg processes)
 
 FFMPEG = shutil.which("ffmpeg")
+EXAMPLE = Path(__file__).resolve().parent.parent / "lua_apps" / "live"
 FFPROBE = shutil.which("ffprobe")
 
 LIVE = """
@@ -179,3 +180,27 @@ async def test_http_flv_plays_a_publication(apps: Path, tmp_path: Path) -> None:
                                  "-y", str(out)])  # fmt: skip
         assert played.returncode == 0, played.stderr.decode()
         assert _codecs(out) == {"h264", "aac"}
+
+
+async def test_the_live_example(tmp_path: Path) -> None:
+    if FFMPEG is None:
+        pytest.fail("the RTMP tests need Debian's ffmpeg (.ci/run installs it)")
+    example = EXAMPLE
+    settings = {"RTMP.port": "0", "HTTP.port": "0"}
+    async with trio_mona.open_runtime(example, settings=settings, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        http = next(a.port for a in rt.bound_addresses if a.kind == "http")
+        refused = await _run(_publish(port, 1, "cam?token=wrong"))
+        assert b"a token is needed to publish cam" in refused.stderr
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_run, _publish(port, 3, "cam?token=secret"))
+            await trio.sleep(1.5)
+            stream = await trio.open_tcp_stream("127.0.0.1", http)
+            async with stream:
+                await stream.send_all(
+                    b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                answer = b""
+                while chunk := await stream.receive_some(65536):
+                    answer += chunk
+        assert b'"name":"cam"' in answer

@@ -317,12 +317,12 @@ class RTMPRequests:
     def _publish(self, session: RTMPSession, stream: int, requested: str) -> None:
         """``publish``: the name free, then the client's ``onPublish`` (false or an error
         refuses, with its message), then the publication starts."""
-        name = requested.partition("?")[0]
+        name, _, query = requested.partition("?")
         if not name or name in self.publications.by_name:
             session.write(session.core.status(stream, "NetStream.Publish.BadName",
                                               f"{name} is already published", "error"))  # fmt: skip
             return
-        publication = Publication(name, session)
+        publication = Publication(name, session, query)
         self._ask(session, "onPublish", publication, name,
                   partial(self._published, session, stream, publication))  # fmt: skip
 
@@ -345,8 +345,8 @@ class RTMPRequests:
     def _play(self, session: RTMPSession, stream: int, requested: str) -> None:
         """``play``: the client's ``onSubscribe`` (false or an error refuses), then the
         listener joins its publication, or waits for it."""
-        name = requested.partition("?")[0]
-        listener = Listener(session, stream, name)
+        name, _, query = requested.partition("?")
+        listener = Listener(session, stream, name, query)
         self._ask(session, "onSubscribe", listener, name,
                   partial(self._subscribed, session, listener))  # fmt: skip
 

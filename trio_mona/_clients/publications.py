@@ -37,6 +37,8 @@ class Listener:
     receiver: Receiver
     stream: int
     name: str
+    #: The query of the name it played (``cam?quality=low``: ``quality=low``).
+    query: str = ""
     #: It got a keyframe: it receives every frame from now on.
     started: bool = False
     #: The publication's timestamp its 0 is.
@@ -53,6 +55,8 @@ class Listener:
 class Publication:
     name: str
     publisher: object
+    #: The query of the name it was published under (``cam?token=x``: ``token=x``).
+    query: str = ""
     metadata: bytes | None = None
     video_header: bytes | None = None
     audio_header: bytes | None = None

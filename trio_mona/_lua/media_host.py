@@ -11,6 +11,7 @@ from .._clients.publications import Listener, Publication
 
 PUBLICATION: Final[dict[bytes, Callable[[Publication], Any]]] = {
     b"name": lambda p: p.name.encode(),
+    b"query": lambda p: p.query.encode(),
     b"lastTime": lambda p: p.last_time,
     b"running": lambda p: p.running,
     b"listeners": lambda p: len(p.listeners),
@@ -18,6 +19,7 @@ PUBLICATION: Final[dict[bytes, Callable[[Publication], Any]]] = {
 }
 LISTENER: Final[dict[bytes, Callable[[Listener], Any]]] = {
     b"name": lambda listener: listener.name.encode(),
+    b"query": lambda listener: listener.query.encode(),
     b"droppedFrames": lambda listener: listener.dropped,
     b"frames": lambda listener: listener.frames,
 }

@@ -1,0 +1,2 @@
+-- The application /live: the streams' URLs name it (rtmp://host/live/cam). It has no
+-- code of its own: onConnection comes from its parent, lua_apps/live/main.lua.
