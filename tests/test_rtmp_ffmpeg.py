@@ -204,3 +204,35 @@ async def test_the_live_example(tmp_path: Path) -> None:
                 while chunk := await stream.receive_some(65536):
                     answer += chunk
         assert b'"name":"cam"' in answer
+
+
+WATCHER = """
+counts = { video = 0, audio = 0, keyframes = 0, data = 0 }
+function onConnection(client)
+  function client:onPublish(publication)
+    function publication:onVideo(time, packet)
+      counts.video = counts.video + 1
+      if packet:byte(1) == 0x17 then counts.keyframes = counts.keyframes + 1 end
+    end
+    function publication:onAudio(time, packet) counts.audio = counts.audio + 1 end
+    function publication:onData(time, data) counts.data = counts.data + 1 end
+  end
+end
+"""
+
+
+async def test_a_publications_media_events(tmp_path: Path) -> None:
+    if FFMPEG is None:
+        pytest.fail("the RTMP tests need Debian's ffmpeg (.ci/run installs it)")
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", WATCHER)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}, data=":memory:") as rt:
+        published = await _run(_publish(_rtmp_port(rt), 2))
+        assert published.returncode == 0, published.stderr.decode()
+        video, audio, keys, data = await lua(
+            rt, "local c = live.counts return c.video, c.audio, c.keyframes, c.data"
+        )
+        assert video >= 40  # (25 frames a second, 2 s, the AVC header too)
+        assert audio >= 40
+        assert keys >= 2
+        assert data == 1  # (@setDataFrame onMetaData)

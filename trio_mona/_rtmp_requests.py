@@ -130,10 +130,19 @@ class RTMPRequests:
                     if event.type_id == DATA_AMF0:
                         payload = _metadata(payload)
                     self.publications.media(publication, event.type_id, event.timestamp, payload)
+                    if publication.handlers:
+                        self._media_event(publication, event.type_id, event.timestamp, payload)
             elif isinstance(event, Connect):
                 self._connect(session, event)
             elif isinstance(event, Command):
                 self._command(session, event)
+
+    def _media_event(self, publication: Publication, type_id: int, time: int,
+                     payload: bytes) -> None:  # fmt: skip
+        name = _MEDIA_EVENTS.get(type_id)
+        if name in publication.handlers and publication.table and self._executor.lua_enabled:
+            result = self._bridge.publication_media(publication.table, name.encode(), time, payload)
+            self._executor.settle(result, (), _ignore)
 
     def closed(self, event: RTMPClosed[RTMPSession]) -> None:
         session = event.conn
@@ -412,6 +421,10 @@ class RTMPRequests:
         for listener in self.publications.unpublish(publication):
             listener.receiver.unpublished(listener)
         self._tell(session, "onUnpublish", publication)
+
+
+#: A publication's media events, by message type.
+_MEDIA_EVENTS: dict[int, str] = {8: "onAudio", 9: "onVideo", 18: "onData"}
 
 
 def _text(value: Any) -> str:

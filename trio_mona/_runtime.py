@@ -192,6 +192,7 @@ class Runtime:
             **self._persistence.functions(),
             **self._client_host.functions(),
             "media_get": media_host.media_get,
+            "media_handler": media_host.media_handler,
             "media_publish": lambda owner, name: self._rtmp.script_publish(owner, name),
             "media_push": lambda publication, kind, time, packet: self._rtmp.script_push(
                 publication, kind, time, packet

@@ -67,6 +67,9 @@ class Publication:
     running: bool = True
     #: Its Lua object, once made (the client events' argument).
     table: object | None = None
+    #: The media events its Lua object defines (onAudio, onVideo, onData): only those
+    #: frames cross into Lua.
+    handlers: set[str] = attrs.field(factory=set)
 
 
 def is_keyframe(payload: bytes) -> bool:

@@ -214,6 +214,7 @@ class LuaBridge:
         self.client_open: Callable[..., Any] = api.client_open
         self.media_object: Callable[[bytes, object, bytes], LuaTable] = api.media_object
         self.media_event: Callable[..., Any] = api.media_event
+        self.publication_media: Callable[..., Any] = api.publication_media
         self.ws_message: Callable[..., Any] = api.ws_message
         self.manage_writers: Callable[[], Any] = api.manage_writers
         self._load_chunk = api.load_chunk

@@ -46,6 +46,15 @@ class("Publication", {
 }, properties.Publication, host.media_get, {
   __tostring = function(t) return "Publication(" .. tostring(host.media_get(handle_of[t], "name")) .. ")" end,
 })
+-- A publication's media events reach Lua only when the application defines them (a
+-- frame must not cross otherwise): setting one tells Python.
+local MEDIA_EVENTS = { onAudio = true, onVideo = true, onData = true }
+local publication_mt = shared.classes.Publication
+local publication_newindex = publication_mt.__newindex
+publication_mt.__newindex = function(t, k, v)
+  publication_newindex(t, k, v)
+  if MEDIA_EVENTS[k] then host.media_handler(handle_of[t], k, v ~= nil) end
+end
 class("Listener", {}, properties.Listener, host.media_get, {
   __tostring = function(t) return "Listener(" .. tostring(host.media_get(handle_of[t], "name")) .. ")" end,
 })
@@ -78,6 +87,20 @@ local function event_job(client, event)
     host.http_answer(handle_of[client], "refuse", 403, format(refusal, event.title))
   end
   return 0
+end
+
+local function media_job(publication, frame)
+  local name = frame.name
+  local handler = rawget(publication, name)
+  if type(handler) ~= "function" then return 0 end
+  local ok, err = xpcall(handler, with_traceback, publication, frame.time, frame.packet)
+  if not ok then report(owner_of[publication], name, err, handler) end
+  return 0
+end
+
+-- A frame to the publication's onAudio(time, packet), onVideo or onData.
+function api.publication_media(publication, name, time, packet)
+  return run(media_job, publication, { name = name, time = time, packet = packet })
 end
 
 function api.media_event(client, name, object, title)

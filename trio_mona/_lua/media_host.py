@@ -33,3 +33,11 @@ def media_get(handle: Publication | Listener, name: bytes) -> Any:
 
 def property_names() -> dict[str, list[bytes]]:
     return {"Publication": list(PUBLICATION), "Listener": list(LISTENER)}
+
+
+def media_handler(publication: Publication, name: bytes, defined: bool) -> None:
+    """The application set (or removed) a media event of *publication*."""
+    if defined:
+        publication.handlers.add(name.decode())
+    else:
+        publication.handlers.discard(name.decode())
