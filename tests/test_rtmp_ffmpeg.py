@@ -236,3 +236,40 @@ async def test_a_publications_media_events(tmp_path: Path) -> None:
         assert audio >= 40
         assert keys >= 2
         assert data == 1  # (@setDataFrame onMetaData)
+
+
+async def test_an_http_flv_player_waits_for_the_publication(apps: Path, tmp_path: Path) -> None:
+    settings = {"RTMP.port": "0", "HTTP.port": "0", "HTTP.timeout": "10"}
+    async with trio_mona.open_runtime(apps, settings=settings, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        http = next(a.port for a in rt.bound_addresses if a.kind == "http")
+        out = tmp_path / "early-http.flv"
+        results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+        async def play() -> None:
+            results["play"] = await _run([
+                str(FFMPEG), "-hide_banner", "-loglevel", "error", "-i",
+                f"http://127.0.0.1:{http}/live/cam.flv", "-t", "2", "-c", "copy", "-y", str(out),
+            ])  # fmt: skip
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(play)
+            await trio.sleep(1)  # (the player first: it waits)
+            nursery.start_soon(_run, _publish(port, 4))
+        assert results["play"].returncode == 0, results["play"].stderr.decode()
+        assert _codecs(out) == {"h264", "aac"}
+
+
+async def test_an_http_flv_player_with_no_publication_gets_404(apps: Path) -> None:
+    settings = {"RTMP.port": "0", "HTTP.port": "0", "HTTP.timeout": "0.3"}
+    async with trio_mona.open_runtime(apps, settings=settings, data=":memory:") as rt:
+        http = next(a.port for a in rt.bound_addresses if a.kind == "http")
+        stream = await trio.open_tcp_stream("127.0.0.1", http)
+        async with stream:
+            await stream.send_all(b"GET /live/nothing.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            with trio.fail_after(5):
+                while chunk := await stream.receive_some(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 404 ")
+        assert b"No publication nothing within 0.3 s" in answer

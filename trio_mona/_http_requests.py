@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -197,12 +198,14 @@ class HTTPRequests:
         assert app is not None
         assert app.env is not None
         name = found.name
-        live = name.endswith(".flv") and name[:-4] in self._publications.by_name
-        if live and request.method in ("GET", "HEAD"):  # (HTTP-FLV: a live publication)
-            listener = Listener(session, 0, name[:-4])
-            session.play_flv(listener)
-            self._publications.play(listener)
-            return
+        if name.endswith(".flv") and request.method in ("GET", "HEAD"):  # (HTTP-FLV)
+            live = name[:-4] in self._publications.by_name
+            # (a file of the name is a file; else the publication is awaited)
+            if live or not os.path.isfile(os.path.join(app.directory, name)):
+                listener = Listener(session, 0, name[:-4])
+                session.play_flv(listener, waiting=not live)
+                self._publications.play(listener)
+                return
         if not self._executor.lua_enabled:
             session.respond(ErrorReply(503, "The server is stopping"))
             return

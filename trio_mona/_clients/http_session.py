@@ -88,6 +88,8 @@ class HTTPSession(Transport):
     #: The publication it plays as HTTP-FLV (the connection is the player's from then on).
     flv: Listener | None = None
     _hold_scope: trio.CancelScope | None = None
+    #: The HTTP-FLV answer has begun (its head sent).
+    _flv_started: bool = False
     _drained: trio.Event | None = None
 
     def __repr__(self) -> str:
@@ -264,9 +266,27 @@ class HTTPSession(Transport):
             self.on_answered(self)
 
     # -- HTTP-FLV ---------------------------------------------------------------------------
-    def play_flv(self, listener: Listener) -> None:
+    def play_flv(self, listener: Listener, *, waiting: bool = False) -> None:
         """Answer the request in hand with a live FLV stream: no length, the connection
-        closes at its end; the frames follow as the publication sends them."""
+        closes at its end; the frames follow as the publication sends them. *waiting*:
+        the publication has not started: the answer waits for it up to the timeout
+        (then 404)."""
+        self.phase = SENDING
+        self.flv = listener
+        if not waiting:
+            self._flv_head()
+            return
+        request = self.request
+        scope = self._hold_scope = trio.CancelScope()
+
+        async def expire() -> None:
+            with scope:
+                await trio.sleep(self.timeout)
+                self.sockets.post(Call(lambda: self._flv_expired(request)))
+
+        self.sockets.spawn(self, expire)
+
+    def _flv_head(self) -> None:
         request = self.request
         headers = [("Content-Type", "video/x-flv"), ("Cache-Control", "no-cache")]
         if request is not None and self.http.cors:
@@ -276,11 +296,17 @@ class HTTPSession(Transport):
         self.enqueue(
             head if request is not None and request.method == "HEAD" else head + flv.HEADER
         )
-        self.phase = SENDING
-        self.flv = listener
+        self._flv_started = True
+
+    def _flv_expired(self, request: Request | None) -> None:
+        if self.request is request and not self._flv_started and self.state is CONNECTED:
+            name = self.flv.name if self.flv is not None else ""
+            self.refuse(404, f"No publication {name} within {self.timeout:g} s")
 
     def deliver(self, stream: int, type_id: int, timestamp: int, payload: bytes) -> bool:
         """A frame of the publication it plays, as an FLV tag: False when dropped."""
+        if not self._flv_started:
+            return False
         if self.state is not CONNECTED or self.queue.size > self.sockets.settings.soft_limit:
             return False
         if self.request is not None and self.request.method == "HEAD":
@@ -292,7 +318,9 @@ class HTTPSession(Transport):
         return True
 
     def published(self, listener: Listener) -> None:
-        pass
+        if not self._flv_started and self.state is CONNECTED:  # (it waited for it)
+            self._end_hold()
+            self._flv_head()
 
     def unpublished(self, listener: Listener) -> None:
         self.close()  # (the stream has ended: the player sees the end of the body)
