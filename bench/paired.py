@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from suite import RESULTS, WORKLOADS, free_port, loadgen, pinned, wait_listening
+from suite import RESULTS, SERVERS, WORKLOADS, free_port, loadgen, pinned, serves, wait_listening
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,7 +52,12 @@ def main() -> None:
     binary = RESULTS / "loadgen"
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "loadgen.c")], check=True)
     prefixes = [p for p in args.workloads.split(",") if p]
-    workloads = [w for w in WORKLOADS if not prefixes or any(w.startswith(p) for p in prefixes)]
+    echo = SERVERS[0]  # lua_apps/echo: the echo workloads, not the HTTP or WebSocket ones
+    workloads = [
+        w
+        for w in WORKLOADS
+        if serves(echo, w) and (not prefixes or any(w.startswith(p) for p in prefixes))
+    ]
     servers = {"before": start(args.before.resolve()), "after": start(ROOT)}
     try:
         for workload in workloads:

@@ -348,9 +348,6 @@ class HTTPRequests:
                 file_response(root, app.directory, answer.name, request, answer.variables)
             )
 
-    def statistics(self) -> dict[str, Any]:
-        return {"requests": self.requests, "refused": sum(self.refused.values())}
-
 
 def _ignore(_: object) -> None:
     pass

@@ -71,7 +71,9 @@ def test_messages_both_ways_with_and_without_compression() -> None:
         server.receive_data(client.send(TextMessage(data='["hello", 1]')))
         server.receive_data(client.send(BytesMessage(data=b"\x00\xff" * 1000)))
         assert _events(server) == [Text('["hello", 1]'), Binary(b"\x00\xff" * 1000)]
-        client.receive_data(server.text("héllo") + server.binary(b"\x01\x02"))
+        client.receive_data(
+            server.message("héllo".encode(), text=True) + server.message(b"\x01\x02", text=False)
+        )
         assert [(type(e), getattr(e, "data", None)) for e in client.events()] == [
             (TextMessage, "héllo"),
             (BytesMessage, b"\x01\x02"),
@@ -198,7 +200,7 @@ def test_a_close_is_answered_and_ends_it() -> None:
     client.receive_data(server.data_to_send())
     assert isinstance(next(client.events()), CloseConnection)
     assert not server.open
-    assert server.text("late") == b""
+    assert server.message(b"late", text=True) == b""
     _, ours = _pair()
     assert ours.close(1002, "Method 'x' not found")[:1] == b"\x88"
     assert _events(ours) == [Closed(1002, "Method 'x' not found")]

@@ -24,6 +24,8 @@ class Carrier(Protocol):
     @property
     def client(self) -> object: ...
 
+    def close(self) -> None: ...
+
 
 @attrs.define(eq=False, repr=False)
 class Client:

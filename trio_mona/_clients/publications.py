@@ -92,12 +92,6 @@ class Publications:
         #: Listeners waiting for a publication of their name.
         self.waiting: dict[str, list[Listener]] = {}
 
-    def publish(self, name: str, publisher: object) -> Publication | None:
-        """A new publication, with the listeners that waited for it; None: the name is
-        in use."""
-        publication = Publication(name, publisher)
-        return publication if self.register(publication) else None
-
     def register(self, publication: Publication) -> bool:
         """*publication* starts, with the listeners that waited for its name; False:
         the name is in use."""

@@ -46,10 +46,6 @@ class RTMPSession(Transport):
     job_answer: Any = None
     #: The transaction of the call in hand, until it is answered.
     call: float | None = None
-    #: (no WebSocket side, no writes waiting for a request: the writers' host
-    #: functions ask)
-    websocket: None = None
-    answer_bytes: int = 0
 
     @property
     def phase(self) -> Phase:

@@ -119,8 +119,8 @@ class ClientHost:
     def close(self, client: Client, code: int) -> None:
         if not client.connected:
             return
-        session = _session(client)
-        if session.websocket is not None:
+        session = client.session
+        if isinstance(session, HTTPSession) and session.websocket is not None:
             session.websocket.close(int(code))
         else:
             session.close()
@@ -139,13 +139,15 @@ class ClientHost:
     def get(self, client: Client, name: bytes) -> object:
         if name == b"lastReceptionTime":
             return int(client.last_reception * 1000)
-        session = _session(client)
-        websocket = session.websocket
+        session = client.session
+        if isinstance(session, RTMPSession):
+            return 0 if name != b"queueing" else session.queue.size
+        websocket = _session(client).websocket
         if name == b"ping":
             return 0 if websocket is None else websocket.ping_ms
         if name == b"dropped":
             return 0 if websocket is None else websocket.dropped
-        return session.queue.size + session.answer_bytes  # queueing
+        return _session(client).queue.size + _session(client).answer_bytes  # queueing
 
     def timeout(self, client: Client, seconds: float) -> None:
         client.timeout = float(seconds)

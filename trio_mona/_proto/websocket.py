@@ -52,8 +52,6 @@ _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Close codes (RFC 6455 §7.4.1).
 NORMAL: Final = 1000
 GOING_AWAY: Final = 1001
-PROTOCOL_ERROR: Final = 1002
-INVALID_DATA: Final = 1007
 POLICY: Final = 1008
 TOO_BIG: Final = 1009
 
@@ -252,12 +250,6 @@ class WebSocketServer:
         return b"".join(out)
 
     # -- sending ----------------------------------------------------------------------------
-    def text(self, text: str) -> bytes:
-        return self._send(TextMessage(data=text))
-
-    def binary(self, data: bytes) -> bytes:
-        return self._send(BytesMessage(data=data))
-
     def message(self, payload: bytes, *, text: bool) -> bytes:
         """One whole message (*payload*: UTF-8 for text, as the caller vouches). Without
         an extension a server's frame is its header and the payload, the same bytes for
@@ -273,8 +265,8 @@ class WebSocketServer:
             _last_frame = (opcode, payload, made)
             return made
         if text:
-            return self.text(payload.decode("utf-8", "replace"))
-        return self.binary(payload)
+            return self._send(TextMessage(data=payload.decode("utf-8", "replace")))
+        return self._send(BytesMessage(data=payload))
 
     def ping(self, payload: bytes) -> bytes:
         if self._plain:
