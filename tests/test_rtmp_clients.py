@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 import trio_mona
 
-from .helpers import lua, lua_until, write_app
+from .helpers import lua, lua_until, messages, write_app
 from .rtmp_client import RTMPClient
 
 LIVE = """
@@ -183,6 +184,31 @@ async def test_a_slow_listener_drops_frames_and_a_fast_one_gets_all(tmp_path: Pa
             assert received[0][:2] == b"\x17\x01"
             assert len(received) == count  # (the fast one: every frame)
             assert answer[3] > 0  # (the slow one: dropped, counted)
+
+
+async def test_a_player_that_leaves_is_not_taken_for_one_that_does_not_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", FLOOD)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0", "HTTP.port": "0"}) as rt:
+        rtmp = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        http = next(a.port for a in rt.bound_addresses if a.kind == "http")
+        async with await RTMPClient.open(rtmp) as owner:
+            await owner.connect("live")
+            await owner.call("start")
+            player = await trio.open_tcp_stream("127.0.0.1", http)
+            await player.send_all(b"GET /live/flood.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            with trio.fail_after(5):
+                while not head.endswith(b"\r\n\r\nFLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"):
+                    head += await player.receive_some(65536)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            await player.aclose()  # (it leaves, all read: the next writes meet its end)
+            with trio.fail_after(5):
+                while await lua(rt, "return mona.publications.flood.listeners") > 0:
+                    await owner.call("push", 10)
+        assert not [m for m in messages(caplog) if "does not read" in m]
 
 
 CHOOSY = """

@@ -311,11 +311,7 @@ class HTTPSession(Transport):
             return False
         if self.request is not None and self.request.method == "HEAD":
             return True
-        if self.send(flv.tag(type_id, timestamp, payload)).__class__ is tuple:
-            log.warning("%r: an HTTP-FLV player does not read (trio_mona.hard_limit): closed", self)
-            self.close_now()
-            return False
-        return True
+        return self.send_or_close(flv.tag(type_id, timestamp, payload), "an HTTP-FLV player")
 
     def published(self, listener: Listener) -> None:
         if not self._flv_started and self.state is CONNECTED:  # (it waited for it)

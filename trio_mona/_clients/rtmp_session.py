@@ -10,7 +10,6 @@ the next keyframe), and past the hard limit the connection is closed.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
 import attrs
@@ -22,8 +21,6 @@ from .._proto.rtmp import RTMPServer, command_header, split_name
 from .client import Client
 from .http_session import IDLE, RUNNING, Phase
 from .publications import Listener, Publication
-
-log = logging.getLogger("trio_mona")
 
 
 @attrs.define(eq=False, repr=False)
@@ -111,9 +108,6 @@ class RTMPSession(Transport):
         settings = self.sockets.settings
         if self.queue.size > settings.soft_limit:
             return False
-        result = self.send(self.core.media(stream, type_id, timestamp, payload))
-        if result.__class__ is tuple:
-            log.warning("%r: a listener does not read (trio_mona.hard_limit): closed", self)
-            self.close_now()
-            return False
-        return True
+        return self.send_or_close(
+            self.core.media(stream, type_id, timestamp, payload), "a listener"
+        )

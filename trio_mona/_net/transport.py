@@ -207,6 +207,18 @@ class Transport(Endpoint):
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
 
+    def send_or_close(self, data: bytes, peer: str) -> bool:
+        """Queue *data* as :meth:`send` does; past a limit (*peer*, e.g. "a listener",
+        does not read what it is sent) close the connection now. False when nothing was
+        queued: closed already, or for this (a failed write closes it by itself)."""
+        result = self.send(data)
+        if result.__class__ is not tuple:
+            return True
+        if self.state is CONNECTED:
+            log.warning("%r: %s does not read: %s; closed", self, peer, result[1].decode())
+            self.close_now()
+        return False
+
     def take(self, data: bytes) -> bytes | None:
         """A protocol session takes one of its reads (its bytes, or None: nothing new),
         letting reading go on if it waited for this (see :meth:`resume_reading`)."""
