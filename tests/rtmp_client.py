@@ -86,6 +86,8 @@ class RTMPClient:
         self.buffer = b""
         self.in_chunk_size = 128
         self.streams: dict[int, dict[str, Any]] = {}
+        #: The timestamp of each message taken, in order.
+        self.timestamps: list[int] = []
 
     @classmethod
     async def open(cls, port: int) -> RTMPClient:
@@ -112,6 +114,14 @@ class RTMPClient:
         chunks += [b"\xc3" + payload[at : at + 128] for at in range(128, len(payload), 128)]
         await self.stream.send_all(b"".join(chunks))
         return self.transaction
+
+    async def media(self, type_id: int, stream: int, timestamp: int, payload: bytes) -> None:
+        """Send one audio (8), video (9) or data (18) message on *stream*."""
+        header = bytes((4,)) + timestamp.to_bytes(3, "big") + len(payload).to_bytes(3, "big")
+        header += bytes((type_id,)) + stream.to_bytes(4, "little")
+        chunks = [header + payload[:128]]
+        chunks += [b"\xc4" + payload[at : at + 128] for at in range(128, len(payload), 128)]
+        await self.stream.send_all(b"".join(chunks))
 
     async def connect(self, app: str, *arguments: Any) -> list[Any]:
         await self.send("connect", {"app": app, "tcUrl": f"rtmp://127.0.0.1/{app}",
@@ -144,15 +154,28 @@ class RTMPClient:
                 csid, at = 64 + buffer[1], 2
             elif csid == 1:
                 csid, at = 64 + buffer[1] + 256 * buffer[2], 3
-            state = self.streams.setdefault(csid, {"parts": b"", "length": 0, "type": 0})
+            state = self.streams.setdefault(
+                csid, {"parts": b"", "length": 0, "type": 0, "time": 0, "delta": 0}
+            )
             size = (11, 7, 3, 0)[fmt]
             if len(buffer) < at + size:
                 return None
             if fmt <= 1:
                 state["length"] = int.from_bytes(buffer[at + 3 : at + 6], "big")
                 state["type"] = buffer[at + 6]
-            if fmt <= 2 and buffer[at : at + 3] == b"\xff\xff\xff":
+            stamp = int.from_bytes(buffer[at : at + 3], "big") if fmt <= 2 else 0
+            if fmt <= 2 and stamp == 0xFFFFFF:
+                if len(buffer) < at + size + 4:
+                    return None
+                stamp = int.from_bytes(buffer[at + size : at + size + 4], "big")
                 size += 4
+            if not state["parts"]:  # (a new message: its timestamp)
+                if fmt == 0:
+                    state["time"], state["delta"] = stamp, 0
+                else:
+                    if fmt <= 2:
+                        state["delta"] = stamp
+                    state["time"] += state["delta"]
             at += size
             take = min(self.in_chunk_size, state["length"] - len(state["parts"]))
             if len(buffer) < at + take:
@@ -162,6 +185,7 @@ class RTMPClient:
             if len(state["parts"]) < state["length"]:
                 continue
             payload, state["parts"] = state["parts"], b""
+            self.timestamps.append(state["time"])
             if state["type"] == 1:
                 self.in_chunk_size = int.from_bytes(payload[:4], "big")
                 continue

@@ -206,7 +206,7 @@ async def test_a_player_that_leaves_is_not_taken_for_one_that_does_not_read(
             assert head.startswith(b"HTTP/1.1 200 ")
             await player.aclose()  # (it leaves, all read: the next writes meet its end)
             with trio.fail_after(5):
-                while await lua(rt, "return mona.publications.flood.listeners") > 0:
+                while await lua(rt, "return mona.publications.flood.listeners.count") > 0:
                     await owner.call("push", 10)
         assert not [m for m in messages(caplog) if "does not read" in m]
 

@@ -202,7 +202,7 @@ class HTTPRequests:
             live = name[:-4] in self._publications.by_name
             # (a file of the name is a file; else the publication is awaited)
             if live or not os.path.isfile(os.path.join(app.directory, name)):
-                listener = Listener(session, 0, name[:-4])
+                listener = Listener(session, 0, name[:-4], request.query)
                 session.play_flv(listener, waiting=not live)
                 self._publications.play(listener)
                 return

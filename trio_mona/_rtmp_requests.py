@@ -116,6 +116,7 @@ class RTMPRequests:
             event = core.next_event()
             if event is NEED_DATA:
                 if not session.backlog:
+                    self._flushed(session)
                     return
                 self._feed(session, session.backlog.pop(0))
                 continue
@@ -143,6 +144,17 @@ class RTMPRequests:
         if name in publication.handlers and publication.table and self._executor.lua_enabled:
             result = self._bridge.publication_media(publication.table, name.encode(), time, payload)
             self._executor.settle(result, (), _ignore)
+        publication.unflushed = True
+
+    def _flushed(self, session: RTMPSession) -> None:
+        """The session's reads are all handled: ``onFlush`` of its publications that
+        got media since the last time (and define it)."""
+        for publication in session.publishing.values():
+            if publication.unflushed and "onFlush" in publication.handlers:
+                publication.unflushed = False
+                if publication.table is not None and self._executor.lua_enabled:
+                    result = self._bridge.publication_media(publication.table, b"onFlush", 0, b"")
+                    self._executor.settle(result, (), _ignore)
 
     def closed(self, event: RTMPClosed[RTMPSession]) -> None:
         session = event.conn
@@ -179,14 +191,33 @@ class RTMPRequests:
         return publication.table
 
     def script_push(self, publication: Publication, type_id: int, time: float,
-                    packet: bytes) -> tuple[bool, bytes | None]:  # fmt: skip
-        """A frame (or data) an application pushes into its own publication."""
+                    packet: bytes, ping: float | None) -> tuple[bool, bytes | None]:  # fmt: skip
+        """A frame (or data) an application pushes into its own publication (*ping*:
+        its latency, in ms)."""
         if not isinstance(publication.publisher, bytes):
             return False, b"a client publishes this publication"
         if not publication.running:
             return False, b"the publication is closed"
-        self.publications.media(publication, type_id, int(time) & 0xFFFFFFFF, packet)
+        self.publications.media(publication, type_id, int(time) & 0xFFFFFFFF, packet, ping)
         return True, None
+
+    def script_properties(self, publication: Publication, metadata: bytes | None) -> bool:
+        """``writeProperties``/``clearProperties``: the metadata of a running publication."""
+        if not publication.running:
+            return False
+        self.publications.set_metadata(publication, metadata)
+        return True
+
+    def listeners_of(self, publication: Publication) -> LuaTable:
+        """``publication.listeners``' pairs: client, listener, client, listener...
+        (an HTTP-FLV player has no client: its listener is its key)."""
+        owner = publication.publisher if isinstance(publication.publisher, bytes) else b""
+        flat: list[object] = []
+        for listener in publication.listeners:
+            if listener.table is None:
+                listener.table = self._bridge.media_object(b"Listener", listener, owner)
+            flat += (listener.client or listener.table, listener.table)
+        return self._bridge.sequence(flat)
 
     def script_close(self, publication: Publication) -> None:
         if isinstance(publication.publisher, bytes) and publication.running:
@@ -226,6 +257,8 @@ class RTMPRequests:
         client = self._make_client(session, app.env, path, url.query, "RTMP", fields,
                                    self._parameters_table())  # fmt: skip
         session.client = client
+        if properties.get("objectEncoding") == 3.0:
+            self._bridge.client_amf3(client.table)
         session.busy = True
         tape: tuple[object, ...] = ()
         if event.arguments:  # (onConnection's arguments: connect's, after its object)
@@ -280,7 +313,7 @@ class RTMPRequests:
             self._end_stream(session, target)
         elif name in ("receiveAudio", "receiveVideo") and stream in session.playing:
             wanted = bool(event.arguments[0]) if event.arguments else True
-            setattr(session.playing[stream], name[7:].lower(), wanted)
+            session.playing[stream].receive(name == "receiveVideo", wanted)
         elif name in ("pause", "seek") and stream:
             why = f"{name} is not served on a live stream"
             session.write(
@@ -356,6 +389,7 @@ class RTMPRequests:
         listener joins its publication, or waits for it."""
         name, _, query = requested.partition("?")
         listener = Listener(session, stream, name, query)
+        listener.client = session.client.table if session.client else None
         self._ask(session, "onSubscribe", listener, name,
                   partial(self._subscribed, session, listener))  # fmt: skip
 

@@ -150,7 +150,7 @@ class Runtime:
         self._applications = Applications(
             self._bridge, nursery, self._executor.call, self._close_owned, apps_dir
         )
-        publications = Publications()
+        publications = Publications(gop_cache=(rtmp or RTMPSettings()).gopCache)
         self._http = HTTPRequests(
             http or HTTPSettings(), websocket or WebSocketSettings(), self._bridge,
             self._executor, self._applications, sockets, self._bindings, self._tapes,
@@ -192,11 +192,17 @@ class Runtime:
             **self._persistence.functions(),
             **self._client_host.functions(),
             "media_get": media_host.media_get,
+            "media_set": media_host.media_set,
+            "qos_get": media_host.qos_get,
             "media_handler": media_host.media_handler,
             "media_publish": lambda owner, name: self._rtmp.script_publish(owner, name),
-            "media_push": lambda publication, kind, time, packet: self._rtmp.script_push(
-                publication, kind, time, packet
+            "media_push": lambda publication, kind, time, packet, ping: self._rtmp.script_push(
+                publication, kind, time, packet, ping
             ),
+            "media_properties": lambda publication, metadata: self._rtmp.script_properties(
+                publication, metadata
+            ),
+            "media_listeners": lambda publication: self._rtmp.listeners_of(publication),
             "media_close": lambda publication: self._rtmp.script_close(publication),
             "media_find": lambda name: self._rtmp.find(name),
             "media_names": lambda: self._rtmp.names(),

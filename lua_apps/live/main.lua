@@ -14,7 +14,7 @@ function onConnection(client)
     function client:status()
       local list = {}
       for name, publication in pairs(mona.publications) do
-        list[#list + 1] = { name = name, listeners = publication.listeners,
+        list[#list + 1] = { name = name, listeners = publication.listeners.count,
           lastTime = publication.lastTime, droppedFrames = publication.droppedFrames }
       end
       table.sort(list, function(a, b) return a.name < b.name end)

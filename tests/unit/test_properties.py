@@ -157,7 +157,7 @@ def framing(request: pytest.FixtureRequest) -> tuple[LuaBridge, Any]:
     """A Lua state with the prelude and one TCPClient object whose onData parses
     length-prefixed messages into the global ``seen``."""
     classes = ("IPAddress", "SocketAddress", "TCPClient", "TCPServer", "UDPSocket", "Publication",
-               "Listener")  # fmt: skip
+               "Listener", "QualityOfService")  # fmt: skip
     host = {
         "internal_error": print,
         "stopping": lambda: False,

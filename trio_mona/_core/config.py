@@ -331,6 +331,9 @@ class RTMPSettings:
     host: str = "127.0.0.1"
     #: Seconds without a byte before a connection is closed.
     timeout: float = 60.0
+    #: New listeners start with the frames since the last keyframe (at once, but that
+    #: much behind), not at the next keyframe.
+    gopCache: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, ConfigValue]) -> RTMPSettings:
@@ -342,6 +345,8 @@ class RTMPSettings:
         found = _entries(cls, config, "RTMP")
         _port_and_host(found, "RTMP")
         _numbers(found, "RTMP", timeout=(0.01, _DAY))
+        if not isinstance(found.get("gopCache", False), bool):
+            raise ConfigError(f"RTMP.gopCache must be true or false, got {found['gopCache']!r}")
         return cls(**found)
 
 

@@ -212,6 +212,7 @@ class LuaBridge:
         self.http_request: Callable[..., Any] = api.http_request
         self.client_closed: Callable[[LuaTable, bool], Any] = api.client_closed
         self.client_open: Callable[..., Any] = api.client_open
+        self.client_amf3: Callable[[LuaTable], None] = api.client_amf3
         self.media_object: Callable[[bytes, object, bytes], LuaTable] = api.media_object
         self.media_event: Callable[..., Any] = api.media_event
         self.publication_media: Callable[..., Any] = api.publication_media

@@ -85,6 +85,7 @@ local FORMATS = {
   xmlrpc = { "text/xml; charset=utf-8", formats.xmlrpc.encode },
   query = { "application/x-www-form-urlencoded", formats.query.encode },
   amf = { "application/x-amf", formats.amf.encode0 },
+  amf3 = { "application/x-amf", formats.amf.encode }, -- (AMF0 with AMF3 objects inside)
   raw = { "text/plain; charset=utf-8", raw_encode("writeMessage") },
 }
 local raw_text = raw_encode("writeRaw")
@@ -341,6 +342,12 @@ function api.client_new(h, env, owner, id, raw_id, path, protocol, query, addres
   private[client] = { env = env, data = data, format = message_format,
     message_format = message_format, reliable = true, wrote = 0, index = parameters.index }
   return client
+end
+
+-- An RTMP client that connected with objectEncoding 3: its messages carry AMF3 objects.
+function api.client_amf3(client)
+  local p = private[client]
+  p.format, p.message_format = "amf3", "amf3"
 end
 
 ---------------------------------------------------------------------------

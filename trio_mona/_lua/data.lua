@@ -319,7 +319,8 @@ V.add_view(proxy_mt, function(proxy) -- (the conversions see a data table as a m
 end, shared.raw_getmetatable)
 
 -- LuaJIT follows neither __pairs nor __ipairs: the applications' pairs and ipairs
--- walk data tables there too.
+-- walk data tables there too, and pairs follows __pairs (mona.clients,
+-- mona.publications, publication.listeners...).
 local probe = false
 for _ in shared.pairs(setmetatable({}, { __pairs = function() return next, { true }, nil end })) do
   probe = true
@@ -327,8 +328,12 @@ end
 if not probe then
   local globals = lib.globals
   local base_pairs, base_ipairs = globals.pairs, globals.ipairs
+  local raw_getmetatable = shared.raw_getmetatable
   globals.pairs = function(t, ...)
     if path_of[t] ~= nil then return entries(t) end
+    local mt = raw_getmetatable(t)
+    local walk = mt and rawget(mt, "__pairs")
+    if walk then return walk(t) end
     return base_pairs(t, ...)
   end
   globals.ipairs = function(t, ...)

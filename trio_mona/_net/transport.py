@@ -207,6 +207,10 @@ class Transport(Endpoint):
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
 
+    def queued(self) -> int:
+        """The bytes still to be written."""
+        return self.queue.size
+
     def send_or_close(self, data: bytes, peer: str) -> bool:
         """Queue *data* as :meth:`send` does; past a limit (*peer*, e.g. "a listener",
         does not read what it is sent) close the connection now. False when nothing was

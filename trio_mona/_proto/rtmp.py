@@ -6,7 +6,8 @@ answers a server sends made into bytes.
 Stream 0 carries the connection's commands (``connect``, ``createStream``, calls);
 each created stream its own (``publish``, ``play``, ``deleteStream``...), its media
 (audio 8, video 9) and data (``@setDataFrame``/``onMetaData``). Commands encoded in
-AMF3 (type 17: a byte 0, then AMF0 values with AMF3 switches inside) are read the same.
+AMF3 (type 17: a byte 0, then AMF0 values with AMF3 switches inside) are read the same;
+a client that connected with ``objectEncoding`` 3 is answered so (:attr:`amf3`).
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ class RTMPServer:
         self._events: list[Connect | Command | Media | Failed] = []
         self._out: list[bytes] = []
         self.failed: Failed | None = None
+        #: The client chose AMF3 (``objectEncoding`` 3): commands go as type 17 and the
+        #: values Lua writes carry AMF3 objects.
+        self.amf3 = False
 
     # -- receiving ---------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -218,7 +222,9 @@ class RTMPServer:
                   "description": "Connection succeeded.", "objectEncoding": 3.0 if amf3 else 0.0,
                   **info}  # fmt: skip
         server = obj(fmsVer="FMS/3,5,7,7009", capabilities=31.0, mode=1.0)
-        return out + self.command(0, "_result", transaction, server, obj(**status))
+        out += self.command(0, "_result", transaction, server, obj(**status))
+        self.amf3 = amf3  # (from its next command on)
+        return out
 
     def reject(self, transaction: float, description: str) -> bytes:
         info = obj(level="error", code="NetConnection.Connect.Rejected", description=description)
@@ -233,6 +239,8 @@ class RTMPServer:
         return self.command_payload(stream, amf_string(name) + command_header(transaction) + values)
 
     def command_payload(self, stream: int, payload: bytes) -> bytes:
+        if self.amf3:
+            return self.chunks.send(_COMMANDS, 0, COMMAND_AMF3, stream, b"\x00" + payload)
         return self.chunks.send(_COMMANDS, 0, COMMAND_AMF0, stream, payload)
 
     def status(self, stream: int, code: str, description: str, level: str = "status",
