@@ -6,7 +6,9 @@ clients (docs/clients/rtmp.rst)."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,43 @@ async def test_an_http_flv_player_with_no_publication_gets_404(apps: Path) -> No
                     answer += chunk
         assert answer.startswith(b"HTTP/1.1 404 ")
         assert b"No publication nothing within 0.3 s" in answer
+
+
+async def test_the_live_examples_udp_ingest(tmp_path: Path) -> None:
+    """An FLV file made by ffmpeg, sent by the example's send_flv.py to its UDP ingest,
+    played by ffmpeg over RTMP: both codecs arrive."""
+    if FFMPEG is None or FFPROBE is None:
+        pytest.fail("the RTMP tests need Debian's ffmpeg (.ci/run installs it)")
+    source, out = tmp_path / "source.flv", tmp_path / "from-udp.flv"
+    made = await _run([
+        str(FFMPEG), "-hide_banner", "-loglevel", "error",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-t", "4",
+        "-y", str(source),
+    ])  # fmt: skip
+    assert made.returncode == 0, made.stderr.decode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # (a free port)
+        probe.bind(("127.0.0.1", 0))
+        udp = probe.getsockname()[1]
+    settings = {"RTMP.port": "0", "live.udp": str(udp)}
+    async with trio_mona.open_runtime(EXAMPLE, settings=settings, data=":memory:") as rt:
+        port = _rtmp_port(rt)
+        results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+        async def play() -> None:
+            command = _play(port, 2, out)
+            command[command.index(f"rtmp://127.0.0.1:{port}/live/cam")] = (
+                f"rtmp://127.0.0.1:{port}/live/udp"
+            )
+            results["play"] = await _run(command)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(play)  # (it waits for the publication)
+                await trio.sleep(0.5)
+                sent = await _run([sys.executable, str(EXAMPLE / "send_flv.py"), str(source),
+                                   f"127.0.0.1:{udp}"])  # fmt: skip
+                assert sent.returncode == 0, sent.stderr.decode()
+        assert results["play"].returncode == 0, results["play"].stderr.decode()
+        assert _codecs(out) == {"h264", "aac"}
+        assert await lua(rt, "return mona.publications.udp.properties.width") == 320
