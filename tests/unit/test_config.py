@@ -11,6 +11,7 @@ from trio_mona._core.config import (
     ConfigError,
     ConfigValue,
     HTTPSettings,
+    RTMPSettings,
     Settings,
     WebSocketSettings,
     load_config,
@@ -229,3 +230,16 @@ def test_the_http_and_websocket_sections() -> None:
         WebSocketSettings.from_config({"WebSocket.maxMessage": 0})
     with pytest.raises(ConfigError, match=r"WebSocket\.compress must be true or false"):
         WebSocketSettings.from_config({"WebSocket.compress": "yes"})
+
+
+def test_the_rtmp_section() -> None:
+    found = RTMPSettings.from_config({"RTMP.port": 1935, "RTMP.gopCache": True})
+    assert (found.port, found.host, found.timeout, found.gopCache) == (
+        1935,
+        "127.0.0.1",
+        60.0,
+        True,
+    )
+    assert RTMPSettings.from_config({}).gopCache is False
+    with pytest.raises(ConfigError, match=r"RTMP\.gopCache must be true or false"):
+        RTMPSettings.from_config({"RTMP.gopCache": "yes"})

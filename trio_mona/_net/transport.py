@@ -214,7 +214,31 @@ class Transport(Endpoint):
     def send_or_close(self, data: bytes, peer: str) -> bool:
         """Queue *data* as :meth:`send` does; past a limit (*peer*, e.g. "a listener",
         does not read what it is sent) close the connection now. False when nothing was
-        queued: closed already, or for this (a failed write closes it by itself)."""
+        queued: closed already, or for this (a failed write closes it by itself).
+
+        The fan-out's path (every frame to every player): with nothing queued and
+        writes going out at once, the socket is tried first, without the queue."""
+        sock = self._sock
+        if (
+            sock is not None
+            and not self.queue.items
+            and self.state is CONNECTED
+            and not self._flushing
+            and self.sockets.writes.immediate()
+        ):
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                return False
+            if sent:
+                self.sockets.bytes_sent += sent
+                self._last_send = time.monotonic()
+                if sent == len(data):
+                    return True
+                data = data[sent:]
         result = self.send(data)
         if result.__class__ is not tuple:
             return True

@@ -229,30 +229,28 @@ class ChunkStream:
             fmt = 3
         value = timestamp if fmt == 0 else timestamp - state.timestamp
         extended = value >= _EXTENDED if fmt <= 2 else state.delta >= _EXTENDED
-        field = _EXTENDED if extended else value
         if fmt <= 2:
             state.delta = value  # (a format 3 header repeats this field)
         state.timestamp, state.length, state.type_id, state.stream_id = (
             timestamp, length, type_id, stream_id)  # fmt: skip
         header = _basic(fmt, chunk_stream)
-        if fmt <= 2:
-            header += field.to_bytes(3, "big")
+        field = _EXTENDED if extended else value
+        # (one int for the message header's fields: timestamp, length, type)
         if fmt <= 1:
-            header += length.to_bytes(3, "big") + bytes((type_id,))
-        if fmt == 0:
-            header += stream_id.to_bytes(4, "little")
-        extension = value.to_bytes(4, "big") if extended and fmt <= 2 else b""
-        if extended and fmt == 3:
-            extension = state.delta.to_bytes(4, "big")
-        header += extension
-        size = self.out_chunk_size
-        parts = [*self._out, header, payload[:size]]
-        self._out = []
-        if length > size:
-            continuation = _basic(3, chunk_stream) + extension
-            for start in range(size, length, size):
-                parts += (continuation, payload[start : start + size])
-        return b"".join(parts)
+            header += (field << 32 | length << 8 | type_id).to_bytes(7, "big")
+            if fmt == 0:
+                header += stream_id.to_bytes(4, "little")
+        elif fmt == 2:
+            header += field.to_bytes(3, "big")
+        extension = b""
+        if extended:
+            extension = (value if fmt <= 2 else state.delta).to_bytes(4, "big")
+            header += extension
+        body = _chunked(payload, self.out_chunk_size, chunk_stream, extension)
+        if self._out:
+            out, self._out = self._out, []
+            return b"".join((*out, header, body))
+        return header + body
 
     def set_chunk_size(self, size: int) -> bytes:
         """Our chunk size from now on, and the message saying so."""
@@ -275,10 +273,37 @@ class ChunkStream:
         return data
 
 
+#: The one-byte basic headers, by format and chunk stream (2 to 63).
+_BASIC: Final = [[bytes(((fmt << 6) | stream,)) for stream in range(64)] for fmt in range(4)]
+
+
 def _basic(fmt: int, chunk_stream: int) -> bytes:
     if chunk_stream < 64:
-        return bytes(((fmt << 6) | chunk_stream,))
+        return _BASIC[fmt][chunk_stream]
     if chunk_stream < 320:
         return bytes((fmt << 6, chunk_stream - 64))
     value = chunk_stream - 64
     return bytes(((fmt << 6) | 1, value & 0xFF, value >> 8))
+
+
+#: The last payload :func:`_chunked` cut, with its cut: a frame fanned out to many
+#: players is cut once (the same object, chunk size and chunk stream give the same
+#: bytes; only each connection's first header differs).
+_last_cut: list[object] = [None, 0, 0, b"", b""]
+
+
+def _chunked(payload: bytes, size: int, chunk_stream: int, extension: bytes) -> bytes:
+    """*payload* as it follows a message's first header: cut in chunks of *size*,
+    each after a format 3 header."""
+    if len(payload) <= size:
+        return payload
+    last = _last_cut
+    if last[0] is payload and last[1] == size and last[2] == chunk_stream and last[3] == extension:
+        return last[4]  # type: ignore[return-value]
+    continuation = _basic(3, chunk_stream) + extension
+    parts = [payload[:size]]
+    for start in range(size, len(payload), size):
+        parts += (continuation, payload[start : start + size])
+    body = b"".join(parts)
+    last[:] = (payload, size, chunk_stream, extension, body)
+    return body

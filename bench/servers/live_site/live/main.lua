@@ -1,0 +1,1 @@
+-- The application /live that the benchmark's stream URLs name (rtmp://host/live/bench).
