@@ -245,3 +245,37 @@ async def test_a_client_that_chose_amf3_is_answered_in_amf3(tmp_path: Path) -> N
             # AMF3 integer (0x04 0x01).
             assert b"\x11\x0a" in payload
             assert b"\x03a\x04\x01" in payload
+
+
+CLOSER = """
+function onConnection(client)
+  function client:onPublish(publication) published = publication end
+  function client:onUnpublish(publication) unpublished = publication.name end
+  function client:stop() published:close("Publish.Error", "stopped by the application") end
+end
+"""
+
+
+async def test_closing_a_clients_publication_tells_its_publisher(tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "apps", "x = 1")
+    write_app(folder / "live", CLOSER)
+    async with trio_mona.open_runtime(folder, settings={"RTMP.port": "0"}) as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "rtmp")
+        async with await RTMPClient.open(port) as publisher:
+            await publisher.connect("live")
+            _, _, _, stream = await publisher.call("createStream")
+            await publisher.send("publish", None, "cam", "live", stream=int(stream))
+            assert (await publisher.command())[3][b"code"] == b"NetStream.Publish.Start"
+            await publisher.send("stop", None)
+            status = await publisher.command()
+            assert status[0] == b"onStatus"
+            assert (status[3][b"code"], status[3][b"description"], status[3][b"level"]) == (
+                b"NetStream.Publish.Error",
+                b"stopped by the application",
+                b"error",
+            )
+            await lua_until(rt, "return live.unpublished == 'cam'")
+            assert await lua(rt, "return mona.publications.count, live.published.running") == (
+                0,
+                False,
+            )

@@ -219,10 +219,27 @@ class RTMPRequests:
             flat += (listener.client or listener.table, listener.table)
         return self._bridge.sequence(flat)
 
-    def script_close(self, publication: Publication) -> None:
-        if isinstance(publication.publisher, bytes) and publication.running:
-            for listener in self.publications.unpublish(publication):
-                listener.receiver.unpublished(listener)
+    def script_close(self, publication: Publication, code: bytes | None = None,
+                     description: bytes | None = None) -> None:  # fmt: skip
+        """``publication:close([code, description])``: an application's own publication
+        stops; a client's stops too, its publisher told ``NetStream.CODE`` when a code
+        is given (its later media on that stream are ignored)."""
+        if not publication.running:
+            return
+        session = publication.publisher
+        if isinstance(session, RTMPSession):
+            stream = next((n for n, p in session.publishing.items() if p is publication), None)
+            if stream is None:
+                return
+            if code is not None:
+                text = code.decode("utf-8", "replace")
+                level = "error" if "Error" in text or "Failed" in text else "status"
+                why = (description or b"").decode("utf-8", "replace")
+                session.write(session.core.status(stream, f"NetStream.{text}", why, level))
+            self._unpublish(session, stream)
+            return
+        for listener in self.publications.unpublish(publication):
+            listener.receiver.unpublished(listener)
 
     def find(self, name: bytes) -> LuaTable | None:
         """``mona.publications[name]``."""

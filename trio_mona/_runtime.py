@@ -203,7 +203,9 @@ class Runtime:
                 publication, metadata
             ),
             "media_listeners": lambda publication: self._rtmp.listeners_of(publication),
-            "media_close": lambda publication: self._rtmp.script_close(publication),
+            "media_close": lambda publication, code, description: self._rtmp.script_close(
+                publication, code, description
+            ),
             "media_find": lambda name: self._rtmp.find(name),
             "media_names": lambda: self._rtmp.names(),
             "mail_send": self._mailer.send,

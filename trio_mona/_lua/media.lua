@@ -95,7 +95,16 @@ class("Publication", {
     own_publication(self, "flush")
     flush_event(self)
   end,
-  close = function(self) host.media_close(own_publication(self, "close")) end,
+  -- close([code, description]): a client's publication also tells its publisher,
+  -- with onStatus "NetStream." .. code when a code is given.
+  close = function(self, code, description)
+    local h = own_publication(self, "close")
+    if code ~= nil and type(code) ~= "string" then shared.argerror("close", 1, "string", code) end
+    if description ~= nil and type(description) ~= "string" then
+      shared.argerror("close", 2, "string", description)
+    end
+    host.media_close(h, code, description)
+  end,
 }, properties.Publication, media_get, {
   __tostring = function(t) return "Publication(" .. tostring(media_get(handle_of[t], "name")) .. ")" end,
 })
