@@ -85,8 +85,9 @@ end
 
 function onManage()
   if ingested and os.time() - last_datagram >= 5 then
-    NOTE("the UDP ingest has stopped")
-    ingested:close()
+    local stopped = ingested
     ingested = nil
+    stopped:close()
+    NOTE("the UDP ingest has stopped")
   end
 end
