@@ -4,6 +4,7 @@ send."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 
 import attrs
@@ -31,13 +32,22 @@ def http_port(runtime: Runtime) -> int:
 class HTTPClient:
     """One connection (``async with await HTTPClient.open(port) as client``)."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def open(cls, port: int, host: str = "127.0.0.1") -> HTTPClient:
-        return cls(await trio.open_tcp_stream(host, port))
+    async def open(
+        cls, port: int, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> HTTPClient:  # fmt: skip
+        """A connection (over TLS with *tls*, asking for *server_hostname*)."""
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if tls is not None:
+            stream = trio.SSLStream(stream, tls, server_hostname=server_hostname or host,
+                                    https_compatible=True)  # fmt: skip
+            await stream.do_handshake()
+        return cls(stream)
 
     async def __aenter__(self) -> HTTPClient:
         return self
@@ -71,7 +81,7 @@ class HTTPClient:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.stream.receive_some(65536))
+                self.h11.receive_data(bytes(await self.stream.receive_some(65536)))
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code

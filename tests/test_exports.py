@@ -49,6 +49,7 @@ async def test_runtime_shows_only_its_documented_members(tmp_path: Path) -> None
         "wait_for_exit",
         "expose",
         "call",
+        "reload_certificates",
     }
     for name in public:
         assert getattr(trio_mona.Runtime, name).__doc__, f"Runtime.{name} has no docstring"

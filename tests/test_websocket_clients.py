@@ -123,10 +123,10 @@ async def test_http_then_websocket_on_one_connection(tmp_path: Path) -> None:
 
             connection = WSConnection(ConnectionType.CLIENT)
             await http.stream.send_all(connection.send(Request(host="x", target="/")))
-            connection.receive_data(await http.stream.receive_some(65536))
+            connection.receive_data(bytes(await http.stream.receive_some(65536)))
             assert isinstance(next(connection.events()), AcceptConnection)
             await http.stream.send_all(connection.send(TextMessage(data='["hi"]')))
-            connection.receive_data(await http.stream.receive_some(65536))
+            connection.receive_data(bytes(await http.stream.receive_some(65536)))
             assert next(connection.events()).data == '["hi over WebSocket"]'  # type: ignore[attr-defined]
         await lua_until(runtime, "return mona.clients.count == 0")
         assert await lua(runtime, "return table.concat(log, ',')") == (

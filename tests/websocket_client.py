@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 
 import attrs
@@ -37,12 +38,14 @@ class Closed:
 class WSClient:
     """One WebSocket connection (``client = await WSClient.open(port, "/chat/")``)."""
 
-    def __init__(self, stream: trio.SocketStream, connection: WSConnection) -> None:
+    def __init__(self, stream: trio.abc.Stream, connection: WSConnection) -> None:
         self.stream = stream
         self.connection = connection
         self.extensions: list[str] = []
         self.pending: list[object] = []
         self.pongs: list[bytes] = []
+        #: The parts of a message still arriving.
+        self.partial: list[str | bytes | bytearray] = []
 
     @classmethod
     async def open(
@@ -53,9 +56,13 @@ class WSClient:
         compress: bool = False,
         headers: Sequence[tuple[str, str]] = (),
         first: bytes = b"",
+        tls: ssl.SSLContext | None = None,
     ) -> WSClient:
-        """Connect and upgrade (raises :class:`RefusedError` when refused)."""
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        """Connect (over TLS with *tls*) and upgrade (raises :class:`RefusedError` when
+        refused)."""
+        stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
+        if tls is not None:
+            stream = trio.SSLStream(stream, tls, server_hostname="127.0.0.1")
         connection = WSConnection(ConnectionType.CLIENT)
         extensions = [PerMessageDeflate()] if compress else []
         request = Request(host="127.0.0.1", target=target, extensions=extensions,
@@ -83,7 +90,7 @@ class WSClient:
 
     async def read(self) -> bool:
         data = await self.stream.receive_some(65536)
-        self.connection.receive_data(data or None)
+        self.connection.receive_data(bytes(data) or None)
         return bool(data)
 
     async def send_text(self, text: str) -> None:
@@ -104,10 +111,14 @@ class WSClient:
             while True:
                 while self.pending:
                     found = self.pending.pop(0)
-                    if isinstance(found, TextMessage):
-                        return found.data
-                    if isinstance(found, BytesMessage):
-                        return bytes(found.data)
+                    if isinstance(found, TextMessage | BytesMessage):  # (parts joined)
+                        self.partial.append(found.data)
+                        if not found.message_finished:
+                            continue
+                        parts, self.partial = self.partial, []
+                        if isinstance(found, TextMessage):
+                            return "".join(str(part) for part in parts)
+                        return b"".join(part for part in parts if not isinstance(part, str))
                     if isinstance(found, CloseConnection):
                         return Closed(found.code, found.reason or "")
                     if isinstance(found, Ping) and self.connection.state is ConnectionState.OPEN:

@@ -81,6 +81,11 @@ def _port_of(section: str) -> Callable[[str], list[str]]:
     return settings
 
 
+def _file_of(key: str) -> Callable[[str], list[str]]:
+    """``--certificate``/``--key FILE`` as the settings it stands for: both TLS ports'."""
+    return lambda text: [f"HTTPS.{key}={text}", f"RTMPS.{key}={text}"]
+
+
 def _workers(text: str) -> int:
     try:
         count = int(text)
@@ -119,6 +124,27 @@ def _parser() -> argparse.ArgumentParser:
         type=_port_of("RTMP"),
         metavar="[HOST:]PORT",
         help="serve RTMP encoders and players on this port (0: a free one; docs: clients/rtmp)",
+    )
+    run.add_argument(
+        "--https",
+        type=_port_of("HTTPS"),
+        metavar="[HOST:]PORT",
+        help="serve HTTP and WebSocket clients over TLS on this port (docs: clients/tls)",
+    )
+    run.add_argument(
+        "--rtmps",
+        type=_port_of("RTMPS"),
+        metavar="[HOST:]PORT",
+        help="serve RTMP encoders and players over TLS on this port (docs: clients/tls)",
+    )
+    run.add_argument(
+        "--certificate",
+        type=_file_of("certificate"),
+        metavar="FILE",
+        help="the TLS ports' certificate (PEM; with --key)",
+    )
+    run.add_argument(
+        "--key", type=_file_of("key"), metavar="FILE", help="the TLS ports' private key (PEM)"
     )
     run.add_argument("--log-level", type=_level, default=logging.INFO, metavar="LEVEL")
     run.add_argument("--lua", choices=ENGINES, default=None, help="Lua engine (default lua54)")
@@ -185,6 +211,13 @@ async def _statistics_on_signal(runtime: Runtime, supervisor: int | None) -> Non
                 tell_supervisor(supervisor, statistics_line(statistics))
 
 
+async def _certificates_on_signal(runtime: Runtime) -> None:
+    """On SIGHUP: the TLS ports' certificates read again (docs/clients/tls.rst)."""
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            runtime.reload_certificates()
+
+
 async def _serve(args: argparse.Namespace) -> int:
     # The signal handlers come first: a signal stops even a handler that never returns
     # (see _signals.py), and one during the start ends it with exit code 0.
@@ -208,6 +241,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
                     nursery.start_soon(on_exit)
                     nursery.start_soon(_statistics_on_signal, runtime, args.ready_fd)
+                    nursery.start_soon(_certificates_on_signal, runtime)
                     await stop.wait()
                     nursery.cancel_scope.cancel()
                 if runtime.exit_code is not None:
@@ -263,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         words, extra = words[:split], words[split + 1 :]
     args = _parser().parse_args(words)
     args.arguments = extra
-    for port in ("http", "rtmp"):
+    for port in ("http", "rtmp", "https", "rtmps", "certificate", "key"):
         if getattr(args, port, None):
             args.settings = [*getattr(args, port), *args.settings]  # (a --set wins)
     if args.command == "import-data":

@@ -216,7 +216,10 @@ class Executor:
             try:
                 return receive.receive_nowait()
             except trio.WouldBlock:
-                continue  # (a ready socket with nothing for Lua: a hang-up seen, a pause)
+                # (a ready socket with nothing for Lua: a hang-up seen, a pause, or a
+                # TLS handshake's step, whose answer it queued: written now)
+                self._writes.flush()
+                continue
 
     def stop_lua(self) -> None:
         """Run no more Lua: drop queued events and suspended coroutines."""

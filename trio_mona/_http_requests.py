@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING, Any
 from ._apps import Applications
 from ._clients.client import Client
 from ._clients.files import file_response, listing_response
-from ._clients.http_listener import NO_APPLICATION, HTTPListener
+from ._clients.http_listener import NO_APPLICATION, HTTPListener, HTTPSListener
 from ._clients.http_session import IDLE, RUNNING, HTTPSession
 from ._clients.publications import Listener, Publications
 from ._clients.replies import Answer, ErrorReply, FileReply, Listing, Reply, Upgraded
 from ._clients.websocket import WebSocketChannel
-from ._core.config import HTTPSettings, WebSocketSettings
+from ._core.config import HTTPSettings, TLSSettings, WebSocketSettings
 from ._core.events import Call, SessionClosed, SessionData
 from ._formats.json import flat_values
 from ._formats.tape import Tapes
 from ._lua.bindings import SocketBindings
 from ._lua.bridge import LuaBridge, LuaTable
+from ._net.certificates import Certificates
 from ._net.listener import configured_address
 from ._net.sockets import Sockets
 from ._net.transport import CONNECTED
@@ -85,6 +86,7 @@ class HTTPRequests:
         self._bindings = bindings
         self._parameters: LuaTable | None = None
         self.listener: HTTPListener | None = None
+        self.tls_listener: HTTPSListener | None = None
         #: Requests served, and those refused by status (400, 413, 431, 501).
         self.requests = 0
         self.refused: collections.Counter[int] = collections.Counter()
@@ -107,6 +109,25 @@ class HTTPRequests:
         listener.listen(target)
         self.listener = listener
         log.info("HTTP: serving on %s", listener.address.value if listener.address else "?")
+
+    def listen_tls(self, settings: TLSSettings) -> None:
+        """Open the ``[HTTPS]`` port, if configured: HTTP and WebSocket clients over TLS,
+        served as on the ``[HTTP]`` port.
+
+        Raises:
+            CertificateError: a certificate or key cannot be used.
+            AddressError: ``[HTTPS] host`` is no IP address.
+            OSError: the port cannot be bound.
+        """
+        if settings.port is None:
+            return
+        certificates = Certificates(settings.certificate, settings.key, settings.certificates,
+                                    alpn=("http/1.1",))  # fmt: skip
+        listener = HTTPSListener(self._sockets, NO_APPLICATION, http=self.settings,
+                                 on_answered=self.answered, certificates=certificates)  # fmt: skip
+        listener.listen(configured_address(settings.host, settings.port))
+        self.tls_listener = listener
+        log.info("HTTPS: serving on %s", listener.address.value if listener.address else "?")
 
     # -- the executor's events ---------------------------------------------------------
     def received(self, event: SessionData[HTTPSession]) -> None:
@@ -296,6 +317,8 @@ class HTTPRequests:
         properties *fields* (text in *charset*: HTTP's headers are latin-1), its
         parameters *parameters* (a protocol's settings)."""
         client = Client(session, app, query, protocol)
+        if session.tls is not None:  # (docs/clients/tls.rst: which port the client came by)
+            fields = [*fields, ("tls", session.tls.version or "")]
         flat: list[object] = []
         for name, value in fields:
             flat += (name.encode(charset, "replace"), value.encode(charset, "replace"))

@@ -23,14 +23,15 @@ from ._clients.client import Client
 from ._clients.http_listener import NO_APPLICATION
 from ._clients.publications import Listener, Publication, Publications
 from ._clients.replies import CloseReply, ErrorReply, Reply, Upgraded
-from ._clients.rtmp_listener import RTMPListener
+from ._clients.rtmp_listener import RTMPListener, RTMPSListener
 from ._clients.rtmp_session import RTMPSession
-from ._core.config import RTMPSettings
+from ._core.config import RTMPSettings, TLSSettings
 from ._core.events import RTMPClosed, RTMPData
 from ._formats import amf_tape
 from ._formats.amf import AMFError, decode, encode
 from ._formats.tape import Tapes
 from ._lua.bridge import LuaBridge, LuaTable
+from ._net.certificates import Certificates
 from ._net.listener import configured_address
 from ._net.sockets import Sockets
 from ._net.transport import CONNECTED
@@ -76,6 +77,7 @@ class RTMPRequests:
         self._parameters: LuaTable | None = None
         self.publications = publications
         self.listener: RTMPListener | None = None
+        self.tls_listener: RTMPSListener | None = None
         executor.route(RTMPData, self.received)
         executor.route(RTMPClosed, self.closed)
 
@@ -94,6 +96,24 @@ class RTMPRequests:
         listener.listen(target)
         self.listener = listener
         log.info("RTMP: serving on %s", listener.address.value if listener.address else "?")
+
+    def listen_tls(self, settings: TLSSettings) -> None:
+        """Open the ``[RTMPS]`` port, if configured: RTMP over TLS, served as on the
+        ``[RTMP]`` port.
+
+        Raises:
+            CertificateError: a certificate or key cannot be used.
+            AddressError: ``[RTMPS] host`` is no IP address.
+            OSError: the port cannot be bound.
+        """
+        if settings.port is None:
+            return
+        certificates = Certificates(settings.certificate, settings.key, settings.certificates)
+        listener = RTMPSListener(self._sockets, NO_APPLICATION, rtmp=self.settings,
+                                 certificates=certificates)  # fmt: skip
+        listener.listen(configured_address(settings.host, settings.port))
+        self.tls_listener = listener
+        log.info("RTMPS: serving on %s", listener.address.value if listener.address else "?")
 
     # -- the executor's events ---------------------------------------------------------
     def received(self, event: RTMPData[RTMPSession]) -> None:

@@ -31,6 +31,7 @@ from ._core.config import (
     HTTPSettings,
     RTMPSettings,
     Settings,
+    TLSSettings,
     WebSocketSettings,
     configs_table,
     full_config,
@@ -54,6 +55,7 @@ from ._lua.bridge import LuaBridge, LuaTable, check_host_table
 from ._lua.client_host import ClientHost
 from ._lua.files import AppFiles
 from ._lua.socket_host import SocketHost
+from ._net.certificates import CertificateError
 from ._net.hub import Hub
 from ._net.mail import Mailer
 from ._net.sockets import BoundAddress, Sockets
@@ -113,8 +115,11 @@ class Runtime:
         http: HTTPSettings | None = None,
         websocket: WebSocketSettings | None = None,
         rtmp: RTMPSettings | None = None,
+        https: TLSSettings | None = None,
+        rtmps: TLSSettings | None = None,
     ) -> None:
         self._apps_dir = apps_dir
+        self._tls_ports = (https or TLSSettings("HTTPS"), rtmps or TLSSettings("RTMPS"))
         self._settings = settings
         self._nursery = nursery
         self._blacklist = Blacklist()
@@ -386,7 +391,48 @@ class Runtime:
                 message = os_message(exc) if isinstance(exc, OSError) else str(exc)
                 where = f"{protocol.settings.host} port {protocol.settings.port}"
                 raise StartupError(f"{name}: cannot listen on {where}: {message}") from None
+        https, rtmps = self._tls_ports
+        served: tuple[tuple[TLSSettings, Callable[[TLSSettings], None]], ...] = (
+            (https, self._http.listen_tls), (rtmps, self._rtmp.listen_tls))  # fmt: skip
+        for tls, listen_tls in served:
+            try:
+                listen_tls(tls)
+            except CertificateError as exc:
+                raise StartupError(f"{tls.section}: {exc}") from None
+            except (OSError, AddressError) as exc:
+                message = os_message(exc) if isinstance(exc, OSError) else str(exc)
+                where = f"{tls.host} port {tls.port}"
+                raise StartupError(f"{tls.section}: cannot listen on {where}: {message}") from None
         self._nursery.start_soon(self._background)
+
+    def reload_certificates(self) -> None:
+        """Read the TLS ports' certificates again (the command line does on SIGHUP):
+        new connections get them, open ones keep theirs; a set that fails to load is
+        logged as an ERROR and the one in use stays (docs/clients/tls.rst)."""
+        self._reload_certificates(changed_only=False)
+
+    def _reload_certificates(self, *, changed_only: bool) -> None:
+        for name, listener in (("HTTPS", self._http.tls_listener),
+                               ("RTMPS", self._rtmp.tls_listener)):  # fmt: skip
+            certificates = listener.certificates if listener is not None else None
+            if certificates is None or (changed_only and not certificates.changed()):
+                continue
+            failure = None
+            try:
+                certificates.load()
+            except CertificateError as exc:
+                failure = str(exc)
+            if failure is None:
+                log.info("%s: certificates reloaded", name)
+            else:
+                log.error("%s: the certificates were not reloaded (the old ones stay): %s",
+                          name, failure)  # fmt: skip
+
+    async def _watch_certificates(self, interval: float) -> None:
+        """Reload the certificates whose files changed."""
+        while True:
+            await trio.sleep(interval)
+            self._reload_certificates(changed_only=True)
 
     def _load_data(self) -> None:
         """Open the store and load the ``data`` tree into Lua, before any application
@@ -427,6 +473,7 @@ class Runtime:
                 nursery.start_soon(self._persistence.retry_while_held, self._post_flush)
                 if settings.reload_interval:
                     nursery.start_soon(self._applications.watch, settings.reload_interval)
+                    nursery.start_soon(self._watch_certificates, settings.reload_interval)
                 if self._cluster is not None:
                     nursery.start_soon(self._cluster.run)
 
@@ -540,6 +587,8 @@ async def open_runtime(
         http = HTTPSettings.from_config(config)
         websocket = WebSocketSettings.from_config(config)
         rtmp = RTMPSettings.from_config(config)
+        https = TLSSettings.from_config(config, "HTTPS")
+        rtmps = TLSSettings.from_config(config, "RTMPS")
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     folder = _applications_folder(folder)
@@ -548,7 +597,16 @@ async def open_runtime(
     try:
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
-                folder, config, runtime_settings, nursery, smtp, http, websocket, rtmp
+                folder,
+                config,
+                runtime_settings,
+                nursery,
+                smtp,
+                http,
+                websocket,
+                rtmp,
+                https,
+                rtmps,
             )
             hubs.append(runtime._sockets.hub)
             for name, function in (expose or {}).items():

@@ -10,6 +10,7 @@ import attrs
 
 from .._core.addresses import SocketAddress
 from .._core.config import RTMPSettings
+from .._net.certificates import Certificates
 from .._net.listener import Listener
 from .http_listener import NO_APPLICATION
 from .rtmp_session import RTMPSession
@@ -22,8 +23,19 @@ class RTMPListener(Listener):
     kind: ClassVar[str] = "rtmp"
 
     rtmp: RTMPSettings = attrs.field(factory=RTMPSettings)
+    #: The ``[RTMPS]`` port's (None: plain RTMP).
+    certificates: Certificates | None = None
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> None:
         session = RTMPSession(self.sockets, NO_APPLICATION, server=self, rtmp=self.rtmp)
+        if self.certificates is not None:
+            session.tls = self.certificates.session()
         if session.accepted(sock, peer):
             self.open_connections += 1
+
+
+@attrs.define(eq=False, repr=False)
+class RTMPSListener(RTMPListener):
+    """The ``[RTMPS]`` port: RTMP over TLS (docs/clients/tls.rst)."""
+
+    kind: ClassVar[str] = "rtmps"

@@ -350,6 +350,47 @@ class RTMPSettings:
         return cls(**found)
 
 
+@attrs.frozen
+class TLSSettings:
+    """The ``[HTTPS]`` and ``[RTMPS]`` sections: a TLS port and its certificates
+    (docs/clients/tls.rst). Its clients are served as on the plain port (``[HTTP]``,
+    ``[RTMP]``: timeouts, limits)."""
+
+    section: str = "HTTPS"
+    #: None (absent, or ``false``): off; 0: a free port.
+    port: int | None = None
+    host: str = "127.0.0.1"
+    #: The certificate (chain) and its key, PEM files.
+    certificate: str | None = None
+    key: str | None = None
+    #: A folder of ``NAME.pem`` and ``NAME.key`` pairs, chosen by the name the client
+    #: asks for (SNI).
+    certificates: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, ConfigValue], section: str) -> TLSSettings:
+        """Read and check the keys of *section* (``HTTPS``, ``RTMPS``).
+
+        Raises:
+            ConfigError: a key has the wrong type, or the port has no certificate.
+        """
+        found = _entries(cls, config, section)
+        found.pop("section", None)
+        _port_and_host(found, section)
+        for name in ("certificate", "key", "certificates"):
+            if name in found:
+                found[name] = str(found[name]) or None
+        settings = cls(section, **found)
+        if bool(settings.certificate) != bool(settings.key):
+            raise ConfigError(f"{section}.certificate and {section}.key go together")
+        if settings.port is not None and not (settings.certificate or settings.certificates):
+            folder = f"{section}.certificates, a folder of NAME.pem and NAME.key"
+            raise ConfigError(
+                f"{section}.port needs {section}.certificate and {section}.key (or {folder})"
+            )
+        return settings
+
+
 def _port_and_host(found: dict[str, Any], section: str) -> None:
     """A protocol's ``port`` (absent or false: None, off; 0: a free one) and ``host``."""
     port = found.get("port")

@@ -39,6 +39,7 @@ from .dns import ResolveError, resolve_name
 from .endpoint import Endpoint
 from .hub import HANGUP
 from .tasks import INTERNAL_ERROR
+from .tls import TLS, TLSError
 from .writes import flush
 
 log = logging.getLogger("trio_mona")
@@ -86,6 +87,9 @@ class Transport(Endpoint):
     #: consumer kept (the Lua client's rest rule).
     inbound: Inbound = attrs.field(factory=Inbound)
     queue: SendQueue = attrs.field(default=attrs.Factory(_queue, takes_self=True))
+    #: Its TLS session (``tls.py``), set before it connects or serves: the queue then
+    #: holds records, and reads are decrypted before the consumer sees them.
+    tls: TLS | None = None
     #: Read by the executor on every read: an attribute (a property costs a call).
     state: State = State.IDLE
     _sock: socket.socket | None = None
@@ -193,6 +197,10 @@ class Transport(Endpoint):
         if room < 0 or spare < 0:
             refusal = queue.refusal(size, settings.hard_limit, settings.max_unsent)
             return None, (refusal or "send queue full").encode()
+        if self.tls is not None:
+            data = self.tls.encrypt(data)
+            if not data:  # (held until the handshake ends)
+                return room if room < spare else spare
         first = queue.push(data)
         if state is CONNECTED and not self._flushing:  # (enqueue's, on the hot path)
             self.sockets.writes.schedule(self, first)
@@ -203,6 +211,13 @@ class Transport(Endpoint):
     def enqueue(self, data: bytes) -> None:
         """Queue *data* with no limit (what the consumer checked already, e.g. within
         the room :meth:`send` gave) and see that it is written soon."""
+        if self.tls is not None:
+            data = self.tls.encrypt(data)
+            if not data:
+                return
+        self._enqueue_raw(data)
+
+    def _enqueue_raw(self, data: bytes) -> None:
         first = self.queue.push(data)
         if self.state is CONNECTED and not self._flushing:
             self.sockets.writes.schedule(self, first)
@@ -221,6 +236,7 @@ class Transport(Endpoint):
         sock = self._sock
         if (
             sock is not None
+            and self.tls is None
             and not self.queue.items
             and self.state is CONNECTED
             and not self._flushing
@@ -402,6 +418,7 @@ class Transport(Endpoint):
         if sock is None:
             return
         recv = sock.recv
+        tls = self.tls
         sockets = self.sockets
         deliver = sockets.deliver
         read_event = self.read_event
@@ -426,16 +443,43 @@ class Transport(Endpoint):
                 self._eof = True
                 self._wake_task()
                 return
-            inbound.unconsumed += size
-            self._last_receive = time.monotonic()
-            sockets.bytes_received += size
-            deliver(read_event(self, data))
+            if tls is None:
+                inbound.unconsumed += size
+                self._last_receive = time.monotonic()
+                sockets.bytes_received += size
+                deliver(read_event(self, data))
+            elif not self._decrypt(tls, data):
+                return
             # A short read emptied the kernel buffer: new data brings a new edge.
             if size < RECV_SIZE and not self._hangup:
                 self._ready = False
                 return
         if inbound.full:  # (else the send queue stopped it: the flusher resumes)
             inbound.paused = True
+
+    def _decrypt(self, tls: TLS, data: bytes) -> bool:
+        """Records read on a TLS connection: their plaintext to the consumer, TLS's
+        answers out. False when reading stops (TLS failed, or the peer ended it)."""
+        self._last_receive = time.monotonic()
+        self.sockets.bytes_received += len(data)
+        try:
+            plain, reply = tls.receive(data)
+        except TLSError as error:
+            log.info("%r: %s; closed", self, error)
+            self._ready = False
+            self._fail(str(error))
+            return False
+        if reply:
+            self._enqueue_raw(reply)
+        if plain:
+            self.inbound.unconsumed += len(plain)
+            self.sockets.deliver(self.read_event(self, plain))
+        if tls.ended:
+            self._ready = False
+            self._eof = True
+            self._wake_task()
+            return False
+        return True
 
     def wake(self, *, always: bool = False) -> None:
         """The idle limit may have changed: have the transport's task look at it again
@@ -518,6 +562,8 @@ class Transport(Endpoint):
                     continue
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._established(sock, candidate)
+                if self.tls is not None:  # (a TLS client speaks first)
+                    self._enqueue_raw(self.tls.start())
                 return
             except BaseException:
                 sock.close()
@@ -573,6 +619,10 @@ class Transport(Endpoint):
         """Flush within the linger time, close the socket, report the end once."""
         sock = self._sock
         try:
+            if sock is not None and self.tls is not None and self._error is None:
+                goodbye = self.tls.goodbye()  # (close_notify: the peer sees a clean end)
+                if goodbye:
+                    self.queue.push(goodbye)
             if sock is not None and self.queue.items:
                 with trio.move_on_after(self.sockets.settings.linger):
                     if not self._flushing:
