@@ -244,3 +244,24 @@ def test_workers_share_the_http_port(tmp_path: Path, port: int) -> None:
         assert server.stop() == 0
     finally:
         server.kill()
+
+
+def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+    """The supervisor passes SIGHUP on: each worker reads its certificates again."""
+    import trustme
+
+    issued = trustme.CA().issue_cert("127.0.0.1")
+    pem, key = tmp_path / "server.pem", tmp_path / "server.key"
+    issued.private_key_pem.write_to_path(str(key))
+    pem.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    server = Server(
+        tmp_path / "log", ECHO, "--workers", "2", "--data", ":memory:", "--set", "echo.port=0",
+        "--https", str(free_port()), "--certificate", str(pem), "--key", str(key),
+    )  # fmt: skip
+    try:
+        server.wait_for(r"worker \d INFO .*HTTPS: serving on", 2)
+        server.process.send_signal(signal.SIGHUP)
+        server.wait_for(r"worker \d INFO .*HTTPS: certificates reloaded", 2)
+        assert server.stop() == 0
+    finally:
+        server.kill()

@@ -88,6 +88,7 @@ class Supervisor:
         with catching_stop_signals(self._on_signal):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._statistics_on_signal)
+                nursery.start_soon(self._certificates_on_signal)
                 for worker in self._workers:
                     nursery.start_soon(self._keep_running, worker)
                 await self._stop.wait()
@@ -170,6 +171,14 @@ class Supervisor:
                         continue
                     worker.statistics = {k: int(values.get(k, 0)) for k in COUNTERS}
                     worker.answered.set()
+
+    async def _certificates_on_signal(self) -> None:
+        """On SIGHUP: every worker reads its TLS certificates again (docs/clients/tls.rst)."""
+        with trio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                for worker in self._workers:
+                    if worker.ready and worker.process is not None:
+                        worker.process.send_signal(signal.SIGHUP)
 
     async def _statistics_on_signal(self) -> None:
         """On SIGUSR1: every worker's statistics and their sum, in the log."""
