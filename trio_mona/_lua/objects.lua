@@ -297,11 +297,50 @@ local function owner_log(self, message)
   log_at(owner_of[self] or "", ERROR_LEVEL, 3, message)
 end
 
+-- The options of a TLS client socket: tls (boolean), sni (string), verify (boolean,
+-- default true), ca (a file); unknown keys are refused (a misspelt `verify` must not
+-- turn verification off silently).
+local CLIENT_TLS = { tls = "boolean", sni = "string", verify = "boolean", ca = "string" }
+-- After a one-argument address form, a table of options takes the second place: a
+-- plain table with keys (an empty one, or an object, stays an address argument).
+local function options_second(b, options)
+  return options == nil and type(b) == "table" and shared.raw_getmetatable(b) == nil
+    and shared.next(b) ~= nil
+end
+local function checked_options(method, options, allowed)
+  if options == nil then return {} end
+  if type(options) ~= "table" then argerror(method, 3, "table", options) end
+  for k, v in shared.next, options do
+    local want = allowed[k]
+    if want == nil then error(format("bad option '%s' to '%s'", tostring(k), method), 3) end
+    if type(v) ~= want then
+      error(format("bad option '%s' to '%s' (%s expected, got %s)", k, method, want, typename(v)), 3)
+    end
+  end
+  return options
+end
+local function tls_options(method, options)
+  local o = checked_options(method, options, CLIENT_TLS)
+  local verify = o.verify
+  if verify == nil then verify = true end
+  return o.tls == true, o.sni, verify, o.ca
+end
+local SERVER_TLS = { certificate = "string", key = "string" }
+local function server_tls_options(options)
+  local o = checked_options("start", options, SERVER_TLS)
+  return o.certificate, o.key
+end
+
 local tcp_client = self_checker("TCPClient")
 class("TCPClient", {
-  connect = function(self, a, b)
+  -- connect(address..., [options]): options.tls (and sni, verify, ca) for TLS
+  -- (docs: lua/tcp, "TLS").
+  connect = function(self, a, b, options)
     local h = tcp_client(self, "connect")
-    return host.tcp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true))
+    if options_second(b, options) then b, options = nil, b end
+    local tls, sni, verify, ca = tls_options("connect", options)
+    return host.tcp_connect(h, self, address_arg("connect", 1, a), address_arg("connect", 2, b, true),
+      tls, sni, verify, ca)
   end,
   send = tcp_client_send,
   disconnect = function(self)
@@ -317,9 +356,13 @@ class("TCPClient", {
 
 local tcp_server = self_checker("TCPServer")
 class("TCPServer", {
-  start = function(self, a, b)
+  -- start(address..., [options]): options.certificate and options.key for TLS.
+  start = function(self, a, b, options)
     local h = tcp_server(self, "start")
-    local ok, err = host.tcp_server_start(h, self, address_arg("start", 1, a), address_arg("start", 2, b, true))
+    if options_second(b, options) then b, options = nil, b end
+    local certificate, key = server_tls_options(options)
+    local ok, err = host.tcp_server_start(h, self, address_arg("start", 1, a), address_arg("start", 2, b, true),
+      certificate, key)
     if not ok then owner_log(self, err) end
     return ok
   end,

@@ -15,12 +15,16 @@ when it closes, so no cycle between the two garbage collectors outlives a connec
 
 from __future__ import annotations
 
+import os
+import ssl
 from typing import Any
 
 import attrs
 
-from .._core.addresses import LOCALHOST, AddressError, parse_target
+from .._core.addresses import LOCALHOST, AddressError, HostName, parse_target
+from .._core.errors import os_message
 from .._core.events import Closed, DataReceived, LuaObject
+from .tls import TLS, client_context
 from .transport import CONNECTED, CONNECTING, IDLE, Transport
 
 
@@ -33,8 +37,11 @@ class TCPConnection(Transport):
         return f"<TCPConnection {self.state.value} peer={peer}>"
 
     # -- Lua methods (synchronous, never wait) -------------------------------------
-    def connect(self, table: LuaObject, first: object, second: object) -> bytes | None:
-        """Start connecting; return None, or an error message when it cannot start."""
+    def connect(self, table: LuaObject, first: object, second: object, tls: bool = False,
+                sni: bytes | None = None, verify: bool = True,
+                ca: bytes | None = None) -> bytes | None:  # fmt: skip
+        """Start connecting (over TLS with *tls*: docs/lua/tcp.rst, "TLS"); return None,
+        or an error message when it cannot start."""
         if self.state is not IDLE:
             return b"already connected" if self.state is CONNECTED else b"connection in progress"
         try:
@@ -46,6 +53,18 @@ class TCPConnection(Transport):
         limit = self.sockets.settings.max_connections
         if limit and self.sockets.connection_count >= limit:
             return f"too many connections: {limit} open (trio_mona.max_connections)".encode()
+        self.tls = None
+        if tls:
+            if ca is not None and self.sockets.settings.sandbox:
+                return b"TLS: a CA file is not allowed in sandbox mode"
+            try:
+                context = client_context(os.fsdecode(ca) if ca else None, verify)
+            except (OSError, ssl.SSLError) as exc:
+                why = os_message(exc) if not isinstance(exc, ssl.SSLError) else exc.reason
+                return f"TLS: cannot use the CA file {os.fsdecode(ca or b'')}: {why}".encode()
+            host = target.host if isinstance(target, HostName) else target.host.value
+            name = sni.decode("utf-8", "replace") if sni else host
+            self.tls = TLS(context, server_side=False, server_hostname=name)
         self.table = table
         self.open(target)
         return None

@@ -4,6 +4,7 @@ accepted sockets become Lua TCP clients, each handed to the executor as an
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -12,6 +13,7 @@ import attrs
 from .._core.addresses import AddressError, SocketAddress, parse_target
 from .._core.errors import os_message
 from .._core.events import Accepted, LuaObject
+from .certificates import CertificateError, Certificates
 from .listener import Listener
 from .tcp import TCPConnection
 
@@ -23,14 +25,29 @@ class TCPServer(Listener):
     table: LuaObject | None = None
     #: What the Lua side made of the address (see Endpoint.memo).
     memo: dict[object, Any] = attrs.field(factory=dict)
+    #: Its connections speak TLS with these (``start``'s options; None: plain).
+    certificates: Certificates | None = None
 
     def __repr__(self) -> str:
         return f"<TCPServer {self._address.value if self._address else 'stopped'}>"
 
-    def start(self, table: LuaObject, first: object, second: object) -> tuple[bool, bytes | None]:
-        """Bind and listen; return ``(True, None)`` or ``(False, message)``."""
+    def start(self, table: LuaObject, first: object, second: object,
+              certificate: bytes | None = None,
+              key: bytes | None = None) -> tuple[bool, bytes | None]:  # fmt: skip
+        """Bind and listen (its connections over TLS with *certificate* and *key*:
+        docs/lua/tcp.rst, "TLS"); return ``(True, None)`` or ``(False, message)``."""
         if self._sock is not None:
             return False, f"TCPServer already running on {self._address.value}".encode()  # type: ignore[union-attr]
+        self.certificates = None
+        if certificate is not None or key is not None:
+            if self.sockets.settings.sandbox:
+                return False, b"cannot start TCPServer: TLS files are not allowed in sandbox mode"
+            if certificate is None or key is None:
+                return False, b"cannot start TCPServer: TLS needs both certificate and key"
+            try:
+                self.certificates = Certificates(os.fsdecode(certificate), os.fsdecode(key), None)
+            except CertificateError as exc:
+                return False, f"cannot start TCPServer: {exc}".encode()
         try:
             target = parse_target(first, second, default_host=self.sockets.wildcard)
         except AddressError as exc:
@@ -51,6 +68,8 @@ class TCPServer(Listener):
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> None:
         conn = TCPConnection(self.sockets, self.owner, server=self)
+        if self.certificates is not None:
+            conn.tls = self.certificates.session()
         if conn.accepted(sock, peer):
             self.open_connections += 1
             self.sockets.post(Accepted(self.table, self.owner, conn))

@@ -7,6 +7,7 @@ through the transport's queue like any bytes.
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 #: How much plaintext one read of the TLS object may return.
@@ -120,3 +121,20 @@ def _reason(error: ssl.SSLError) -> str:
         return f"TLS: certificate verify failed: {error.verify_message}"
     reason = error.reason or error.strerror or str(error)
     return f"TLS: {reason.lower().replace('_', ' ')}"
+
+
+@functools.lru_cache(maxsize=32)
+def client_context(ca: str | None, verify: bool) -> ssl.SSLContext:
+    """The context of a TLS client socket: the system's CAs (or the file *ca*) and the
+    host name checked, unless *verify* is false. (Kept: loading the CAs costs a few ms.)
+
+    Raises:
+        OSError: *ca* cannot be read.
+        ssl.SSLError: *ca* holds no certificate.
+    """
+    context = ssl.create_default_context(cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -1,0 +1,144 @@
+"""TLS for Lua's TCP sockets: ``client:connect(host, port, {tls = true, ...})`` and
+``server:start(address, {certificate =, key =})``, against Python's ``ssl`` over real
+loopback sockets, with certificates made by trustme (docs/lua/tcp.rst, "TLS")."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+from .helpers import lua, lua_until, running
+from .test_tls import certificate_files, client_context
+
+CLIENT = """
+client = mona:createTCPClient()
+received, closed_with = "", nil
+function client:onData(data) received = received .. data end
+function client:onDisconnection() closed_with = self.error or "clean" end
+"""
+
+
+async def tls_echo_server(ca: trustme.CA, folder: Path,
+                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+    """A TLS echo server on Python's ssl (trio.SSLStream), with a certificate of *ca*
+    for 127.0.0.1; it answers ``name:`` with the name the client asked for (SNI)."""
+    pem, key = certificate_files(ca, folder, "127.0.0.1", "echo.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem, key)
+    asked: list[str | None] = []  # (one client at a time: the last name is its)
+    context.sni_callback = lambda connection, name, _: asked.append(name)
+
+    async def echo(stream: trio.SocketStream) -> None:
+        secure = trio.SSLStream(stream, context, server_side=True)
+        try:
+            async for data in secure:
+                if data == b"name?":
+                    await secure.send_all(f"name:{asked[-1]}".encode())
+                else:
+                    await secure.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(echo, listeners)
+
+
+async def test_a_lua_client_speaks_tls_and_verifies(tmp_path: Path, ca: trustme.CA) -> None:
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(tls_echo_server, ca, tmp_path / "server")
+        async with running(tmp_path, CLIENT) as rt:
+            await lua(
+                rt, f'client:connect("127.0.0.1", {port}, {{tls = true, ca = "{tmp_path}/ca.pem"}})'
+            )
+            await lua(rt, 'client:send("hello over TLS")')
+            await lua_until(rt, 'return received == "hello over TLS"')
+            assert await lua(rt, "return client.connected") is True
+            await lua(rt, "client:disconnect()")
+            await lua_until(rt, "return closed_with ~= nil")
+            # The system's CAs do not know ours: the handshake fails, onDisconnection says why.
+            await lua(rt, 'received, closed_with = "", nil')
+            await lua(rt, f'client:connect("127.0.0.1:{port}", {{tls = true}})')
+            await lua_until(rt, "return closed_with ~= nil")
+            why = await lua(rt, "return closed_with")
+            assert why.startswith(b"TLS: certificate verify failed: ")
+            # verify = false: no check; sni: the name asked for.
+            await lua(rt, "closed_with = nil")
+            await lua(
+                rt,
+                f'client:connect("127.0.0.1", {port}, {{tls = true, verify = false, sni = "echo.test"}})',
+            )
+            await lua(rt, 'client:send("name?")')
+            await lua_until(rt, 'return received == "name:echo.test"')
+            await lua(rt, "client:disconnect()")
+        nursery.cancel_scope.cancel()
+
+
+async def test_bad_tls_options_are_refused_by_name(tmp_path: Path) -> None:
+    async with running(tmp_path, CLIENT) as rt:
+        errors = await lua(
+            rt,
+            """
+          local a = select(2, pcall(client.connect, client, "127.0.0.1", 1, {tls = true, verfy = false}))
+          local b = select(2, pcall(client.connect, client, "127.0.0.1", 1, {tls = "yes"}))
+          local c = client:connect("127.0.0.1", 1, {tls = true, ca = "/nonexistent/ca.pem"})
+          return a, b, c
+        """,
+        )
+        assert errors[0].endswith(b"bad option 'verfy' to 'connect'")
+        assert errors[1].endswith(b"bad option 'tls' to 'connect' (boolean expected, got string)")
+        assert errors[2].startswith(b"TLS: cannot use the CA file /nonexistent/ca.pem: ")
+
+
+SERVER = """
+server = mona:createTCPServer()
+function server:onConnection(client)
+  function client:onData(data) client:send("echo:" .. data) end
+end
+"""
+
+
+async def test_a_lua_server_serves_tls(tmp_path: Path, ca: trustme.CA) -> None:
+    pem, key = certificate_files(ca, tmp_path / "tls")
+    async with running(tmp_path, SERVER) as rt:
+        ok = await lua(
+            rt, f'return server:start("127.0.0.1", 0, {{certificate = "{pem}", key = "{key}"}})'
+        )
+        assert ok is True
+        port = await lua(rt, "return server.port")
+        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), client_context(ca),
+                                server_hostname="127.0.0.1")  # fmt: skip
+        with trio.fail_after(5):
+            await stream.send_all(b"hi")
+            assert await stream.receive_some(100) == b"echo:hi"
+        await stream.aclose()
+        await lua(rt, "server:stop()")
+        refused = await lua(rt, f'return server:start("127.0.0.1", 0, {{certificate = "{pem}"}})')
+        assert refused is False
+        missing = await lua(
+            rt, 'return server:start("127.0.0.1", 0, {certificate = "/no.pem", key = "/no.key"})'
+        )
+        assert missing is False
+
+
+async def test_sandboxed_apps_name_no_tls_files(tmp_path: Path) -> None:
+    async with running(tmp_path, CLIENT + SERVER, trio_mona__sandbox="true") as rt:
+        refused = await lua(
+            rt,
+            'return client:connect("127.0.0.1", 1, {tls = true, ca = "/etc/ssl/certs/ca-certificates.crt"})',
+        )
+        assert refused == b"TLS: a CA file is not allowed in sandbox mode"
+        assert (
+            await lua(rt, 'return server:start("127.0.0.1", 0, {certificate = "a", key = "b"})')
+            is False
+        )
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
