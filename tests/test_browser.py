@@ -26,7 +26,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.slow  # (starts a browser)
 
 
-def _chromium() -> Any:
+def _chromium(*extra: str) -> Any:
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.fail(
             "the browser tests need Debian's chromium and chromium-driver (.ci/run has them)"
@@ -37,7 +37,7 @@ def _chromium() -> Any:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=900,600",
-                     "--disable-dev-shm-usage", "--no-proxy-server"):  # fmt: skip
+                     "--disable-dev-shm-usage", "--no-proxy-server", *extra):  # fmt: skip
         options.add_argument(argument)
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
@@ -164,3 +164,52 @@ async def test_two_browsers_chat_over_websocket(browser: Any, second_browser: An
         await _in_thread(second_browser.close)  # (its window: the page goes)
         await _in_thread(lambda: _text_becomes(browser, "log", lambda t: "bob left" in t))
         assert await _in_thread(lambda: browser.find_element(By.ID, "users").text) == "ann"
+
+
+async def test_the_chat_over_https_and_wss(tmp_path: Path) -> None:
+    """The same page over TLS: Chromium trusts the test certificate's key (by its SPKI
+    hash, verification otherwise as usual) and the page's WebSocket is ``wss://``."""
+    import base64
+    import hashlib
+
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from selenium.webdriver.common.by import By
+
+    issued = trustme.CA().issue_cert("127.0.0.1")
+    pem, key = tmp_path / "server.pem", tmp_path / "server.key"
+    issued.private_key_pem.write_to_path(str(key))
+    pem.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    public = x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes()).public_key()
+    spki = public.public_bytes(serialization.Encoding.DER,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    settings = {"HTTPS.port": "0", "HTTPS.certificate": str(pem), "HTTPS.key": str(key)}
+    async with trio_mona.open_runtime(APPS / "webchat", settings=settings, data=":memory:") as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "https")
+        driver = await _in_thread(lambda: _chromium(f"--ignore-certificate-errors-spki-list={pin}"))
+        try:
+
+            def chat() -> tuple[str, str, bool]:
+                driver.get(f"https://127.0.0.1:{port}/")
+                _text_becomes(driver, "status", lambda t: t.startswith("connected"))
+                driver.find_element(By.ID, "name").send_keys("ann")
+                driver.find_element(By.ID, "join-button").click()
+                _text_becomes(driver, "users", lambda t: t == "ann")
+                driver.find_element(By.ID, "text").send_keys("over TLS")
+                driver.find_element(By.ID, "send").click()
+                log = _text_becomes(driver, "log", lambda t: "ann: over TLS" in t)
+                secure = driver.execute_script("return window.isSecureContext")
+                return driver.execute_script("return location.protocol"), log, secure
+
+            protocol, log, secure = await _in_thread(chat)
+            assert protocol == "https:"
+            assert secure is True
+            assert "ann: over TLS" in log
+            tls = await trio_mona.testing.run_lua(
+                rt, "for _, c in pairs(mona.clients) do return c.protocol, c.properties.tls end"
+            )
+            assert tls == (b"WebSocket", b"TLSv1.3")
+        finally:
+            await _in_thread(driver.quit)
