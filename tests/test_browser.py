@@ -16,6 +16,7 @@ import pytest
 import trio
 
 import trio_mona
+from trio_mona.testing import run_lua
 
 from .http_client import http_port
 
@@ -207,7 +208,7 @@ async def test_the_chat_over_https_and_wss(tmp_path: Path) -> None:
             assert protocol == "https:"
             assert secure is True
             assert "ann: over TLS" in log
-            tls = await trio_mona.testing.run_lua(
+            tls = await run_lua(
                 rt, "for _, c in pairs(mona.clients) do return c.protocol, c.properties.tls end"
             )
             assert tls == (b"WebSocket", b"TLSv1.3")
