@@ -209,7 +209,9 @@ async def test_the_chat_over_https_and_wss(tmp_path: Path) -> None:
             assert secure is True
             assert "ann: over TLS" in log
             tls = await run_lua(
-                rt, "for _, c in pairs(mona.clients) do return c.protocol, c.properties.tls end"
+                rt,
+                "for _, c in pairs(mona.clients) do "
+                "if c.protocol == 'WebSocket' then return c.protocol, c.properties.tls end end",
             )
             assert tls == (b"WebSocket", b"TLSv1.3")
         finally:
