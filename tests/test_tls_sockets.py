@@ -142,3 +142,35 @@ async def test_sandboxed_apps_name_no_tls_files(tmp_path: Path) -> None:
 @pytest.fixture
 def ca() -> trustme.CA:
     return trustme.CA()
+
+
+async def test_what_waits_for_the_handshake_counts_against_the_limits(tmp_path: Path) -> None:
+    """A peer that never answers the handshake: sends wait for it, within the hard
+    limit like queued bytes (not held without bound)."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    app = (
+        CLIENT
+        + f"""
+    assert(client:connect("127.0.0.1", {port}, {{tls = true, verify = false}}) == nil)
+    function fill()
+      local chunk = string.rep("x", 65536)
+      for i = 1, 100 do
+        local err = client:send(chunk)
+        if err then return i, err end
+      end
+      return 0
+    end
+    """
+    )
+    settings = {"trio_mona__soft_limit": "65536", "trio_mona__hard_limit": "524288"}
+    async with running(tmp_path, app, **settings) as rt:
+        peer, _ = await listener.accept()  # (it reads nothing, answers nothing)
+        await lua_until(rt, "return client.connected")
+        failed_at, error = await lua(rt, "return fill()")
+        assert 1 < failed_at <= 9
+        assert b"send queue full" in error
+        peer.close()
+    listener.close()

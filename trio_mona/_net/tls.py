@@ -34,8 +34,10 @@ class TLS:
         self.established = False
         #: The peer ended the TLS session (close_notify, or its end of the stream).
         self.ended = False
-        #: Plaintext sent before the handshake ended, sent when it does.
+        #: Plaintext sent before the handshake ended, sent when it does, and its size
+        #: (counted against the send limits as if queued).
         self._held: list[bytes] = []
+        self.held = 0
 
     @property
     def version(self) -> str | None:
@@ -65,6 +67,7 @@ class TLS:
             for held in self._held:
                 self._object.write(held)
             self._held.clear()
+            self.held = 0
         read = self._object.read
         while not self.ended:
             try:
@@ -86,6 +89,7 @@ class TLS:
         """*data* as records to send (b"" while the handshake goes on: it is held)."""
         if not self.established:
             self._held.append(bytes(data))
+            self.held += len(data)
             return b""
         self._object.write(data)
         return self._outgoing.read()

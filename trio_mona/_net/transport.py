@@ -192,6 +192,8 @@ class Transport(Endpoint):
         settings = self.sockets.settings
         queue = self.queue
         size = len(data)
+        if self.tls is not None:  # (what waits for the handshake counts as queued)
+            size += self.tls.held
         room = settings.hard_limit - queue.size - size
         spare = settings.max_unsent - queue.total.bytes - size
         if room < 0 or spare < 0:
