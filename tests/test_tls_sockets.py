@@ -126,17 +126,37 @@ async def test_a_lua_server_serves_tls(tmp_path: Path, ca: trustme.CA) -> None:
         assert missing is False
 
 
-async def test_sandboxed_apps_name_no_tls_files(tmp_path: Path) -> None:
-    async with running(tmp_path, CLIENT + SERVER, trio_mona__sandbox="true") as rt:
+async def test_sandboxed_apps_name_only_the_tls_files_the_configuration_names(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    pem, key = certificate_files(ca, tmp_path / "tls")
+    settings = {"trio_mona__sandbox": "true", "site__certificate": str(pem), "site__key": str(key)}
+    async with running(tmp_path, CLIENT + SERVER, **settings) as rt:
         refused = await lua(
             rt,
             'return client:connect("127.0.0.1", 1, {tls = true, ca = "/etc/ssl/certs/ca-certificates.crt"})',
         )
-        assert refused == b"TLS: a CA file is not allowed in sandbox mode"
+        assert (
+            refused
+            == b"TLS: /etc/ssl/certs/ca-certificates.crt is not named by the configuration (sandbox mode)"
+        )
         assert (
             await lua(rt, 'return server:start("127.0.0.1", 0, {certificate = "a", key = "b"})')
             is False
         )
+        started = await lua(
+            rt,
+            """return server:start("127.0.0.1", 0, {
+          certificate = mona.configs["site.certificate"], key = mona.configs["site.key"]})""",
+        )
+        assert started is True
+        port = await lua(rt, "return server.port")
+        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), client_context(ca),
+                                server_hostname="127.0.0.1")  # fmt: skip
+        with trio.fail_after(5):
+            await stream.send_all(b"sandboxed")
+            assert await stream.receive_some(100) == b"echo:sandboxed"
+        await stream.aclose()
 
 
 @pytest.fixture

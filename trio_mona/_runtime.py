@@ -126,6 +126,7 @@ class Runtime:
         self._files = AppFiles(apps_dir, confined=settings.sandbox)
         self._waits = Waits()
         self._sockets = sockets = Sockets(settings, nursery, self._blacklist)
+        sockets.configured_files = frozenset(v for v in config.values() if isinstance(v, str))
         self._bindings = SocketBindings(sockets)
         self._persistence = Persistence(sockets.writes)
         self._cluster: Cluster | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -79,6 +80,9 @@ class Sockets:
         self.settings = settings
         self.nursery = nursery
         self.blacklist = blacklist
+        #: The configuration's text values: in sandbox mode, the only TLS files an
+        #: application may name (docs/lua/tcp.rst, "TLS").
+        self.configured_files: frozenset[str] = frozenset()
         self.wildcard = _wildcard()
         self.hub = Hub()
         self.writes = Writes()
@@ -189,3 +193,14 @@ class Sockets:
         ]:
             if handle.owner == owner:
                 handle.unload()
+
+
+def tls_file_refused(sockets: Sockets, *paths: bytes | None) -> str | None:
+    """Why a sandboxed application may not name one of *paths* (a TLS file): only the
+    configuration's values may be named; None when every one may."""
+    if not sockets.settings.sandbox:
+        return None
+    for path in paths:
+        if path is not None and os.fsdecode(path) not in sockets.configured_files:
+            return f"{os.fsdecode(path)} is not named by the configuration (sandbox mode)"
+    return None

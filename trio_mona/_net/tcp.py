@@ -24,6 +24,7 @@ import attrs
 from .._core.addresses import LOCALHOST, AddressError, HostName, parse_target
 from .._core.errors import os_message
 from .._core.events import Closed, DataReceived, LuaObject
+from .sockets import tls_file_refused
 from .tls import TLS, client_context
 from .transport import CONNECTED, CONNECTING, IDLE, Transport
 
@@ -55,8 +56,9 @@ class TCPConnection(Transport):
             return f"too many connections: {limit} open (trio_mona.max_connections)".encode()
         self.tls = None
         if tls:
-            if ca is not None and self.sockets.settings.sandbox:
-                return b"TLS: a CA file is not allowed in sandbox mode"
+            refused = tls_file_refused(self.sockets, ca)
+            if refused is not None:
+                return f"TLS: {refused}".encode()
             try:
                 context = client_context(os.fsdecode(ca) if ca else None, verify)
             except (OSError, ssl.SSLError) as exc:

@@ -15,6 +15,7 @@ from .._core.errors import os_message
 from .._core.events import Accepted, LuaObject
 from .certificates import CertificateError, Certificates
 from .listener import Listener
+from .sockets import tls_file_refused
 from .tcp import TCPConnection
 
 
@@ -40,8 +41,9 @@ class TCPServer(Listener):
             return False, f"TCPServer already running on {self._address.value}".encode()  # type: ignore[union-attr]
         self.certificates = None
         if certificate is not None or key is not None:
-            if self.sockets.settings.sandbox:
-                return False, b"cannot start TCPServer: TLS files are not allowed in sandbox mode"
+            refused = tls_file_refused(self.sockets, certificate, key)
+            if refused is not None:
+                return False, f"cannot start TCPServer: {refused}".encode()
             if certificate is None or key is None:
                 return False, b"cannot start TCPServer: TLS needs both certificate and key"
             try:
