@@ -14,6 +14,9 @@ behind a suspended handler); it takes what it read through the transport's
 (:meth:`Transport.closed`); and it decides what happens past the send limits (the Lua
 client's ``send`` fails; a media listener will drop). The Lua TCP client (``tcp.py``)
 is one; protocol sessions are the next. The socket is read here and nowhere else.
+
+With :attr:`Transport.tls` set (``tls.py``) the same paths carry TLS: reads are
+decrypted before the consumer sees them, sends encrypted as they are queued.
 """
 
 from __future__ import annotations
