@@ -9,7 +9,8 @@ trustme; each runs on core 0, the load on core 1. Handshakes: ``openssl s_time -
 JSON calls: ``h2load --h1`` (Debian's ``nghttp2-client``), 100 keep-alive connections
 posting ``["sum", 2, 3]``, requests per second, over TLS and (for the ratio) in the
 clear. Bulk: ``servers/tls_echo`` (a Lua TCP echo, TLS by ``start``'s options) and the
-same echo in the clear, 256 MiB through one connection from Python's ``ssl``.
+same echo in the clear, 256 MiB through one connection from Python's ``ssl`` (one thread,
+non-blocking), with the server's CPU meanwhile.
 
     python bench/tls.py [--seconds 5] [--only NAME,...]
 """
@@ -19,16 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import selectors
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from live import cpu_seconds
 from suite import free_port, pinned, wait_listening
 
 HERE = Path(__file__).resolve().parent
@@ -135,8 +137,10 @@ def json_calls(port: int, seconds: float, tls: bool) -> float:
     return float(found.group(1))
 
 
-def bulk(tls: bool, size: int = 256 << 20) -> float:
-    """MB/s through one connection to the Lua echo (servers/tls_echo)."""
+def bulk(tls: bool, size: int = 256 << 20) -> tuple[float, float]:
+    """MB/s through one connection to the Lua echo (servers/tls_echo), and the server's
+    CPU (cores) meanwhile. The client is one thread on non-blocking sockets (an SSL
+    socket must not be read and written from two threads at once)."""
     ca_file, pem, key = certificates()
     port = free_port()
     settings = ["--set", f"bench.port={port}"]
@@ -145,32 +149,37 @@ def bulk(tls: bool, size: int = 256 << 20) -> float:
     process = start([sys.executable, "-m", "trio_mona", "run", str(HERE / "servers" / "tls_echo"),
                      *settings, "--log-level", "WARN", "--data", ":memory:"], port)  # fmt: skip
     try:
-        raw = socket.create_connection(("127.0.0.1", port))
-        sock: socket.socket = raw
+        sock = socket.create_connection(("127.0.0.1", port))
         if tls:
-            sock = ssl.create_default_context(cafile=str(ca_file)).wrap_socket(
-                raw, server_hostname="127.0.0.1"
-            )
-        chunk = b"x" * (64 << 10)
-        received = 0
-
-        def read() -> None:
-            nonlocal received
+            context = ssl.create_default_context(cafile=str(ca_file))
+            sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+        sock.setblocking(False)
+        chunk = memoryview(b"x" * (64 << 10))
+        sent = received = 0
+        cpu_before, started = cpu_seconds(process.pid), time.perf_counter()
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             while received < size:
-                data = sock.recv(1 << 20)
-                if not data:
-                    break
-                received += len(data)
-
-        reader = threading.Thread(target=read)
-        started = time.perf_counter()
-        reader.start()
-        for _ in range(size // len(chunk)):
-            sock.sendall(chunk)
-        reader.join()
+                selector.select(1.0)
+                while sent < size:
+                    try:
+                        sent += sock.send(chunk[: min(len(chunk), size - sent)])
+                    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                        break
+                while True:
+                    try:
+                        data = sock.recv(1 << 20)
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        break
+                    if not data:
+                        raise RuntimeError("the echo closed")
+                    received += len(data)
+                if sent >= size:
+                    selector.modify(sock, selectors.EVENT_READ)
         elapsed = time.perf_counter() - started
+        cpu = (cpu_seconds(process.pid) - cpu_before) / elapsed
         sock.close()
-        return received / elapsed / 1e6
+        return received / elapsed / 1e6, cpu
     finally:
         stop(process)
 
@@ -201,10 +210,12 @@ def main() -> None:
               f"{row['https calls/s']:7.0f}/s, in the clear {row['http calls/s']:7.0f}/s "
               f"(TLS/clear {ratio:.2f})", flush=True)  # fmt: skip
     if not options.only or "bulk" in options.only.split(","):
-        tls_rate, plain_rate = bulk(True), bulk(False)
-        results["bulk"] = {"tls MB/s": tls_rate, "plain MB/s": plain_rate}
-        print(f"bulk, one connection through the Lua echo: TLS {tls_rate:.0f} MB/s, "
-              f"plain {plain_rate:.0f} MB/s", flush=True)  # fmt: skip
+        (tls_rate, tls_cpu), (plain_rate, plain_cpu) = bulk(True), bulk(False)
+        results["bulk"] = {"tls MB/s": tls_rate, "plain MB/s": plain_rate,
+                           "tls cores": tls_cpu, "plain cores": plain_cpu}  # fmt: skip
+        print(f"bulk, one connection through the Lua echo: TLS {tls_rate:.0f} MB/s (server "
+              f"{tls_cpu:.2f} core), plain {plain_rate:.0f} MB/s (server {plain_cpu:.2f} core)",
+              flush=True)  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tls.json").write_text(json.dumps(results, indent=1))
 
