@@ -386,6 +386,11 @@ local function file_functions(env)
       cache["socket"], cache["socket.core"] = value, value
       return value
     end
+    if name == "ssl" then -- LuaSec's API over it (docs: lua/luasec)
+      value = api.ssl_module()
+      cache["ssl"] = value
+      return value
+    end
     local names = { name }
     if sub(name, -4) ~= ".lua" then names = { gsub(name, "%.", "/") .. ".lua", name .. ".lua" } end
     local file, source = host.read_source(candidates(env, names))

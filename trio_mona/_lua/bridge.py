@@ -48,6 +48,7 @@ _PRELUDE: Final = tuple(
         "servers.lua",
         "applications.lua",
         "socket.lua",
+        "luasec.lua",
         "clients.lua",
         "media.lua",
     )

@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 8 (after _lua/socket.lua): clients (docs:
+-- trio_mona's Lua prelude, part 9 (after _lua/luasec.lua): clients (docs:
 -- clients/http). A client is what an application sees of a browser connected over
 -- HTTP: its properties, its writer, the methods the application gives it, and the
 -- job that serves one request (onConnection when it is new, then the method, the

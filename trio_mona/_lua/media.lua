@@ -1,4 +1,4 @@
--- trio_mona's Lua prelude, part 9 (after _lua/clients.lua): publications and listeners
+-- trio_mona's Lua prelude, part 10 (after _lua/clients.lua): publications and listeners
 -- as Lua objects, and the client events of live media (docs: clients/rtmp):
 -- onPublish(publication) and onSubscribe(listener) may refuse (false, or an error: its
 -- message), onUnpublish and onUnsubscribe are told. Returns `shared`.

@@ -493,6 +493,31 @@ end
 for _, kind in pairs({ "master", "client", "server" }) do define("tcp", kind, tcp) end
 for _, kind in pairs({ "unconnected", "connected" }) do define("udp", kind, udp) end
 
+-- LuaSec's wrap (_lua/luasec.lua): a new object of class `mt` takes over the TCP
+-- client `old`'s handle; `old` is spent (it is no socket any more).
+local spent_methods = {}
+for name in pairs(tcp) do spent_methods[name] = function() return nil, "closed" end end
+spent_methods.close = function() return 1.0 end
+spent_methods.receive = function() return nil, "closed", "" end
+local spent_mt = { __index = spent_methods, __metatable = "tcp{client}",
+  __tostring = function(t) return "tcp{client}: " .. address_of[t] end }
+local function adopt(old, mt, kind)
+  local t = {}
+  address_of[t] = match(tostring(t), "0x%x+") or "0x0"
+  handle_of[t], family_of[t], serial_of[t] = handle_of[old], "tcp", serial_of[old]
+  client_handle[t] = handle_of[old]
+  handle_of[old], client_handle[old], serial_of[old], armed[old] = nil, nil, nil, nil
+  raw_setmetatable(old, spent_mt) -- (as LuaSec leaves it: every call answers "closed")
+  kind_of_mt[mt] = kind
+  raw_setmetatable(t, mt)
+  return t
+end
+shared.luasocket = {
+  tcp = tcp, check = check, until_done = until_done, string_arg = string_arg,
+  arg_error = arg_error, CLIENT = CLIENT, adopt = adopt, serial_of = serial_of,
+  close_later = close_later, address_of = address_of,
+}
+
 ---------------------------------------------------------------------------
 -- The module, one per application.
 ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 import resource
 import select
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -19,9 +20,10 @@ from typing import Any, Final
 import trio
 
 from .._core.events import TIMED_OUT
+from .._net import luasec
 from .._net.luasocket import LuaSocket, Parker
 from .._net.luasocket_options import LUA_TYPES, Answer, error_text, gai_text, port_number
-from .._net.sockets import Sockets
+from .._net.sockets import Sockets, tls_file_refused
 
 #: The families a Lua call names.
 FAMILIES: Final = {b"inet": socket.AF_INET, b"inet6": socket.AF_INET6, b"unspec": socket.AF_UNSPEC}
@@ -125,7 +127,49 @@ class SocketHost:
             "ls_gethostname": lambda: socket.gethostname().encode(),
             "ls_setsize": lambda: float(resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
             "ls_dns": self.dns,
+            "ls_tls_context": self.tls_context,
+            "ls_tls_wrap": self.tls_wrap,
+            "ls_tls_sni": self.tls_sni,
+            "ls_tls_handshake": LuaSocket.handshake,
+            "ls_tls_peer": lambda h: self._peer(h),
+            "ls_tls_verified": lambda h: bool(
+                h.secure is not None
+                and h.secure.established
+                and h.secure.context.verify_mode == ssl.CERT_REQUIRED
+            ),
         }
+
+    # -- LuaSec (require "ssl": docs/lua/luasec.rst) --------------------------------------
+    def tls_context(self, mode: bytes, protocol: bytes, verify_peer: bool,
+                    cafile: bytes | None, certificate: bytes | None,
+                    key: bytes | None) -> ssl.SSLContext | tuple[None, bytes]:  # fmt: skip
+        refused = tls_file_refused(self._sockets, cafile, certificate, key)
+        if refused is not None:
+            return None, refused.encode()
+        try:
+            return luasec.context(mode, protocol, verify_peer, cafile, certificate, key)
+        except luasec.ContextError as error:
+            return None, str(error).encode()
+
+    def tls_wrap(self, handle: LuaSocket, made: ssl.SSLContext) -> bool | tuple[None, bytes]:
+        """``ssl.wrap``: the connection speaks TLS from now on (after ``dohandshake``)."""
+        if handle.kind != "client" or handle.closed or handle.sock is None:
+            return None, b"closed"
+        if handle.secure is not None:
+            return None, b"already wrapped"
+        handle.secure = luasec.Secure(made, server_side=made.protocol == ssl.PROTOCOL_TLS_SERVER)
+        return True
+
+    def tls_sni(self, handle: LuaSocket, name: bytes) -> None:
+        if handle.secure is not None:
+            handle.secure.sni = name.decode("utf-8", "replace")
+
+    def _peer(self, handle: LuaSocket) -> Any:
+        found = handle.secure.peer() if handle.secure is not None else None
+        if found is None:
+            return None
+        return (found.pem, self._sequence(list(found.subject)), self._sequence(list(found.issuer)),
+                found.not_before, found.not_after, found.serial)  # fmt: skip
 
     # -- sockets ------------------------------------------------------------------
     def new(self, owner: bytes, kind: bytes, family: bytes) -> LuaSocket | tuple[None, bytes]:

@@ -32,7 +32,9 @@ from trio.lowlevel import notify_closing, wait_writable
 
 from .._core.addresses import SocketAddress
 from .._core.events import TIMED_OUT
+from . import luasec
 from .hub import HANGUP
+from .luasec import Secure
 from .luasocket_options import (
     Answer,
     address_of,
@@ -43,6 +45,7 @@ from .luasocket_options import (
     set_option,
 )
 from .luasocket_send import SEND_ROOM, Outgoing
+from .tls import TLSError
 
 if TYPE_CHECKING:
     from .sockets import Sockets
@@ -119,6 +122,9 @@ class LuaSocket:
     _selects: list[trio.Event] = attrs.field(factory=list)
     #: What sends queued (a TCP client).
     _outgoing: Outgoing | None = None
+    #: LuaSec's connection over this socket (``luasec.py``): set by ``ssl.wrap``; its
+    #: session starts at ``dohandshake``.
+    secure: Secure | None = None
 
     def __repr__(self) -> str:
         return f"<LuaSocket {self.kind}>"
@@ -438,6 +444,11 @@ class LuaSocket:
             self.sockets.bytes_received += size
             if size < RECV_SIZE and self._in_hub and not self._hangup:
                 self._ready = False  # a short read emptied the kernel buffer
+            if self.secure is not None:
+                failed = self._decrypted(data)
+                if failed is not None:
+                    return None, failed, self._take_partial(mode)
+                continue  # (the plaintext went to the buffer)
             if buffer:
                 buffer += data
             elif (mode == b"n" and size == count) or (
@@ -449,6 +460,30 @@ class LuaSocket:
             else:
                 self.buffer = buffer = bytearray(data)
                 self._scanned = 0
+
+    def _decrypted(self, data: bytes) -> bytes | None:
+        """Records read on a LuaSec connection: their plaintext into the buffer, TLS's
+        answers out; the error that ended it, if one did."""
+        secure = self.secure
+        assert secure is not None
+        try:
+            plain = secure.receive(data)
+        except TLSError as error:
+            self.eof = True
+            return luasec.message(error)
+        self._queue_raw(secure.take_output())
+        if plain:
+            self.buffer += plain
+        if secure.ended:
+            self.eof = True
+        return None
+
+    def _queue_raw(self, data: bytes) -> None:
+        if data:
+            if self._outgoing is None:
+                assert self.sock is not None
+                self._outgoing = Outgoing(self.sockets, self.sock)
+            self._outgoing.add(data)
 
     def _take(self, mode: bytes, count: int) -> bytes | None:
         """(``received`` counts what leaves the buffer, as LuaSocket's getstats.)"""
@@ -491,6 +526,8 @@ class LuaSocket:
         if outgoing is None:
             outgoing = self._outgoing = Outgoing(self.sockets, self.sock)
         size = len(data)
+        if self.secure is not None:
+            return self._send_secure(outgoing, data, done, first, timed_out)
         if done == 0 and outgoing.error is None and 0 < size <= SEND_ROOM - outgoing.size:
             outgoing.add(data)  # (the usual call: all of it fits)
             self.sent += size
@@ -512,6 +549,55 @@ class LuaSocket:
             done += take
             self.sent += take
         return (done,)
+
+    def _send_secure(self, outgoing: Outgoing, data: bytes, done: int, first: bool,
+                     timed_out: bool) -> Answer:  # fmt: skip
+        """A LuaSec connection's send: the rest of *data* as records, once the queue has
+        room (LuaSec counts the plaintext)."""
+        if outgoing.error is not None:
+            return None, outgoing.error, done
+        if outgoing.room <= 0:
+            outgoing.write_queued()
+            if outgoing.room <= 0 and outgoing.error is None:
+                if timed_out:
+                    return None, b"timeout", done
+                wait = self._wait_drained(outgoing, first)
+                return (*wait, done) if wait is not None else (None, b"timeout", done)
+        secure = self.secure
+        assert secure is not None
+        self._queue_raw(secure.encrypt(data[done:]))
+        self.sent += len(data) - done
+        return (len(data),)
+
+    def handshake(self, first: bool, timed_out: bool) -> Answer:
+        """LuaSec's ``dohandshake``: true once the handshake is over, an error, or a wait
+        for the peer's next bytes."""
+        secure = self.secure
+        if self.closed or self.sock is None or secure is None:
+            return None, b"closed"
+        self._queue_raw(secure.start())
+        while not secure.established:
+            if self.eof:
+                return None, secure.failure or b"closed"
+            if timed_out:
+                return None, b"timeout"
+            sock = self.sock
+            try:
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                self._ready = not self._in_hub
+                return self._wait_readable(first) or (None, b"timeout")
+            except OSError as exc:
+                return None, error_text(exc)
+            if not data:
+                self.eof = True
+                continue
+            self.sockets.bytes_received += len(data)
+            failed = self._decrypted(data)
+            if failed is not None:
+                secure.failure = failed
+                return None, failed
+        return (True,)
 
     def _wait_drained(self, outgoing: Outgoing, first: bool) -> Answer | None:
         drained = outgoing.drained

@@ -44,6 +44,14 @@ class TLS:
         """The protocol the handshake chose (``TLSv1.3``), once it is over."""
         return self._object.version()
 
+    def peer_der(self) -> bytes | None:
+        """The peer's certificate (DER), once the handshake is over."""
+        return self._object.getpeercert(binary_form=True) if self.established else None
+
+    def peer_fields(self) -> dict[str, object]:
+        """The peer's certificate as ``getpeercert`` reads it (empty unless verified)."""
+        return dict(self._object.getpeercert() or {}) if self.established else {}
+
     def start(self) -> bytes:
         """A client's first flight (its ClientHello), to send."""
         self._handshake()
