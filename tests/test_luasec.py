@@ -4,6 +4,7 @@ real loopback sockets, certificates by trustme (docs/lua/luasec.rst)."""
 from __future__ import annotations
 
 import shutil
+import ssl
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,109 @@ async def test_a_luasocket_server_serves_tls_through_luasec(tmp_path: Path, ca: 
             assert await stream.receive_some(100) == b"echo:hi\n"
         await lua_until(rt, "return done")
         assert await lua(rt, "return handshake") is True
+
+
+HTTPS_SCRIPT = """
+local https = require "ssl.https"
+local parts = {}
+local ok, code, headers, status = https.request{
+  url = URL, cafile = CAFILE, verify = "peer", protocol = "any",
+  method = "POST", headers = {["content-type"] = "application/json", ["content-length"] = "13"},
+  source = (function() local sent = false return function()
+    if sent then return nil end sent = true return '["sum", 2, 3]' end end)(),
+  sink = function(chunk) if chunk then parts[#parts + 1] = chunk end return 1 end,
+}
+emit(ok, code, headers and headers["content-type"], status)
+emit(table.concat(parts))
+parts = {}
+local ok2, code2, headers2 = https.request{url = URL .. "file.txt", cafile = CAFILE,
+  verify = "peer", sink = function(chunk) if chunk then parts[#parts + 1] = chunk end return 1 end}
+emit(ok2, code2, headers2["content-length"], (table.concat(parts):gsub("\\n", "|")))
+"""
+
+SITE = """
+function onConnection(client)
+  function client:sum(a, b) return { sum = a + b } end
+end
+"""
+
+
+async def test_https_request_as_the_real_luasec_makes_it(tmp_path: Path, ca: trustme.CA) -> None:
+    _real_luasec()
+    pem, key = certificate_files(ca, tmp_path / "tls")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "app").mkdir()
+    (apps / "app" / "main.lua").write_text("-- (inherits onConnection)")
+    (apps / "app" / "file.txt").write_text("a file\n")
+    (apps / "main.lua").write_text(SITE + PROLOGUE)
+    settings = {"HTTPS.port": "0", "HTTPS.certificate": str(pem), "HTTPS.key": str(key)}
+    async with trio_mona.open_runtime(apps, settings=settings, data=":memory:") as rt:
+        port = next(a.port for a in rt.bound_addresses if a.kind == "https")
+        globals_ = f'URL = "https://127.0.0.1:{port}/app/"\nCAFILE = "{tmp_path}/ca.pem"\n'
+        real = await trio.run_process(
+            ["lua5.4", "-"],
+            stdin=(PROLOGUE + globals_ + HTTPS_SCRIPT
+                   + "\nprint(table.concat(OUTPUT, '\\n'))\n").encode(),
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+        assert real.returncode == 0, real.stderr.decode()
+        expected = real.stdout.decode().splitlines()
+        await lua(
+            rt, globals_ + "coroutine.wrap(function()\n" + HTTPS_SCRIPT + "\nDONE = true end)()"
+        )
+        await lua_until(rt, "return DONE")
+        ours = (await lua(rt, "return table.concat(OUTPUT, '\\n')")).decode().splitlines()
+        assert ours == expected, (ours, expected)
+        assert expected[:2] == ["1 200 application/json HTTP/1.1 200 OK", '[{"sum":5}]']
+        # Verification is on by default (LuaSec's is off): the system's CAs refuse ours.
+        await lua(rt, "coroutine.wrap(function() refused = {require('ssl.https').request("
+                      f"'https://127.0.0.1:{port}/app/file.txt')}} end)()")  # fmt: skip
+        await lua_until(rt, "return refused ~= nil")
+        assert await lua(rt, "return refused[1], refused[2]") == (
+            None,
+            b"certificate verify failed",
+        )
+
+
+async def test_https_request_reads_a_chunked_body(tmp_path: Path, ca: trustme.CA) -> None:
+    """A body in chunks (a server that streams), read whole by https.request."""
+    pem, key = certificate_files(ca, tmp_path / "tls")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem, key)
+
+    async def answer(stream: trio.SocketStream) -> None:
+        secure = trio.SSLStream(stream, context, server_side=True)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await secure.receive_some(4096)
+        await secure.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                              b"X-Seen: " + request.split(b" ", 2)[1] + b"\r\n\r\n"
+                              b"5\r\nhello\r\n7\r\n, chunk\r\n0\r\n\r\n")  # fmt: skip
+        await secure.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, answer, listeners)
+        async with running(tmp_path, "x = 1") as rt:
+            await lua(
+                rt,
+                f"""coroutine.wrap(function()
+              local parts = {{}}
+              got = {{require("ssl.https").request{{url = "https://127.0.0.1:{port}/a/b?c=d",
+                cafile = "{tmp_path}/ca.pem",
+                sink = function(chunk) parts[#parts + 1] = chunk return 1 end}}}}
+              got.body = table.concat(parts)
+            end)()""",
+            )
+            await lua_until(rt, "return got ~= nil")
+            assert await lua(rt, "return got[1], got[2], got[3]['x-seen'], got.body") == (
+                1,
+                200,
+                b"/a/b?c=d",
+                b"hello, chunk",
+            )
+        nursery.cancel_scope.cancel()

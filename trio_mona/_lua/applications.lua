@@ -391,6 +391,11 @@ local function file_functions(env)
       cache["ssl"] = value
       return value
     end
+    if name == "ssl.https" then
+      value = api.ssl_https_module(path_of[env])
+      cache["ssl.https"] = value
+      return value
+    end
     local names = { name }
     if sub(name, -4) ~= ".lua" then names = { gsub(name, "%.", "/") .. ".lua", name .. ".lua" } end
     local file, source = host.read_source(candidates(env, names))

@@ -142,4 +142,132 @@ function api.ssl_module()
   return { _VERSION = VERSION, newcontext = newcontext, wrap = wrap }
 end
 
+-- ssl.https: LuaSec's https.request, an HTTP/1.1 client over a wrapped connection
+-- (docs: lua/luasec, "ssl.https"). Unlike LuaSec's it verifies the server by default.
+local concat, gsub, lower, tonumber = shared.concat, shared.gsub, shared.lower, shared.tonumber
+
+local function parse_url(url)
+  if type(url) ~= "string" then return nil, "invalid url" end
+  local scheme, authority, rest = match(url, "^(%a[%w+.-]*)://([^/?#]*)([^#]*)")
+  if scheme == nil then return nil, "invalid url" end
+  if lower(scheme) ~= "https" then return nil, "wrong scheme" end
+  local host, port = match(authority, "^%[([^%]]+)%]:?(%d*)$")
+  if host == nil then host, port = match(authority, "^([^:]+):?(%d*)$") end
+  if host == nil then return nil, "invalid url" end
+  return host, tonumber(port) or 443, rest ~= "" and rest or "/"
+end
+
+-- The response's body: by chunks, by length, or to the end; each piece to `sink`.
+local function read_body(conn, headers, sink)
+  if lower(headers["transfer-encoding"] or "") == "chunked" then
+    while true do
+      local line, err = conn:receive("*l")
+      if not line then return nil, err end
+      local size = tonumber(match(line, "^%s*(%x+)"), 16)
+      if size == nil then return nil, "invalid chunk size" end
+      if size == 0 then
+        repeat line, err = conn:receive("*l") until not line or line == ""
+        return line and 1 or nil, err
+      end
+      local chunk
+      chunk, err = conn:receive(size)
+      if not chunk then return nil, err end
+      sink(chunk)
+      conn:receive("*l")
+    end
+  end
+  local length = tonumber(headers["content-length"])
+  local body, err, partial
+  if length then body, err = conn:receive(length) else body, err, partial = conn:receive("*a") end
+  body = body or partial
+  if body and body ~= "" then sink(body) end
+  if length and err then return nil, err end
+  return 1
+end
+
+local function https_request(socket_module, req)
+  local host, port, target = parse_url(req.url)
+  if host == nil then return nil, port end
+  local sock = socket_module.tcp()
+  sock:settimeout(60)
+  local ok, err = sock:connect(host, port)
+  if not ok then sock:close(); return nil, err end
+  local conn
+  conn, err = wrap(sock, { mode = "client", protocol = req.protocol or "any",
+    verify = req.verify or "peer", cafile = req.cafile, certificate = req.certificate, key = req.key })
+  if conn == nil then sock:close(); return nil, err end
+  conn:sni(host)
+  ok, err = conn:dohandshake()
+  if not ok then conn:close(); return nil, err end
+  local method = req.method or "GET"
+  local lines = { method .. " " .. target .. " HTTP/1.1" }
+  local given = {}
+  for name, value in pairs(req.headers or {}) do
+    lines[#lines + 1] = name .. ": " .. value
+    given[lower(name)] = true
+  end
+  if not given.host then lines[#lines + 1] = "host: " .. host .. (port ~= 443 and ":" .. port or "") end
+  if not given.connection then lines[#lines + 1] = "connection: close" end
+  if not given["user-agent"] then lines[#lines + 1] = "user-agent: trio_mona" end
+  local body = ""
+  if req.source then
+    local parts = {}
+    repeat
+      local chunk = req.source()
+      parts[#parts + 1] = chunk
+    until chunk == nil
+    body = concat(parts)
+    if not given["content-length"] then lines[#lines + 1] = "content-length: " .. #body end
+  end
+  ok, err = conn:send(concat(lines, "\r\n") .. "\r\n\r\n" .. body)
+  if not ok then conn:close(); return nil, err end
+  local status
+  status, err = conn:receive("*l")
+  if not status then conn:close(); return nil, err end
+  local code = tonumber(match(status, "^HTTP/%d%.%d (%d%d%d)"))
+  if code == nil then conn:close(); return nil, "invalid status line" end
+  local headers = {}
+  while true do
+    local line
+    line, err = conn:receive("*l")
+    if not line then conn:close(); return nil, err end
+    if line == "" then break end
+    local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
+    if name then
+      name = lower(name)
+      headers[name] = headers[name] and headers[name] .. ", " .. value or value
+    end
+  end
+  local sink = req.sink or function() return 1 end
+  if method ~= "HEAD" and code ~= 204 and code ~= 304 and code >= 200 then
+    ok, err = read_body(conn, headers, sink)
+    if not ok then conn:close(); return nil, err end
+  end
+  sink(nil)
+  conn:close()
+  return 1, code, headers, status
+end
+
+function api.ssl_https_module(owner)
+  local socket_module = api.socket_module(owner)
+  local https = { PORT = 443, TIMEOUT = 60 }
+  -- request(url[, body]): the body, code, headers and status line; or the table form
+  -- (url, method, headers, source, sink, and the context's parameters): 1, code...
+  function https.request(url, body)
+    if type(url) == "table" then return https_request(socket_module, url) end
+    local parts = {}
+    local req = { url = url, sink = function(chunk) parts[#parts + 1] = chunk return 1 end }
+    if body ~= nil then
+      local sent = false
+      req.method = "POST"
+      req.headers = { ["content-type"] = "application/x-www-form-urlencoded" }
+      req.source = function() if sent then return nil end sent = true return body end
+    end
+    local ok, code, headers, status = https_request(socket_module, req)
+    if ok == nil then return nil, code end
+    return concat(parts), code, headers, status
+  end
+  return https
+end
+
 return shared
