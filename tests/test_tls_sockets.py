@@ -194,3 +194,59 @@ async def test_what_waits_for_the_handshake_counts_against_the_limits(tmp_path: 
         assert b"send queue full" in error
         peer.close()
     listener.close()
+
+
+def written(issued: trustme.LeafCert, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    pem, key = folder / "bad.pem", folder / "bad.key"
+    issued.private_key_pem.write_to_path(str(key))
+    pem.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    return pem, key
+
+
+async def tls_server_with(issued: trustme.LeafCert, folder: Path,
+                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+    """A TLS server with the certificate *issued* (that accepts and says nothing)."""
+    pem, key = await trio.to_thread.run_sync(written, issued, folder)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem, key)
+
+    async def hold(stream: trio.SocketStream) -> None:
+        secure = trio.SSLStream(stream, context, server_side=True)
+        try:
+            await secure.do_handshake()
+            await secure.receive_some(100)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(hold, listeners)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("expired", b"TLS: certificate verify failed: certificate has expired"),
+     ("wrong host", b"TLS: certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.1'.")],
+)  # fmt: skip
+async def test_an_expired_or_misnamed_certificate_is_refused(
+    tmp_path: Path, ca: trustme.CA, kind: str, reason: bytes
+) -> None:
+    import datetime
+
+    if kind == "expired":
+        past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+        issued = ca.issue_cert("127.0.0.1", not_before=past - datetime.timedelta(days=2),
+                               not_after=past)  # fmt: skip
+    else:
+        issued = ca.issue_cert("other.test")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(tls_server_with, issued, tmp_path / "server")
+        async with running(tmp_path, CLIENT) as rt:
+            await lua(
+                rt, f'client:connect("127.0.0.1", {port}, {{tls = true, ca = "{tmp_path}/ca.pem"}})'
+            )
+            await lua_until(rt, "return closed_with ~= nil")
+            assert await lua(rt, "return closed_with") == reason
+        nursery.cancel_scope.cancel()
