@@ -10,7 +10,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import trio
@@ -211,18 +211,19 @@ async def _statistics_on_signal(runtime: Runtime, supervisor: int | None) -> Non
                 tell_supervisor(supervisor, statistics_line(statistics))
 
 
-async def _certificates_on_signal(runtime: Runtime) -> None:
+async def _certificates_on_signal(runtime: Runtime, hangups: AsyncIterator[int]) -> None:
     """On SIGHUP: the TLS ports' certificates read again (docs/clients/tls.rst)."""
-    with trio.open_signal_receiver(signal.SIGHUP) as signals:
-        async for _ in signals:
-            runtime.reload_certificates()
+    async for _ in hangups:
+        runtime.reload_certificates()
 
 
 async def _serve(args: argparse.Namespace) -> int:
     # The signal handlers come first: a signal stops even a handler that never returns
     # (see _signals.py), and one during the start ends it with exit code 0.
     stop = trio.Event()
-    with catching_stop_signals(lambda signum: stop.set()) as received:
+    # (SIGHUP is caught from the start: one sent while the runtime starts waits for it)
+    with catching_stop_signals(lambda signum: stop.set()) as received, \
+            trio.open_signal_receiver(signal.SIGHUP) as hangups:  # fmt: skip
         try:
             async with open_runtime(
                 args.apps_dir,
@@ -241,7 +242,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
                     nursery.start_soon(on_exit)
                     nursery.start_soon(_statistics_on_signal, runtime, args.ready_fd)
-                    nursery.start_soon(_certificates_on_signal, runtime)
+                    nursery.start_soon(_certificates_on_signal, runtime, hangups)
                     await stop.wait()
                     nursery.cancel_scope.cancel()
                 if runtime.exit_code is not None:
