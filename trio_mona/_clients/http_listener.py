@@ -11,7 +11,6 @@ import attrs
 
 from .._core.addresses import SocketAddress
 from .._core.config import HTTPSettings
-from .._net.certificates import Certificates
 from .._net.listener import Listener
 from .http_session import HTTPSession
 
@@ -29,17 +28,12 @@ class HTTPListener(Listener):
     http: HTTPSettings = attrs.field(factory=HTTPSettings)
     #: Called in the executor when a session has answered a request (it serves the next).
     on_answered: Callable[[HTTPSession], None] | None = None
-    #: The ``[HTTPS]`` port's (None: plain HTTP).
-    certificates: Certificates | None = None
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> None:
         session = HTTPSession(
             self.sockets, NO_APPLICATION, server=self, http=self.http, on_answered=self.on_answered
         )
-        if self.certificates is not None:
-            session.tls = self.certificates.session()
-        if session.accepted(sock, peer):
-            self.open_connections += 1
+        self.serve(session, sock, peer)
 
 
 @attrs.define(eq=False, repr=False)

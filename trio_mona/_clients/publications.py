@@ -94,7 +94,6 @@ class Publication:
     audio_header: bytes | None = None
     listeners: list[Listener] = attrs.field(factory=list)
     last_time: int = 0
-    frames: int = 0
     #: Its publisher has not stopped.
     running: bool = True
     #: Its Lua object, once made (the client events' argument).
@@ -208,7 +207,6 @@ class Publications:
         then to every listener that can take it."""
         now = self.arrived(publication, type_id, timestamp, len(payload), ping)
         publication.last_time = timestamp
-        publication.frames += 1
         if type_id == VIDEO and is_video_header(payload):
             publication.video_header = payload
             self._everyone(publication, VIDEO, payload, now)

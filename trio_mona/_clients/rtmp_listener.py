@@ -10,7 +10,6 @@ import attrs
 
 from .._core.addresses import SocketAddress
 from .._core.config import RTMPSettings
-from .._net.certificates import Certificates
 from .._net.listener import Listener
 from .http_listener import NO_APPLICATION
 from .rtmp_session import RTMPSession
@@ -23,15 +22,10 @@ class RTMPListener(Listener):
     kind: ClassVar[str] = "rtmp"
 
     rtmp: RTMPSettings = attrs.field(factory=RTMPSettings)
-    #: The ``[RTMPS]`` port's (None: plain RTMP).
-    certificates: Certificates | None = None
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> None:
         session = RTMPSession(self.sockets, NO_APPLICATION, server=self, rtmp=self.rtmp)
-        if self.certificates is not None:
-            session.tls = self.certificates.session()
-        if session.accepted(sock, peer):
-            self.open_connections += 1
+        self.serve(session, sock, peer)
 
 
 @attrs.define(eq=False, repr=False)

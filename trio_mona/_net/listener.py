@@ -25,7 +25,9 @@ from .._core.addresses import LOCALHOST, SocketAddress, parse_target
 from .._core.errors import os_message
 
 if TYPE_CHECKING:
+    from .certificates import Certificates
     from .sockets import Sockets
+    from .transport import Transport
 
 log = logging.getLogger("trio_mona")
 
@@ -60,6 +62,9 @@ class Listener:
     owner: bytes
     #: Its accepted connections still open (trio_mona.max_server_connections).
     open_connections: int = 0
+    #: Its connections speak TLS with these (a TLS port, a Lua server started with a
+    #: certificate; None: plain).
+    certificates: Certificates | None = None
     _sock: socket.socket | None = None
     _address: SocketAddress | None = None
     _scope: trio.CancelScope | None = None
@@ -73,8 +78,19 @@ class Listener:
         return f"<{self.__class__.__name__} {where}>"
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> None:
-        """A connection passed every check: serve it (the owner's part)."""
+        """A connection passed every check: serve it (the owner's part, through
+        :meth:`serve`)."""
         raise NotImplementedError
+
+    def serve(self, conn: Transport, sock: socket.socket, peer: SocketAddress) -> bool:
+        """Serve the accepted *sock* with *conn* (over TLS when the listener has
+        certificates), counted among its open connections; False if it failed at once."""
+        if self.certificates is not None:
+            conn.tls = self.certificates.session()
+        if not conn.accepted(sock, peer):
+            return False
+        self.open_connections += 1
+        return True
 
     @property
     def running(self) -> bool:

@@ -26,8 +26,6 @@ class TCPServer(Listener):
     table: LuaObject | None = None
     #: What the Lua side made of the address (see Endpoint.memo).
     memo: dict[object, Any] = attrs.field(factory=dict)
-    #: Its connections speak TLS with these (``start``'s options; None: plain).
-    certificates: Certificates | None = None
 
     def __repr__(self) -> str:
         return f"<TCPServer {self._address.value if self._address else 'stopped'}>"
@@ -70,8 +68,5 @@ class TCPServer(Listener):
 
     def accepted(self, sock: socket.socket, peer: SocketAddress) -> None:
         conn = TCPConnection(self.sockets, self.owner, server=self)
-        if self.certificates is not None:
-            conn.tls = self.certificates.session()
-        if conn.accepted(sock, peer):
-            self.open_connections += 1
+        if self.serve(conn, sock, peer):
             self.sockets.post(Accepted(self.table, self.owner, conn))
